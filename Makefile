@@ -1,0 +1,42 @@
+# Kubernel: one install, one run, one test command.
+#   make run     start the local control plane (unless KUBECONFIG names a reachable cluster)
+#   make test    install everything, build or reuse the binaries, run the tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv binaries cluster cluster-down run test unit clean
+
+$(STAMP): pyproject.toml
+	@echo "[make] creating the virtual environment in $(VENV) and installing the project"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(STAMP)
+
+binaries:
+	@bash cluster/build.sh >/dev/null
+
+cluster: venv binaries
+	@$(PY) -m kubernel_testbed up
+
+cluster-down: venv
+	@$(PY) -m kubernel_testbed down
+
+run: cluster
+	@$(PY) -m kubernel_testbed env
+	@echo "# the control plane runs in the background; 'make cluster-down' stops it"
+	@echo "# try: source <($(PY) -m kubernel_testbed env) && kubectl get nodes"
+
+unit: venv
+	@$(PY) -m pytest -m "not integration" -q
+
+test: venv binaries
+	@$(PY) -m pytest
+
+clean: cluster-down
+	rm -rf .local $(VENV)

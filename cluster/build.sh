@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Build (or reuse) the local control-plane binaries from their Go modules.
+#
+#   cluster/build.sh            build what is missing, print the bin directory
+#
+# Binaries go to ${KUBERNEL_CACHE:-~/.cache/kubernel}/<versions>/bin, outside the
+# repository, and are never rebuilt once there. Go's build and module caches are
+# kept too, so an interrupted build resumes where it stopped.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+cache="${KUBERNEL_CACHE:-$HOME/.cache/kubernel}"
+bin="$cache/k8s-$KUBERNETES_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION/bin"
+mkdir -p "$bin"
+export GOFLAGS="-trimpath" GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
+
+log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# go build -v names each package as it compiles it; turn that into a counter so a
+# 20-minute build shows how far it is without flooding the log.
+progress() {
+  local what="$1" total="$2" n=0
+  while IFS= read -r line; do
+    case "$line" in
+      *" "*|"") printf '%s\n' "$line" >&2 ;;   # errors and notes pass through
+      *) n=$((n + 1)); if (( n % 100 == 0 )); then log "$what: $n/~$total packages compiled"; fi ;;
+    esac
+  done
+}
+
+build_k8s() {
+  local out="$bin/kubernel-k8s"
+  [[ -x "$out" ]] && return
+  local pkg="k8s.io/component-base/version" cpkg="k8s.io/client-go/pkg/version"
+  local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+  local ld="-s -w"
+  for p in "$pkg" "$cpkg"; do
+    ld+=" -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+  done
+  local total
+  total="$(cd "$here/k8s" && go list -deps . 2>/dev/null | wc -l)"
+  log "Kubernetes $KUBERNETES_VERSION (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl): compiling ~$total packages; the first build takes 15-30 min on 2 cores"
+  (cd "$here/k8s" && go build -v -ldflags "$ld" -o "$out.tmp" . 2>&1) | progress kubernetes "$total"
+  mv "$out.tmp" "$out"
+}
+
+go_install() {  # name module version
+  local name="$1" module="$2" version="$3"
+  [[ -x "$bin/$name" ]] && return
+  log "$name $version: go install $module@$version"
+  GOBIN="$bin.tmp" go install -v "$module@$version" 2>&1 | progress "$name" "?"
+  mv "$bin.tmp/$name" "$bin/$name"
+}
+
+build_k8s
+for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  ln -sf kubernel-k8s "$bin/$c"
+done
+go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
+go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+log "binaries ready in $bin"
+echo "$bin"

@@ -1,0 +1,2 @@
+"""The local Kubernetes test bed: etcd, kube-apiserver, kube-scheduler,
+kube-controller-manager and KWOK simulated nodes on loopback."""

@@ -1,0 +1,215 @@
+"""Start and stop the local control plane as background processes.
+
+``up`` is idempotent: a running test bed is reused. Each component runs in its
+own session with a pid file and a log under the state directory, so ``down``
+(or another shell) can stop them, and a test run can leave the test bed up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from . import components, pki
+from .settings import REPO_ROOT, TestbedSettings, bin_dir
+from .stages import render_kwok_config
+
+COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "imagesim"]
+
+
+def say(message: str) -> None:
+    print(f"[testbed {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.1) -> None:
+    """Poll ``check`` until it holds; raise with ``what`` when the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - not ready yet is any failure
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not ready after {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Testbed:
+    def __init__(self, settings: TestbedSettings) -> None:
+        self.settings = settings
+        self.layout = components.Layout(state=settings.state_dir, bin=bin_dir(settings.cache_dir))
+
+    # -- state -------------------------------------------------------------
+    def _pidfile(self, name: str) -> Path:
+        return self.layout.state / "run" / f"{name}.pid"
+
+    def log_path(self, name: str) -> Path:
+        return self.layout.state / "logs" / f"{name}.log"
+
+    def _pid(self, name: str) -> int | None:
+        try:
+            pid = int(self._pidfile(name).read_text())
+            os.kill(pid, 0)
+            return pid
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+
+    def running(self) -> bool:
+        return all(self._pid(n) for n in COMPONENTS) and self.layout.kubeconfig.exists()
+
+    def _ports(self) -> components.Ports:
+        return components.Ports(**json.loads((self.layout.state / "ports.json").read_text()))
+
+    # -- processes ---------------------------------------------------------
+    def _start(self, name: str, argv: list[str]) -> None:
+        self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
+        self._pidfile(name).parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path(name), "ab") as logfile:
+            proc = subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        self._pidfile(name).write_text(str(proc.pid))
+
+    def _alive(self, name: str) -> bool:
+        if self._pid(name) is None:
+            tail = self.log_path(name).read_text(errors="replace")[-2000:] if self.log_path(name).exists() else ""
+            raise RuntimeError(f"{name} exited; the end of {self.log_path(name)}:\n{tail}")
+        return True
+
+    def _ssl(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.layout.pki("ca.crt")))
+        ctx.load_cert_chain(str(self.layout.pki("admin.crt")), str(self.layout.pki("admin.key")))
+        return ctx
+
+    def _get(self, path: str) -> bytes:
+        url = f"https://127.0.0.1:{self._ports().apiserver}{path}"
+        with urllib.request.urlopen(url, context=self._ssl(), timeout=2) as resp:
+            return resp.read()
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        return subprocess.run(
+            [str(self.layout.bin / "kubectl"), f"--kubeconfig={self.layout.kubeconfig}", *args],
+            check=True, capture_output=True, text=True, input=input,
+        ).stdout
+
+    # -- lifecycle ---------------------------------------------------------
+    def build(self) -> None:
+        if not (self.layout.bin / "kubernel-k8s").exists() or not (self.layout.bin / "helm").exists():
+            say("building the control-plane binaries (cached after the first time)")
+        subprocess.run(["bash", str(REPO_ROOT / "cluster" / "build.sh")], check=True,
+                       stdout=subprocess.DEVNULL,
+                       env={**os.environ, "KUBERNEL_CACHE": str(self.settings.cache_dir)})
+
+    def up(self) -> None:
+        if self.running():
+            say(f"already running; kubeconfig: {self.layout.kubeconfig}")
+            return
+        self.build()
+        self.down(quiet=True)
+        started = time.monotonic()
+        state = self.layout.state
+        shutil.rmtree(state, ignore_errors=True)
+        (state / "pki").mkdir(parents=True)
+        say(f"starting the control plane in {state}")
+
+        keys = pki.generate()
+        for name, data in {
+            "ca.crt": keys.ca_cert, "serving.crt": keys.serving_cert, "serving.key": keys.serving_key,
+            "admin.crt": keys.admin_cert, "admin.key": keys.admin_key,
+            "sa.key": keys.service_account_key, "sa.pub": keys.service_account_pub,
+        }.items():
+            self.layout.pki(name).write_bytes(data)
+        ports = components.Ports(etcd_client=free_port(), etcd_peer=free_port(),
+                                 apiserver=free_port(), kwok=free_port())
+        (state / "ports.json").write_text(json.dumps(ports.__dict__))
+        self.layout.kubeconfig.write_text(components.kubeconfig(
+            keys.ca_cert, keys.admin_cert, keys.admin_key, ports.apiserver))
+        self.layout.kubeconfig.chmod(0o600)
+        self.layout.scheduler_config.write_text(components.scheduler_config(self.layout))
+        self.layout.kwok_config.write_text(render_kwok_config(self.settings.delays))
+
+        say("1/5 etcd")
+        self._start("etcd", components.etcd(self.layout, ports))
+        say("2/5 kube-apiserver")
+        self._start("kube-apiserver", components.kube_apiserver(self.layout, ports))
+        wait_for("kube-apiserver /readyz",
+                 lambda: self._alive("etcd") and self._alive("kube-apiserver") and self._get("/readyz") == b"ok",
+                 timeout=60)
+        say("3/5 kube-controller-manager and kube-scheduler")
+        self._start("kube-controller-manager", components.kube_controller_manager(self.layout))
+        self._start("kube-scheduler", components.kube_scheduler(self.layout))
+        say(f"4/5 KWOK with {self.settings.nodes.count} simulated nodes")
+        self._start("kwok", components.kwok(self.layout, ports))
+        self._start("imagesim", [sys.executable, "-m", "kubernel_testbed", "imagesim",
+                                 str(self.layout.kubeconfig)])
+        shape = self.settings.nodes
+        nodes = [components.node_manifest(i, shape.cpu, shape.memory, shape.gpus, shape.pods)
+                 for i in range(shape.count)]
+        self.kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
+        say("5/5 waiting for the nodes to be Ready and the default ServiceAccount")
+        wait_for("simulated nodes Ready", self._nodes_ready, timeout=60, interval=0.2)
+        wait_for("ServiceAccount default/default",
+                 lambda: all(self._alive(n) for n in COMPONENTS) and bool(
+                     self._get("/api/v1/namespaces/default/serviceaccounts/default")),
+                 timeout=60, interval=0.2)
+        say(f"ready in {time.monotonic() - started:.1f}s; kubeconfig: {self.layout.kubeconfig}")
+
+    def _nodes_ready(self) -> bool:
+        for name in COMPONENTS:
+            self._alive(name)
+        nodes = json.loads(self._get("/api/v1/nodes"))["items"]
+        ready = [n for n in nodes if any(c["type"] == "Ready" and c["status"] == "True"
+                                         for c in n.get("status", {}).get("conditions", []))]
+        return len(ready) >= self.settings.nodes.count
+
+    def down(self, quiet: bool = False) -> None:
+        stopped = []
+        for name in reversed(COMPONENTS):
+            pid = self._pid(name)
+            if pid is None:
+                continue
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self._pid(name):
+                time.sleep(0.05)
+            if self._pid(name):
+                os.killpg(pid, signal.SIGKILL)
+            self._pidfile(name).unlink(missing_ok=True)
+            stopped.append(name)
+        if stopped and not quiet:
+            say(f"stopped {', '.join(stopped)}")
+
+    def env(self) -> dict[str, str]:
+        return {"KUBECONFIG": str(self.layout.kubeconfig), "PATH": f"{self.layout.bin}:{os.environ.get('PATH', '')}"}
+
+
+def external_cluster_reachable() -> bool:
+    """True when KUBECONFIG names a cluster that answers: then nothing local starts."""
+    path = os.environ.get("KUBECONFIG")
+    if not path or not Path(path).exists():
+        return False
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        return False
+    result = subprocess.run([kubectl, "--request-timeout=5s", "get", "--raw=/readyz"],
+                            capture_output=True, text=True)
+    return result.returncode == 0

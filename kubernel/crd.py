@@ -1,0 +1,124 @@
+"""Generate the KernelSession CustomResourceDefinition from the pydantic model.
+
+``python -m kubernel.crd`` prints it; crds/kernelsessions.kubernel.io.yaml is its output
+and tests/unit/test_crd.py fails when the two differ.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from . import resource
+from .model import KernelSessionSpec, KernelSessionStatus
+
+_DROP = {"title", "$defs"}
+
+
+def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """Pydantic JSON Schema -> Kubernetes structural OpenAPI v3 schema."""
+    if "$ref" in schema:
+        target = copy.deepcopy(defs[schema["$ref"].rsplit("/", 1)[-1]])
+        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return _structural(merged, defs)
+    out: dict[str, Any] = {}
+    any_of = schema.get("anyOf")
+    if any_of:
+        variants = [v for v in any_of if v.get("type") != "null"]
+        if len(variants) == 1:
+            inner = _structural(variants[0], defs)
+            out.update(inner)
+            if len(variants) != len(any_of):
+                out["nullable"] = True
+        else:
+            raise ValueError(f"cannot express anyOf {any_of} structurally")
+    for key, value in schema.items():
+        if key in _DROP or key == "anyOf":
+            continue
+        if key == "properties":
+            out["properties"] = {k: _structural(v, defs) for k, v in value.items()}
+        elif key == "items":
+            out["items"] = _structural(value, defs)
+        elif key == "additionalProperties" and isinstance(value, dict):
+            out["additionalProperties"] = _structural(value, defs)
+        elif key == "additionalProperties":
+            continue  # structural schemas forbid unknown fields by pruning
+        elif key == "const":
+            out["enum"] = [value]
+        elif key == "default" and value is None:
+            continue
+        elif key == "format" and value == "date-time":
+            out["format"] = "date-time"
+        else:
+            out[key] = value
+    if out.get("type") == "object" and "properties" in out and "default" in out:
+        del out["default"]  # nested object defaults are filled field by field
+    return out
+
+
+def _schema(model: type) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    schema = _structural(raw, raw.get("$defs", {}))
+    schema.pop("description", None)
+    return schema
+
+
+def crd() -> dict[str, Any]:
+    spec = _schema(KernelSessionSpec)
+    spec["description"] = "What the session runs: the fields of the create request."
+    status = _schema(KernelSessionStatus)
+    status["description"] = "What the operator observed; written only by the operator and the API."
+    columns = [
+        {"name": "Session", "type": "string", "jsonPath": ".spec.sessionId", "description": "Client session token"},
+        {"name": "Owner", "type": "string", "jsonPath": ".spec.owner.accessKey", "description": "Owner access key"},
+        {"name": "Image", "type": "string", "jsonPath": ".spec.image", "description": "Requested image"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Lifecycle phase"},
+        {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "description": "Reason of the last event"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{resource.PLURAL}.{resource.GROUP}",
+            "labels": {resource.LABEL_PART_OF: "kubernel", resource.LABEL_MANAGED_BY: "kubernel"},
+        },
+        "spec": {
+            "group": resource.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": resource.KIND, "plural": resource.PLURAL, "singular": resource.SINGULAR,
+                "shortNames": resource.SHORT_NAMES, "categories": ["kubernel"],
+            },
+            "versions": [{
+                "name": resource.VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": columns,
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "description": "A compute session (\"kernel\") of the Backend.AI API, run as Pods.",
+                    "required": ["spec"],
+                    "properties": {
+                        "apiVersion": {"type": "string", "description": "APIVersion of the object."},
+                        "kind": {"type": "string", "description": "Kind of the object."},
+                        "metadata": {"type": "object"},
+                        "spec": spec,
+                        "status": status,
+                    },
+                }},
+            }],
+        },
+    }
+
+
+def render() -> str:
+    header = "# Generated from kubernel/model.py by `python -m kubernel.crd`; do not edit.\n"
+    return header + yaml.safe_dump(crd(), sort_keys=False, width=120)
+
+
+if __name__ == "__main__":
+    print(render(), end="")

@@ -1,0 +1,81 @@
+"""The lifecycle vocabulary: event names, reasons, results and phases.
+
+This is the one place the words are defined; docs/lifecycle.md explains them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class LifecycleEvent(StrEnum):
+    PREPARING = "kernel_preparing"
+    PULLING = "kernel_pulling"
+    CREATING = "kernel_creating"
+    STARTED = "kernel_started"
+    TERMINATED = "kernel_terminated"
+
+
+# Start-up events in the order they happen; pulling is skipped when the node
+# already has the image.
+STARTUP_ORDER: tuple[LifecycleEvent, ...] = (
+    LifecycleEvent.PREPARING, LifecycleEvent.PULLING, LifecycleEvent.CREATING, LifecycleEvent.STARTED,
+)
+
+
+class Reason(StrEnum):
+    """Short kebab-case words; Backend.AI's own where one fits."""
+
+    NONE = ""  # an ordinary first start-up step
+    RESTARTING = "restarting"  # start-up steps replayed by a restart
+    USER_REQUESTED = "user-requested"  # DELETE /kernel/:id, or kubectl delete
+    FORCE_TERMINATED = "force-terminated"  # DELETE with forced=true by an admin
+    SELF_TERMINATED = "self-terminated"  # the process ended, or the Pod vanished behind our back
+    IDLE_TIMEOUT = "idle-timeout"  # no access for the idle timeout
+    FAILED_TO_START = "failed-to-start"  # unschedulable past the start deadline
+    FAILED_TO_CREATE = "failed-to-create"  # the Pods could not be created
+    TASK_FINISHED = "task-finished"  # batch: exit code 0
+    TASK_FAILED = "task-failed"  # batch: non-zero exit code
+    IMAGE_PULL_FAILED = "image-pull-failed"  # ours: ErrImagePull / ImagePullBackOff
+    EVICTED = "evicted"  # ours: the kubelet or the eviction API removed the Pod
+    OOM_KILLED = "oom-killed"  # ours: the container exceeded its memory limit
+    VOLUME_NOT_FOUND = "volume-not-found"  # ours: a mount names a missing PersistentVolumeClaim
+    UNKNOWN = "unknown"
+
+
+class Result(StrEnum):
+    UNDEFINED = "UNDEFINED"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    PREPARING = "Preparing"
+    PULLING = "Pulling"
+    CREATING = "Creating"
+    RUNNING = "Running"
+    RESTARTING = "Restarting"
+    TERMINATING = "Terminating"
+    TERMINATED = "Terminated"
+
+
+PHASE_AFTER: dict[LifecycleEvent, Phase] = {
+    LifecycleEvent.PREPARING: Phase.PREPARING,
+    LifecycleEvent.PULLING: Phase.PULLING,
+    LifecycleEvent.CREATING: Phase.CREATING,
+    LifecycleEvent.STARTED: Phase.RUNNING,
+    LifecycleEvent.TERMINATED: Phase.TERMINATED,
+}
+
+# What the REST API reports as `status` (Backend.AI's KernelStatus words).
+API_STATUS: dict[Phase, str] = {
+    Phase.PENDING: "PENDING",
+    Phase.PREPARING: "PREPARING",
+    Phase.PULLING: "PULLING",
+    Phase.CREATING: "BUILDING",
+    Phase.RUNNING: "RUNNING",
+    Phase.RESTARTING: "RESTARTING",
+    Phase.TERMINATING: "TERMINATING",
+    Phase.TERMINATED: "TERMINATED",
+}

@@ -1,0 +1,57 @@
+"""Identity of the KernelSession resource: API group, names, labels."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+GROUP = "kubernel.io"
+VERSION = "v1alpha1"
+KIND = "KernelSession"
+PLURAL = "kernelsessions"
+SINGULAR = "kernelsession"
+SHORT_NAMES = ["ks"]
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Labels on everything the operator creates (Kubernetes recommended labels).
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+MANAGED_BY = "kubernel"
+# Our own labels: selectable facts about the session.
+LABEL_SESSION = f"{GROUP}/session"  # the KernelSession's name
+LABEL_ACCESS_KEY = f"{GROUP}/access-key"
+LABEL_DOMAIN = f"{GROUP}/domain"
+LABEL_GROUP = f"{GROUP}/group"
+LABEL_ROLE = f"{GROUP}/kernel-role"  # main | sub
+LABEL_INDEX = f"{GROUP}/kernel-index"  # 0 = main
+LABEL_RESTART = f"{GROUP}/restart"  # the restart generation a Pod belongs to
+
+FINALIZER = f"{GROUP}/cleanup"
+# Set by whoever deletes a KernelSession to say why (user-requested when absent).
+ANNOTATION_TERMINATION_REASON = f"{GROUP}/termination-reason"
+
+_NOT_DNS = re.compile(r"[^a-z0-9-]+")
+_LABEL_VALUE_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def session_name(access_key: str, token: str) -> str:
+    """The KernelSession's name for (owner access key, client session token).
+
+    Deterministic, so two concurrent creates of one token collide at the API
+    server and exactly one wins. The readable prefix is the lower-cased token;
+    the hash of the exact pair keeps ``Abc`` and ``abc`` (or two owners) apart.
+    The result is a DNS-1123 label of at most 45 characters, leaving room for
+    Pod suffixes.
+    """
+    digest = hashlib.sha256(f"{access_key}\0{token}".encode()).hexdigest()[:10]
+    slug = _NOT_DNS.sub("-", token.lower()).strip("-")[:32].strip("-")
+    return f"{slug}-{digest}" if slug else f"ks-{digest}"
+
+
+def label_value(value: str) -> str:
+    """A label-safe rendering of a free-form value (access keys, group names)."""
+    cleaned = _LABEL_VALUE_UNSAFE.sub("_", value)[:63].strip("_.-")
+    return cleaned or "_"

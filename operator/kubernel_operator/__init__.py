@@ -1,0 +1,1 @@
+"""The Kubernel operator: runs KernelSessions as Pods (kopf)."""

@@ -1,0 +1,123 @@
+"""Pure builders: a KernelSession -> its Pods and headless Service manifests."""
+
+from __future__ import annotations
+
+import posixpath
+
+from kubernel import resource as r
+from kubernel.images import ResolvedImage
+from kubernel.model import KernelSessionSpec, Mount
+
+HOME = "/home/work"
+KERNEL_CONTAINER = "kernel"
+
+
+def pod_name(session: str, restart: int, index: int) -> str:
+    """``<session>-r<restart>-<index>``; index 0 is the main kernel. A restart
+    gets new names so the new Pods never wait for the old ones to go."""
+    return f"{session}-r{restart}-{index}"
+
+
+def hostname(index: int) -> str:
+    return "main" if index == 0 else f"sub{index}"
+
+
+def mount_path(mount: Mount) -> str:
+    if not mount.path:
+        return posixpath.join(HOME, mount.name)
+    return mount.path if mount.path.startswith("/") else posixpath.join(HOME, mount.path)
+
+
+def session_labels(name: str, spec: KernelSessionSpec) -> dict[str, str]:
+    return {
+        r.LABEL_NAME: "kernel",
+        r.LABEL_INSTANCE: name,
+        r.LABEL_PART_OF: "kubernel",
+        r.LABEL_MANAGED_BY: r.MANAGED_BY,
+        r.LABEL_SESSION: name,
+        r.LABEL_ACCESS_KEY: r.label_value(spec.owner.access_key),
+        r.LABEL_DOMAIN: r.label_value(spec.owner.domain),
+        r.LABEL_GROUP: r.label_value(spec.owner.group),
+    }
+
+
+def command_for(spec: KernelSessionSpec, image: ResolvedImage) -> list[str]:
+    if spec.type == "batch" and spec.startup_command:
+        return ["/bin/sh", "-c", spec.startup_command]
+    return list(image.command)
+
+
+def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: int) -> dict:
+    """The Pod of kernel ``index`` (0 = main) of session ``name`` (no owner yet: kopf.adopt sets it)."""
+    restart = spec.restart_count
+    res = spec.resources
+    limits: dict[str, str] = {"cpu": res.cpu, "memory": res.memory}
+    if res.gpu:
+        limits["nvidia.com/gpu"] = str(res.gpu)
+    env = [{"name": k, "value": v} for k, v in sorted(spec.environ.items())]
+    env += [
+        {"name": "BACKENDAI_SESSION_ID", "value": spec.session_id},
+        {"name": "BACKENDAI_KERNEL_ROLE", "value": "main" if index == 0 else "sub"},
+        {"name": "BACKENDAI_CLUSTER_SIZE", "value": str(spec.cluster_size)},
+        {"name": "BACKENDAI_CLUSTER_HOST", "value": hostname(index)},
+    ]
+    volumes = [{"name": f"vfolder-{i}", "persistentVolumeClaim": {"claimName": m.name}}
+               for i, m in enumerate(spec.mounts)]
+    mounts = [{"name": f"vfolder-{i}", "mountPath": mount_path(m)} for i, m in enumerate(spec.mounts)]
+    labels = {**session_labels(name, spec), r.LABEL_COMPONENT: "kernel",
+              r.LABEL_ROLE: "main" if index == 0 else "sub", r.LABEL_INDEX: str(index),
+              r.LABEL_RESTART: str(restart)}
+    pod: dict = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod_name(name, restart, index), "labels": labels},
+        "spec": {
+            "restartPolicy": "Never",  # a kernel that exits ends its session
+            "hostname": hostname(index),
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "containers": [{
+                "name": KERNEL_CONTAINER,
+                "image": image.image,
+                "command": command_for(spec, image),
+                "workingDir": HOME,
+                "env": env,
+                "resources": {"requests": dict(limits), "limits": limits},
+                "volumeMounts": mounts,
+            }],
+            "volumes": volumes,
+        },
+    }
+    if spec.cluster_size > 1:
+        pod["spec"]["subdomain"] = name  # <hostname>.<session> resolves through the headless Service
+    return pod
+
+
+def build_pods(name: str, spec: KernelSessionSpec, image: ResolvedImage) -> list[dict]:
+    return [build_pod(name, spec, image, i) for i in range(spec.cluster_size)]
+
+
+def build_service(name: str, spec: KernelSessionSpec) -> dict | None:
+    """The headless Service that gives a multi-kernel session stable host names."""
+    if spec.cluster_size < 2:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": {**session_labels(name, spec), r.LABEL_COMPONENT: "cluster-dns"}},
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {r.LABEL_SESSION: name},
+        },
+    }
+
+
+def memory_kib(quantity: str) -> int:
+    """A Kubernetes memory quantity in KiB (for memoryLimit)."""
+    suffixes = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+                "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+    for suffix in sorted(suffixes, key=len, reverse=True):
+        if quantity.endswith(suffix):
+            return int(float(quantity[: -len(suffix)]) * suffixes[suffix]) // 1024
+    return int(float(quantity)) // 1024

@@ -1,0 +1,52 @@
+"""The operator's settings: typed, immutable, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from kubernel.images import ImageTable
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Settings of one operator process. Environment variables in brackets."""
+
+    namespaces: tuple[str, ...] = ()
+    """Namespaces served; empty means cluster-wide [KUBERNEL_NAMESPACES, comma-separated]."""
+    idle_timeout_seconds: int = 3600
+    """Default idle timeout of interactive sessions; 0 disables [KUBERNEL_IDLE_TIMEOUT]."""
+    start_deadline_seconds: int = 300
+    """How long a Pod may stay unschedulable before the session fails [KUBERNEL_START_DEADLINE]."""
+    terminated_retention_seconds: int = 3600
+    """How long a session that ended by itself stays visible before it is deleted
+    [KUBERNEL_TERMINATED_RETENTION]."""
+    timer_interval_seconds: float = 1.0
+    """How often deadlines (idle, start, retention) are checked [KUBERNEL_TIMER_INTERVAL]."""
+    pod_grace_seconds: int = 10
+    """Grace period given to kernel Pods when a session ends [KUBERNEL_POD_GRACE]."""
+    images: ImageTable = field(default_factory=ImageTable)
+    """The image alias table and registry allow-list [KUBERNEL_IMAGES: a YAML file]."""
+    health_port: int = 8081
+    """Port of the liveness endpoint /healthz [KUBERNEL_OPERATOR_HEALTH_PORT]."""
+    peering: str = "kubernel"
+    """kopf peering name: one active operator among replicas [KUBERNEL_PEERING]."""
+
+    @classmethod
+    def from_env(cls) -> OperatorSettings:
+        namespaces = tuple(n for n in _env("KUBERNEL_NAMESPACES", "").split(",") if n)
+        return cls(
+            namespaces=namespaces,
+            idle_timeout_seconds=int(_env("KUBERNEL_IDLE_TIMEOUT", "3600")),
+            start_deadline_seconds=int(_env("KUBERNEL_START_DEADLINE", "300")),
+            terminated_retention_seconds=int(_env("KUBERNEL_TERMINATED_RETENTION", "3600")),
+            timer_interval_seconds=float(_env("KUBERNEL_TIMER_INTERVAL", "1.0")),
+            pod_grace_seconds=int(_env("KUBERNEL_POD_GRACE", "10")),
+            images=ImageTable.load(os.environ.get("KUBERNEL_IMAGES")),
+            health_port=int(_env("KUBERNEL_OPERATOR_HEALTH_PORT", "8081")),
+            peering=_env("KUBERNEL_PEERING", "kubernel"),
+        )

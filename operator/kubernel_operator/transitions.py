@@ -1,0 +1,191 @@
+"""Kernel facts + the recorded status -> the next status (pure).
+
+The lifecycle log in the status is the record of what has been announced.
+``advance`` appends only what the facts show and the log lacks, in the fixed
+start-up order, so replaying the same facts (after an operator restart, or a
+duplicate watch event) changes nothing, and nothing is announced twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from kubernel.lifecycle import PHASE_AFTER, STARTUP_ORDER, LifecycleEvent, Phase, Reason, Result
+from kubernel.model import LIFECYCLE_LOG_LIMIT, Condition, KernelSessionSpec, KernelSessionStatus, LifecycleEntry
+
+from .facts import KernelFacts
+
+# How far the start-up has got in the current restart generation, by phase.
+_POSITION = {Phase.PENDING: -1, Phase.RESTARTING: -1, Phase.PREPARING: 0, Phase.PULLING: 1,
+             Phase.CREATING: 2, Phase.RUNNING: 3}
+
+
+@dataclass(frozen=True)
+class Ending:
+    """Why a session ends."""
+
+    reason: Reason
+    result: Result = Result.UNDEFINED
+    message: str = ""
+    exit_code: int | None = None
+
+
+def _result(spec: KernelSessionSpec, success: bool) -> Result:
+    if spec.type != "batch":
+        return Result.UNDEFINED
+    return Result.SUCCESS if success else Result.FAILURE
+
+
+def ending_of(spec: KernelSessionSpec, kernels: list[KernelFacts], missing: list[str]) -> Ending | None:
+    """The end the kernels' own state shows, if any (main kernel first)."""
+    for k in sorted(kernels, key=lambda k: k.index):
+        if k.evicted:
+            return Ending(Reason.EVICTED, _result(spec, False), f"Pod {k.name} was evicted")
+        if k.oom_killed:
+            return Ending(Reason.OOM_KILLED, _result(spec, False), f"Pod {k.name} ran out of memory",
+                          exit_code=k.exit_code)
+        if k.pull_failure:
+            return Ending(Reason.IMAGE_PULL_FAILED, _result(spec, False), f"Pod {k.name}: {k.pull_failure}")
+        if k.create_failure:
+            return Ending(Reason.FAILED_TO_CREATE, _result(spec, False), f"Pod {k.name}: {k.create_failure}")
+        if k.exit_code is not None:
+            if spec.type == "batch":
+                ok = k.exit_code == 0
+                return Ending(Reason.TASK_FINISHED if ok else Reason.TASK_FAILED, _result(spec, ok),
+                              f"Pod {k.name} exited with code {k.exit_code}", exit_code=k.exit_code)
+            return Ending(Reason.SELF_TERMINATED, Result.UNDEFINED,
+                          f"Pod {k.name} exited with code {k.exit_code}", exit_code=k.exit_code)
+        if k.deleting:
+            return Ending(Reason.SELF_TERMINATED, _result(spec, False), f"Pod {k.name} was deleted")
+    if missing:
+        return Ending(Reason.SELF_TERMINATED, _result(spec, False), f"Pod {missing[0]} was deleted")
+    return None
+
+
+def overdue(spec: KernelSessionSpec, status: KernelSessionStatus, kernels: list[KernelFacts],
+            now: datetime, *, idle_timeout: int, start_deadline: int) -> Ending | None:
+    """The end a deadline brings: unschedulable too long, or idle too long."""
+    if status.phase in (Phase.TERMINATED, Phase.TERMINATING):
+        return None
+    for k in kernels:
+        if k.unschedulable and k.created_at:
+            since = datetime.fromisoformat(k.created_at.replace("Z", "+00:00"))
+            if now - since > timedelta(seconds=start_deadline):
+                return Ending(Reason.FAILED_TO_START, _result(spec, False),
+                              f"Pod {k.name} could not be scheduled for {start_deadline}s: {k.unschedulable}")
+    timeout = spec.idle_timeout_seconds if spec.idle_timeout_seconds is not None else idle_timeout
+    if spec.type == "interactive" and status.phase == Phase.RUNNING and timeout > 0:
+        marks = [t for t in (status.last_access_at, status.running_since) if t is not None]
+        if marks and now - max(marks) > timedelta(seconds=timeout):
+            return Ending(Reason.IDLE_TIMEOUT, Result.UNDEFINED, f"no access for {timeout}s")
+    return None
+
+
+def _append(status: KernelSessionStatus, event: LifecycleEvent, reason: str, now: datetime,
+            result: Result | None = None) -> None:
+    status.last_seq += 1
+    entry = LifecycleEntry(seq=status.last_seq, event=event, reason=reason, result=result,
+                           restart=status.observed_restart, time=now)
+    status.lifecycle = [*status.lifecycle, entry][-LIFECYCLE_LOG_LIMIT:]
+    status.phase = PHASE_AFTER[event]
+    status.reason = reason
+
+
+def set_condition(status: KernelSessionStatus, type_: str, value: bool, reason: str, message: str,
+                  now: datetime) -> None:
+    text = "True" if value else "False"
+    for i, c in enumerate(status.conditions):
+        if c.type == type_:
+            if (c.status, c.reason, c.message) != (text, reason, message):
+                moved = now if c.status != text else c.last_transition_time
+                status.conditions[i] = Condition(type=type_, status=text, reason=reason, message=message,
+                                                 last_transition_time=moved)
+            return
+    status.conditions.append(Condition(type=type_, status=text, reason=reason, message=message,
+                                       last_transition_time=now))
+
+
+def _close_running(status: KernelSessionStatus, now: datetime) -> None:
+    if status.running_since is not None:
+        status.cpu_credit_ms += max(0, int((now - status.running_since).total_seconds() * 1000))
+        status.running_since = None
+
+
+def terminate(status: KernelSessionStatus, ending: Ending, now: datetime) -> KernelSessionStatus:
+    """Record the end (once): kernel_terminated, final figures, conditions."""
+    if status.phase == Phase.TERMINATED:
+        return status
+    new = status.model_copy(deep=True)
+    _close_running(new, now)
+    _append(new, LifecycleEvent.TERMINATED, ending.reason, now, result=ending.result)
+    new.result = ending.result
+    new.message = ending.message
+    new.terminated_at = now
+    if ending.exit_code is not None:
+        new.exit_code = ending.exit_code
+    set_condition(new, "Ready", False, "Terminated", ending.message, now)
+    set_condition(new, "Terminated", True, _camel(ending.reason), ending.message, now)
+    return new
+
+
+def _camel(reason: str) -> str:
+    return "".join(part.capitalize() for part in reason.split("-")) or "Unknown"
+
+
+def advance(status: KernelSessionStatus, spec: KernelSessionSpec, kernels: list[KernelFacts],
+            missing: list[str], now: datetime) -> KernelSessionStatus:
+    """Append the lifecycle events the facts show and the log lacks; end the session if due."""
+    if status.phase in (Phase.TERMINATED, Phase.TERMINATING) or status.observed_restart != spec.restart_count:
+        return status
+    new = status.model_copy(deep=True)
+    main = next((k for k in kernels if k.index == 0), None)
+    ending = ending_of(spec, kernels, missing)
+
+    reached: set[LifecycleEvent] = set()
+    if main is not None:
+        if main.scheduled:
+            reached.add(LifecycleEvent.PREPARING)
+        if main.pulling:
+            reached.add(LifecycleEvent.PULLING)
+        if main.pulled or main.ran:
+            reached.add(LifecycleEvent.CREATING)
+    all_ready = len(kernels) == spec.cluster_size and all(k.ready for k in kernels)
+    if all_ready or (ending is not None and ending.exit_code is not None and main is not None and main.ran):
+        reached.add(LifecycleEvent.STARTED)
+
+    if reached:
+        target = max(STARTUP_ORDER.index(e) for e in reached)
+        reason = Reason.RESTARTING if new.observed_restart > 0 else Reason.NONE
+        for position in range(_POSITION.get(new.phase, 3) + 1, target + 1):
+            event = STARTUP_ORDER[position]
+            if event == LifecycleEvent.PULLING and event not in reached:
+                continue  # the node had the image: no pull happened
+            _append(new, event, reason, now)
+            if event == LifecycleEvent.PREPARING and new.scheduled_at is None:
+                new.scheduled_at = now
+            if event == LifecycleEvent.STARTED:
+                new.running_since = now
+                new.started_at = new.started_at or now
+                new.last_access_at = new.last_access_at or now
+
+    if main is not None:
+        set_condition(new, "Scheduled", main.scheduled, "Scheduled" if main.scheduled else "Unschedulable",
+                      main.unschedulable or "", now)
+    if ending is not None:
+        return terminate(new, ending, now)
+    set_condition(new, "Ready", new.phase == Phase.RUNNING, "KernelsReady" if new.phase == Phase.RUNNING
+                  else "KernelsNotReady", "", now)
+    return new
+
+
+def begin_restart(status: KernelSessionStatus, spec: KernelSessionSpec, now: datetime) -> KernelSessionStatus:
+    """A restart was requested: new Pods come; age and CPU credit carry on; idle time resets."""
+    new = status.model_copy(deep=True)
+    _close_running(new, now)
+    new.observed_restart = spec.restart_count
+    new.phase = Phase.RESTARTING
+    new.reason = Reason.RESTARTING
+    new.last_access_at = now
+    set_condition(new, "Ready", False, "Restarting", f"restart {spec.restart_count} requested", now)
+    return new

@@ -1,0 +1,69 @@
+"""Shared fixtures: one control plane per test run, a namespace per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from kubernetes_asyncio import client, config
+
+from kubernel_testbed.launcher import Testbed, external_cluster_reachable, say
+from kubernel_testbed.settings import TestbedSettings
+
+from .waiting import wait_until
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    """The kubeconfig of the cluster under test.
+
+    A reachable cluster named by KUBECONFIG is used as it is; otherwise the
+    local test bed is started (or reused) and stopped again at the end unless
+    it was already running or KUBERNEL_KEEP_TESTBED=1.
+    """
+    if external_cluster_reachable():
+        yield os.environ["KUBECONFIG"]
+        return
+    testbed = Testbed(TestbedSettings.from_env())
+    was_running = testbed.running()
+    testbed.up()
+    yield str(testbed.layout.kubeconfig)
+    if not was_running and os.environ.get("KUBERNEL_KEEP_TESTBED") != "1":
+        say("stopping the control plane started for this test run")
+        testbed.down()
+
+
+@pytest.fixture(scope="session")
+async def kube(kubeconfig: str) -> AsyncIterator[client.ApiClient]:
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    async with client.ApiClient(cfg) as api:
+        yield api
+
+
+@pytest.fixture
+async def namespace(kube: client.ApiClient) -> AsyncIterator[str]:
+    core = client.CoreV1Api(kube)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    await core.create_namespace({"metadata": {"name": name, "labels": {"kubernel.io/test": "true"}}})
+
+    async def default_service_account() -> bool:
+        try:
+            await core.read_namespaced_service_account("default", name)
+            return True
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    await wait_until(default_service_account, timeout=30, what=f"ServiceAccount {name}/default")
+    yield name
+    await core.delete_namespace(name, propagation_policy="Background", grace_period_seconds=0)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
