@@ -43,6 +43,13 @@ class Reason(StrEnum):
     UNKNOWN = "unknown"
 
 
+# Ends that mean something went wrong: Warning Events, whatever the session type.
+FAILURE_REASONS = frozenset({
+    Reason.FAILED_TO_START, Reason.FAILED_TO_CREATE, Reason.TASK_FAILED, Reason.IMAGE_PULL_FAILED,
+    Reason.EVICTED, Reason.OOM_KILLED, Reason.VOLUME_NOT_FOUND, Reason.UNKNOWN,
+})
+
+
 class Result(StrEnum):
     UNDEFINED = "UNDEFINED"
     SUCCESS = "SUCCESS"

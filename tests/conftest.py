@@ -67,3 +67,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kubectl_bin() -> str:
+    from kubernel_testbed.settings import bin_dir
+
+    return str(bin_dir(TestbedSettings.from_env().cache_dir) / "kubectl")
+
+
+@pytest.fixture(scope="session")
+def crds(kubeconfig: str, kubectl_bin: str) -> None:
+    """The repository's CRDs, applied and Established."""
+    import subprocess
+    from pathlib import Path
+
+    crd_dir = Path(__file__).resolve().parents[1] / "crds"
+    run = [kubectl_bin, f"--kubeconfig={kubeconfig}"]
+    subprocess.run([*run, "apply", "--server-side", "--force-conflicts", "-f", str(crd_dir)],
+                   check=True, capture_output=True)
+    subprocess.run([*run, "wait", "--for=condition=Established", "--timeout=30s",
+                    "crd/kernelsessions.kubernel.io"], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def operator(kubeconfig: str, crds: None, tmp_path_factory: pytest.TempPathFactory):
+    from .integration.operator_process import OperatorProcess
+
+    proc = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator"))
+    proc.start()
+    yield proc
+    proc.stop()

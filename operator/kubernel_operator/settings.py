@@ -33,8 +33,12 @@ class OperatorSettings:
     """The image alias table and registry allow-list [KUBERNEL_IMAGES: a YAML file]."""
     health_port: int = 8081
     """Port of the liveness endpoint /healthz [KUBERNEL_OPERATOR_HEALTH_PORT]."""
-    peering: str = "kubernel"
-    """kopf peering name: one active operator among replicas [KUBERNEL_PEERING]."""
+    health_host: str = "0.0.0.0"
+    """Address of the liveness endpoint [KUBERNEL_OPERATOR_HEALTH_HOST]."""
+    peering: str = ""
+    """kopf peering object that keeps one operator active among replicas (the
+    Helm chart sets it and installs kopf's peering CRDs); empty runs standalone
+    [KUBERNEL_PEERING]."""
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -48,5 +52,6 @@ class OperatorSettings:
             pod_grace_seconds=int(_env("KUBERNEL_POD_GRACE", "10")),
             images=ImageTable.load(os.environ.get("KUBERNEL_IMAGES")),
             health_port=int(_env("KUBERNEL_OPERATOR_HEALTH_PORT", "8081")),
-            peering=_env("KUBERNEL_PEERING", "kubernel"),
+            health_host=_env("KUBERNEL_OPERATOR_HEALTH_HOST", "0.0.0.0"),
+            peering=_env("KUBERNEL_PEERING", ""),
         )

@@ -1,0 +1,27 @@
+"""python -m kubernel_operator: run the operator (kopf) with a liveness endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kopf
+
+from . import handlers  # noqa: F401 - registers the handlers
+from .settings import OperatorSettings
+
+
+def main() -> None:
+    settings = OperatorSettings.from_env()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(kopf.operator(
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        peering_name=settings.peering or None,
+        standalone=not settings.peering,
+        liveness_endpoint=f"http://{settings.health_host}:{settings.health_port}/healthz",
+    ))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Thin async Kubernetes calls of the operator (the I/O edge; no decisions here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from kubernel import resource as r
+
+
+async def connect() -> client.ApiClient:
+    """In-cluster credentials when running in a Pod, else the kubeconfig."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        await config.load_kube_config()
+    return client.ApiClient()
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    def _plain(self, obj: Any) -> Any:
+        return self.api.sanitize_for_serialization(obj)
+
+    async def get_session(self, namespace: str, name: str) -> dict | None:
+        try:
+            return await self.custom.get_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def patch_session_status(self, namespace: str, name: str, status: dict, resource_version: str) -> dict:
+        """Merge-patch the status, failing with 409 if the object moved on since it was read."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        return await self.custom.patch_namespaced_custom_object_status(
+            r.GROUP, r.VERSION, namespace, r.PLURAL, name, body,
+            _content_type="application/merge-patch+json")
+
+    async def delete_session(self, namespace: str, name: str) -> None:
+        try:
+            await self.custom.delete_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.PLURAL, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def list_pods(self, namespace: str, session: str) -> list[dict]:
+        pods = await self.core.list_namespaced_pod(namespace, label_selector=f"{r.LABEL_SESSION}={session}")
+        return [self._plain(p) for p in pods.items]
+
+    async def pod_event_reasons(self, namespace: str, pod: str) -> set[str]:
+        events = await self.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}")
+        return {e.reason for e in events.items if e.reason}
+
+    async def create(self, namespace: str, manifest: dict) -> None:
+        """Create a Pod or Service; one that exists already (a retry) is fine."""
+        try:
+            if manifest["kind"] == "Pod":
+                await self.core.create_namespaced_pod(namespace, manifest)
+            else:
+                await self.core.create_namespaced_service(namespace, manifest)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    async def delete_pods(self, namespace: str, selector: str, grace_seconds: int) -> None:
+        await self.core.delete_collection_namespaced_pod(
+            namespace, label_selector=selector, grace_period_seconds=grace_seconds)
+
+    async def delete_service(self, namespace: str, name: str) -> None:
+        try:
+            await self.core.delete_namespaced_service(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def missing_claims(self, namespace: str, names: list[str]) -> list[str]:
+        missing = []
+        for name in names:
+            try:
+                await self.core.read_namespaced_persistent_volume_claim(name, namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                missing.append(name)
+        return missing

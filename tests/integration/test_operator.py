@@ -1,0 +1,210 @@
+"""The operator on the real control plane: every path of a KernelSession's life."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from kubernetes_asyncio import client
+
+from kubernel import resource as r
+
+from ..waiting import wait_until
+from .sessions import SessionClient, events, seqs
+
+STARTUP = [("kernel_preparing", ""), ("kernel_pulling", ""), ("kernel_creating", ""), ("kernel_started", "")]
+
+
+@pytest.fixture
+def sessions(kube: client.ApiClient, namespace: str, operator) -> SessionClient:
+    return SessionClient(kube, namespace)
+
+
+def fresh_image() -> str:
+    return f"registry.example/kernels/python:{uuid.uuid4().hex[:8]}"
+
+
+async def test_session_starts_with_the_full_lifecycle(sessions: SessionClient) -> None:
+    name = await sessions.create("start-01", image=fresh_image(), resources={"cpu": "500m", "memory": "2Gi"})
+    body = await sessions.wait_phase(name, "Running")
+    assert events(body) == STARTUP
+    assert seqs(body) == [1, 2, 3, 4]
+    status = body["status"]
+    assert status["memoryLimitKib"] == 2 * 1024 * 1024
+    assert status["startedAt"] and status["scheduledAt"] and status["createdAt"]
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Scheduled": "True", "Ready": "True"}
+    [pod] = await sessions.pods(name)
+    assert pod.metadata.owner_references[0].name == name
+    assert pod.metadata.labels[r.LABEL_MANAGED_BY] == "kubernel"
+    assert pod.spec.containers[0].resources.limits == {"cpu": "500m", "memory": "2Gi"}
+
+
+async def test_alias_resolves_and_a_present_image_is_not_pulled(sessions: SessionClient) -> None:
+    image = fresh_image()
+    first = await sessions.create("pull-first", image=image)
+    await sessions.wait_phase(first, "Running")
+    [pod] = await sessions.pods(first)
+    node = pod.spec.node_name
+    # Pin the second session's Pod to the same node through the scheduler's own view:
+    # every node that has pulled the image is equally good; try until one lands there.
+    second = await sessions.create("pull-second", image=image)
+    body = await sessions.wait_phase(second, "Running")
+    [pod2] = await sessions.pods(second)
+    names = [e for e, _ in events(body)]
+    if pod2.spec.node_name == node:
+        assert "kernel_pulling" not in names
+    assert names[-1] == "kernel_started"
+
+
+async def test_image_pull_failure_ends_the_session(sessions: SessionClient) -> None:
+    name = await sessions.create("pull-fail", image="registry.invalid/nothing:1")
+    body = await sessions.wait_phase(name, "Terminated")
+    assert events(body)[-1] == ("kernel_terminated", "image-pull-failed")
+    assert ("kernel_started", "") not in events(body)
+    assert "ErrImagePull" in body["status"]["message"] or "ImagePullBackOff" in body["status"]["message"]
+    await wait_until(_no_pods(sessions, name), timeout=30, what="Pods removed")
+
+
+def _no_pods(sessions: SessionClient, name: str):
+    async def check() -> bool:
+        return not await sessions.pods(name)
+    return check
+
+
+@pytest.mark.parametrize(("code", "reason", "result"), [
+    ("0", "task-finished", "SUCCESS"),
+    ("7", "task-failed", "FAILURE"),
+])
+async def test_batch_session_ends_with_its_exit_code(sessions: SessionClient, code: str, reason: str,
+                                                     result: str) -> None:
+    name = await sessions.create(f"batch-{code}", image=fresh_image(), type="batch", startupCommand="python job.py",
+                                 environ={"KUBERNEL_SIM_EXIT_CODE": code, "KUBERNEL_SIM_RUN_FOR": "300ms"})
+    body = await sessions.wait_phase(name, "Terminated")
+    last = body["status"]["lifecycle"][-1]
+    assert (last["event"], last["reason"], last["result"]) == ("kernel_terminated", reason, result)
+    assert [e for e, _ in events(body)][:-1] == [e for e, _ in STARTUP]
+    assert body["status"]["exitCode"] == int(code)
+    assert body["status"]["result"] == result
+
+
+async def test_batch_pod_runs_the_startup_command(sessions: SessionClient) -> None:
+    name = await sessions.create("batch-cmd", image=fresh_image(), type="batch", startupCommand="echo hi && exit 0")
+    await sessions.wait_phase(name, "Running")
+    [pod] = await sessions.pods(name)
+    assert pod.spec.containers[0].command == ["/bin/sh", "-c", "echo hi && exit 0"]
+    assert pod.spec.restart_policy == "Never"
+
+
+async def test_restart_replays_startup_without_terminating(sessions: SessionClient) -> None:
+    name = await sessions.create("restart-01", image=fresh_image())
+    before = await sessions.wait_phase(name, "Running")
+    [old_pod] = await sessions.pods(name)
+    await sessions.patch_spec(name, {"restartCount": 1})
+
+    async def restarted() -> dict | None:
+        body = await sessions.get(name)
+        status = body["status"]
+        return body if status["observedRestart"] == 1 and status["phase"] == "Running" else None
+
+    body = await wait_until(restarted, timeout=30, what="restart finished")
+    new_entries = [(e["event"], e["reason"]) for e in body["status"]["lifecycle"] if e["restart"] == 1]
+    assert [e for e, _ in new_entries][0] == "kernel_preparing"
+    assert new_entries[-1] == ("kernel_started", "restarting")
+    assert all(reason == "restarting" for _, reason in new_entries)
+    assert "kernel_terminated" not in [e for e, _ in events(body)]
+    assert seqs(body) == list(range(1, len(seqs(body)) + 1))
+    assert body["status"]["startedAt"] == before["status"]["startedAt"]  # age keeps counting
+
+    async def old_pod_gone() -> bool:
+        return old_pod.metadata.name not in {p.metadata.name for p in await sessions.pods(name)}
+
+    await wait_until(old_pod_gone, timeout=30, what="old Pod removed")
+
+
+async def test_user_delete_records_termination_before_the_resource_goes(
+        sessions: SessionClient, kube: client.ApiClient, namespace: str) -> None:
+    name = await sessions.create("delete-01", image=fresh_image())
+    await sessions.wait_phase(name, "Running")
+    await sessions.delete(name)
+    await sessions.wait_gone(name)
+    core = client.CoreV1Api(kube)
+    ks_events = await core.list_namespaced_event(
+        namespace, field_selector=f"involvedObject.kind=KernelSession,involvedObject.name={name}")
+    reasons = [e.reason for e in ks_events.items]
+    assert "KernelTerminated" in reasons and "KernelStarted" in reasons
+    terminated = next(e for e in ks_events.items if e.reason == "KernelTerminated")
+    assert "user-requested" in terminated.message
+    assert not await sessions.pods(name)
+
+
+async def test_pod_deleted_from_outside_ends_the_session(sessions: SessionClient) -> None:
+    name = await sessions.create("outside-01", image=fresh_image())
+    await sessions.wait_phase(name, "Running")
+    [pod] = await sessions.pods(name)
+    await sessions.core.delete_namespaced_pod(pod.metadata.name, sessions.namespace)
+    body = await sessions.wait_phase(name, "Terminated")
+    assert events(body)[-1] == ("kernel_terminated", "self-terminated")
+
+
+async def test_idle_session_times_out(sessions: SessionClient) -> None:
+    name = await sessions.create("idle-01", image=fresh_image(), idleTimeoutSeconds=2)
+    await sessions.wait_phase(name, "Running")
+    body = await sessions.wait_phase(name, "Terminated", timeout=20)
+    assert events(body)[-1] == ("kernel_terminated", "idle-timeout")
+
+
+async def test_unschedulable_session_fails_to_start(sessions: SessionClient) -> None:
+    name = await sessions.create("huge-01", image=fresh_image(), resources={"cpu": "1000", "memory": "1Gi"})
+    body = await sessions.wait_phase(name, "Terminated", timeout=30)
+    assert events(body) == [("kernel_terminated", "failed-to-start")]
+    assert "Insufficient cpu" in body["status"]["message"]
+
+
+async def test_multi_kernel_session_gets_pods_and_a_headless_service(sessions: SessionClient) -> None:
+    name = await sessions.create("cluster-01", image=fresh_image(), clusterSize=3)
+    body = await sessions.wait_phase(name, "Running")
+    pods = sorted(await sessions.pods(name), key=lambda p: p.metadata.name)
+    assert [p.spec.hostname for p in pods] == ["main", "sub1", "sub2"]
+    assert {p.spec.subdomain for p in pods} == {name}
+    assert [p.metadata.labels[r.LABEL_ROLE] for p in pods] == ["main", "sub", "sub"]
+    service = await sessions.core.read_namespaced_service(name, sessions.namespace)
+    assert service.spec.cluster_ip == "None"
+    assert len(body["status"]["pods"]) == 3
+    assert [e for e, _ in events(body)][-1] == "kernel_started"
+
+
+async def test_mounts_existing_claim_and_fails_on_a_missing_one(sessions: SessionClient) -> None:
+    # No provisioner here: a PersistentVolume pre-bound to the claim stands in for one.
+    pv = f"pv-{sessions.namespace}"
+    await sessions.core.create_persistent_volume({
+        "metadata": {"name": pv},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp/x"},
+                 "claimRef": {"namespace": sessions.namespace, "name": "mydata"},
+                 "persistentVolumeReclaimPolicy": "Retain"},
+    })
+    await sessions.core.create_namespaced_persistent_volume_claim(sessions.namespace, {
+        "metadata": {"name": "mydata"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                 "volumeName": pv, "storageClassName": ""},
+    })
+
+    async def bound() -> bool:
+        claim = await sessions.core.read_namespaced_persistent_volume_claim("mydata", sessions.namespace)
+        return claim.status.phase == "Bound"
+
+    try:
+        await wait_until(bound, timeout=30, what="claim mydata Bound")
+        ok = await sessions.create("mount-ok", image=fresh_image(),
+                                   mounts=[{"name": "mydata"}, {"name": "mydata", "path": ".local/lib"}])
+        await sessions.wait_phase(ok, "Running")
+    finally:
+        await sessions.core.delete_persistent_volume(pv)
+    [pod] = await sessions.pods(ok)
+    mounts = {m.mount_path for m in pod.spec.containers[0].volume_mounts}
+    assert mounts == {"/home/work/mydata", "/home/work/.local/lib"}
+    assert {v.persistent_volume_claim.claim_name for v in pod.spec.volumes} == {"mydata"}
+
+    missing = await sessions.create("mount-missing", image=fresh_image(), mounts=[{"name": "nosuch"}])
+    body = await sessions.wait_phase(missing, "Terminated")
+    assert events(body) == [("kernel_terminated", "volume-not-found")]
+    assert "nosuch" in body["status"]["message"]
