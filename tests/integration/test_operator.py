@@ -208,3 +208,45 @@ async def test_mounts_existing_claim_and_fails_on_a_missing_one(sessions: Sessio
     body = await sessions.wait_phase(missing, "Terminated")
     assert events(body) == [("kernel_terminated", "volume-not-found")]
     assert "nosuch" in body["status"]["message"]
+
+
+async def _all_started(sessions: SessionClient, names: list[str], timeout: float) -> list[dict]:
+    async def started() -> list[dict] | None:
+        bodies = [await sessions.get(n) for n in names]
+        done = [b for b in bodies if b and (b.get("status") or {}).get("phase") == "Running"]
+        return bodies if len(done) == len(names) else None
+
+    return await wait_until(started, timeout=timeout, what=f"{len(names)} sessions Running", interval=0.5)
+
+
+def _assert_clean_log(body: dict) -> None:
+    names = [e for e, _ in events(body)]
+    assert names in ([e for e, _ in STARTUP], [e for e, _ in STARTUP if e != "kernel_pulling"]), names
+    assert seqs(body) == list(range(1, len(names) + 1))
+
+
+async def test_fifty_sessions_at_once_all_start(sessions: SessionClient) -> None:
+    import asyncio
+
+    image = fresh_image()
+    names = await asyncio.gather(*(sessions.create(f"many-{i:02d}", image=image) for i in range(50)))
+    bodies = await _all_started(sessions, list(names), timeout=120)
+    for body in bodies:
+        _assert_clean_log(body)
+
+
+async def test_operator_killed_during_creations_loses_and_repeats_nothing(
+        sessions: SessionClient, operator) -> None:
+    import asyncio
+
+    image = fresh_image()
+    creating = [asyncio.create_task(sessions.create(f"crash-{i:02d}", image=image)) for i in range(30)]
+    await asyncio.gather(*creating[:10])
+    operator.kill()
+    names = await asyncio.gather(*creating)
+    operator.start()
+    bodies = await _all_started(sessions, list(names), timeout=120)
+    for name, body in zip(names, bodies):
+        _assert_clean_log(body)
+        pods = await sessions.pods(name)
+        assert len(pods) == 1, f"{name} has {len(pods)} Pods"

@@ -1,0 +1,99 @@
+"""Pure builders: a session spec -> literal Pod and Service manifests; names."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from kubernel.images import DEFAULT_TABLE, ImageNotAllowed, ImageTable
+from kubernel.model import KernelSessionSpec
+from kubernel.resource import session_name
+from kubernel_operator.pods import build_pod, build_service, memory_kib
+
+SPEC = KernelSessionSpec.model_validate({
+    "sessionId": "MySession-01", "owner": {"accessKey": "AKIA1", "domain": "default", "group": "lab"},
+    "image": "python:3.6", "type": "batch", "startupCommand": "python train.py", "clusterSize": 2,
+    "resources": {"cpu": "2", "memory": "4Gi", "gpu": 1}, "environ": {"B": "2", "A": "1"},
+    "mounts": [{"name": "mydata"}, {"name": "pkgs", "path": ".local/lib"}], "restartCount": 3,
+})
+
+
+def test_main_kernel_pod() -> None:
+    image = DEFAULT_TABLE.resolve("python:3.6")
+    labels = {
+        "app.kubernetes.io/name": "kernel", "app.kubernetes.io/instance": "s1",
+        "app.kubernetes.io/part-of": "kubernel", "app.kubernetes.io/managed-by": "kubernel",
+        "kubernel.io/session": "s1", "kubernel.io/access-key": "AKIA1", "kubernel.io/domain": "default",
+        "kubernel.io/group": "lab", "app.kubernetes.io/component": "kernel", "kubernel.io/kernel-role": "main",
+        "kubernel.io/kernel-index": "0", "kubernel.io/restart": "3",
+    }
+    limits = {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"}
+    assert build_pod("s1", SPEC, image, 0) == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "s1-r3-0", "labels": labels},
+        "spec": {
+            "restartPolicy": "Never",
+            "hostname": "main",
+            "subdomain": "s1",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "containers": [{
+                "name": "kernel",
+                "image": "docker.io/lablup/python:3.6-ubuntu18.04",
+                "command": ["/bin/sh", "-c", "python train.py"],
+                "workingDir": "/home/work",
+                "env": [
+                    {"name": "A", "value": "1"}, {"name": "B", "value": "2"},
+                    {"name": "BACKENDAI_SESSION_ID", "value": "MySession-01"},
+                    {"name": "BACKENDAI_KERNEL_ROLE", "value": "main"},
+                    {"name": "BACKENDAI_CLUSTER_SIZE", "value": "2"},
+                    {"name": "BACKENDAI_CLUSTER_HOST", "value": "main"},
+                ],
+                "resources": {"requests": limits, "limits": limits},
+                "volumeMounts": [{"name": "vfolder-0", "mountPath": "/home/work/mydata"},
+                                 {"name": "vfolder-1", "mountPath": "/home/work/.local/lib"}],
+            }],
+            "volumes": [{"name": "vfolder-0", "persistentVolumeClaim": {"claimName": "mydata"}},
+                        {"name": "vfolder-1", "persistentVolumeClaim": {"claimName": "pkgs"}}],
+        },
+    }
+
+
+def test_sub_kernel_and_interactive_command() -> None:
+    spec = SPEC.model_copy(update={"type": "interactive", "startup_command": None})
+    pod = build_pod("s1", spec, DEFAULT_TABLE.resolve("python:3.6"), 1)
+    assert pod["metadata"]["name"] == "s1-r3-1"
+    assert pod["spec"]["hostname"] == "sub1"
+    assert pod["spec"]["containers"][0]["command"] == ["sleep", "infinity"]
+
+
+def test_headless_service_only_for_clusters() -> None:
+    service = build_service("s1", SPEC)
+    assert service["spec"] == {"clusterIP": "None", "publishNotReadyAddresses": True,
+                               "selector": {"kubernel.io/session": "s1"}}
+    assert build_service("s1", SPEC.model_copy(update={"cluster_size": 1})) is None
+
+
+@pytest.mark.parametrize(("quantity", "kib"), [("1Gi", 1048576), ("512Mi", 524288), ("1G", 976562), ("2048", 2)])
+def test_memory_kib(quantity: str, kib: int) -> None:
+    assert memory_kib(quantity) == kib
+
+
+def test_session_names_are_dns_labels_and_case_and_owner_sensitive() -> None:
+    names = {session_name("AK1", "Abc_1.x"), session_name("AK1", "abc_1.x"), session_name("AK2", "Abc_1.x")}
+    assert len(names) == 3
+    long = session_name("AK1", "A" * 64)
+    for name in names | {long, session_name("AK", "____")}:
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 45
+    assert session_name("AK1", "Abc_1.x") == session_name("AK1", "Abc_1.x")
+
+
+def test_image_table() -> None:
+    table = ImageTable.model_validate({"allowedRegistries": ["registry.example"],
+                                       "aliases": {"py": {"image": "registry.example/py:3", "command": ["k"]}}})
+    assert table.resolve("py").command == ["k"]
+    assert table.resolve("registry.example/x:1").image == "registry.example/x:1"
+    with pytest.raises(ImageNotAllowed, match="docker.io"):
+        table.resolve("python:3")

@@ -1,0 +1,139 @@
+"""Lifecycle mapping as a matrix: kernel facts + recorded status -> next status."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from kubernel.model import KernelSessionSpec, KernelSessionStatus
+from kubernel_operator.facts import KernelFacts, kernel_facts
+from kubernel_operator.transitions import Ending, advance, begin_restart, overdue, terminate
+from kubernel.lifecycle import Reason, Result
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+SPEC = KernelSessionSpec(session_id="abcd", owner={"access_key": "AK"}, image="python:3.6")
+BATCH = SPEC.model_copy(update={"type": "batch", "startup_command": "run"})
+
+
+def started(**kw) -> KernelSessionStatus:
+    return KernelSessionStatus(created_at=NOW, **kw)
+
+
+def facts(**kw) -> KernelFacts:
+    return KernelFacts(name="s-r0-0", **kw)
+
+
+def names(status: KernelSessionStatus) -> list[str]:
+    return [e.event for e in status.lifecycle]
+
+
+@pytest.mark.parametrize(("kernel", "expected"), [
+    (facts(), []),
+    (facts(scheduled=True), ["kernel_preparing"]),
+    (facts(scheduled=True, pulling=True), ["kernel_preparing", "kernel_pulling"]),
+    (facts(scheduled=True, pulling=True, pulled=True), ["kernel_preparing", "kernel_pulling", "kernel_creating"]),
+    (facts(scheduled=True, pulled=True), ["kernel_preparing", "kernel_creating"]),
+    (facts(scheduled=True, pulled=True, ready=True, ran=True),
+     ["kernel_preparing", "kernel_creating", "kernel_started"]),
+    (facts(scheduled=True, pulling=True, pulled=True, ready=True, ran=True),
+     ["kernel_preparing", "kernel_pulling", "kernel_creating", "kernel_started"]),
+])
+def test_startup_events_follow_the_facts(kernel: KernelFacts, expected: list[str]) -> None:
+    new = advance(started(), SPEC, [kernel], [], NOW)
+    assert names(new) == expected
+    assert [e.seq for e in new.lifecycle] == list(range(1, len(expected) + 1))
+
+
+def test_replaying_the_same_facts_changes_nothing() -> None:
+    kernel = facts(scheduled=True, pulling=True)
+    once = advance(started(), SPEC, [kernel], [], NOW)
+    assert advance(once, SPEC, [kernel], [], NOW + timedelta(seconds=1)) == once
+
+
+def test_a_late_pulling_event_is_not_announced_after_creating() -> None:
+    created = advance(started(), SPEC, [facts(scheduled=True, pulled=True)], [], NOW)
+    later = advance(created, SPEC, [facts(scheduled=True, pulled=True, pulling=True)], [], NOW)
+    assert names(later) == ["kernel_preparing", "kernel_creating"]
+
+
+def test_started_needs_every_kernel_ready() -> None:
+    spec = SPEC.model_copy(update={"cluster_size": 2})
+    ready = facts(scheduled=True, pulled=True, ready=True, ran=True)
+    sub = KernelFacts(name="s-r0-1", index=1, scheduled=True)
+    assert "kernel_started" not in names(advance(started(), spec, [ready, sub], [], NOW))
+    sub_ready = KernelFacts(name="s-r0-1", index=1, scheduled=True, ready=True, ran=True)
+    assert names(advance(started(), spec, [ready, sub_ready], [], NOW))[-1] == "kernel_started"
+
+
+@pytest.mark.parametrize(("spec", "kernel", "missing", "reason", "result"), [
+    (BATCH, facts(scheduled=True, ran=True, exit_code=0), [], Reason.TASK_FINISHED, Result.SUCCESS),
+    (BATCH, facts(scheduled=True, ran=True, exit_code=2), [], Reason.TASK_FAILED, Result.FAILURE),
+    (SPEC, facts(scheduled=True, ran=True, exit_code=0), [], Reason.SELF_TERMINATED, Result.UNDEFINED),
+    (SPEC, facts(scheduled=True, pulling=True, pull_failure="ErrImagePull"), [], Reason.IMAGE_PULL_FAILED,
+     Result.UNDEFINED),
+    (BATCH, facts(scheduled=True, pull_failure="ImagePullBackOff"), [], Reason.IMAGE_PULL_FAILED, Result.FAILURE),
+    (SPEC, facts(scheduled=True, ran=True, oom_killed=True, exit_code=137), [], Reason.OOM_KILLED, Result.UNDEFINED),
+    (SPEC, facts(scheduled=True, ready=True, ran=True, evicted=True), [], Reason.EVICTED, Result.UNDEFINED),
+    (SPEC, facts(scheduled=True, ready=True, ran=True, deleting=True), [], Reason.SELF_TERMINATED, Result.UNDEFINED),
+    (SPEC, None, ["s-r0-0"], Reason.SELF_TERMINATED, Result.UNDEFINED),
+])
+def test_endings(spec, kernel, missing, reason, result) -> None:
+    new = advance(started(), spec, [kernel] if kernel else [], missing, NOW)
+    last = new.lifecycle[-1]
+    assert (last.event, last.reason, last.result) == ("kernel_terminated", reason, result)
+    assert new.phase == "Terminated" and new.terminated_at == NOW
+
+
+def test_a_batch_that_exits_before_it_was_seen_ready_still_reports_started() -> None:
+    new = advance(started(), BATCH, [facts(scheduled=True, pulled=True, ran=True, exit_code=0)], [], NOW)
+    assert names(new) == ["kernel_preparing", "kernel_creating", "kernel_started", "kernel_terminated"]
+
+
+def test_terminate_is_once_and_closes_cpu_credit() -> None:
+    running = advance(started(), SPEC, [facts(scheduled=True, pulled=True, ready=True, ran=True)], [], NOW)
+    ended = terminate(running, Ending(Reason.USER_REQUESTED), NOW + timedelta(seconds=3))
+    assert ended.cpu_credit_ms == 3000 and ended.running_since is None
+    assert terminate(ended, Ending(Reason.IDLE_TIMEOUT), NOW + timedelta(seconds=9)) == ended
+
+
+def test_restart_replays_with_reason_restarting_and_keeps_counting() -> None:
+    ready = facts(scheduled=True, pulled=True, ready=True, ran=True)
+    running = advance(started(), SPEC, [ready], [], NOW)
+    spec = SPEC.model_copy(update={"restart_count": 1})
+    restarting = begin_restart(running, spec, NOW + timedelta(seconds=2))
+    assert restarting.phase == "Restarting" and restarting.cpu_credit_ms == 2000
+    again = advance(restarting, spec, [ready], [], NOW + timedelta(seconds=3))
+    replay = [(e.event, e.reason, e.restart) for e in again.lifecycle[3:]]
+    assert replay == [("kernel_preparing", "restarting", 1), ("kernel_creating", "restarting", 1),
+                      ("kernel_started", "restarting", 1)]
+    assert again.started_at == running.started_at
+
+
+@pytest.mark.parametrize(("idle", "elapsed", "ends"), [(10, 5, False), (10, 11, True), (0, 10**6, False)])
+def test_idle_timeout(idle: int, elapsed: int, ends: bool) -> None:
+    running = advance(started(), SPEC, [facts(scheduled=True, pulled=True, ready=True, ran=True)], [], NOW)
+    due = overdue(SPEC, running, [], NOW + timedelta(seconds=elapsed), idle_timeout=idle, start_deadline=60)
+    assert (due is not None and due.reason == Reason.IDLE_TIMEOUT) == ends
+
+
+def test_unschedulable_past_the_deadline_fails_to_start() -> None:
+    stuck = facts(unschedulable="0/3 nodes are available", created_at="2026-11-21T12:00:00Z")
+    assert overdue(SPEC, started(), [stuck], NOW + timedelta(seconds=5), idle_timeout=0, start_deadline=10) is None
+    due = overdue(SPEC, started(), [stuck], NOW + timedelta(seconds=11), idle_timeout=0, start_deadline=10)
+    assert due.reason == Reason.FAILED_TO_START and "0/3 nodes" in due.message
+
+
+def test_kernel_facts_from_a_pod() -> None:
+    pod = {
+        "metadata": {"name": "s-r0-0", "labels": {"kubernel.io/kernel-index": "0"},
+                     "creationTimestamp": "2026-11-21T12:00:00Z"},
+        "status": {
+            "phase": "Failed",
+            "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"state": {"terminated": {"exitCode": 3, "reason": "Error"}}}],
+        },
+    }
+    got = kernel_facts(pod, ["Pulling", "Pulled", "Created"])
+    assert got == KernelFacts(name="s-r0-0", index=0, scheduled=True, pulling=True, pulled=True, ran=True,
+                              exit_code=3, created_at="2026-11-21T12:00:00Z")
