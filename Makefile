@@ -27,10 +27,14 @@ cluster: venv binaries
 cluster-down: venv
 	@$(PY) -m kubernel_testbed down
 
+# The control plane (unless KUBECONFIG names a cluster), the CRDs, then the
+# operator in the foreground; Ctrl-C stops the operator, `make cluster-down` the rest.
 run: cluster
-	@$(PY) -m kubernel_testbed env
-	@echo "# the control plane runs in the background; 'make cluster-down' stops it"
-	@echo "# try: source <($(PY) -m kubernel_testbed env) && kubectl get nodes"
+	@source <($(PY) -m kubernel_testbed env) && \
+	  echo "[make] applying crds/" && kubectl apply --server-side -f crds/ >/dev/null && \
+	  echo "[make] kubectl: source <($(PY) -m kubernel_testbed env) && kubectl get ks -A" && \
+	  echo "[make] starting the operator (Ctrl-C stops it)" && \
+	  exec $(PY) -m kubernel_operator
 
 unit: venv
 	@$(PY) -m pytest -m "not integration" -q

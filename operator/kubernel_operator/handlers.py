@@ -73,9 +73,10 @@ async def finalize(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, 
     await memo.sessions.finalize((namespace, name), dict(body))
 
 
-@kopf.timer(*KS, interval=1.0, idle=0, sharp=False)
-async def deadlines(name: str, namespace: str, memo: kopf.Memo, **_) -> None:
-    await memo.sessions.tick((namespace, name))
+# The interval is read once at import: kopf fixes it when the handler registers.
+@kopf.timer(*KS, interval=OperatorSettings.from_env().timer_interval_seconds, sharp=False)
+async def deadlines(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, **_) -> None:
+    await memo.sessions.tick((namespace, name), dict(body))
 
 
 @kopf.on.event("v1", "pods", labels={r.LABEL_MANAGED_BY: r.MANAGED_BY})

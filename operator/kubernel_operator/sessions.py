@@ -222,19 +222,29 @@ class Sessions:
         await self.kube.delete_pods(namespace, f"{r.LABEL_SESSION}={name}", self.settings.pod_grace_seconds)
         await self.kube.delete_service(namespace, name)
 
-    async def tick(self, key: Key) -> None:
-        """Timer: deadlines of a live session, retention of an ended one."""
+    async def tick(self, key: Key, body: dict) -> None:
+        """Timer: deadlines of a live session, retention of an ended one.
+
+        Cheap on purpose (it runs for every session every interval): the idle
+        check needs only the status kopf already holds; Pods are read only
+        while a session is still waiting to be scheduled.
+        """
         namespace, name = key
-        body = await self.kube.get_session(namespace, name)
-        if body is None:
-            return
         status = body.get("status") or {}
-        if status.get("phase") == Phase.TERMINATED:
+        phase = status.get("phase")
+        if phase == Phase.TERMINATED:
             ended = datetime.fromisoformat(status["terminatedAt"].replace("Z", "+00:00"))
             if (now() - ended).total_seconds() > self.settings.terminated_retention_seconds:
                 await self.kube.delete_session(namespace, name)
             return
-        await self.reconcile(key)
+        if phase in (Phase.PENDING, Phase.RESTARTING) and status.get("createdAt"):
+            await self.reconcile(key)  # the start deadline needs the Pods' scheduling state
+            return
+        session = KernelSession.model_validate({k: body[k] for k in ("spec", "status") if k in body})
+        if session.status and overdue(session.spec, session.status, [], now(),
+                                      idle_timeout=self.settings.idle_timeout_seconds,
+                                      start_deadline=self.settings.start_deadline_seconds):
+            await self.reconcile(key)
 
     async def finalize(self, key: Key, body: dict) -> None:
         """The KernelSession is being deleted: end it (once), then make sure its Pods go."""

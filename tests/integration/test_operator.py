@@ -216,7 +216,15 @@ async def _all_started(sessions: SessionClient, names: list[str], timeout: float
         done = [b for b in bodies if b and (b.get("status") or {}).get("phase") == "Running"]
         return bodies if len(done) == len(names) else None
 
-    return await wait_until(started, timeout=timeout, what=f"{len(names)} sessions Running", interval=0.5)
+    try:
+        return await wait_until(started, timeout=timeout, what=f"{len(names)} sessions Running", interval=0.5)
+    except AssertionError as exc:
+        from collections import Counter
+
+        bodies = [await sessions.get(n) for n in names]
+        seen = Counter(((b or {}).get("status") or {}).get("phase", "no status") + "/" +
+                       ((b or {}).get("status") or {}).get("reason", "") for b in bodies)
+        raise AssertionError(f"{exc}; phases: {dict(seen)}") from None
 
 
 def _assert_clean_log(body: dict) -> None:

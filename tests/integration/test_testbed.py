@@ -145,4 +145,11 @@ async def test_deletion_is_graceful(kube: client.ApiClient, namespace: str) -> N
             return exc.status == 404
 
     await wait_until(gone, timeout=30, what="Pod doomed removed")
-    assert (await event_reasons(core, namespace, "doomed"))[-1] == "Killing"
+
+    async def killing() -> list[str] | None:
+        reasons = await event_reasons(core, namespace, "doomed")
+        return reasons if "Killing" in reasons else None
+
+    # KWOK records Events asynchronously, so the Killing Event may land just after the Pod is gone.
+    reasons = await wait_until(killing, timeout=10, what="the Killing Event")
+    assert reasons[-1] == "Killing"
