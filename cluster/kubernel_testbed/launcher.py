@@ -66,9 +66,18 @@ class Testbed:
     def _pid(self, name: str) -> int | None:
         try:
             pid = int(self._pidfile(name).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            # When this process started it (a test run), reap it: a zombie still answers kill(0).
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return None
+        except ChildProcessError:
+            pass
+        try:
             os.kill(pid, 0)
             return pid
-        except (FileNotFoundError, ValueError, ProcessLookupError):
+        except ProcessLookupError:
             return None
 
     def running(self) -> bool:

@@ -258,3 +258,28 @@ async def test_operator_killed_during_creations_loses_and_repeats_nothing(
         _assert_clean_log(body)
         pods = await sessions.pods(name)
         assert len(pods) == 1, f"{name} has {len(pods)} Pods"
+
+
+@pytest.mark.parametrize("spec", [
+    {"environ": {"1BAD": "x"}},
+    {"clusterSize": 0},
+    {"resources": {"cpu": "lots"}},
+    {"type": "notebook"},
+])
+async def test_the_api_server_rejects_invalid_sessions(kube: client.ApiClient, namespace: str, crds, spec) -> None:
+    custom = client.CustomObjectsApi(kube)
+    body = {"apiVersion": r.API_VERSION, "kind": r.KIND, "metadata": {"name": "invalid"},
+            "spec": {"sessionId": "valid-token", "owner": {"accessKey": "AK"}, "image": "python:3.6", **spec}}
+    with pytest.raises(client.ApiException) as caught:
+        await custom.create_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.PLURAL, body)
+    assert caught.value.status == 422
+
+
+async def test_the_api_server_rejects_a_bad_token(kube: client.ApiClient, namespace: str, crds) -> None:
+    custom = client.CustomObjectsApi(kube)
+    for token in ("abc", "-leading", "has space", "x" * 65):
+        body = {"apiVersion": r.API_VERSION, "kind": r.KIND, "metadata": {"name": "invalid"},
+                "spec": {"sessionId": token, "owner": {"accessKey": "AK"}, "image": "python:3.6"}}
+        with pytest.raises(client.ApiException) as caught:
+            await custom.create_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.PLURAL, body)
+        assert caught.value.status == 422, token
