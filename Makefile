@@ -34,7 +34,7 @@ run: cluster
 	  echo "[make] applying crds/" && kubectl apply --server-side -f crds/ >/dev/null && \
 	  echo "[make] kubectl: source <($(PY) -m kubernel_testbed env) && kubectl get ks -A" && \
 	  echo "[make] starting the operator (Ctrl-C stops it)" && \
-	  exec $(PY) -m kubernel_operator
+	  KUBERNEL_IMAGES=$${KUBERNEL_IMAGES:-cluster/images.dev.yaml} exec $(PY) -m kubernel_operator
 
 unit: venv
 	@$(PY) -m pytest -m "not integration" -q

@@ -14,6 +14,9 @@ from .settings import OperatorSettings
 def main() -> None:
     settings = OperatorSettings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kopf reports every handler and timer run at INFO ("Timer 'deadlines' succeeded" each
+    # second per session); our own lines say what happened to sessions.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     asyncio.run(kopf.operator(
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,

@@ -87,6 +87,7 @@ class Sessions:
                     text += f", result {entry.result}" + (f": {new.message}" if new.message else "")
                 failed = entry.event == "kernel_terminated" and (
                     entry.result == Result.FAILURE or entry.reason in FAILURE_REASONS)
+                log.info("%s/%s #%d %s", body["metadata"]["namespace"], body["metadata"]["name"], entry.seq, text)
                 kopf.event(body, type="Warning" if failed else "Normal",
                            reason=_event_reason(entry.event), message=text)
 
