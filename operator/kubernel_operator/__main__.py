@@ -23,6 +23,7 @@ def main() -> None:
         peering_name=settings.peering or None,
         standalone=not settings.peering,
         liveness_endpoint=f"http://{settings.health_host}:{settings.health_port}/healthz",
+        memo=kopf.Memo(settings=settings),
     ))
 
 

@@ -32,7 +32,7 @@ LIFECYCLE_EVENT_REASONS = {"Pulling", "Pulled"}
 
 @kopf.on.startup(errors=kopf.ErrorsMode.PERMANENT)
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
-    ours = OperatorSettings.from_env()
+    ours: OperatorSettings = memo.get("settings") or OperatorSettings.from_env()
     settings.persistence.finalizer = r.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"kopf.{r.GROUP}")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

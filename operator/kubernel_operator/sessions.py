@@ -19,15 +19,15 @@ import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubernel import resource as r
-from kubernel.images import ImageNotAllowed
+from kubernel.images import ImageNotAllowed, ResolvedImage
 from kubernel.lifecycle import FAILURE_REASONS, Phase, Reason, Result
-from kubernel.model import KernelSession, KernelSessionStatus
+from kubernel.model import KernelSession, KernelSessionSpec, KernelSessionStatus
 
 from . import pods as builders
 from .facts import kernel_facts
 from .kube import Kube
 from .settings import OperatorSettings
-from .transitions import Ending, advance, begin_restart, overdue, terminate
+from .transitions import Ending, advance, begin_restart, overdue, result_for, terminate
 
 log = logging.getLogger("kubernel.operator")
 Key = tuple[str, str]
@@ -35,6 +35,10 @@ Key = tuple[str, str]
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _parse(body: dict) -> KernelSession:
+    return KernelSession.model_validate({k: body[k] for k in ("spec", "status") if k in body})
 
 
 def _event_reason(event: str) -> str:
@@ -61,7 +65,7 @@ class Sessions:
             body = await self.kube.get_session(namespace, name)
             if body is None:
                 return None
-            session = KernelSession.model_validate({k: body[k] for k in ("spec", "status") if k in body})
+            session = _parse(body)
             old = session.status or KernelSessionStatus()
             new = step(body, session)
             if new is None or new == old:
@@ -96,8 +100,7 @@ class Sessions:
         """Create what the session needs (idempotent: safe to repeat after a crash)."""
         namespace, name = key
         async with self.lock(key):
-            session = KernelSession.model_validate({k: body[k] for k in ("spec", "status") if k in body})
-            spec = session.spec
+            spec = _parse(body).spec
 
             def initialise(_: dict, current: KernelSession) -> KernelSessionStatus:
                 status = current.status or KernelSessionStatus()
@@ -109,34 +112,38 @@ class Sessions:
                 })
 
             body = await self._write(key, initialise) or body
-            status = KernelSession.model_validate({k: body[k] for k in ("spec", "status")}).status
+            status = _parse(body).status
             if status is None or status.phase in (Phase.TERMINATED, Phase.TERMINATING):
                 return
             ending = await self._preflight(namespace, spec)
             if ending is not None:
                 await self._end(key, ending)
                 return
-            await self._create_kernels(key, body, session.spec.model_copy(
-                update={"restart_count": status.observed_restart}))
+            await self._create_kernels(key, body, spec.model_copy(update={"restart_count": status.observed_restart}))
         await self.reconcile(key)
 
-    async def _preflight(self, namespace: str, spec) -> Ending | None:
-        try:
-            self.settings.images.resolve(spec.image) if not spec.resolved_image else None
-        except ImageNotAllowed as exc:
-            return Ending(Reason.FAILED_TO_CREATE, Result.FAILURE if spec.type == "batch" else Result.UNDEFINED,
-                          str(exc))
+    async def _preflight(self, namespace: str, spec: KernelSessionSpec) -> Ending | None:
         missing = await self.kube.missing_claims(namespace, [m.name for m in spec.mounts])
         if missing:
-            return Ending(Reason.VOLUME_NOT_FOUND, Result.FAILURE if spec.type == "batch" else Result.UNDEFINED,
+            return Ending(Reason.VOLUME_NOT_FOUND, result_for(spec, success=False),
                           f"PersistentVolumeClaim {', '.join(missing)} not found in namespace {namespace}")
         return None
 
-    async def _create_kernels(self, key: Key, owner: dict, spec) -> None:
+    def _image(self, spec: KernelSessionSpec) -> ResolvedImage:
+        """The image to run: the pinned ``resolvedImage`` if set, else the table's. Raises ImageNotAllowed."""
+        table = self.settings.images
+        if not spec.resolved_image:
+            return table.resolve(spec.image)
+        alias = table.aliases.get(spec.image)
+        return ResolvedImage(image=spec.resolved_image, command=(alias and alias.command) or table.default_command)
+
+    async def _create_kernels(self, key: Key, owner: dict, spec: KernelSessionSpec) -> None:
         namespace, name = key
-        image = self.settings.images.resolve(spec.image)
-        if spec.resolved_image:
-            image = image.model_copy(update={"image": spec.resolved_image})
+        try:
+            image = self._image(spec)
+        except ImageNotAllowed as exc:
+            await self._end(key, Ending(Reason.FAILED_TO_CREATE, result_for(spec, success=False), str(exc)))
+            return
         manifests = builders.build_pods(name, spec, image)
         service = builders.build_service(name, spec)
         if service is not None:
@@ -192,25 +199,25 @@ class Sessions:
     async def restart(self, key: Key) -> None:
         namespace, name = key
         async with self.lock(key):
-            previous: dict[str, int] = {}
+            began = False
 
             def step(_: dict, session: KernelSession) -> KernelSessionStatus | None:
+                nonlocal began
                 status = session.status or KernelSessionStatus()
                 if status.phase in (Phase.TERMINATED, Phase.TERMINATING) or \
                         status.observed_restart >= session.spec.restart_count:
                     return None
-                previous["generation"] = status.observed_restart
+                began = True
                 return begin_restart(status, session.spec, now())
 
             body = await self._write(key, step)
-            if body is None or "generation" not in previous:
+            if body is None or not began:
                 return
             await self.kube.delete_pods(
                 namespace, f"{r.LABEL_SESSION}={name},{r.LABEL_RESTART}!={body['spec'].get('restartCount', 0)}",
                 self.settings.pod_grace_seconds)
             kopf.info(body, reason="Restarting", message=f"restart {body['spec'].get('restartCount')} requested")
-            session = KernelSession.model_validate({k: body[k] for k in ("spec", "status")})
-            await self._create_kernels(key, body, session.spec)
+            await self._create_kernels(key, body, _parse(body).spec)
         await self.reconcile(key)
 
     # -- end -----------------------------------------------------------------
@@ -234,14 +241,14 @@ class Sessions:
         status = body.get("status") or {}
         phase = status.get("phase")
         if phase == Phase.TERMINATED:
-            ended = datetime.fromisoformat(status["terminatedAt"].replace("Z", "+00:00"))
+            ended = datetime.fromisoformat(status["terminatedAt"])
             if (now() - ended).total_seconds() > self.settings.terminated_retention_seconds:
                 await self.kube.delete_session(namespace, name)
             return
         if phase in (Phase.PENDING, Phase.RESTARTING) and status.get("createdAt"):
             await self.reconcile(key)  # the start deadline needs the Pods' scheduling state
             return
-        session = KernelSession.model_validate({k: body[k] for k in ("spec", "status") if k in body})
+        session = _parse(body)
         if session.status and overdue(session.spec, session.status, [], now(),
                                       idle_timeout=self.settings.idle_timeout_seconds,
                                       start_deadline=self.settings.start_deadline_seconds):

@@ -31,7 +31,8 @@ class Ending:
     exit_code: int | None = None
 
 
-def _result(spec: KernelSessionSpec, success: bool) -> Result:
+def result_for(spec: KernelSessionSpec, *, success: bool) -> Result:
+    """``result`` is meaningful only for batch sessions."""
     if spec.type != "batch":
         return Result.UNDEFINED
     return Result.SUCCESS if success else Result.FAILURE
@@ -41,25 +42,25 @@ def ending_of(spec: KernelSessionSpec, kernels: list[KernelFacts], missing: list
     """The end the kernels' own state shows, if any (main kernel first)."""
     for k in sorted(kernels, key=lambda k: k.index):
         if k.evicted:
-            return Ending(Reason.EVICTED, _result(spec, False), f"Pod {k.name} was evicted")
+            return Ending(Reason.EVICTED, result_for(spec, success=False), f"Pod {k.name} was evicted")
         if k.oom_killed:
-            return Ending(Reason.OOM_KILLED, _result(spec, False), f"Pod {k.name} ran out of memory",
+            return Ending(Reason.OOM_KILLED, result_for(spec, success=False), f"Pod {k.name} ran out of memory",
                           exit_code=k.exit_code)
         if k.pull_failure:
-            return Ending(Reason.IMAGE_PULL_FAILED, _result(spec, False), f"Pod {k.name}: {k.pull_failure}")
+            return Ending(Reason.IMAGE_PULL_FAILED, result_for(spec, success=False), f"Pod {k.name}: {k.pull_failure}")
         if k.create_failure:
-            return Ending(Reason.FAILED_TO_CREATE, _result(spec, False), f"Pod {k.name}: {k.create_failure}")
+            return Ending(Reason.FAILED_TO_CREATE, result_for(spec, success=False), f"Pod {k.name}: {k.create_failure}")
         if k.exit_code is not None:
             if spec.type == "batch":
                 ok = k.exit_code == 0
-                return Ending(Reason.TASK_FINISHED if ok else Reason.TASK_FAILED, _result(spec, ok),
+                return Ending(Reason.TASK_FINISHED if ok else Reason.TASK_FAILED, result_for(spec, success=ok),
                               f"Pod {k.name} exited with code {k.exit_code}", exit_code=k.exit_code)
             return Ending(Reason.SELF_TERMINATED, Result.UNDEFINED,
                           f"Pod {k.name} exited with code {k.exit_code}", exit_code=k.exit_code)
         if k.deleting:
-            return Ending(Reason.SELF_TERMINATED, _result(spec, False), f"Pod {k.name} was deleted")
+            return Ending(Reason.SELF_TERMINATED, result_for(spec, success=False), f"Pod {k.name} was deleted")
     if missing:
-        return Ending(Reason.SELF_TERMINATED, _result(spec, False), f"Pod {missing[0]} was deleted")
+        return Ending(Reason.SELF_TERMINATED, result_for(spec, success=False), f"Pod {missing[0]} was deleted")
     return None
 
 
@@ -70,9 +71,9 @@ def overdue(spec: KernelSessionSpec, status: KernelSessionStatus, kernels: list[
         return None
     for k in kernels:
         if k.unschedulable and k.created_at:
-            since = datetime.fromisoformat(k.created_at.replace("Z", "+00:00"))
+            since = datetime.fromisoformat(k.created_at)
             if now - since > timedelta(seconds=start_deadline):
-                return Ending(Reason.FAILED_TO_START, _result(spec, False),
+                return Ending(Reason.FAILED_TO_START, result_for(spec, success=False),
                               f"Pod {k.name} could not be scheduled for {start_deadline}s: {k.unschedulable}")
     timeout = spec.idle_timeout_seconds if spec.idle_timeout_seconds is not None else idle_timeout
     if spec.type == "interactive" and status.phase == Phase.RUNNING and timeout > 0:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from kubernetes_asyncio import client
 
 from kubernel import resource as r
 
 from ..waiting import wait_until
+from .images import fresh_image
 from .sessions import SessionClient, events, seqs
 
 STARTUP = [("kernel_preparing", ""), ("kernel_pulling", ""), ("kernel_creating", ""), ("kernel_started", "")]
@@ -18,10 +17,6 @@ STARTUP = [("kernel_preparing", ""), ("kernel_pulling", ""), ("kernel_creating",
 @pytest.fixture
 def sessions(kube: client.ApiClient, namespace: str, operator) -> SessionClient:
     return SessionClient(kube, namespace)
-
-
-def fresh_image() -> str:
-    return f"registry.example/kernels/python:{uuid.uuid4().hex[:8]}"
 
 
 async def test_session_starts_with_the_full_lifecycle(sessions: SessionClient) -> None:

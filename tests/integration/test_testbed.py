@@ -3,11 +3,10 @@ sequence for a Pod (see cluster/kwok/stages.yaml for the conventions)."""
 
 from __future__ import annotations
 
-import uuid
-
 from kubernetes_asyncio import client
 
 from ..waiting import wait_until
+from .images import fresh_image
 
 
 def pod_manifest(name: str, image: str, *, node: str | None = None, env: dict[str, str] | None = None,
@@ -21,11 +20,6 @@ def pod_manifest(name: str, image: str, *, node: str | None = None, env: dict[st
     if node:
         spec["nodeSelector"] = {"kubernetes.io/hostname": node}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
-
-
-def fresh_image() -> str:
-    """An image no simulated node has pulled yet."""
-    return f"registry.example/kernels/python:{uuid.uuid4().hex[:8]}"
 
 
 async def event_reasons(core: client.CoreV1Api, namespace: str, pod: str) -> list[str]:
