@@ -79,6 +79,9 @@ class KernelSessionSpec(_Model):
         None, ge=0, description="End an interactive session after this long without access (0: never). "
                                 "Unset: the operator's default.")
     restart_count: int = Field(0, ge=0, description="Bumped to request a restart (PATCH /kernel/:id).")
+    termination_requested: Literal["user-requested", "force-terminated"] | None = Field(
+        None, description="Set to end the session and keep the resource for the retention period "
+                          "(DELETE /kernel/:id); the value becomes the kernel_terminated reason.")
 
 
 class Condition(_Model):

@@ -20,6 +20,7 @@ import re
 import kopf
 
 from kubernel import resource as r
+from kubernel.lifecycle import Reason
 
 from .kube import Kube, connect
 from .sessions import Sessions
@@ -66,6 +67,12 @@ async def start(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, **_
 async def restart(name: str, namespace: str, old: int | None, new: int | None, memo: kopf.Memo, **_) -> None:
     if (new or 0) > (old or 0):
         await memo.sessions.restart((namespace, name))
+
+
+@kopf.on.field(*KS, field="spec.terminationRequested")
+async def end_on_request(name: str, namespace: str, new: str | None, memo: kopf.Memo, **_) -> None:
+    if new:
+        await memo.sessions.end_on_request((namespace, name), Reason(new))
 
 
 @kopf.on.delete(*KS)

@@ -111,13 +111,3 @@ def build_service(name: str, spec: KernelSessionSpec) -> dict | None:
             "selector": {r.LABEL_SESSION: name},
         },
     }
-
-
-def memory_kib(quantity: str) -> int:
-    """A Kubernetes memory quantity in KiB (for memoryLimit)."""
-    suffixes = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-                "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
-    for suffix in sorted(suffixes, key=len, reverse=True):
-        if quantity.endswith(suffix):
-            return int(float(quantity[: -len(suffix)]) * suffixes[suffix]) // 1024
-    return int(float(quantity)) // 1024

@@ -22,6 +22,7 @@ from kubernel import resource as r
 from kubernel.images import ImageNotAllowed, ResolvedImage
 from kubernel.lifecycle import FAILURE_REASONS, Phase, Reason, Result
 from kubernel.model import KernelSession, KernelSessionSpec, KernelSessionStatus
+from kubernel.quantity import memory_kib
 
 from . import pods as builders
 from .facts import kernel_facts
@@ -108,12 +109,16 @@ class Sessions:
                     return status
                 return status.model_copy(update={
                     "created_at": now(), "observed_restart": current.spec.restart_count,
-                    "memory_limit_kib": builders.memory_kib(current.spec.resources.memory),
+                    "memory_limit_kib": memory_kib(current.spec.resources.memory),
                 })
 
             body = await self._write(key, initialise) or body
             status = _parse(body).status
             if status is None or status.phase in (Phase.TERMINATED, Phase.TERMINATING):
+                return
+            if spec.termination_requested:  # requested while we were away
+                reason = Reason(spec.termination_requested)
+                await self._end(key, Ending(reason, Result.UNDEFINED, f"terminated on request ({reason})"))
                 return
             ending = await self._preflight(namespace, spec)
             if ending is not None:
@@ -224,6 +229,11 @@ class Sessions:
     async def _end(self, key: Key, ending: Ending) -> None:
         await self._write(key, lambda _b, s: terminate(s.status or KernelSessionStatus(), ending, now()))
         await self._remove_kernels(key)
+
+    async def end_on_request(self, key: Key, reason: Reason) -> None:
+        """spec.terminationRequested was set (DELETE /kernel/:id): end, keep the resource."""
+        async with self.lock(key):
+            await self._end(key, Ending(reason, Result.UNDEFINED, f"terminated on request ({reason})"))
 
     async def _remove_kernels(self, key: Key) -> None:
         namespace, name = key

@@ -9,7 +9,8 @@ import pytest
 from kubernel.images import DEFAULT_TABLE, ImageNotAllowed, ImageTable
 from kubernel.model import KernelSessionSpec
 from kubernel.resource import session_name
-from kubernel_operator.pods import build_pod, build_service, memory_kib
+from kubernel.quantity import memory_kib
+from kubernel_operator.pods import build_pod, build_service
 
 SPEC = KernelSessionSpec.model_validate({
     "sessionId": "MySession-01", "owner": {"accessKey": "AKIA1", "domain": "default", "group": "lab"},

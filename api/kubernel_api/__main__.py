@@ -1,0 +1,60 @@
+"""python -m kubernel_api [serve | keypair ...]."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from . import cli
+from .app import make_app
+from .kube import Kube, connect
+from .settings import ApiSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kubernel_api", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the API service (the default)")
+    cli.add_commands(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    settings = ApiSettings.from_env()
+    if args.command == "keypair":
+        return asyncio.run(_admin(args, settings))
+    asyncio.run(_serve(settings))
+    return 0
+
+
+async def _admin(args: argparse.Namespace, settings: ApiSettings) -> int:
+    async with await connect() as api:
+        return await cli.run(args, Kube(api, settings.namespace, settings.keypairs_in,
+                                        settings.kube_timeout_seconds))
+
+
+async def _serve(settings: ApiSettings) -> None:
+    async with await connect() as api:
+        app = make_app(settings, Kube(api, settings.namespace, settings.keypairs_in, settings.kube_timeout_seconds))
+        runner = web.AppRunner(app, shutdown_timeout=5, handle_signals=True)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        logging.getLogger("kubernel.api").info(
+            "kubernel API on http://%s:%d (sessions in namespace %s, keypairs in %s)",
+            settings.host, settings.port, settings.namespace, settings.keypairs_in)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        logging.getLogger("kubernel.api").info("shutting down: closing event streams")
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

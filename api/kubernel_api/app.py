@@ -1,0 +1,155 @@
+"""The aiohttp application: routes, middlewares, and the informers' lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import aiohttp
+from aiohttp import web
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from . import keypairs as kp
+from . import openapi, routes
+from .auth import KeypairIndex, authenticate
+from .informer import Informer
+from .keys import CALLER, HUB, KEYPAIR_INFORMER, KEYPAIRS, KUBE, METRICS, SERVICE, SESSIONS, SETTINGS
+from .kube import Kube
+from .metrics import Metrics
+from .problems import BY_STATUS, PROBLEM_CONTENT_TYPE, Problem, ProblemType
+from .service import SessionService
+from .settings import ApiSettings
+from .stream import Hub
+
+log = logging.getLogger("kubernel.api")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    name: str
+    public: bool = False
+
+
+ROUTES = (
+    Route("GET", "/", routes.hello, "hello", public=True),
+    Route("POST", "/kernel", routes.create, "create"),
+    Route("POST", "/kernel/create", routes.create, "create_legacy"),
+    Route("GET", "/kernel/{kernel_id}", routes.get_info, "get_info"),
+    Route("PATCH", "/kernel/{kernel_id}", routes.restart, "restart"),
+    Route("DELETE", "/kernel/{kernel_id}", routes.destroy, "destroy"),
+    Route("GET", "/stream/kernel/_/events", routes.stream_events, "stream_events"),
+    Route("GET", "/healthz", routes.healthz, "healthz", public=True),
+    Route("GET", "/readyz", routes.readyz, "readyz", public=True),
+    Route("GET", "/metrics", routes.metrics, "metrics", public=True),
+    Route("GET", "/openapi.json", openapi.serve, "openapi", public=True),
+)
+PUBLIC = frozenset(r.name for r in ROUTES if r.public)
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(problem.body(), status=problem.kind.status, content_type=PROBLEM_CONTENT_TYPE,
+                             headers=headers)
+
+
+@web.middleware
+async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error as application/problem+json; never a stack trace to the client."""
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem_response(problem)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        kind = BY_STATUS.get(exc.status, ProblemType.INVALID_PARAMETERS if exc.status < 500 else ProblemType.INTERNAL)
+        detail = "" if kind is ProblemType.INTERNAL else exc.reason
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return problem_response(Problem(kind, detail), allow)
+    except ApiException as exc:
+        if exc.status in (0, 429) or exc.status >= 500:
+            return problem_response(Problem(ProblemType.UNAVAILABLE, f"Kubernetes API: {exc.status} {exc.reason}"))
+        if exc.status == 422:  # the API server's own validation of the resource
+            return problem_response(Problem(ProblemType.INVALID_PARAMETERS, "rejected by the cluster's validation"))
+        log.error("unexpected Kubernetes API answer on %s %s: %s %s", request.method, request.path,
+                  exc.status, exc.reason)
+        return problem_response(Problem(ProblemType.INTERNAL))
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        log.warning("Kubernetes API unreachable on %s %s: %r", request.method, request.path, exc)
+        return problem_response(Problem(ProblemType.UNAVAILABLE))
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(Problem(ProblemType.INTERNAL))
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    metrics = request.app[METRICS]
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    started = time.perf_counter()
+    response = await handler(request)
+    metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
+    metrics.requests.labels(request.method, route, str(response.status)).inc()
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.match_info.route.name not in PUBLIC and request.match_info.http_exception is None:
+        app = request.app
+        await app[KEYPAIR_INFORMER].loaded
+        request[CALLER] = authenticate(request, app[KEYPAIRS],
+                                       timedelta(seconds=app[SETTINGS].clock_skew_seconds))
+    return await handler(request)
+
+
+def make_app(settings: ApiSettings, kube: Kube) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[metrics_middleware, problems_middleware, auth_middleware])
+    metrics = Metrics()
+    keypair_index = KeypairIndex()
+    sessions = Informer("KernelSessions", kube.list_sessions)
+    hub = Hub(sessions, metrics, settings.stream_queue_size)
+    sessions.on_change = hub.on_change
+    keypair_informer = Informer("keypairs", kube.list_keypairs, on_change=keypair_index.on_change,
+                                label_selector=kp.SELECTOR)
+    app[SETTINGS], app[KUBE], app[METRICS] = settings, kube, metrics
+    app[SESSIONS], app[KEYPAIR_INFORMER], app[KEYPAIRS], app[HUB] = sessions, keypair_informer, keypair_index, hub
+    app[SERVICE] = SessionService(kube, sessions, settings)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler, name=route.name)
+    app.cleanup_ctx.append(_informers)
+    app.on_shutdown.append(_end_streams)
+    return app
+
+
+async def _informers(app: web.Application) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(app[SESSIONS].run(), name="watch-kernelsessions"),
+             asyncio.create_task(app[KEYPAIR_INFORMER].run(), name="watch-keypairs"),
+             asyncio.create_task(_watch_health(app), name="watch-health")]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _watch_health(app: web.Application) -> None:
+    while True:
+        app[METRICS].watch_healthy.set(1 if app[SESSIONS].healthy else 0)
+        await asyncio.sleep(1)
+
+
+async def _end_streams(app: web.Application) -> None:
+    app[HUB].shutdown()

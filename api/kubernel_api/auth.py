@@ -1,0 +1,75 @@
+"""Request authentication: keypairs by access key, and the HMAC check."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+from aiohttp import web
+
+from .informer import Change
+from .keypairs import Keypair, from_secret
+from .problems import Problem, ProblemType
+from .signing import (API_VERSION_HEADER, DATE_HEADERS, DEFAULT_CONTENT_TYPE, SignatureError, SignedRequest,
+                      parse_authorization, parse_date, verify)
+
+log = logging.getLogger("kubernel.api.auth")
+SUPPORTED_VERSIONS = frozenset({"v4.20190615"})
+
+
+class KeypairIndex:
+    """Keypairs by access key, kept current by the keypair Secrets' informer."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, Keypair] = {}
+        self._key_of_secret: dict[tuple[str, str], str] = {}
+
+    def get(self, access_key: str) -> Keypair | None:
+        return self._by_key.get(access_key)
+
+    def on_change(self, _previous: str, _rv: str, changes: list[Change]) -> None:
+        for old, new in changes:
+            secret_key = (old or new or {}).get("metadata", {})
+            ident = (secret_key.get("namespace", ""), secret_key.get("name", ""))
+            stale = self._key_of_secret.pop(ident, None)
+            if stale is not None:
+                self._by_key.pop(stale, None)
+            if new is None:
+                continue
+            try:
+                keypair = from_secret(new)
+            except (ValueError, KeyError) as exc:
+                log.warning("ignoring malformed keypair Secret %s/%s: %s", *ident, exc)
+                continue
+            self._by_key[keypair.access_key] = keypair
+            self._key_of_secret[ident] = keypair.access_key
+
+
+def authenticate(request: web.Request, index: KeypairIndex, max_skew: timedelta) -> Keypair:
+    """The active keypair that signed ``request``. Raises Problem (401/400)."""
+    version = request.headers.get(API_VERSION_HEADER)
+    if version is not None and version not in SUPPORTED_VERSIONS:
+        raise Problem(ProblemType.UNSUPPORTED_VERSION,
+                      f"{API_VERSION_HEADER} {version!r} is not supported; use {', '.join(SUPPORTED_VERSIONS)}")
+    date = next((request.headers[h] for h in DATE_HEADERS if h in request.headers), None)
+    # What is missing or malformed is said; why a well-formed signature failed is not.
+    try:
+        if version is None:
+            raise SignatureError(f"no {API_VERSION_HEADER} header")
+        credential = parse_authorization(request.headers.get("Authorization"))
+        parse_date(date)
+    except SignatureError as exc:
+        raise Problem(ProblemType.AUTH_FAILED, str(exc)) from None
+    signed = SignedRequest(
+        method=request.method, path_qs=request.raw_path, date=date or "", host=request.host,
+        content_type=request.content_type if "Content-Type" in request.headers else DEFAULT_CONTENT_TYPE,
+        version=version)
+    try:
+        keypair = index.get(credential.access_key)
+        if keypair is None or not keypair.active:
+            raise SignatureError(f"unknown or inactive access key {credential.access_key!r}")
+        verify(signed, credential, keypair.secret_key, now=datetime.now(timezone.utc), max_skew=max_skew)
+    except SignatureError as exc:
+        log.info("401 %s %s: %s", request.method, request.path, exc)
+        raise Problem(ProblemType.AUTH_FAILED) from None
+    return keypair

@@ -1,0 +1,111 @@
+"""The API's Kubernetes calls (the I/O edge; no decisions here).
+
+Every call carries a timeout, so an unreachable API server turns into a quick
+503 instead of a hanging request.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from kubernel import resource as r
+
+from . import keypairs as kp
+
+
+class Gone(Exception):
+    """The API server no longer has the requested point in history."""
+
+
+async def connect() -> client.ApiClient:
+    """In-cluster credentials when running in a Pod, else the kubeconfig."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        await config.load_kube_config()
+    return client.ApiClient()
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient, namespace: str, keypair_namespace: str, timeout: float) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.keypair_namespace = keypair_namespace
+        self.timeout = timeout
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    # -- KernelSessions --------------------------------------------------------
+    @property
+    def list_sessions(self) -> functools.partial:
+        return functools.partial(self.custom.list_namespaced_custom_object, r.GROUP, r.VERSION,
+                                 self.namespace, r.PLURAL)
+
+    async def sessions_at(self, resource_version: str) -> list[dict]:
+        """Every KernelSession as it was at ``resource_version`` exactly. Raises Gone."""
+        try:
+            response = await self.list_sessions(resource_version=resource_version, resource_version_match="Exact",
+                                                _request_timeout=self.timeout * 2, _preload_content=False)
+        except ApiException as exc:
+            if exc.status in (410, 400, 504):  # compacted, malformed, or "too large resource version"
+                raise Gone(str(exc.reason)) from None
+            raise
+        async with response:
+            return json.loads(await response.read()).get("items") or []
+
+    async def create_session(self, manifest: dict) -> dict:
+        return await self.custom.create_namespaced_custom_object(
+            r.GROUP, r.VERSION, self.namespace, r.PLURAL, manifest, _request_timeout=self.timeout)
+
+    async def get_session(self, name: str) -> dict | None:
+        try:
+            return await self.custom.get_namespaced_custom_object(
+                r.GROUP, r.VERSION, self.namespace, r.PLURAL, name, _request_timeout=self.timeout)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def patch_session(self, name: str, patch: dict) -> dict:
+        return await self.custom.patch_namespaced_custom_object(
+            r.GROUP, r.VERSION, self.namespace, r.PLURAL, name, patch,
+            _content_type="application/merge-patch+json", _request_timeout=self.timeout)
+
+    async def patch_session_status(self, name: str, status: dict, resource_version: str) -> dict:
+        """Fails with 409 if the object moved on since ``resource_version``."""
+        return await self.custom.patch_namespaced_custom_object_status(
+            r.GROUP, r.VERSION, self.namespace, r.PLURAL, name,
+            {"metadata": {"resourceVersion": resource_version}, "status": status},
+            _content_type="application/merge-patch+json", _request_timeout=self.timeout)
+
+    async def delete_session(self, name: str, uid: str) -> None:
+        """Delete exactly the object with ``uid`` (not a newer one of the same name)."""
+        try:
+            await self.custom.delete_namespaced_custom_object(
+                r.GROUP, r.VERSION, self.namespace, r.PLURAL, name,
+                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)),
+                _request_timeout=self.timeout)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+
+    # -- keypairs (Secrets) ----------------------------------------------------
+    @property
+    def list_keypairs(self) -> functools.partial:
+        return functools.partial(self.core.list_namespaced_secret, self.keypair_namespace)
+
+    async def keypair_secrets(self) -> list[dict]:
+        response = await self.list_keypairs(label_selector=kp.SELECTOR, _request_timeout=self.timeout,
+                                            _preload_content=False)
+        async with response:
+            return json.loads(await response.read()).get("items") or []
+
+    async def create_keypair_secret(self, secret: dict) -> None:
+        await self.core.create_namespaced_secret(self.keypair_namespace, secret, _request_timeout=self.timeout)
+
+    async def patch_keypair_secret(self, name: str, patch: dict) -> None:
+        await self.core.patch_namespaced_secret(name, self.keypair_namespace, patch, _request_timeout=self.timeout)

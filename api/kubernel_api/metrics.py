@@ -1,0 +1,26 @@
+"""Prometheus metrics of one API process (its own registry, served at /metrics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+
+    def __post_init__(self) -> None:
+        self.requests = Counter("kubernel_api_requests_total", "HTTP requests answered.",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("kubernel_api_request_duration_seconds", "Time to answer (streams: to open).",
+                                 ["method", "route"], registry=self.registry,
+                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300))
+        self.open_streams = Gauge("kubernel_api_open_streams", "SSE clients connected.", registry=self.registry)
+        self.events_sent = Counter("kubernel_api_sse_events_sent_total", "Lifecycle messages written to SSE clients.",
+                                   registry=self.registry)
+        self.dropped_streams = Counter("kubernel_api_sse_streams_dropped_total",
+                                       "SSE clients disconnected for falling too far behind.", registry=self.registry)
+        self.watch_healthy = Gauge("kubernel_api_watch_healthy", "1 while the KernelSession watch is connected.",
+                                   registry=self.registry)

@@ -1,0 +1,69 @@
+"""RFC 7807 errors (``application/problem+json``), one stable ``type`` per error.
+
+The type URIs are Backend.AI's own (``https://api.backend.ai/probs/<slug>``)
+where its manager has the same error, so clients written for it recognise them;
+the slugs Backend.AI lacks use the same base. docs/api.md lists them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+TYPE_BASE = "https://api.backend.ai/probs/"
+
+
+class ProblemType(Enum):
+    """slug, HTTP status, title."""
+
+    INVALID_PARAMETERS = ("invalid-api-params", 400, "Missing or invalid API parameters.")
+    UNSUPPORTED_VERSION = ("unsupported-api-version", 400, "Unsupported API version.")
+    IMAGE_NOT_ALLOWED = ("image-not-allowed", 400, "The image is not available on this server.")
+    AUTH_FAILED = ("auth-failed", 401, "Authentication failed.")
+    FORBIDDEN = ("generic-forbidden", 403, "Forbidden operation.")
+    KERNEL_NOT_FOUND = ("kernel-not-found", 404, "No such kernel.")
+    URL_NOT_FOUND = ("url-not-found", 404, "Unknown URL path.")
+    METHOD_NOT_ALLOWED = ("method-not-allowed", 405, "Method not allowed.")
+    LIMIT_EXCEEDED = ("resource-limit-exceeded", 406, "The requested resources exceed the server's limits.")
+    SESSION_EXISTS = ("session-already-exists", 409, "A session with this token already exists.")
+    QUOTA_EXCEEDED = ("quota-exceeded", 412, "Quota exceeded.")
+    TOO_LARGE = ("request-too-large", 413, "Request body too large.")
+    UNSUPPORTED_MEDIA_TYPE = ("unsupported-media-type", 415, "Unsupported media type.")
+    INTERNAL = ("internal-server-error", 500, "Something went wrong on our side.")
+    UNAVAILABLE = ("service-unavailable", 503, "The cluster is not reachable right now; try again.")
+
+    @property
+    def slug(self) -> str:
+        return self.value[0]
+
+    @property
+    def status(self) -> int:
+        return self.value[1]
+
+    @property
+    def title(self) -> str:
+        return self.value[2]
+
+    @property
+    def uri(self) -> str:
+        return TYPE_BASE + self.slug
+
+
+@dataclass
+class Problem(Exception):
+    kind: ProblemType
+    detail: str = ""
+
+    def body(self) -> dict[str, object]:
+        body: dict[str, object] = {"type": self.kind.uri, "title": self.kind.title, "status": self.kind.status}
+        if self.detail:
+            body["detail"] = self.detail
+        return body
+
+
+# aiohttp's own HTTP errors (routing, body size) mapped to ours by status.
+BY_STATUS = {p.status: p for p in (
+    ProblemType.INVALID_PARAMETERS, ProblemType.AUTH_FAILED, ProblemType.FORBIDDEN, ProblemType.URL_NOT_FOUND,
+    ProblemType.METHOD_NOT_ALLOWED, ProblemType.TOO_LARGE, ProblemType.UNSUPPORTED_MEDIA_TYPE,
+    ProblemType.UNAVAILABLE)}

@@ -1,0 +1,180 @@
+"""HTTP handlers: parse and check the request, call the service, render the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from datetime import datetime, timezone
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+import kubernel
+from kubernel import model as m
+from kubernel.resource import session_name
+
+from . import access, views
+from .events import Cursor, comment
+from .keys import CALLER, HUB, KEYPAIR_INFORMER, KEYPAIRS, KUBE, METRICS, SERVICE, SESSIONS, SETTINGS
+from .problems import Problem, ProblemType
+from .requests import CreateRequest, DestroyQuery, OwnerQuery, StreamQuery, parse, to_spec
+from .stream import CLOSE, StreamFilter
+
+_TOKEN = re.compile(m.TOKEN_PATTERN)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def _json_object(request: web.Request) -> dict:
+    raw = await request.read()
+    try:
+        data = json.loads(raw.decode("utf-8")) if raw else {}
+    except UnicodeDecodeError:
+        raise Problem(ProblemType.INVALID_PARAMETERS, "the body is not valid UTF-8") from None
+    except (json.JSONDecodeError, RecursionError):
+        raise Problem(ProblemType.INVALID_PARAMETERS, "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise Problem(ProblemType.INVALID_PARAMETERS, "the body must be a JSON object")
+    return data
+
+
+def _query(request: web.Request) -> dict[str, str]:
+    query: dict[str, str] = {}
+    for name, value in request.query.items():
+        if name in query:
+            raise Problem(ProblemType.INVALID_PARAMETERS, f"query parameter {name!r} given twice")
+        query[name] = value
+    return query
+
+
+def _kernel_id(request: web.Request) -> str:
+    kernel_id = request.match_info["kernel_id"]
+    if not _TOKEN.match(kernel_id) or not 4 <= len(kernel_id) <= 64:
+        raise Problem(ProblemType.KERNEL_NOT_FOUND, f"no kernel {kernel_id!r}")
+    return kernel_id
+
+
+async def hello(_: web.Request) -> web.Response:
+    return web.json_response({"version": kubernel.API_VERSION, "manager": kubernel.__version__})
+
+
+async def create(request: web.Request) -> web.Response:
+    app, caller = request.app, request[CALLER]
+    body = parse(CreateRequest, await _json_object(request))
+    owner = access.acting_owner(caller, body.owner_access_key, app[KEYPAIRS].get)
+    domain = access.check_domain(caller, owner, body.domain)
+    group = access.check_group(caller, owner, body.group)
+    spec = to_spec(body, access_key=owner.access_key, domain=domain, group=group, images=app[SETTINGS].images,
+                   idle_timeout_seconds=app[SETTINGS].default_idle_timeout_seconds)
+    outcome = await app[SERVICE].get_or_create(body, owner, spec)
+    return web.json_response(views.create_response(outcome.body, created=outcome.created,
+                                                   timed_out=outcome.timed_out),
+                             status=201 if outcome.created else 200)
+
+
+async def get_info(request: web.Request) -> web.Response:
+    app, caller = request.app, request[CALLER]
+    query = parse(OwnerQuery, _query(request))
+    owner = access.acting_owner(caller, query.owner_access_key, app[KEYPAIRS].get)
+    service = app[SERVICE]
+    found = await service.find(owner, _kernel_id(request), live_only=False)
+    if not views.is_terminated(found):
+        found = await service.record_access(found)
+    return web.json_response(views.kernel_info(found, _now()))
+
+
+async def restart(request: web.Request) -> web.Response:
+    app, caller = request.app, request[CALLER]
+    query = parse(OwnerQuery, _query(request))
+    owner = access.acting_owner(caller, query.owner_access_key, app[KEYPAIRS].get)
+    service = app[SERVICE]
+    found = await service.record_access(await service.find(owner, _kernel_id(request), live_only=True))
+    await service.restart(found)
+    return web.Response(status=204)
+
+
+async def destroy(request: web.Request) -> web.Response:
+    app, caller = request.app, request[CALLER]
+    query = parse(DestroyQuery, _query(request))
+    access.check_forced(caller, query.forced)
+    owner = access.acting_owner(caller, query.owner_access_key, app[KEYPAIRS].get)
+    service = app[SERVICE]
+    found = await service.find(owner, _kernel_id(request), live_only=True)
+    final, _ = await service.destroy(found, forced=query.forced)
+    return web.json_response({"stats": views.final_stats(final, _now())})
+
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",  # nginx and ingress-nginx: do not buffer this response
+}
+
+
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    app, caller = request.app, request[CALLER]
+    query = parse(StreamQuery, _query(request))
+    owner_key = query.owner_access_key
+    if owner_key:
+        owner_key = access.acting_owner(caller, owner_key, app[KEYPAIRS].get).access_key
+    session_id = None if query.session_id == "*" else query.session_id
+    if session_id is not None:
+        owner_key = owner_key or caller.access_key
+        sessions = app[SESSIONS]
+        await sessions.loaded
+        if sessions.get((app[SETTINGS].namespace, session_name(owner_key, session_id))) is None:
+            raise Problem(ProblemType.KERNEL_NOT_FOUND, f"no kernel {session_id!r}")
+    cursor = None
+    if request.headers.get("Last-Event-ID"):
+        try:
+            cursor = Cursor.decode(request.headers["Last-Event-ID"])
+        except ValueError as exc:
+            raise Problem(ProblemType.INVALID_PARAMETERS, f"Last-Event-ID: {exc}") from None
+    stream_filter = StreamFilter(caller, session_id, owner_key, None if query.group == "*" else query.group)
+    hub, metrics, settings = app[HUB], app[METRICS], app[SETTINGS]
+    preface, subscriber = await hub.open(stream_filter, cursor, app[KUBE].sessions_at)
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    # `retry:` rides on the first message: alone it would make an empty message for
+    # parsers like the reference client's.
+    prefix = f"retry: {settings.retry_ms}\n".encode()
+    try:
+        await response.prepare(request)
+        await response.write(comment("kubernel event stream"))
+        for encoded in preface:
+            await response.write(prefix + encoded)
+            prefix = b""
+            metrics.events_sent.inc()
+        while True:
+            try:
+                encoded = await asyncio.wait_for(subscriber.queue.get(), settings.heartbeat_seconds)
+            except TimeoutError:
+                await response.write(comment("heartbeat"))
+                continue
+            if encoded == CLOSE:
+                break
+            await response.write(prefix + encoded)
+            prefix = b""
+            metrics.events_sent.inc()
+    except ConnectionResetError:
+        pass  # the client went away
+    finally:
+        hub.close(subscriber)
+    return response
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    sessions, keypairs = request.app[SESSIONS], request.app[KEYPAIR_INFORMER]
+    ready = sessions.loaded.done() and keypairs.loaded.done() and sessions.healthy
+    return web.json_response({"status": "ready" if ready else "not ready"}, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[METRICS].registry
+    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,180 @@
+"""What the endpoints do with KernelSessions, between HTTP and Kubernetes.
+
+Reads for decisions go to the API server (read-your-writes); waiting goes
+through the shared informer (no polling, no watch per request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from kubernel import resource as r
+from kubernel.model import KernelSession, KernelSessionSpec
+
+from .informer import Informer
+from .keypairs import Keypair
+from .kube import Kube
+from .limits import exceeded
+from .problems import Problem, ProblemType
+from .requests import CreateRequest
+from .settings import ApiSettings
+from .views import is_settled, is_terminated, parse_session
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    body: dict
+    created: bool
+    timed_out: bool = False
+
+
+def manifest(name: str, spec: KernelSessionSpec) -> dict:
+    """The KernelSession to create (pure)."""
+    body = KernelSession(spec=spec).model_dump(mode="json", by_alias=True, exclude_none=True)
+    body["metadata"] = {"name": name, "labels": {
+        r.LABEL_NAME: "kernelsession", r.LABEL_MANAGED_BY: r.MANAGED_BY, r.LABEL_PART_OF: r.MANAGED_BY,
+        r.LABEL_ACCESS_KEY: r.label_value(spec.owner.access_key), r.LABEL_DOMAIN: r.label_value(spec.owner.domain),
+        r.LABEL_GROUP: r.label_value(spec.owner.group),
+    }}
+    return body
+
+
+class SessionService:
+    def __init__(self, kube: Kube, sessions: Informer, settings: ApiSettings) -> None:
+        self.kube = kube
+        self.sessions = sessions
+        self.settings = settings
+
+    def key(self, name: str) -> tuple[str, str]:
+        return self.settings.namespace, name
+
+    def live_sessions_of(self, access_key: str) -> int:
+        return sum(1 for b in self.sessions.cache.values()
+                   if (b.get("spec") or {}).get("owner", {}).get("accessKey") == access_key
+                   and not is_terminated(b) and not b["metadata"].get("deletionTimestamp"))
+
+    async def get_or_create(self, request: CreateRequest, owner: Keypair, spec: KernelSessionSpec) -> Outcome:
+        violations = exceeded(spec.resources, spec.cluster_size, self.settings.server_limits, owner.limits)
+        if violations:
+            raise Problem(ProblemType.LIMIT_EXCEEDED, "; ".join(violations))
+        name = r.session_name(owner.access_key, spec.session_id)
+        for _ in range(10):
+            existing = await self.kube.get_session(name)
+            if existing is not None and (is_terminated(existing) or existing["metadata"].get("deletionTimestamp")):
+                await self._replace_ended(name, existing)
+                continue
+            if existing is not None:
+                return self._reuse(request, existing)
+            limit = owner.limits.concurrent_sessions
+            if limit is not None and self.live_sessions_of(owner.access_key) >= limit:
+                raise Problem(ProblemType.QUOTA_EXCEEDED, f"keypair {owner.access_key} may run {limit} session(s)")
+            try:
+                created = await self.kube.create_session(manifest(name, spec))
+            except ApiException as exc:
+                if exc.status == 409:  # a concurrent create with the same token won
+                    continue
+                raise
+            if request.enqueue_only:
+                return Outcome(created, True)
+            return await self._wait_started(name, created, request.max_wait_seconds)
+        raise Problem(ProblemType.UNAVAILABLE, "the session with this token kept changing; try again")
+
+    def _reuse(self, request: CreateRequest, existing: dict) -> Outcome:
+        if not request.reuse_if_exists:
+            raise Problem(ProblemType.SESSION_EXISTS,
+                          f"session {request.client_session_token!r} exists and reuseIfExists is false")
+        if parse_session(existing).spec.image != request.requested_image:
+            raise Problem(ProblemType.SESSION_EXISTS,
+                          f"session {request.client_session_token!r} exists with another image")
+        return Outcome(existing, False)
+
+    async def _replace_ended(self, name: str, ended: dict) -> None:
+        """A terminated session's token is free again: remove the old resource first."""
+        uid = ended["metadata"]["uid"]
+        await self.kube.delete_session(name, uid)
+        try:
+            await self.sessions.wait_for(self.key(name), lambda b: b is None or b["metadata"]["uid"] != uid,
+                                         timeout=self.settings.destroy_wait_seconds)
+        except TimeoutError:
+            raise Problem(ProblemType.UNAVAILABLE,
+                          "the ended session with this token is still being cleaned up; try again") from None
+
+    async def _wait_started(self, name: str, created: dict, max_wait: int) -> Outcome:
+        cap = self.settings.max_wait_seconds
+        wait = min(max_wait, cap) if max_wait else cap
+        uid = created["metadata"]["uid"]
+        try:
+            body = await self.sessions.wait_for(
+                self.key(name), lambda b: b is None or b["metadata"]["uid"] != uid or is_settled(b), timeout=wait)
+        except TimeoutError:
+            return Outcome(self.sessions.get(self.key(name)) or created, True, timed_out=True)
+        if body is None or body["metadata"]["uid"] != uid:  # deleted meanwhile
+            ended = created | {"status": {"phase": "Terminated"}}
+            return Outcome(ended, True)
+        return Outcome(body, True)
+
+    async def find(self, owner: Keypair, kernel_id: str, *, live_only: bool) -> dict:
+        body = await self.kube.get_session(r.session_name(owner.access_key, kernel_id))
+        if body is None or (live_only and (is_terminated(body) or body["metadata"].get("deletionTimestamp"))):
+            raise Problem(ProblemType.KERNEL_NOT_FOUND, f"no kernel {kernel_id!r}")
+        return body
+
+    async def record_access(self, body: dict) -> dict:
+        """Count an access (numQueriesExecuted) and restart the idle clock; optimistic, retried."""
+        name = body["metadata"]["name"]
+        for _ in range(8):
+            status = body.get("status") or {}
+            try:
+                return await self.kube.patch_session_status(
+                    name, {"accessCount": status.get("accessCount", 0) + 1, "lastAccessAt": now().isoformat()},
+                    body["metadata"]["resourceVersion"])
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+            fresh = await self.kube.get_session(name)
+            if fresh is None:
+                raise Problem(ProblemType.KERNEL_NOT_FOUND, "the kernel ended meanwhile")
+            body = fresh
+            await asyncio.sleep(0)
+        return body  # counted next time; the figures may be a few seconds stale by contract
+
+    async def restart(self, body: dict) -> None:
+        """Bump spec.restartCount (optimistically: two restarts asked at once are two restarts)."""
+        name = body["metadata"]["name"]
+        for _ in range(8):
+            try:
+                await self.kube.patch_session(name, {
+                    "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                    "spec": {"restartCount": (body.get("spec") or {}).get("restartCount", 0) + 1}})
+                return
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+            fresh = await self.kube.get_session(name)
+            if fresh is None or is_terminated(fresh):
+                raise Problem(ProblemType.KERNEL_NOT_FOUND, "the kernel ended meanwhile")
+            body = fresh
+        raise Problem(ProblemType.UNAVAILABLE, "the session kept changing; try again")
+
+    async def destroy(self, body: dict, *, forced: bool) -> tuple[dict, bool]:
+        """Ask the operator to end the session; the final state, and whether it ended in time."""
+        name, uid = body["metadata"]["name"], body["metadata"]["uid"]
+        reason = "force-terminated" if forced else "user-requested"
+        await self.kube.patch_session(name, {"spec": {"terminationRequested": reason}})
+        try:
+            final = await self.sessions.wait_for(
+                self.key(name), lambda b: b is None or b["metadata"]["uid"] != uid or is_terminated(b),
+                timeout=self.settings.destroy_wait_seconds)
+        except TimeoutError:
+            return self.sessions.get(self.key(name)) or body, False
+        if final is None or final["metadata"]["uid"] != uid:
+            return body, True
+        return final, True

@@ -1,0 +1,47 @@
+"""Runs under the Backend.AI 19.09 client's own virtualenv (see requirements-bai19.txt).
+
+Usage: python bai19_scenario.py <token> <image>; reads BACKEND_* from the environment.
+Prints one JSON object with what the client saw; the pytest side asserts on it.
+"""
+
+import asyncio
+import json
+import sys
+
+from ai.backend.client.session import AsyncSession
+
+
+async def follow(kernel, events, until):
+    async with kernel.stream_events() as response:
+        async for event in response.fetch_events():
+            events.append({"event": event["event"], "id": event.get("id"), "data": json.loads(event["data"])})
+            if event["event"] == until:
+                return
+
+
+async def main(token, image):
+    out = {}
+    async with AsyncSession() as session:
+        out["hello"] = await session.Kernel.hello()
+        kernel = await session.Kernel.get_or_create(image, client_token=token, enqueue_only=True)
+        out["created"] = {"kernelId": kernel.kernel_id, "created": kernel.created, "status": kernel.status}
+        events = []
+        await asyncio.wait_for(follow(kernel, events, "kernel_started"), 60)
+        again = await session.Kernel.get_or_create(image, client_token=token)
+        out["again"] = {"kernelId": again.kernel_id, "created": again.created, "status": again.status}
+        out["info"] = await kernel.get_info()
+        await kernel.restart()
+        restart_events = []
+        await asyncio.wait_for(follow(kernel, restart_events, "kernel_started"), 60)
+        out["info_after_restart"] = await kernel.get_info()
+        out["destroy"] = await kernel.destroy()
+        out["events"], out["restart_events"] = events, restart_events
+        try:
+            await kernel.get_info()
+            out["after_destroy"] = "still visible"
+        except Exception as exc:  # BackendAPIError
+            out["after_destroy"] = {"type": type(exc).__name__, "args": [str(a) for a in exc.args]}
+    print(json.dumps(out))
+
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
