@@ -130,28 +130,37 @@ def parse(model: type[BaseModel], data: object) -> BaseModel:
 def _resources(config: CreationConfig) -> m.Resources:
     slots = dict(config.resources or {})
     fields: dict[str, object] = {}
-    try:
-        if "cpu" in slots:
-            cpu = slots.pop("cpu")
-            if parse_quantity(cpu) <= 0:
-                raise ValueError("cpu must be positive")
-            fields["cpu"] = str(cpu)
-        if "mem" in slots or "memory" in slots:
-            size = binary_size(slots.pop("mem", None) or slots.pop("memory"))
-            slots.pop("memory", None)
+
+    def bad(slot: str, why: str) -> Problem:
+        return Problem(ProblemType.INVALID_PARAMETERS, f"config.resources.{slot}: {why}")
+
+    if "cpu" in slots:
+        cpu = slots.pop("cpu")
+        try:
+            positive = parse_quantity(cpu) > 0
+        except ValueError:
+            positive = False
+        if not positive:
+            raise bad("cpu", f"{cpu!r} is not a positive number of cores")
+        fields["cpu"] = str(cpu)
+    for slot in ("mem", "memory"):
+        if slot in slots:
+            value = slots.pop(slot)
+            try:
+                size = binary_size(value)
+            except ValueError:
+                size = 0
             if size <= 0:
-                raise ValueError("mem must be positive")
+                raise bad(slot, f"{value!r} is not a size such as 4g, 512m or a number of bytes")
             fields["memory"] = str(size)
-        elif config.instance_memory:
-            fields["memory"] = f"{config.instance_memory}Ki"
-        for slot in GPU_SLOTS:
-            if slot in slots:
-                gpu = slots.pop(slot)
-                if isinstance(gpu, str) or float(gpu) != int(gpu) or int(gpu) < 0:
-                    raise ValueError(f"{slot} must be a whole number of devices")
-                fields["gpu"] = int(gpu)
-    except ValueError as exc:
-        raise Problem(ProblemType.INVALID_PARAMETERS, f"config.resources: {exc}") from None
+    if "memory" not in fields and config.instance_memory:
+        fields["memory"] = f"{config.instance_memory}Ki"
+    for slot in GPU_SLOTS:
+        if slot in slots:
+            gpu = slots.pop(slot)
+            if isinstance(gpu, str) or float(gpu) != int(gpu) or int(gpu) < 0:
+                raise bad(slot, f"{gpu!r} is not a whole number of devices")
+            fields["gpu"] = int(gpu)
     if slots:
         raise Problem(ProblemType.INVALID_PARAMETERS,
                       f"config.resources: unsupported slot(s) {', '.join(sorted(slots))} "

@@ -112,13 +112,15 @@ class SessionService:
         wait = min(max_wait, cap) if max_wait else cap
         uid = created["metadata"]["uid"]
         try:
+            # None is not an answer: the watch may not have delivered our own create yet. A
+            # session deleted meanwhile is seen Terminated first (the finalizer records it).
             body = await self.sessions.wait_for(
-                self.key(name), lambda b: b is None or b["metadata"]["uid"] != uid or is_settled(b), timeout=wait)
+                self.key(name), lambda b: b is not None and (b["metadata"]["uid"] != uid or is_settled(b)),
+                timeout=wait)
         except TimeoutError:
             return Outcome(self.sessions.get(self.key(name)) or created, True, timed_out=True)
-        if body is None or body["metadata"]["uid"] != uid:  # deleted meanwhile
-            ended = created | {"status": {"phase": "Terminated"}}
-            return Outcome(ended, True)
+        if body is None or body["metadata"]["uid"] != uid:  # replaced meanwhile: ours ended
+            return Outcome(created | {"status": {"phase": "Terminated"}}, True)
         return Outcome(body, True)
 
     async def find(self, owner: Keypair, kernel_id: str, *, live_only: bool) -> dict:

@@ -1,0 +1,69 @@
+"""A signed HTTP client for the tests (our own, so each header can be broken on purpose)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+from kubernel_api.keypairs import Keypair
+from kubernel_api.signing import SignedRequest, authorization_header, signature
+
+VERSION = "v4.20190615"
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def problem_type(self) -> str:
+        return self.body.get("type", "") if isinstance(self.body, dict) else ""
+
+
+@dataclass
+class ApiClient:
+    base_url: str
+    keypair: Keypair
+    http: aiohttp.ClientSession
+    secret_override: str | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def host(self) -> str:
+        return self.base_url.split("://", 1)[1]
+
+    def signed_headers(self, method: str, path_qs: str, content_type: str = "application/octet-stream",
+                       *, date: datetime | None = None, sign_path: str | None = None) -> dict[str, str]:
+        when = (date or datetime.now(timezone.utc)).isoformat()
+        signed = SignedRequest(method, sign_path or path_qs, when, self.host, content_type, VERSION)
+        sig = signature(signed, self.secret_override or self.keypair.secret_key, "sha256")
+        return {"Date": when, "X-BackendAI-Version": VERSION,
+                "Authorization": authorization_header(self.keypair.access_key, sig)}
+
+    async def call(self, method: str, path: str, *, body: Any = None, params: dict | None = None,
+                   raw: bytes | None = None, headers: dict[str, str] | None = None, **sign: Any) -> Answer:
+        path_qs = path + ("?" + urlencode(params) if params else "")
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        content_type = "application/json" if data is not None else "application/octet-stream"
+        all_headers = self.signed_headers(method, path_qs, content_type, **sign)
+        if data is not None:
+            all_headers["Content-Type"] = content_type
+        all_headers.update(self.extra_headers)
+        all_headers.update(headers or {})
+        async with self.http.request(method, self.base_url + path_qs, data=data, headers=all_headers) as resp:
+            text = await resp.read()
+            try:
+                parsed = json.loads(text) if text else None
+            except ValueError:
+                parsed = text.decode(errors="replace")
+            return Answer(resp.status, dict(resp.headers), parsed)
+
+    async def create(self, token: str, image: str = "python:3.6", **fields: Any) -> Answer:
+        return await self.call("POST", "/kernel", body={"clientSessionToken": token, "image": image, **fields})

@@ -1,0 +1,93 @@
+"""Fixtures of the API tests: keypairs in the test namespace and the API on a real socket."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp import web
+from kubernetes_asyncio import client
+
+from kubernel.images import ImageTable
+from kubernel_api import keypairs as kp
+from kubernel_api.app import make_app
+from kubernel_api.keys import SESSIONS
+from kubernel_api.kube import Kube
+from kubernel_api.limits import Limits
+from kubernel_api.settings import ApiSettings
+
+from .api_client import ApiClient
+from .operator_process import TEST_IMAGES
+
+# name -> (role, domain, groups, limits)
+KEYPAIRS = {
+    "alice": (kp.Role.USER, "default", ("default", "research"), Limits()),
+    "bob": (kp.Role.USER, "default", ("default",), Limits()),
+    "limited": (kp.Role.USER, "default", ("default",), Limits(cpu="2", memory="4Gi", concurrent_sessions=1)),
+    "admin": (kp.Role.ADMIN, "default", ("default",), Limits()),
+    "otheradmin": (kp.Role.ADMIN, "other", ("default",), Limits()),
+    "carol": (kp.Role.USER, "other", ("default",), Limits()),
+    "root": (kp.Role.SUPERADMIN, "default", ("default",), Limits()),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api_settings(namespace: str, **overrides: object) -> ApiSettings:
+    return replace(ApiSettings(
+        host="127.0.0.1", port=0, namespace=namespace, images=ImageTable.model_validate(yaml.safe_load(TEST_IMAGES)),
+        heartbeat_seconds=0.5, max_wait_seconds=30, destroy_wait_seconds=15, kube_timeout_seconds=3,
+        server_limits=Limits(cpu="16", memory="64Gi", gpu=8, cluster_size=4)), **overrides)
+
+
+@pytest.fixture
+async def keypairs(kube: client.ApiClient, namespace: str) -> dict[str, kp.Keypair]:
+    core = client.CoreV1Api(kube)
+    made = {}
+    for name, (role, domain, groups, limits) in KEYPAIRS.items():
+        keypair = kp.Keypair(access_key=f"AKIATEST{name.upper()}", secret_key=f"secret-of-{name}-0123456789",
+                             role=role, domain=domain, groups=groups, limits=limits)
+        await core.create_namespaced_secret(namespace, kp.to_secret(keypair))
+        made[name] = keypair
+    return made
+
+
+@dataclass
+class RunningApi:
+    base_url: str
+    app: web.Application
+    http: aiohttp.ClientSession
+    keypairs: dict[str, kp.Keypair]
+
+    def client(self, name: str, **kwargs: object) -> ApiClient:
+        return ApiClient(self.base_url, self.keypairs[name], self.http, **kwargs)
+
+    @property
+    def sessions(self):
+        return self.app[SESSIONS]
+
+
+async def start_api(kube: client.ApiClient, settings: ApiSettings) -> tuple[web.AppRunner, str]:
+    app = make_app(settings, Kube(kube, settings.namespace, settings.keypairs_in, settings.kube_timeout_seconds))
+    runner = web.AppRunner(app, shutdown_timeout=2)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def api(kube: client.ApiClient, namespace: str, keypairs: dict[str, kp.Keypair],
+              operator: object) -> AsyncIterator[RunningApi]:
+    runner, base_url = await start_api(kube, api_settings(namespace))
+    async with aiohttp.ClientSession() as http:
+        yield RunningApi(base_url, runner.app, http, keypairs)
+    await runner.cleanup()

@@ -1,0 +1,303 @@
+"""The REST API through a real socket, on the real control plane with the operator."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from kubernetes_asyncio import client
+
+from kubernel import resource as r
+from kubernel_api.problems import TYPE_BASE
+
+from ..waiting import wait_until
+from .conftest import RunningApi
+
+PROBLEM = "application/problem+json"
+
+
+def problem(slug: str) -> str:
+    return TYPE_BASE + slug
+
+
+async def test_hello_needs_no_auth(api: RunningApi) -> None:
+    async with api.http.get(api.base_url + "/") as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"version": "v4.20190615", "manager": "0.1.0"}
+
+
+async def test_create_waits_for_the_start_and_get_info_counts_accesses(api: RunningApi) -> None:
+    alice = api.client("alice")
+    created = await alice.create("sess-01", tag="t1", config={"resources": {"cpu": 2, "mem": "2g"},
+                                                             "environ": {"A": "1"}})
+    assert created.status == 201, created.body
+    assert created.body == {"kernelId": "sess-01", "created": True, "status": "RUNNING", "servicePorts": []}
+    first = await alice.call("GET", "/kernel/sess-01")
+    second = await alice.call("GET", "/kernel/sess-01")
+    assert first.status == second.status == 200
+    info = second.body
+    assert info["lang"] == "python:3.6" and info["image"] == "registry.example/lablup/python:3.6-ubuntu18.04"
+    assert info["status"] == "RUNNING" and info["tag"] == "t1" and info["terminationTime"] is None
+    assert info["memoryLimit"] == 2 * 1024 * 1024  # KiB
+    assert second.body["numQueriesExecuted"] == first.body["numQueriesExecuted"] + 1 >= 2
+    assert info["age"] >= first.body["age"] and info["cpuCreditUsed"] >= 0
+    assert info["ownerAccessKey"] == api.keypairs["alice"].access_key
+
+
+async def test_enqueue_only_answers_at_once_and_legacy_path_and_lang_work(api: RunningApi) -> None:
+    alice = api.client("alice")
+    answer = await alice.call("POST", "/kernel/create", body={"clientSessionToken": "legacy-01", "lang": "python:3.6",
+                                                              "enqueueOnly": True})
+    assert answer.status == 201 and answer.body["created"] is True
+    assert answer.body["status"] in ("PENDING", "PREPARING", "PULLING", "BUILDING")
+
+
+async def test_max_wait_gives_timeout_while_the_session_is_still_pending(api: RunningApi) -> None:
+    # 5 GPUs fit no simulated node (4 each), so the Pod stays unschedulable.
+    answer = await api.client("alice").create("stuck-01", maxWaitSeconds=1, config={"resources": {"cuda.device": 5}})
+    assert answer.status == 201 and answer.body["status"] == "TIMEOUT"
+
+
+async def test_a_failed_start_answers_terminated(api: RunningApi) -> None:
+    answer = await api.client("alice").create("broken-01", image="registry.invalid/x:1")
+    assert answer.status == 201 and answer.body["status"] == "TERMINATED"
+    info = await api.client("alice").call("GET", "/kernel/broken-01")
+    assert info.body["status"] == "TERMINATED" and info.body["statusInfo"] == "image-pull-failed"
+
+
+async def test_twenty_concurrent_creates_with_one_token_make_one_session(api: RunningApi, kube: client.ApiClient,
+                                                                         namespace: str) -> None:
+    alice = api.client("alice")
+    answers = await asyncio.gather(*(alice.create("race-01", enqueueOnly=True) for _ in range(20)))
+    assert sorted(a.status for a in answers) == [200] * 19 + [201], [a.body for a in answers]
+    assert [a.body["created"] for a in answers].count(True) == 1
+    items = await client.CustomObjectsApi(kube).list_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.PLURAL)
+    assert [i["spec"]["sessionId"] for i in items["items"]] == ["race-01"]
+
+
+async def test_token_rules(api: RunningApi) -> None:
+    alice, bob = api.client("alice"), api.client("bob")
+    assert (await alice.create("tok-01")).status == 201
+    other_image = await alice.create("tok-01", image="registry.example/other:1")
+    assert other_image.status == 409 and other_image.problem_type == problem("session-already-exists")
+    no_reuse = await alice.create("tok-01", reuseIfExists=False)
+    assert no_reuse.status == 409
+    assert (await bob.create("tok-01", enqueueOnly=True)).status == 201  # tokens are per owner
+    destroyed = await alice.call("DELETE", "/kernel/tok-01")
+    assert destroyed.status == 200 and destroyed.body["stats"]["status"] == "TERMINATED"
+    again = await alice.create("tok-01", image="registry.example/other:1")  # an ended session's token is free
+    assert again.status == 201 and again.body["created"] is True
+
+
+@pytest.mark.parametrize(("body", "detail_has"), [
+    ({"image": "python:3.6"}, "clientSessionToken"),
+    ({"clientSessionToken": "ab", "image": "python:3.6"}, "clientSessionToken"),
+    ({"clientSessionToken": "-bad-", "image": "python:3.6"}, "clientSessionToken"),
+    ({"clientSessionToken": "n\u00e9e-01", "image": "python:3.6"}, "clientSessionToken"),
+    ({"clientSessionToken": "nolang-01"}, "image"),
+    ({"clientSessionToken": "batch-01", "image": "python:3.6", "type": "batch"}, "startupCommand"),
+    ({"clientSessionToken": "type-01", "image": "python:3.6", "type": "gpu"}, "type"),
+    ({"clientSessionToken": "extra-01", "image": "python:3.6", "surprise": 1}, "surprise"),
+    ({"clientSessionToken": "slot-01", "image": "python:3.6", "config": {"resources": {"tpu": 1}}}, "tpu"),
+    ({"clientSessionToken": "mem-01", "image": "python:3.6", "config": {"resources": {"mem": "lots"}}}, "mem"),
+    ({"clientSessionToken": "env-01", "image": "python:3.6", "config": {"environ": {"1X": "y"}}}, "environ"),
+    ({"clientSessionToken": "mnt-01", "image": "python:3.6", "config": {"mounts": ["Bad_Name"]}}, "mounts"),
+    ({"clientSessionToken": "cs-01", "image": "python:3.6", "config": {"clusterSize": 0}}, "clusterSize"),
+    ({"clientSessionToken": "wait-01", "image": "python:3.6", "maxWaitSeconds": -1}, "maxWaitSeconds"),
+])
+async def test_invalid_create_requests_are_400_and_create_nothing(api: RunningApi, body: dict, detail_has: str,
+                                                                   kube: client.ApiClient, namespace: str) -> None:
+    answer = await api.client("alice").call("POST", "/kernel", body=body)
+    assert answer.status == 400, answer.body
+    assert answer.headers["Content-Type"].startswith(PROBLEM)
+    assert answer.problem_type == problem("invalid-api-params") and detail_has in answer.body["detail"]
+    items = await client.CustomObjectsApi(kube).list_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.PLURAL)
+    assert items["items"] == []
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe{}", b"[1, 2]", b"[" * 100000 + b"]" * 100000])
+async def test_malformed_bodies_are_400(api: RunningApi, raw: bytes) -> None:
+    answer = await api.client("alice").call("POST", "/kernel", raw=raw)
+    assert answer.status == 400 and answer.problem_type == problem("invalid-api-params"), answer.body
+
+
+async def test_oversized_body_is_413(api: RunningApi) -> None:
+    answer = await api.client("alice").call("POST", "/kernel", raw=b'{"x": "' + b"a" * (2 << 20) + b'"}')
+    assert answer.status == 413 and answer.problem_type == problem("request-too-large")
+
+
+async def test_image_outside_the_table_is_400(api: RunningApi) -> None:
+    answer = await api.client("alice").create("img-01", image="quay.io/someone/else:1")
+    assert answer.status == 400 and answer.problem_type == problem("image-not-allowed")
+
+
+@pytest.mark.parametrize(("who", "resources", "cluster"), [
+    ("alice", {"cpu": 32}, 1),            # server limit: 16 cpu
+    ("alice", {"mem": "128g"}, 1),        # server limit: 64Gi
+    ("alice", {"cuda.device": 9}, 1),     # server limit: 8 gpu
+    ("alice", {}, 5),                     # server limit: clusterSize 4
+    ("limited", {"cpu": 4}, 1),           # keypair limit: 2 cpu
+    ("limited", {"mem": "8g"}, 1),        # keypair limit: 4Gi
+])
+async def test_requests_over_the_limits_are_406(api: RunningApi, who: str, resources: dict, cluster: int) -> None:
+    answer = await api.client(who).create("big-01", config={"resources": resources, "clusterSize": cluster})
+    assert answer.status == 406 and answer.problem_type == problem("resource-limit-exceeded"), answer.body
+
+
+async def test_concurrent_session_quota_is_412(api: RunningApi) -> None:
+    limited = api.client("limited")
+    assert (await limited.create("q-01", enqueueOnly=True)).status == 201
+    answer = await limited.create("q-02", enqueueOnly=True)
+    assert answer.status == 412 and answer.problem_type == problem("quota-exceeded")
+
+
+async def test_unknown_kernels_are_404_for_every_verb(api: RunningApi) -> None:
+    alice = api.client("alice")
+    for method in ("GET", "PATCH", "DELETE"):
+        answer = await alice.call(method, "/kernel/nope-01")
+        assert answer.status == 404 and answer.problem_type == problem("kernel-not-found"), (method, answer.body)
+    assert (await alice.call("GET", "/kernel/bad%20id")).status == 404
+
+
+async def test_restart_replays_the_startup_with_reason_restarting(api: RunningApi) -> None:
+    alice = api.client("alice")
+    assert (await alice.create("rs-01")).body["status"] == "RUNNING"
+    before = (await alice.call("GET", "/kernel/rs-01")).body
+    assert (await alice.call("PATCH", "/kernel/rs-01")).status == 204
+
+    async def restarted() -> dict | None:
+        info = (await alice.call("GET", "/kernel/rs-01")).body
+        return info if info["status"] == "RUNNING" and info["statusInfo"] == "restarting" else None
+
+    after = await wait_until(restarted, timeout=30, what="the restarted kernel running")
+    assert after["age"] > before["age"] and after["creationTime"] == before["creationTime"]
+
+
+async def test_destroy_reports_stats_then_the_kernel_is_gone_for_verbs(api: RunningApi) -> None:
+    alice = api.client("alice")
+    await alice.create("del-01")
+    answer = await alice.call("DELETE", "/kernel/del-01")
+    assert answer.status == 200
+    assert answer.body["stats"]["status"] == "TERMINATED" and answer.body["stats"]["reason"] == "user-requested"
+    assert answer.body["stats"]["cpu_used"] >= 0
+    assert (await alice.call("DELETE", "/kernel/del-01")).status == 404
+    assert (await alice.call("PATCH", "/kernel/del-01")).status == 404
+    info = await alice.call("GET", "/kernel/del-01")  # kept for the retention period, as TERMINATED
+    assert info.status == 200 and info.body["status"] == "TERMINATED" and info.body["terminationTime"]
+
+
+async def test_roles_decide_who_sees_what(api: RunningApi) -> None:
+    alice_key = api.keypairs["alice"].access_key
+    assert (await api.client("alice").create("mine-01", enqueueOnly=True)).status == 201
+    # Another user: the session does not exist for it; naming its owner is forbidden.
+    assert (await api.client("bob").call("GET", "/kernel/mine-01")).status == 404
+    named = await api.client("bob").call("GET", "/kernel/mine-01", params={"owner_access_key": alice_key})
+    assert named.status == 403 and named.problem_type == problem("generic-forbidden")
+    assert (await api.client("bob").call("DELETE", "/kernel/mine-01", params={"owner_access_key": alice_key})
+            ).status == 403
+    assert (await api.client("bob").call("DELETE", "/kernel/mine-01", params={"forced": "true"})).status == 403
+    assert (await api.client("bob").create("theirs-01", owner_access_key=alice_key)).status == 403
+    # A domain admin of alice's domain may; one of another domain may not; a superadmin may.
+    assert (await api.client("admin").call("GET", "/kernel/mine-01", params={"owner_access_key": alice_key})
+            ).status == 200
+    assert (await api.client("otheradmin").call("GET", "/kernel/mine-01", params={"owner_access_key": alice_key})
+            ).status == 403
+    assert (await api.client("root").call("GET", "/kernel/mine-01", params={"owner_access_key": alice_key})
+            ).status == 200
+    # An admin creates for a user of its domain; the session is the user's.
+    made = await api.client("admin").create("for-alice", owner_access_key=alice_key, enqueueOnly=True)
+    assert made.status == 201
+    assert (await api.client("alice").call("GET", "/kernel/for-alice")).body["ownerAccessKey"] == alice_key
+    forced = await api.client("admin").call("DELETE", "/kernel/for-alice",
+                                            params={"owner_access_key": alice_key, "forced": "true"})
+    assert forced.status == 200 and forced.body["stats"]["reason"] == "force-terminated"
+    # Groups: a user may only use its own.
+    assert (await api.client("bob").create("grp-01", group="research")).status == 403
+    assert (await api.client("alice").create("grp-01", group="research", enqueueOnly=True)).status == 201
+
+
+class TestSignatures:
+    async def test_a_correct_signature_passes(self, api: RunningApi) -> None:
+        assert (await api.client("alice").call("GET", "/kernel/none-01")).status == 404
+
+    @pytest.mark.parametrize("breakage", ["wrong secret", "unknown key", "old date", "future date", "tampered path",
+                                          "tampered query", "signed for another host"])
+    async def test_bad_signatures_are_401_and_say_nothing(self, api: RunningApi, breakage: str) -> None:
+        alice = api.client("alice")
+        sign: dict = {}
+        params = {"owner_access_key": api.keypairs["alice"].access_key}
+        if breakage == "wrong secret":
+            alice.secret_override = "not-the-secret-0123456789"
+        elif breakage == "unknown key":
+            alice = api.client("alice")
+            alice.keypair = alice.keypair.model_copy(update={"access_key": "AKIANOBODY000000"})
+        elif breakage == "old date":
+            sign["date"] = datetime.now(timezone.utc) - timedelta(minutes=16)
+        elif breakage == "future date":
+            sign["date"] = datetime.now(timezone.utc) + timedelta(minutes=16)
+        elif breakage == "tampered path":
+            sign["sign_path"] = "/kernel/other-01?" + "owner_access_key=" + params["owner_access_key"]
+        elif breakage == "tampered query":
+            sign["sign_path"] = "/kernel/none-01?owner_access_key=AKIASOMEONEELSE"
+        elif breakage == "signed for another host":
+            alice.extra_headers = {"Host": "evil.example:443"}
+        answer = await alice.call("GET", "/kernel/none-01", params=params, **sign)
+        assert answer.status == 401, answer.body
+        assert answer.body == {"type": problem("auth-failed"), "title": "Authentication failed.", "status": 401}
+
+    @pytest.mark.parametrize("header", ["Authorization", "Date", "X-BackendAI-Version"])
+    async def test_missing_headers_are_401(self, api: RunningApi, header: str) -> None:
+        alice = api.client("alice")
+        headers = alice.signed_headers("GET", "/kernel/none-01")
+        headers.pop(header)
+        async with api.http.get(api.base_url + "/kernel/none-01", headers=headers,
+                                skip_auto_headers=["Date"] if header == "Date" else ()) as resp:
+            assert resp.status == 401 and resp.content_type == PROBLEM
+            assert header.split("-")[-1].lower() in (await resp.json())["detail"].lower()
+
+    async def test_a_date_header_within_the_window_passes(self, api: RunningApi) -> None:
+        answer = await api.client("alice").call("GET", "/kernel/none-01",
+                                                date=datetime.now(timezone.utc) - timedelta(minutes=14))
+        assert answer.status == 404
+
+    async def test_unsupported_version_is_400(self, api: RunningApi) -> None:
+        answer = await api.client("alice").call("GET", "/kernel/none-01", headers={"X-BackendAI-Version": "v3.1"})
+        assert answer.status == 400 and answer.problem_type == problem("unsupported-api-version")
+
+    async def test_a_deactivated_keypair_is_refused(self, api: RunningApi, kube: client.ApiClient,
+                                                    namespace: str) -> None:
+        from kubernel_api import keypairs as kp
+
+        bob = api.client("bob")
+        assert (await bob.call("GET", "/kernel/none-01")).status == 404
+        await client.CoreV1Api(kube).patch_namespaced_secret(
+            kp.secret_name(api.keypairs["bob"].access_key), namespace, kp.activation_patch(False))
+
+        async def refused() -> bool:
+            return (await bob.call("GET", "/kernel/none-01")).status == 401
+
+        await wait_until(refused, timeout=10, what="bob's requests refused")
+
+
+async def test_errors_of_routing_are_problems_too(api: RunningApi) -> None:
+    async with api.http.get(api.base_url + "/nowhere") as resp:
+        assert resp.status == 404 and resp.content_type == PROBLEM
+        assert (await resp.json())["type"] == problem("url-not-found")
+    async with api.http.put(api.base_url + "/kernel/x-01") as resp:
+        assert resp.status == 405 and resp.content_type == PROBLEM and "Allow" in resp.headers
+
+
+async def test_health_metrics_and_openapi(api: RunningApi) -> None:
+    await api.client("alice").call("GET", "/kernel/none-01")
+    async with api.http.get(api.base_url + "/healthz") as resp:
+        assert resp.status == 200
+    async with api.http.get(api.base_url + "/readyz") as resp:
+        assert resp.status == 200
+    async with api.http.get(api.base_url + "/metrics") as resp:
+        text = await resp.text()
+        assert 'kubernel_api_requests_total{method="GET",route="/kernel/{kernel_id}",status="404"} 1.0' in text
+        assert "kubernel_api_open_streams 0.0" in text and "kubernel_api_sse_events_sent_total" in text
+    async with api.http.get(api.base_url + "/openapi.json") as resp:
+        doc = await resp.json()
+        assert doc["openapi"].startswith("3.") and "/kernel/{kernel_id}" in doc["paths"]
