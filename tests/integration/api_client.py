@@ -6,9 +6,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlencode
-
 import aiohttp
+from yarl import URL
 
 from kubernel_api.keypairs import Keypair
 from kubernel_api.signing import SignedRequest, authorization_header, signature
@@ -47,9 +46,15 @@ class ApiClient:
         return {"Date": when, "X-BackendAI-Version": VERSION,
                 "Authorization": authorization_header(self.keypair.access_key, sig)}
 
+    def url(self, path: str, params: dict | None = None) -> URL:
+        """The URL as the client will send it; its relative part is what gets signed."""
+        url = URL(self.base_url + path, encoded=True)
+        return url.with_query(params) if params else url
+
     async def call(self, method: str, path: str, *, body: Any = None, params: dict | None = None,
                    raw: bytes | None = None, headers: dict[str, str] | None = None, **sign: Any) -> Answer:
-        path_qs = path + ("?" + urlencode(params) if params else "")
+        url = self.url(path, params)
+        path_qs = str(url.relative())
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         content_type = "application/json" if data is not None else "application/octet-stream"
         all_headers = self.signed_headers(method, path_qs, content_type, **sign)
@@ -57,7 +62,7 @@ class ApiClient:
             all_headers["Content-Type"] = content_type
         all_headers.update(self.extra_headers)
         all_headers.update(headers or {})
-        async with self.http.request(method, self.base_url + path_qs, data=data, headers=all_headers) as resp:
+        async with self.http.request(method, url, data=data, headers=all_headers) as resp:
             text = await resp.read()
             try:
                 parsed = json.loads(text) if text else None

@@ -1,0 +1,173 @@
+"""The lifecycle event stream: format, roles, filters, resume (also across an API restart)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from ..waiting import wait_until
+from .api_client import ApiClient
+from .api_process import ApiProcess
+from .conftest import RunningApi, api_settings, start_api
+from .sse import EventStream, Message
+
+STARTUP = ["kernel_preparing", "kernel_pulling", "kernel_creating", "kernel_started"]
+
+
+@contextlib.asynccontextmanager
+async def stream(client: ApiClient, params: dict | None = None, last_event_id: str | None = None,
+                 expect: int = 200) -> AsyncIterator[EventStream]:
+    url = client.url("/stream/kernel/_/events", params)
+    headers = client.signed_headers("GET", str(url.relative()))
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    async with client.http.get(url, headers=headers,
+                               timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as resp:
+        assert resp.status == expect, await resp.text()
+        yield EventStream(resp)
+
+
+async def until_started(events: EventStream, session_ids: set[str], timeout: float = 30) -> list[Message]:
+    """Messages up to and including kernel_started (or kernel_terminated) of every one of ``session_ids``."""
+    got, pending = [], set(session_ids)
+    while pending:
+        message = await events.next(timeout)
+        assert message is not None, "the stream ended early"
+        got.append(message)
+        if message.event in ("kernel_started", "kernel_terminated"):
+            pending.discard(message.data["sessionId"])
+    return got
+
+
+def startup_of(messages: list[Message], session_id: str) -> list[str]:
+    return [m.event for m in messages if m.data["sessionId"] == session_id]
+
+
+def is_startup(events: list[str]) -> bool:
+    return events in (STARTUP, [e for e in STARTUP if e != "kernel_pulling"])
+
+
+async def test_stream_format_headers_ids_retry_heartbeat(api: RunningApi) -> None:
+    alice = api.client("alice")
+    async with stream(alice, {"sessionId": "*"}) as events:
+        headers = events.response.headers
+        assert headers["Content-Type"].startswith("text/event-stream")
+        assert "no-cache" in headers["Cache-Control"] and headers["X-Accel-Buffering"] == "no"
+        assert (await alice.create("sse-01", enqueueOnly=True)).status == 201
+        messages = await until_started(events, {"sse-01"})
+        assert is_startup([m.event for m in messages]), messages
+        assert messages[0].retry == 3000 and all(m.retry is None for m in messages[1:])
+        assert all(m.id for m in messages) and len({m.id for m in messages}) == len(messages)
+        assert messages[-1].data == {"sessionId": "sse-01", "ownerAccessKey": api.keypairs["alice"].access_key,
+                                     "reason": ""}
+        await wait_until(lambda: _has_heartbeat(events), timeout=5, what="a heartbeat comment")
+        await alice.call("DELETE", "/kernel/sse-01")
+        ended = await events.next(10)
+        assert ended.event == "kernel_terminated"
+        assert ended.data["reason"] == "user-requested" and ended.data["result"] == "UNDEFINED"
+
+
+async def _has_heartbeat(events: EventStream) -> bool:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await events.next(0.6)  # reading lets comments arrive; no message is expected here
+    return "heartbeat" in events.comments
+
+
+async def test_roles_and_filters_decide_what_each_stream_carries(api: RunningApi) -> None:
+    names = ["alice", "bob", "admin", "otheradmin", "root"]
+    domain_of = {k.access_key: k.domain for k in api.keypairs.values()}
+    owner_of = {n: api.keypairs[n].access_key for n in api.keypairs}
+    async with contextlib.AsyncExitStack() as stack:
+        streams = {n: await stack.enter_async_context(stream(api.client(n))) for n in names}
+        research = await stack.enter_async_context(stream(api.client("alice"), {"group": "research"}))
+        assert (await api.client("alice").create("a-01", group="research")).body["status"] == "RUNNING"
+        assert (await api.client("carol").create("c-01")).body["status"] == "RUNNING"
+        # Each stream ends with a session of its own owner: whatever it carries of a-01
+        # and c-01 came before that (one watch feeds every stream, in order).
+        for n in names:
+            assert (await api.client(n).create(f"{n}-own", enqueueOnly=True)).status == 201
+        assert (await api.client("alice").create("a-02", group="research", enqueueOnly=True)).status == 201
+        seen = {n: await until_started(streams[n], {f"{n}-own"}) for n in names}
+        seen_research = await until_started(research, {"a-02"})
+    owners = {n: {m.data["ownerAccessKey"] for m in seen[n]} for n in names}
+    sessions = {n: {m.data["sessionId"] for m in seen[n]} for n in names}
+    assert owners["alice"] == {owner_of["alice"]} and is_startup(startup_of(seen["alice"], "a-01"))
+    assert owners["bob"] == {owner_of["bob"]} and "a-01" not in sessions["bob"]
+    assert {domain_of[o] for o in owners["admin"]} == {"default"} and is_startup(startup_of(seen["admin"], "a-01"))
+    assert {domain_of[o] for o in owners["otheradmin"]} == {"other"}
+    assert is_startup(startup_of(seen["otheradmin"], "c-01"))
+    assert is_startup(startup_of(seen["root"], "a-01")) and is_startup(startup_of(seen["root"], "c-01"))
+    assert {m.data["sessionId"] for m in seen_research} == {"a-01", "a-02"}
+
+
+async def test_stream_parameters_follow_the_roles(api: RunningApi) -> None:
+    alice_key = api.keypairs["alice"].access_key
+    assert (await api.client("alice").create("p-01")).body["status"] == "RUNNING"
+    async with stream(api.client("bob"), {"ownerAccessKey": alice_key}, expect=403):
+        pass
+    async with stream(api.client("bob"), {"sessionId": "p-01"}, expect=404):
+        pass
+    async with stream(api.client("otheradmin"), {"sessionId": "p-01", "owner_access_key": alice_key}, expect=403):
+        pass
+    async with stream(api.client("alice"), last_event_id="garbage", expect=400):
+        pass
+    async with stream(api.client("admin"), {"sessionId": "p-01", "owner_access_key": alice_key}) as events:
+        assert (await api.client("alice").call("PATCH", "/kernel/p-01")).status == 204
+        restarted = await until_started(events, {"p-01"})
+    assert is_startup([m.event for m in restarted]) and {m.data["reason"] for m in restarted} == {"restarting"}
+
+
+async def test_resume_with_last_event_id_gets_each_event_once(api: RunningApi) -> None:
+    alice = api.client("alice")
+    async with stream(alice) as events:
+        await alice.create("r-01", enqueueOnly=True)
+        first = [await events.next(30), await events.next(30)]
+    # Disconnected; the session goes on starting. Resume after the second message.
+    async with stream(alice, last_event_id=first[-1].id) as events:
+        rest = await until_started(events, {"r-01"})
+    assert is_startup([m.event for m in first + rest]), first + rest
+
+
+async def test_resume_after_the_api_process_is_killed(kubeconfig: str, namespace: str, keypairs: dict,
+                                                      operator: object, tmp_path: Path) -> None:
+    server = ApiProcess(kubeconfig, namespace, tmp_path)
+    server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            alice = ApiClient(server.base_url, keypairs["alice"], http)
+            async with stream(alice) as events:
+                await alice.create("k-00", enqueueOnly=True)
+                before = await until_started(events, {"k-00"})
+                for i in range(1, 4):
+                    assert (await alice.create(f"k-0{i}", enqueueOnly=True)).status == 201
+                server.kill()  # the sessions start while no API process runs
+                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                    while (message := await events.next(5)) is not None:
+                        before.append(message)
+            server.start()
+            async with stream(alice, last_event_id=before[-1].id) as events:
+                pending = {f"k-0{i}" for i in range(1, 4)} - {
+                    m.data["sessionId"] for m in before if m.event == "kernel_started"}
+                after = await until_started(events, pending)
+        everything = before + after
+        for i in range(4):
+            assert is_startup(startup_of(everything, f"k-0{i}")), (i, everything)
+        ids = [m.id for m in everything]
+        assert len(ids) == len(set(ids))
+    finally:
+        server.stop()
+
+
+async def test_shutdown_ends_open_streams_cleanly(kube, namespace: str, keypairs: dict, operator: object) -> None:
+    runner, base_url = await start_api(kube, api_settings(namespace))
+    async with aiohttp.ClientSession() as http:
+        async with stream(ApiClient(base_url, keypairs["alice"], http)) as events:
+            cleanup = asyncio.create_task(runner.cleanup())
+            assert await events.next(10) is None  # end of stream, not an error
+            await cleanup
