@@ -18,6 +18,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The published Backend.AI 19.09 client, in its own virtualenv (its pins clash with ours).
+BAI_VENV := .venv-bai19
+BAI_STAMP := $(BAI_VENV)/.installed
+$(BAI_STAMP): tests/client/requirements-bai19.txt
+	@echo "[make] installing the Backend.AI 19.09 client into $(BAI_VENV)"
+	@test -x $(BAI_VENV)/bin/python || $(PYTHON) -m venv $(BAI_VENV)
+	@$(BAI_VENV)/bin/python -m pip install --quiet --no-deps -r tests/client/requirements-bai19.txt
+	@touch $@
+
 binaries:
 	@bash cluster/build.sh >/dev/null
 
@@ -39,8 +48,8 @@ run: cluster
 unit: venv
 	@$(PY) -m pytest -m "not integration" -q
 
-test: venv binaries
+test: venv binaries $(BAI_STAMP)
 	@$(PY) -m pytest
 
 clean: cluster-down
-	rm -rf .local $(VENV)
+	rm -rf .local $(VENV) $(BAI_VENV)

@@ -23,10 +23,25 @@ class EventStream:
     comments: list[str] = field(default_factory=list)
 
     async def next(self, timeout: float) -> Message | None:
-        """The next message, or None when the server ends the stream."""
+        """The next message within ``timeout`` seconds, or None when the server ends the stream."""
+        async with asyncio.timeout(timeout):
+            return await self._next()
+
+    async def comment(self, text: str, timeout: float) -> None:
+        """Read until a comment ``text`` arrives; a message before it fails the test."""
+        async with asyncio.timeout(timeout):
+            while text not in self.comments:
+                line = await self.response.content.readline()
+                assert line, "the stream ended"
+                decoded = line.decode("utf-8").rstrip("\r\n")
+                assert not decoded or decoded.startswith(":"), f"unexpected message line {decoded!r}"
+                if decoded:
+                    self.comments.append(decoded[1:].strip())
+
+    async def _next(self) -> Message | None:
         fields: dict[str, str] = {}
         while True:
-            line = await asyncio.wait_for(self.response.content.readline(), timeout)
+            line = await self.response.content.readline()
             if not line:
                 return None
             text = line.decode("utf-8").rstrip("\r\n")

@@ -66,17 +66,11 @@ async def test_stream_format_headers_ids_retry_heartbeat(api: RunningApi) -> Non
         assert all(m.id for m in messages) and len({m.id for m in messages}) == len(messages)
         assert messages[-1].data == {"sessionId": "sse-01", "ownerAccessKey": api.keypairs["alice"].access_key,
                                      "reason": ""}
-        await wait_until(lambda: _has_heartbeat(events), timeout=5, what="a heartbeat comment")
+        await events.comment("heartbeat", timeout=5)
         await alice.call("DELETE", "/kernel/sse-01")
         ended = await events.next(10)
         assert ended.event == "kernel_terminated"
         assert ended.data["reason"] == "user-requested" and ended.data["result"] == "UNDEFINED"
-
-
-async def _has_heartbeat(events: EventStream) -> bool:
-    with contextlib.suppress(asyncio.TimeoutError):
-        await events.next(0.6)  # reading lets comments arrive; no message is expected here
-    return "heartbeat" in events.comments
 
 
 async def test_roles_and_filters_decide_what_each_stream_carries(api: RunningApi) -> None:
