@@ -1,0 +1,121 @@
+"""Request validation and request -> KernelSession spec (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kubernel.images import ImageAlias, ImageTable
+from kubernel.model import Resources
+from kubernel.quantity import binary_size
+from kubernel_api import access
+from kubernel_api.keypairs import Keypair, Role, from_secret, to_secret
+from kubernel_api.limits import Limits, exceeded
+from kubernel_api.problems import Problem, ProblemType
+from kubernel_api.requests import CreateRequest, StreamQuery, parse, to_spec
+
+IMAGES = ImageTable(allowed_registries=["registry.example"],
+                    aliases={"python:3.6": ImageAlias(image="registry.example/python:3.6")})
+
+# What the Backend.AI 19.09 client sends for get_or_create(image, client_token=...).
+CLIENT_BODY = {"tag": None, "clientSessionToken": "tok-01", "config": {
+    "mounts": [], "environ": None, "clusterSize": 1, "resources": {}, "resource_opts": {}, "scalingGroup": None},
+    "owner_access_key": None, "domain": None, "group": None, "type": "interactive", "enqueueOnly": False,
+    "maxWaitSeconds": 0, "reuseIfExists": True, "startupCommand": None, "image": "python:3.6"}
+
+
+def spec_of(body: dict):
+    request = parse(CreateRequest, body)
+    return to_spec(request, access_key="AKIAX", domain="default", group="default", images=IMAGES,
+                   idle_timeout_seconds=None)
+
+
+def test_the_reference_clients_body_is_accepted() -> None:
+    spec = spec_of(CLIENT_BODY)
+    assert spec.session_id == "tok-01" and spec.image == "python:3.6"
+    assert spec.resolved_image == "registry.example/python:3.6"
+    assert spec.resources == Resources() and spec.cluster_size == 1 and spec.environ == {}
+
+
+def test_config_maps_onto_the_spec() -> None:
+    spec = spec_of({"clientSessionToken": "tok-02", "lang": "python:3.6", "type": "batch", "startupCommand": "echo",
+                    "tag": "x", "config": {"clusterSize": 2, "environ": {"A": "1"}, "mounts": ["data", "pkgs:.local/x"],
+                                           "resources": {"cpu": 0.5, "mem": "4g", "cuda.device": 1}}})
+    assert spec.type == "batch" and spec.startup_command == "echo" and spec.tag == "x"
+    assert spec.resources == Resources(cpu="0.5", memory=str(4 << 30), gpu=1)
+    assert [(m.name, m.path) for m in spec.mounts] == [("data", None), ("pkgs", ".local/x")]
+
+
+def test_instance_memory_is_kib() -> None:
+    assert spec_of({**CLIENT_BODY, "config": {"instanceMemory": 51240}}).resources.memory == "51240Ki"
+
+
+@pytest.mark.parametrize(("value", "size"), [("4g", 4 << 30), ("512m", 512 << 20), ("1.5G", 3 << 29),
+                                             (1024, 1024), ("2GiB", 2 << 30), ("100", 100)])
+def test_binary_sizes(value: object, size: int) -> None:
+    assert binary_size(value) == size
+
+
+@pytest.mark.parametrize(("change", "kind"), [
+    ({"clientSessionToken": "a b c d"}, ProblemType.INVALID_PARAMETERS),
+    ({"image": None}, ProblemType.INVALID_PARAMETERS),
+    ({"type": "batch"}, ProblemType.INVALID_PARAMETERS),
+    ({"image": "evil.example/x:1"}, ProblemType.IMAGE_NOT_ALLOWED),
+    ({"config": {"resources": {"cpu": -1}}}, ProblemType.INVALID_PARAMETERS),
+    ({"config": {"resources": {"cuda.device": 0.5}}}, ProblemType.INVALID_PARAMETERS),
+    ({"config": {"mounts": ["../etc"]}}, ProblemType.INVALID_PARAMETERS),
+])
+def test_bad_requests(change: dict, kind: ProblemType) -> None:
+    with pytest.raises(Problem) as caught:
+        spec_of({**CLIENT_BODY, **change})
+    assert caught.value.kind is kind
+
+
+def test_limits() -> None:
+    small = Limits(cpu="2", memory="4Gi", gpu=1, cluster_size=2)
+    assert exceeded(Resources(cpu="2", memory="4Gi", gpu=1), 2, small) == []
+    assert exceeded(Resources(cpu="2500m", memory="5Gi", gpu=2), 3, small) == [
+        "cpu 2500m > 2", "memory 5Gi > 4Gi", "gpu 2 > 1", "clusterSize 3 > 2"]
+    assert exceeded(Resources(cpu="64"), 1, Limits()) == []
+
+
+def test_stream_query_accepts_both_owner_spellings() -> None:
+    assert parse(StreamQuery, {"owner_access_key": "AK1"}).owner_access_key == "AK1"
+    assert parse(StreamQuery, {"ownerAccessKey": "AK2"}).owner_access_key == "AK2"
+    assert parse(StreamQuery, {}).session_id == "*"
+
+
+USER = Keypair(access_key="AKIAUSER", secret_key="s" * 20, role=Role.USER, domain="d1", groups=("g1", "g2"))
+OTHER = Keypair(access_key="AKIAOTHER", secret_key="s" * 20, role=Role.USER, domain="d2")
+ADMIN = Keypair(access_key="AKIAADMIN", secret_key="s" * 20, role=Role.ADMIN, domain="d1")
+ROOT = Keypair(access_key="AKIAROOT", secret_key="s" * 20, role=Role.SUPERADMIN, domain="d1")
+
+
+@pytest.mark.parametrize(("caller", "owner", "domain", "visible"), [
+    (USER, "AKIAUSER", "d1", True), (USER, "AKIAOTHER", "d1", False),
+    (ADMIN, "AKIAUSER", "d1", True), (ADMIN, "AKIAOTHER", "d2", False),
+    (ROOT, "AKIAOTHER", "d2", True),
+])
+def test_visibility(caller: Keypair, owner: str, domain: str, visible: bool) -> None:
+    assert access.can_see(caller, owner, domain) is visible
+
+
+def test_acting_for_another_owner() -> None:
+    lookup = {k.access_key: k for k in (USER, OTHER, ADMIN, ROOT)}.get
+    assert access.acting_owner(USER, None, lookup) is USER
+    assert access.acting_owner(USER, "AKIAUSER", lookup) is USER
+    assert access.acting_owner(ADMIN, "AKIAUSER", lookup) is USER
+    assert access.acting_owner(ROOT, "AKIAOTHER", lookup) is OTHER
+    for caller, target in ((USER, "AKIAOTHER"), (ADMIN, "AKIAOTHER"), (ADMIN, "AKIANOBODY")):
+        with pytest.raises(Problem) as caught:
+            access.acting_owner(caller, target, lookup)
+        assert caught.value.kind is ProblemType.FORBIDDEN
+    assert access.check_group(USER, USER, None) == "g1" and access.check_group(USER, USER, "g2") == "g2"
+    with pytest.raises(Problem):
+        access.check_group(USER, USER, "g3")
+
+
+def test_keypair_secret_round_trip() -> None:
+    keypair = USER.model_copy(update={"limits": Limits(cpu="2", concurrent_sessions=3)})
+    secret = to_secret(keypair)
+    assert secret["type"] == "kubernel.io/keypair" and secret["metadata"]["labels"]["kubernel.io/role"] == "user"
+    assert from_secret(secret) == keypair
