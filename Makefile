@@ -36,14 +36,11 @@ cluster: venv binaries
 cluster-down: venv
 	@$(PY) -m kubernel_testbed down
 
-# The control plane (unless KUBECONFIG names a cluster), the CRDs, then the
-# operator in the foreground; Ctrl-C stops the operator, `make cluster-down` the rest.
+# The whole service in the foreground: the control plane (unless KUBECONFIG names
+# a cluster), the CRDs, the bootstrap keypair (.local/backend.env), the operator
+# and the API. Ctrl-C stops the operator and the API; `make cluster-down` the rest.
 run: cluster
-	@source <($(PY) -m kubernel_testbed env) && \
-	  echo "[make] applying crds/" && kubectl apply --server-side -f crds/ >/dev/null && \
-	  echo "[make] kubectl: source <($(PY) -m kubernel_testbed env) && kubectl get ks -A" && \
-	  echo "[make] starting the operator (Ctrl-C stops it)" && \
-	  KUBERNEL_IMAGES=$${KUBERNEL_IMAGES:-cluster/images.dev.yaml} exec $(PY) -m kubernel_operator
+	@source <($(PY) -m kubernel_testbed env) && exec $(PY) -m kubernel_testbed run
 
 unit: venv
 	@$(PY) -m pytest -m "not integration" -q

@@ -1,4 +1,4 @@
-"""python -m kubernel_testbed up|down|status|env|imagesim KUBECONFIG"""
+"""python -m kubernel_testbed up|down|status|env|run|imagesim KUBECONFIG"""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop it")
     sub.add_parser("status", help="exit 0 when it runs")
     sub.add_parser("env", help="print shell exports for KUBECONFIG and PATH")
+    sub.add_parser("run", help="CRDs, bootstrap keypair, operator and API in the foreground (make run)")
     sim = sub.add_parser("imagesim", help="(internal) the simulated image store")
     sim.add_argument("kubeconfig")
     args = parser.parse_args(argv)
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         from .imagesim import main as imagesim_main
         imagesim_main(args.kubeconfig)
         return 0
+    if args.command == "run":
+        from .devrun import main as run_main
+        return run_main()
     testbed = Testbed(TestbedSettings.from_env())
     if args.command == "up":
         if external_cluster_reachable():

@@ -208,7 +208,9 @@ class Testbed:
             say(f"stopped {', '.join(stopped)}")
 
     def env(self) -> dict[str, str]:
-        return {"KUBECONFIG": str(self.layout.kubeconfig), "PATH": f"{self.layout.bin}:{os.environ.get('PATH', '')}"}
+        """KUBECONFIG (a reachable configured cluster wins) and the pinned tools on PATH."""
+        kubeconfig = os.environ["KUBECONFIG"] if external_cluster_reachable() else str(self.layout.kubeconfig)
+        return {"KUBECONFIG": kubeconfig, "PATH": f"{self.layout.bin}:{os.environ.get('PATH', '')}"}
 
 
 def external_cluster_reachable() -> bool:
