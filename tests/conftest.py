@@ -7,10 +7,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from kubernetes_asyncio import client, config
-
 from kubernel_testbed.launcher import Testbed, external_cluster_reachable, say
 from kubernel_testbed.settings import TestbedSettings
+from kubernetes_asyncio import client, config
 
 from .waiting import wait_until
 

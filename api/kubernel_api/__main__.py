@@ -10,9 +10,11 @@ import sys
 
 from aiohttp import web
 
+from kubernel.connect import connect
+
 from . import cli
 from .app import make_app
-from .kube import Kube, connect
+from .kube import Kube
 from .settings import ApiSettings
 
 

@@ -10,8 +10,16 @@ from aiohttp import web
 from .informer import Change
 from .keypairs import Keypair, from_secret
 from .problems import Problem, ProblemType
-from .signing import (API_VERSION_HEADER, DATE_HEADERS, DEFAULT_CONTENT_TYPE, SignatureError, SignedRequest,
-                      parse_authorization, parse_date, verify)
+from .signing import (
+    API_VERSION_HEADER,
+    DATE_HEADERS,
+    DEFAULT_CONTENT_TYPE,
+    SignatureError,
+    SignedRequest,
+    parse_authorization,
+    parse_date,
+    verify,
+)
 
 log = logging.getLogger("kubernel.api.auth")
 SUPPORTED_VERSIONS = frozenset({"v4.20190615"})

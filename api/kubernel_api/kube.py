@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubernel import resource as r
@@ -19,15 +19,6 @@ from . import keypairs as kp
 
 class Gone(Exception):
     """The API server no longer has the requested point in history."""
-
-
-async def connect() -> client.ApiClient:
-    """In-cluster credentials when running in a Pod, else the kubeconfig."""
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        await config.load_kube_config()
-    return client.ApiClient()
 
 
 class Kube:

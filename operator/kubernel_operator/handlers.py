@@ -20,9 +20,10 @@ import re
 import kopf
 
 from kubernel import resource as r
+from kubernel.connect import connect
 from kubernel.lifecycle import Reason
 
-from .kube import Kube, connect
+from .kube import Kube
 from .sessions import Sessions
 from .settings import OperatorSettings
 

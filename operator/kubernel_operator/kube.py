@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubernel import resource as r
-
-
-async def connect() -> client.ApiClient:
-    """In-cluster credentials when running in a Pod, else the kubeconfig."""
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        await config.load_kube_config()
-    return client.ApiClient()
 
 
 class Kube:

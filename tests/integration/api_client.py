@@ -6,11 +6,11 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-import aiohttp
-from yarl import URL
 
+import aiohttp
 from kubernel_api.keypairs import Keypair
 from kubernel_api.signing import SignedRequest, authorization_header, signature
+from yarl import URL
 
 VERSION = "v4.20190615"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
@@ -10,18 +9,20 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp import web
-from kubernetes_asyncio import client
-
-from kubernel.images import ImageTable
 from kubernel_api import keypairs as kp
 from kubernel_api.app import make_app
 from kubernel_api.keys import SESSIONS
 from kubernel_api.kube import Kube
 from kubernel_api.limits import Limits
 from kubernel_api.settings import ApiSettings
+from kubernetes_asyncio import client
 
+from kubernel.images import ImageTable
+
+from ..waiting import wait_until
 from .api_client import ApiClient
 from .operator_process import TEST_IMAGES
+from .processes import free_port
 
 # name -> (role, domain, groups, limits)
 KEYPAIRS = {
@@ -33,12 +34,6 @@ KEYPAIRS = {
     "carol": (kp.Role.USER, "other", ("default",), Limits()),
     "root": (kp.Role.SUPERADMIN, "default", ("default",), Limits()),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def api_settings(namespace: str, **overrides: object) -> ApiSettings:
@@ -89,5 +84,10 @@ async def api(kube: client.ApiClient, namespace: str, keypairs: dict[str, kp.Key
               operator: object) -> AsyncIterator[RunningApi]:
     runner, base_url = await start_api(kube, api_settings(namespace))
     async with aiohttp.ClientSession() as http:
+        async def ready() -> bool:  # as a readiness probe would: caches loaded, watch connected
+            async with http.get(base_url + "/readyz") as resp:
+                return resp.status == 200
+
+        await wait_until(ready, timeout=30, what="the API ready")
         yield RunningApi(base_url, runner.app, http, keypairs)
     await runner.cleanup()

@@ -6,10 +6,10 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from kubernel_api.problems import TYPE_BASE
 from kubernetes_asyncio import client
 
 from kubernel import resource as r
-from kubernel_api.problems import TYPE_BASE
 
 from ..waiting import wait_until
 from .conftest import RunningApi

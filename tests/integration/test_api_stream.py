@@ -8,10 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
-from aiohttp import web
 
-from ..waiting import wait_until
 from .api_client import ApiClient
 from .api_process import ApiProcess
 from .conftest import RunningApi, api_settings, start_api

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
-
-from kubernel.images import ImageAlias, ImageTable
-from kubernel.model import Resources
-from kubernel.quantity import binary_size
 from kubernel_api import access
 from kubernel_api.keypairs import Keypair, Role, from_secret, to_secret
 from kubernel_api.limits import Limits, exceeded
 from kubernel_api.problems import Problem, ProblemType
 from kubernel_api.requests import CreateRequest, StreamQuery, parse, to_spec
+
+from kubernel.images import ImageAlias, ImageTable
+from kubernel.model import Resources
+from kubernel.quantity import binary_size
 
 IMAGES = ImageTable(allowed_registries=["registry.example"],
                     aliases={"python:3.6": ImageAlias(image="registry.example/python:3.6")})

@@ -7,9 +7,16 @@ import hmac
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
-from kubernel_api.signing import (Credential, SignatureError, SignedRequest, authorization_header, parse_authorization,
-                                  parse_date, signature, verify)
+from kubernel_api.signing import (
+    Credential,
+    SignatureError,
+    SignedRequest,
+    authorization_header,
+    parse_authorization,
+    parse_date,
+    signature,
+    verify,
+)
 
 NOW = datetime(2026, 11, 21, 23, 30, tzinfo=timezone.utc)
 SECRET = "0123456789abcdefghijklmnopqrstuvwxyzABCD"

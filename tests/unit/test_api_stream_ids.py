@@ -7,7 +7,6 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from kubernel_api.events import Cursor, entries_after, ids_for
 from kubernel_api.informer import Informer
 from kubernel_api.keypairs import Keypair, Role

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from kubernel_operator.pods import build_pod, build_service
 
 from kubernel.images import DEFAULT_TABLE, ImageNotAllowed, ImageTable
 from kubernel.model import KernelSessionSpec
-from kubernel.resource import session_name
 from kubernel.quantity import memory_kib
-from kubernel_operator.pods import build_pod, build_service
+from kubernel.resource import session_name
 
 SPEC = KernelSessionSpec.model_validate({
     "sessionId": "MySession-01", "owner": {"accessKey": "AKIA1", "domain": "default", "group": "lab"},

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 from cryptography import x509
-
 from kubernel_testbed import components, pki
-from kubernel.images import registry_of
 from kubernel_testbed.images import is_unpullable, pull_decision
 from kubernel_testbed.settings import SimulatedDelays
 from kubernel_testbed.stages import render_kwok_config
+
+from kubernel.images import registry_of
 
 
 def test_certificates_chain_to_the_ca_and_admin_is_a_cluster_admin() -> None:

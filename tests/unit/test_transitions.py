@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
-from kubernel.model import KernelSessionSpec, KernelSessionStatus
 from kubernel_operator.facts import KernelFacts, kernel_facts
 from kubernel_operator.transitions import Ending, advance, begin_restart, overdue, terminate
+
 from kubernel.lifecycle import Reason, Result
+from kubernel.model import KernelSessionSpec, KernelSessionStatus
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
 SPEC = KernelSessionSpec(session_id="abcd", owner={"access_key": "AK"}, image="python:3.6")
