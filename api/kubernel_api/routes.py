@@ -123,9 +123,10 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     session_id = None if query.session_id == "*" else query.session_id
     if session_id is not None:
         owner_key = owner_key or caller.access_key
-        sessions = app[SESSIONS]
-        await sessions.loaded
-        if sessions.get((app[SETTINGS].namespace, session_name(owner_key, session_id))) is None:
+        name = session_name(owner_key, session_id)
+        await app[SESSIONS].loaded
+        # The cache may not have a session created a moment ago: ask the API server then.
+        if app[SESSIONS].get((app[SETTINGS].namespace, name)) is None and await app[KUBE].get_session(name) is None:
             raise Problem(ProblemType.KERNEL_NOT_FOUND, f"no kernel {session_id!r}")
     cursor = None
     if request.headers.get("Last-Event-ID"):
