@@ -102,6 +102,3 @@ def message(entry: Entry, message_id: str) -> bytes:
 def comment(text: str) -> bytes:
     return f": {text}\n\n".encode()
 
-
-def retry(ms: int) -> bytes:
-    return f"retry: {ms}\n\n".encode()

@@ -141,13 +141,18 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     # `retry:` rides on the first message: alone it would make an empty message for
     # parsers like the reference client's.
     prefix = f"retry: {settings.retry_ms}\n".encode()
+
+    async def send(encoded: bytes) -> None:
+        nonlocal prefix
+        await response.write(prefix + encoded)
+        prefix = b""
+        metrics.events_sent.inc()
+
     try:
         await response.prepare(request)
         await response.write(comment("kubernel event stream"))
         for encoded in preface:
-            await response.write(prefix + encoded)
-            prefix = b""
-            metrics.events_sent.inc()
+            await send(encoded)
         while True:
             try:
                 encoded = await asyncio.wait_for(subscriber.queue.get(), settings.heartbeat_seconds)
@@ -156,9 +161,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                 continue
             if encoded == CLOSE:
                 break
-            await response.write(prefix + encoded)
-            prefix = b""
-            metrics.events_sent.inc()
+            await send(encoded)
     except ConnectionResetError:
         pass  # the client went away
     finally:

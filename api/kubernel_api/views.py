@@ -17,10 +17,6 @@ def _status(session: KernelSession) -> KernelSessionStatus:
     return session.status or KernelSessionStatus()
 
 
-def api_status(body: dict) -> str:
-    return API_STATUS[Phase(_status(parse_session(body)).phase)]
-
-
 def is_terminated(body: dict) -> bool:
     return (body.get("status") or {}).get("phase") == Phase.TERMINATED
 
