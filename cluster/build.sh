@@ -46,19 +46,34 @@ build_k8s() {
   mv "$out.tmp" "$out"
 }
 
-go_install() {  # name module version
-  local name="$1" module="$2" version="$3"
+go_install() {  # name module version [ldflags]
+  local name="$1" module="$2" version="$3" ld="${4:-}"
   [[ -x "$bin/$name" ]] && return
   log "$name $version: go install $module@$version"
-  GOBIN="$bin.tmp" go install -v "$module@$version" 2>&1 | progress "$name" "?"
+  GOBIN="$bin.tmp" go install -v -ldflags "$ld" "$module@$version" 2>&1 | progress "$name" "?"
   mv "$bin.tmp/$name" "$bin/$name"
 }
+
+# Helm's release builds stamp its version and the Kubernetes version that
+# `helm template` assumes offline (else v1.20, below the chart's kubeVersion).
+# A helm built before these flags existed reports "v3.17"; rebuild it.
+helm_ldflags() {
+  local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ld+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$minor"
+  done
+  echo "$ld"
+}
+if [[ -x "$bin/helm" ]] && [[ "$("$bin/helm" version --template '{{.Version}}')" != "$HELM_VERSION" ]]; then
+  rm -f "$bin/helm"
+fi
 
 build_k8s
 for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   ln -sf kubernel-k8s "$bin/$c"
 done
 go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
-go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$(helm_ldflags)"
 log "binaries ready in $bin"
 echo "$bin"

@@ -68,11 +68,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture(scope="session")
-def kubectl_bin() -> str:
+def testbed_binary(name: str) -> str:
+    """A binary of the test bed (built by `make binaries`), whatever cluster is used."""
     from kubernel_testbed.settings import bin_dir
 
-    return str(bin_dir(TestbedSettings.from_env().cache_dir) / "kubectl")
+    return str(bin_dir(TestbedSettings.from_env().cache_dir) / name)
+
+
+@pytest.fixture(scope="session")
+def kubectl_bin() -> str:
+    return testbed_binary("kubectl")
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> str:
+    return testbed_binary("helm")
 
 
 @pytest.fixture(scope="session")

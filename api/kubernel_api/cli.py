@@ -8,7 +8,6 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from . import keypairs as kp
 from .kube import Kube
@@ -60,14 +59,13 @@ async def run(args: argparse.Namespace, kube: Kube) -> int:
                   f"{str(k.active).lower():<7} {k.created_at.isoformat(timespec='seconds') if k.created_at else ''}")
         return 0
     if command in ("activate", "deactivate"):
-        try:
-            await kube.patch_keypair_secret(kp.secret_name(args.access_key),
-                                            kp.activation_patch(command == "activate"))
-        except ApiException as exc:
-            if exc.status == 404:
-                print(f"no keypair {args.access_key}", file=sys.stderr)
-                return 1
-            raise
+        # Found by content, not by name: the chart's bootstrap Secret and Secrets
+        # written with kubectl have names of their own.
+        secret = kp.find_secret(await kube.keypair_secrets(), args.access_key)
+        if secret is None:
+            print(f"no keypair {args.access_key}", file=sys.stderr)
+            return 1
+        await kube.patch_keypair_secret(secret["metadata"]["name"], kp.activation_patch(command == "activate"))
         print(f"{args.access_key}: {command}d")
         return 0
     return await bootstrap(kube, args.env_file, args.endpoint, now)

@@ -104,6 +104,17 @@ def from_secret(secret: dict) -> Keypair:
     )
 
 
+def find_secret(secrets: list[dict], access_key: str) -> dict | None:
+    """The Secret holding ``access_key``, whatever its name; malformed Secrets are skipped."""
+    for secret in secrets:
+        try:
+            if from_secret(secret).access_key == access_key:
+                return secret
+        except (ValueError, KeyError):
+            continue
+    return None
+
+
 def activation_patch(active: bool) -> dict:
     return {"metadata": {"labels": {LABEL_ACTIVE: str(active).lower()}},
             "data": {"active": base64.b64encode(str(active).lower().encode()).decode()}}

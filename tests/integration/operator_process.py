@@ -15,8 +15,14 @@ defaultCommand: [sleep, infinity]
 """
 
 
+# The shared test operator serves the tests' namespaces (t-*, see the namespace
+# fixture) and leaves others alone, so the Helm test can run the chart's operator
+# with its own ServiceAccount in a namespace of its own (h-*).
+TEST_NAMESPACES = "t-*"
+
+
 class OperatorProcess(ServiceProcess):
-    def __init__(self, kubeconfig: str, workdir: Path) -> None:
+    def __init__(self, kubeconfig: str, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
         images = workdir / "images.yaml"
         images.write_text(TEST_IMAGES)
         port = free_port()
@@ -24,6 +30,7 @@ class OperatorProcess(ServiceProcess):
             **os.environ, "KUBECONFIG": kubeconfig, "KUBERNEL_IMAGES": str(images),
             "KUBERNEL_OPERATOR_HEALTH_HOST": "127.0.0.1", "KUBERNEL_OPERATOR_HEALTH_PORT": str(port),
             "KUBERNEL_START_DEADLINE": "3", "KUBERNEL_TIMER_INTERVAL": "0.5", "KUBERNEL_POD_GRACE": "1",
+            "KUBERNEL_NAMESPACES": TEST_NAMESPACES, **(extra_env or {}),
         }
         super().__init__("operator", ["kubernel_operator"], env, workdir / "operator.log",
                          f"http://127.0.0.1:{port}/healthz")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from kubernel_api import access
-from kubernel_api.keypairs import Keypair, Role, from_secret, to_secret
+from kubernel_api.keypairs import Keypair, Role, find_secret, from_secret, to_secret
 from kubernel_api.limits import Limits, exceeded
 from kubernel_api.problems import Problem, ProblemType
 from kubernel_api.requests import CreateRequest, StreamQuery, parse, to_spec
@@ -119,3 +119,12 @@ def test_keypair_secret_round_trip() -> None:
     secret = to_secret(keypair)
     assert secret["type"] == "kubernel.io/keypair" and secret["metadata"]["labels"]["kubernel.io/role"] == "user"
     assert from_secret(secret) == keypair
+
+
+def test_a_keypair_secret_is_found_by_its_content_not_its_name() -> None:
+    renamed = to_secret(ADMIN) | {"metadata": {"name": "kubernel-bootstrap-keypair"}}
+    malformed = {"metadata": {"name": "broken"}, "data": {}}
+    secrets = [malformed, to_secret(USER), renamed]
+    assert find_secret(secrets, ADMIN.access_key) is renamed
+    assert find_secret(secrets, USER.access_key)["metadata"]["name"] == to_secret(USER)["metadata"]["name"]
+    assert find_secret(secrets, "AKIANOSUCHKEY0000000") is None

@@ -1,0 +1,209 @@
+"""The Helm chart, rendered offline: lint, schema, and what each object says.
+
+No cluster here; tests/integration/test_helm.py installs the chart and proves its
+RBAC against a real kube-apiserver.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernel.images import ImageTable
+from kubernel_api import keypairs as kp
+from kubernel_api.limits import Limits
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "kubernel"
+EXAMPLES = sorted((REPO / "helm" / "examples").glob("*.yaml"))
+RELEASE, NAMESPACE = "kn", "kubernel"
+
+
+def render(helm_bin: str, *args: str) -> list[dict]:
+    out = subprocess.run([helm_bin, "template", RELEASE, str(CHART), "-n", NAMESPACE, *args],
+                         check=True, capture_output=True, text=True).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def one(objects: list[dict], kind: str, name: str) -> dict:
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {[(o['kind'], o['metadata']['name']) for o in objects]}"
+    return found[0]
+
+
+def env_of(deployment: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def rules_of(role: dict) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+            for v in rule["verbs"]}
+
+
+@pytest.fixture(scope="module")
+def default(helm_bin: str) -> list[dict]:
+    return render(helm_bin)
+
+
+def test_the_chart_crds_are_the_repository_crds() -> None:
+    ours = {p.name: p.read_text() for p in (REPO / "crds").glob("*.yaml")}
+    chart = {p.name: p.read_text() for p in (CHART / "crds").glob("*.yaml")}
+    assert chart == ours, "run: make crds"
+
+
+@pytest.mark.parametrize("values", [None, *EXAMPLES], ids=lambda v: v.name if v else "defaults")
+def test_lint_is_clean(helm_bin: str, values: Path | None) -> None:
+    args = ["-f", str(values)] if values else []
+    result = subprocess.run([helm_bin, "lint", "--strict", str(CHART), *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("setting", "complaint"), [
+    ("operator.replicas=2", "operator.replicas"),
+    ("api.replicsa=2", "replicsa"),
+    ("sessions.limits.memory=lots", "memory"),
+    ("image.pullPolicy=Sometimes", "pullPolicy"),
+    ("keypairs.bootstrap.secretKey=short", "secretKey"),
+    ("sessions.namespace=Not_A_Namespace", "namespace"),
+    ("ingress.hosts[0].paths[0].pathType=Anything", "pathType"),
+])
+def test_the_schema_refuses_bad_values(helm_bin: str, setting: str, complaint: str) -> None:
+    result = subprocess.run([helm_bin, "template", RELEASE, str(CHART), "--set", setting],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and complaint in result.stderr, result.stderr
+
+
+def test_every_object_is_labelled_and_namespaced(default: list[dict]) -> None:
+    for obj in default:
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == RELEASE and labels["app.kubernetes.io/part-of"] == "kubernel"
+        assert "app.kubernetes.io/component" in labels, obj["metadata"]["name"]
+        assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
+
+
+def test_both_deployments_run_locked_down(default: list[dict]) -> None:
+    for name, command in (("kn-kubernel-api", "kubernel_api"), ("kn-kubernel-operator", "kubernel_operator")):
+        pod = one(default, "Deployment", name)["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["command"][:3] == ["python", "-m", command]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+        assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert {m["mountPath"] for m in container["volumeMounts"]} == {"/etc/kubernel", "/tmp"}
+        assert container["image"] == "ghcr.io/kubernel/kubernel:0.1.0"
+
+
+def test_the_api_deployment(default: list[dict]) -> None:
+    deployment = one(default, "Deployment", "kn-kubernel-api")
+    assert deployment["spec"]["replicas"] == 2
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    env = env_of(deployment)
+    assert env["KUBERNEL_API_NAMESPACE"] == NAMESPACE and env["KUBERNEL_KEYPAIR_NAMESPACE"] == NAMESPACE
+    assert Limits.model_validate_json(env["KUBERNEL_API_LIMITS"]) == Limits(cpu="64", memory="256Gi", gpu=8,
+                                                                             cluster_size=16)
+    assert env["KUBERNEL_API_MAX_BODY"] == "1048576"
+    pdb = one(default, "PodDisruptionBudget", "kn-kubernel-api")
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    service = one(default, "Service", "kn-kubernel-api")
+    assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def test_the_operator_deployment(default: list[dict]) -> None:
+    deployment = one(default, "Deployment", "kn-kubernel-operator")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    env = env_of(deployment)
+    assert env["KUBERNEL_NAMESPACES"] == NAMESPACE and env["KUBERNEL_PEERING"] == "kn-kubernel"
+    peering = one(default, "KopfPeering", "kn-kubernel")
+    assert peering["apiVersion"] == "kopf.dev/v1"
+
+
+def test_the_image_table_is_what_the_services_load(helm_bin: str) -> None:
+    example = REPO / "helm" / "examples" / "cluster-wide.yaml"
+    config = one(render(helm_bin, "-f", str(example)), "ConfigMap", "kn-kubernel")
+    table = ImageTable.model_validate(yaml.safe_load(config["data"]["images.yaml"]))
+    values = yaml.safe_load(example.read_text())["images"]
+    assert table.allowed_registries == values["allowedRegistries"]
+    assert table.resolve("python-tensorflow:1.12").image == "docker.io/lablup/python-tensorflow:1.12-py36"
+
+
+def test_rbac_is_least_privilege(default: list[dict]) -> None:
+    api = rules_of(one(default, "Role", "kn-kubernel-api"))
+    assert api == {("kubernel.io", "kernelsessions", v) for v in ("get", "list", "watch", "create", "patch", "delete")
+                   } | {("kubernel.io", "kernelsessions/status", v) for v in ("get", "patch")}
+    assert rules_of(one(default, "Role", "kn-kubernel-api-keypairs")) == {("", "secrets", v)
+                                                                         for v in ("get", "list", "watch")}
+    operator = rules_of(one(default, "Role", "kn-kubernel-operator"))
+    assert ("", "pods", "create") in operator and ("", "secrets", "get") not in {(g, r, v) for g, r, v in operator}
+    assert not any(r == "secrets" for _, r, _ in operator)
+    assert ("kopf.dev", "kopfpeerings", "patch") in operator
+    assert not [o for o in default if o["kind"].startswith("Cluster")], "namespace scope needs no cluster roles"
+
+
+def test_cluster_wide_scope(helm_bin: str) -> None:
+    objects = render(helm_bin, "-f", str(REPO / "helm" / "examples" / "cluster-wide.yaml"))
+    role = one(objects, "ClusterRole", "kubernel-kn-kubernel-operator")
+    assert ("kopf.dev", "clusterkopfpeerings", "patch") in rules_of(role)
+    binding = one(objects, "ClusterRoleBinding", "kubernel-kn-kubernel-operator")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kn-kubernel-operator", "namespace": NAMESPACE}]
+    assert env_of(one(objects, "Deployment", "kn-kubernel-operator"))["KUBERNEL_NAMESPACES"] == ""
+    assert one(objects, "ClusterKopfPeering", "kn-kubernel")
+    assert one(objects, "Role", "kn-kubernel-api")["metadata"]["namespace"] == "kernels"
+    assert one(objects, "Role", "kn-kubernel-api-keypairs")["metadata"]["namespace"] == "kubernel-keys"
+    assert one(objects, "Secret", "kn-kubernel-bootstrap-keypair")["metadata"]["namespace"] == "kubernel-keys"
+
+
+def test_the_ingress_suits_event_streams(helm_bin: str) -> None:
+    objects = render(helm_bin, "-f", str(REPO / "helm" / "examples" / "ingress-nginx.yaml"))
+    ingress = one(objects, "Ingress", "kn-kubernel-api")
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 600
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "kn-kubernel-api", "port": {"name": "http"}}
+    assert one(objects, "Service", "kn-kubernel-api")["spec"]["ports"][0]["name"] == "http"
+    assert not [o for o in render(helm_bin) if o["kind"] == "Ingress"], "the Ingress is optional"
+
+
+def test_the_bootstrap_keypair_is_one_the_api_accepts(default: list[dict], helm_bin: str) -> None:
+    secret = one(default, "Secret", "kn-kubernel-bootstrap-keypair")
+    keypair = kp.from_secret(secret)
+    assert keypair.role is kp.Role.SUPERADMIN and keypair.active and keypair.access_key.startswith("AKIA")
+    assert len(keypair.access_key) == 20 and len(keypair.secret_key) == 40
+    labels = secret["metadata"]["labels"]
+    assert all(labels[k] == v for k, v in (kv.split("=") for kv in kp.SELECTOR.split(",")))
+    given = one(render(helm_bin, "--set", "keypairs.bootstrap.accessKey=AKIAGIVEN",
+                       "--set", "keypairs.bootstrap.secretKey=a-secret-of-my-choosing"),
+                "Secret", "kn-kubernel-bootstrap-keypair")
+    assert kp.from_secret(given).access_key == "AKIAGIVEN" and given["metadata"]["labels"][
+        "kubernel.io/access-key"] == "AKIAGIVEN"
+    assert not [o for o in render(helm_bin, "--set", "keypairs.bootstrap.enabled=false") if o["kind"] == "Secret"]
+
+
+def test_optional_parts_follow_their_values(helm_bin: str) -> None:
+    single = render(helm_bin, "--set", "api.replicas=1", "--set", "operator.peering.enabled=false",
+                    "--set", "tests.enabled=false", "--set", "image.digest=sha256:" + "a" * 64)
+    kinds = {o["kind"] for o in single}
+    assert "PodDisruptionBudget" not in kinds and "KopfPeering" not in kinds and "Pod" not in kinds
+    operator = one(single, "Deployment", "kn-kubernel-operator")
+    assert env_of(operator)["KUBERNEL_PEERING"] == ""
+    assert operator["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/kubernel/kubernel@sha256:" + "a" * 64
+
+
+def test_helm_test_calls_the_api_readiness_through_the_service(default: list[dict]) -> None:
+    pod = one(default, "Pod", "kn-kubernel-test-readyz")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    script = pod["spec"]["containers"][0]["command"][-1]
+    assert "http://kn-kubernel-api.kubernel.svc:80/readyz" in script
+    compile(script, "helm-test", "exec")  # the probe is valid Python
+
+
+def test_the_values_schema_is_valid_json() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["additionalProperties"] is False and "operator" in schema["properties"]
