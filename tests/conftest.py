@@ -95,8 +95,8 @@ def crds(kubeconfig: str, kubectl_bin: str) -> None:
     run = [kubectl_bin, f"--kubeconfig={kubeconfig}"]
     subprocess.run([*run, "apply", "--server-side", "--force-conflicts", "-f", str(crd_dir)],
                    check=True, capture_output=True)
-    subprocess.run([*run, "wait", "--for=condition=Established", "--timeout=30s",
-                    "crd/kernelsessions.kubernel.io"], check=True, capture_output=True)
+    subprocess.run([*run, "wait", "--for=condition=Established", "--timeout=30s", "-f", str(crd_dir)],
+                   check=True, capture_output=True)
 
 
 @pytest.fixture(scope="session")

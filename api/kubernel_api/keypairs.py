@@ -28,7 +28,8 @@ COMPONENT = "keypair"
 LABEL_KEYPAIR_ROLE = f"{r.GROUP}/role"
 LABEL_ACTIVE = f"{r.GROUP}/active"
 LABEL_BOOTSTRAP = f"{r.GROUP}/bootstrap"
-SELECTOR = f"{r.LABEL_MANAGED_BY}={r.MANAGED_BY},{r.LABEL_COMPONENT}={COMPONENT}"
+# part-of, not managed-by: Helm sets managed-by=Helm on the chart's bootstrap keypair.
+SELECTOR = f"{r.LABEL_PART_OF}={r.MANAGED_BY},{r.LABEL_COMPONENT}={COMPONENT}"
 ACCESS_KEY_PATTERN = r"^[A-Za-z0-9_.-]{4,128}$"
 
 

@@ -47,6 +47,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     settings.watching.label_selectors["v1", "pods"] = f"{r.LABEL_MANAGED_BY}={r.MANAGED_BY}"
     settings.watching.field_selectors["v1", "events"] = "involvedObject.kind=Pod"
     settings.execution.max_workers = 20
+    settings.scanning.disabled = not ours.scans_cluster
     memo.settings = ours
     memo.sessions = Sessions(Kube(await connect()), ours)
     logger.info("kubernel operator: namespaces=%s idle=%ss start-deadline=%ss",

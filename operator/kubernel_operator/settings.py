@@ -40,6 +40,13 @@ class OperatorSettings:
     Helm chart sets it and installs kopf's peering CRDs); empty runs standalone
     [KUBERNEL_PEERING]."""
 
+    @property
+    def scans_cluster(self) -> bool:
+        """Whether kopf must watch Namespaces and CRDs: when serving every namespace or
+        namespace patterns (``t-*``). With exact names it need not, and a Role in those
+        namespaces is all the operator needs (the chart's namespace scope)."""
+        return not self.namespaces or any(c in ns for ns in self.namespaces for c in "*?!")
+
     @classmethod
     def from_env(cls) -> OperatorSettings:
         namespaces = tuple(n for n in _env("KUBERNEL_NAMESPACES", "").split(",") if n)

@@ -177,6 +177,7 @@ def test_the_bootstrap_keypair_is_one_the_api_accepts(default: list[dict], helm_
     assert keypair.role is kp.Role.SUPERADMIN and keypair.active and keypair.access_key.startswith("AKIA")
     assert len(keypair.access_key) == 20 and len(keypair.secret_key) == 40
     labels = secret["metadata"]["labels"]
+    assert "managed-by" not in kp.SELECTOR, "Helm labels what it installs managed-by=Helm"
     assert all(labels[k] == v for k, v in (kv.split("=") for kv in kp.SELECTOR.split(",")))
     given = one(render(helm_bin, "--set", "keypairs.bootstrap.accessKey=AKIAGIVEN",
                        "--set", "keypairs.bootstrap.secretKey=a-secret-of-my-choosing"),

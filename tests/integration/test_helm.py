@@ -1,0 +1,200 @@
+"""`helm install` into the control plane, RBAC proven both ways, and the chart's
+ServiceAccounts shown to be enough: the operator and the API run as real processes
+with those accounts' tokens and serve a session end to end.
+
+The chart's own Pods are simulated by KWOK (no container runs here), so the
+services run beside the cluster with the identities the chart gives them. The
+namespace is h-*, which the shared test operator (t-*) leaves alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+from kubernel_api import keypairs as kp
+from kubernetes_asyncio import client
+
+from ..waiting import wait_until
+from .api_client import ApiClient
+from .api_process import ApiProcess
+from .operator_process import OperatorProcess
+from .processes import REPO
+
+RELEASE = "kn"
+FULLNAME = f"{RELEASE}-kubernel"
+API_SA, OPERATOR_SA = f"{FULLNAME}-api", f"{FULLNAME}-operator"
+
+
+@dataclass(frozen=True)
+class Install:
+    namespace: str
+    kubeconfig: str
+    kubectl: list[str]
+    helm: list[str]
+
+    def can_i(self, account: str, verb: str, resource: str, namespace: str | None = None) -> bool:
+        """kubectl auth can-i as the ServiceAccount: exit 0 yes, 1 no."""
+        result = subprocess.run(
+            [*self.kubectl, "auth", "can-i", verb, resource, "-n", namespace or self.namespace,
+             f"--as=system:serviceaccount:{self.namespace}:{account}"], capture_output=True, text=True)
+        assert result.returncode in (0, 1), result.stderr
+        return result.returncode == 0
+
+    def get(self, *args: str) -> dict:
+        out = subprocess.run([*self.kubectl, "get", *args, "-n", self.namespace, "-o", "json"],
+                             check=True, capture_output=True, text=True).stdout
+        return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def install(kubeconfig: str, kubectl_bin: str, helm_bin: str, crds: None) -> Iterator[Install]:
+    namespace = f"h-{uuid.uuid4().hex[:10]}"
+    kubectl = [kubectl_bin, f"--kubeconfig={kubeconfig}"]
+    helm = [helm_bin, f"--kubeconfig={kubeconfig}", "-n", namespace]
+    subprocess.run([*kubectl, "create", "namespace", namespace], check=True, capture_output=True)
+    result = subprocess.run([*helm, "install", RELEASE, str(REPO / "helm" / "kubernel"), "--wait", "--timeout=120s"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "BACKEND_ACCESS_KEY" in result.stdout, "NOTES.txt says where the credentials are"
+    yield Install(namespace, kubeconfig, kubectl, helm)
+    subprocess.run([*helm, "uninstall", RELEASE, "--wait", "--timeout=60s"], capture_output=True)
+    subprocess.run([*kubectl, "delete", "namespace", namespace, "--wait=false"], capture_output=True)
+
+
+def test_the_release_is_up(install: Install) -> None:
+    api = install.get("deployment", API_SA)
+    assert api["status"].get("readyReplicas") == 2 == api["spec"]["replicas"]
+    assert install.get("deployment", OPERATOR_SA)["status"].get("readyReplicas") == 1
+    assert install.get("pdb", f"{FULLNAME}-api")["status"]["currentHealthy"] == 2
+    assert install.get("service", f"{FULLNAME}-api")["spec"]["ports"][0]["targetPort"] == "http"
+    assert install.get("kopfpeering", FULLNAME)["metadata"]["name"] == FULLNAME
+    keypair = kp.from_secret(install.get("secret", f"{FULLNAME}-bootstrap-keypair"))
+    assert keypair.role is kp.Role.SUPERADMIN and keypair.active
+
+
+# (ServiceAccount, verb, resource, in the release namespace?, allowed)
+RBAC = [
+    (API_SA, "create", "kernelsessions.kubernel.io", True, True),
+    (API_SA, "watch", "kernelsessions.kubernel.io", True, True),
+    (API_SA, "delete", "kernelsessions.kubernel.io", True, True),
+    (API_SA, "patch", "kernelsessions.kubernel.io/status", True, True),
+    (API_SA, "list", "secrets", True, True),
+    (API_SA, "create", "pods", True, False),
+    (API_SA, "delete", "pods", True, False),
+    (API_SA, "create", "secrets", True, False),
+    (API_SA, "update", "secrets", True, False),
+    (API_SA, "create", "events", True, False),
+    (API_SA, "list", "kernelsessions.kubernel.io", False, False),
+    (API_SA, "list", "secrets", False, False),
+    (OPERATOR_SA, "create", "pods", True, True),
+    (OPERATOR_SA, "deletecollection", "pods", True, True),
+    (OPERATOR_SA, "create", "services", True, True),
+    (OPERATOR_SA, "create", "events", True, True),
+    (OPERATOR_SA, "patch", "kernelsessions.kubernel.io/status", True, True),
+    (OPERATOR_SA, "patch", "kopfpeerings.kopf.dev", True, True),
+    (OPERATOR_SA, "get", "secrets", True, False),
+    (OPERATOR_SA, "create", "kernelsessions.kubernel.io", True, False),
+    (OPERATOR_SA, "create", "pods", False, False),
+    (OPERATOR_SA, "list", "kernelsessions.kubernel.io", False, False),
+    (OPERATOR_SA, "delete", "nodes", True, False),
+    (OPERATOR_SA, "patch", "clusterkopfpeerings.kopf.dev", True, False),
+]
+
+
+@pytest.mark.parametrize(("account", "verb", "resource", "here", "allowed"), RBAC,
+                         ids=[f"{a.rsplit('-', 1)[1]}-{'can' if ok else 'cannot'}-{v}-{r.split('.')[0]}"
+                              f"{'' if here else '-elsewhere'}" for a, v, r, here, ok in RBAC])
+def test_rbac(install: Install, account: str, verb: str, resource: str, here: bool, allowed: bool) -> None:
+    assert install.can_i(account, verb, resource, None if here else "default") is allowed
+
+
+def test_an_upgrade_keeps_the_bootstrap_keypair(install: Install) -> None:
+    before = install.get("secret", f"{FULLNAME}-bootstrap-keypair")["data"]
+    result = subprocess.run([*install.helm, "upgrade", RELEASE, str(REPO / "helm" / "kubernel"), "--reuse-values",
+                             "--set", "sessions.idleTimeoutSeconds=600", "--wait", "--timeout=120s"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert install.get("secret", f"{FULLNAME}-bootstrap-keypair")["data"] == before
+    operator = install.get("deployment", OPERATOR_SA)["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "KUBERNEL_IDLE_TIMEOUT", "value": "600"} in operator["env"]
+
+
+def service_account_kubeconfig(install: Install, account: str, path: Path) -> str:
+    """A kubeconfig that authenticates as the ServiceAccount (a short-lived token)."""
+    token = subprocess.run([*install.kubectl, "create", "token", account, "-n", install.namespace,
+                            "--duration=20m"], check=True, capture_output=True, text=True).stdout.strip()
+    admin = yaml.safe_load(Path(install.kubeconfig).read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    if "certificate-authority" in cluster:
+        path_ = Path(cluster.pop("certificate-authority"))
+        cluster["certificate-authority-data"] = base64.b64encode(path_.read_bytes()).decode()
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": account,
+        "clusters": [{"name": "cluster", "cluster": cluster}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": "cluster", "user": account,
+                                                    "namespace": install.namespace}}],
+    }))
+    return str(path)
+
+
+def chart_env(install: Install, deployment: str, images: Path) -> dict[str, str]:
+    """The environment the chart gives a container, with the image table as a local file."""
+    container = install.get("deployment", deployment)["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    return env | {"KUBERNEL_IMAGES": str(images)}
+
+
+@pytest.fixture(scope="module")
+def services(install: Install, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OperatorProcess, ApiProcess]]:
+    work = tmp_path_factory.mktemp("helm-services")
+    images = work / "images.yaml"
+    images.write_text(install.get("configmap", FULLNAME)["data"]["images.yaml"])
+    operator_env = chart_env(install, OPERATOR_SA, images)
+    operator_env.pop("KUBERNEL_OPERATOR_HEALTH_PORT")  # a free port of the test's
+    operator = OperatorProcess(service_account_kubeconfig(install, OPERATOR_SA, work / "operator.kubeconfig"),
+                               work, operator_env)
+    api_env = chart_env(install, API_SA, images)
+    api_env.pop("KUBERNEL_API_PORT")
+    api = ApiProcess(service_account_kubeconfig(install, API_SA, work / "api.kubeconfig"), install.namespace,
+                     work, api_env)
+    operator.start()
+    api.start()
+    yield operator, api
+    api.stop()
+    operator.stop()
+
+
+async def test_the_chart_accounts_are_enough_to_serve_a_session(install: Install, kube: client.ApiClient,
+                                                                services: tuple[OperatorProcess, ApiProcess]) -> None:
+    operator, api = services
+    keypair = kp.from_secret(install.get("secret", f"{FULLNAME}-bootstrap-keypair"))
+    async with aiohttp.ClientSession() as http:
+        bai = ApiClient(api.base_url, keypair, http)
+        created = await bai.create("helm-1", maxWaitSeconds=60)
+        assert created.status == 201 and created.body["status"] == "RUNNING", created.body
+        info = await bai.call("GET", f"/kernel/{created.body['kernelId']}")
+        assert info.status == 200 and info.body["status"] == "RUNNING"
+        destroyed = await bai.call("DELETE", f"/kernel/{created.body['kernelId']}")
+        assert destroyed.status == 200, destroyed.body
+
+    async def pods_gone() -> bool:
+        pods = await client.CoreV1Api(kube).list_namespaced_pod(
+            install.namespace, label_selector="app.kubernetes.io/managed-by=kubernel")
+        return not pods.items
+
+    await wait_until(pods_gone, timeout=30, what="the session's Pods deleted by the operator")
+    peers = install.get("kopfpeering", FULLNAME).get("status") or {}
+    assert len(peers) == 1, f"the operator records itself in the peering object: {peers}"
+    for proc in (operator, api):
+        log = proc.log.read_text()
+        assert "Forbidden" not in log and " 403" not in log, log[-3000:]
