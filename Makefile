@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv binaries cluster cluster-down run test unit clean
+.PHONY: venv binaries cluster cluster-down run test unit crds kind kind-down clean
 
 $(STAMP): pyproject.toml
 	@echo "[make] creating the virtual environment in $(VENV) and installing the project"
@@ -42,8 +42,35 @@ cluster-down: venv
 run: cluster
 	@source <($(PY) -m kubernel_testbed env) && exec $(PY) -m kubernel_testbed run
 
-unit: venv
+unit: venv binaries
 	@$(PY) -m pytest -m "not integration" -q
+
+# The CRD is generated from the model; the chart carries an identical copy of crds/.
+crds: venv
+	@$(PY) -m kubernel.crd > crds/kernelsessions.kubernel.io.yaml
+	@rm -f helm/kubernel/crds/*.yaml && cp crds/*.yaml helm/kubernel/crds/
+	@echo "[make] crds/ regenerated and copied into helm/kubernel/crds/"
+
+# A kind cluster with the chart installed from a locally built image. Needs Docker,
+# kind and helm on PATH. NOT RUN HERE: this machine has no Docker engine.
+KIND_CLUSTER ?= kubernel
+KIND_IMAGE ?= kubernel:dev
+kind:
+	@command -v docker >/dev/null && command -v kind >/dev/null && command -v helm >/dev/null \
+	  || { echo "make kind needs docker, kind (go install sigs.k8s.io/kind@v0.29.0) and helm on PATH"; exit 1; }
+	@echo "[kind 1/4] cluster $(KIND_CLUSTER)"
+	@kind get clusters | grep -qx '$(KIND_CLUSTER)' || kind create cluster --name '$(KIND_CLUSTER)' --wait 120s
+	@echo "[kind 2/4] docker build -t $(KIND_IMAGE) ."
+	@docker build -t '$(KIND_IMAGE)' .
+	@echo "[kind 3/4] kind load docker-image $(KIND_IMAGE)"
+	@kind load docker-image '$(KIND_IMAGE)' --name '$(KIND_CLUSTER)'
+	@echo "[kind 4/4] helm upgrade --install kubernel (namespace kubernel), waiting for the rollout"
+	@helm upgrade --install kubernel helm/kubernel --kube-context 'kind-$(KIND_CLUSTER)' -n kubernel \
+	  --create-namespace --wait --timeout 5m --set image.repository='$(word 1,$(subst :, ,$(KIND_IMAGE)))' \
+	  --set image.tag='$(word 2,$(subst :, ,$(KIND_IMAGE)))' --set image.pullPolicy=Never
+
+kind-down:
+	kind delete cluster --name '$(KIND_CLUSTER)'
 
 test: venv binaries $(BAI_STAMP)
 	@$(PY) -m pytest

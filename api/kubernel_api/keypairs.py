@@ -1,8 +1,10 @@
 """Keypairs: the model and its Secret form (pure).
 
 A keypair is a Secret of type ``kubernel.io/keypair`` in the keypair
-namespace, labelled so the API can watch just those, named after the access
-key. ``kubectl get secrets -l app.kubernetes.io/component=keypair
+namespace, labelled so the API can watch just those (part-of=kubernel,
+component=keypair), named after the access key by the admin command (other
+names, such as the Helm chart's bootstrap keypair, work too).
+``kubectl get secrets -l app.kubernetes.io/component=keypair
 -L kubernel.io/role,kubernel.io/active`` lists them.
 """
 

@@ -37,6 +37,7 @@ class ServiceProcess:
                     return
             except OSError:
                 time.sleep(0.1)
+        self.kill()  # a process that never got ready must not outlive the test
         raise TimeoutError(f"{self.what} not ready after 30s: {self.log.read_text()[-3000:]}")
 
     def kill(self) -> None:

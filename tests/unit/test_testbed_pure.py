@@ -78,3 +78,11 @@ def test_every_component_listens_on_loopback_only() -> None:
     urls = [a.split("=", 1)[1] for a in argv if a.startswith(("--listen-", "--bind-address", "--server-address"))]
     assert urls and all(u == "" or "127.0.0.1" in u for u in urls)
     assert "--authorization-mode=RBAC" in components.kube_apiserver(layout, ports)
+
+
+def test_simulated_nodes_renew_their_leases() -> None:
+    """Without Lease renewals the node lifecycle controller marks every node, and
+    with it every Pod, NotReady after its grace period (seen: every ~55 s)."""
+    docs = list(yaml.safe_load_all(render_kwok_config(SimulatedDelays())))
+    (config,) = [d for d in docs if d["kind"] == "KwokConfiguration"]
+    assert 0 < config["options"]["nodeLeaseDurationSeconds"] <= 40
