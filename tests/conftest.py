@@ -66,6 +66,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
+        if "fault" in item.path.parts:
+            item.add_marker(pytest.mark.fault)
 
 
 def testbed_binary(name: str) -> str:

@@ -207,6 +207,29 @@ class Testbed:
         if stopped and not quiet:
             say(f"stopped {', '.join(stopped)}")
 
+    # -- fault injection (tests) -------------------------------------------
+    def stop_apiserver(self) -> None:
+        """kill -9 kube-apiserver; etcd and everything else keep running."""
+        pid = self._pid("kube-apiserver")
+        if pid is None:
+            return
+        os.killpg(pid, signal.SIGKILL)
+        wait_for("kube-apiserver gone", lambda: self._pid("kube-apiserver") is None, timeout=10, interval=0.05)
+        self._pidfile("kube-apiserver").unlink(missing_ok=True)
+
+    def start_apiserver(self) -> None:
+        """Start kube-apiserver again on its port and wait until it is ready."""
+        self._start("kube-apiserver", components.kube_apiserver(self.layout, self._ports()))
+
+        def ready() -> bool:
+            self._alive("kube-apiserver")
+            try:
+                return self._get("/readyz") == b"ok"
+            except OSError:
+                return False
+
+        wait_for("kube-apiserver /readyz", ready, timeout=60)
+
     def env(self) -> dict[str, str]:
         """KUBECONFIG (a reachable configured cluster wins) and the pinned tools on PATH."""
         kubeconfig = os.environ["KUBECONFIG"] if external_cluster_reachable() else str(self.layout.kubeconfig)

@@ -89,9 +89,12 @@ async def deadlines(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo,
 
 
 @kopf.on.event("v1", "pods", labels={r.LABEL_MANAGED_BY: r.MANAGED_BY})
-async def pod_changed(type: str | None, labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_) -> None:
+async def pod_changed(labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_) -> None:
     session = labels.get(r.LABEL_SESSION)
-    if session and type is not None:  # None: the initial listing; resume handlers cover it
+    # The initial listing (type None) counts too: the Pod watch may start after a
+    # resume handler read the Pods, and a Pod that became Ready in between sends no
+    # further event (found by the kill -9 fault test).
+    if session:
         await memo.sessions.reconcile((namespace, session))
 
 

@@ -43,8 +43,8 @@ def api_settings(namespace: str, **overrides: object) -> ApiSettings:
         server_limits=Limits(cpu="16", memory="64Gi", gpu=8, cluster_size=4)), **overrides)
 
 
-@pytest.fixture
-async def keypairs(kube: client.ApiClient, namespace: str) -> dict[str, kp.Keypair]:
+async def create_keypairs(kube: client.ApiClient, namespace: str) -> dict[str, kp.Keypair]:
+    """The test keypairs (KEYPAIRS) as Secrets in ``namespace``."""
     core = client.CoreV1Api(kube)
     made = {}
     for name, (role, domain, groups, limits) in KEYPAIRS.items():
@@ -53,6 +53,11 @@ async def keypairs(kube: client.ApiClient, namespace: str) -> dict[str, kp.Keypa
         await core.create_namespaced_secret(namespace, kp.to_secret(keypair))
         made[name] = keypair
     return made
+
+
+@pytest.fixture
+async def keypairs(kube: client.ApiClient, namespace: str) -> dict[str, kp.Keypair]:
+    return await create_keypairs(kube, namespace)
 
 
 @dataclass

@@ -26,7 +26,9 @@ class ServiceProcess:
 
     def start(self) -> None:
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", *self.module_args], env=self.env,
+            # Unbuffered: a process killed with -9 leaves its whole log behind.
+            self.proc = subprocess.Popen([sys.executable, "-m", *self.module_args],
+                                         env={**self.env, "PYTHONUNBUFFERED": "1"},
                                          stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -1,16 +1,14 @@
-"""The lifecycle event stream: format, roles, filters, resume (also across an API restart)."""
+"""The lifecycle event stream: format, roles, filters, resume (across an API kill: fault/test_kills.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 
 from .api_client import ApiClient
-from .api_process import ApiProcess
 from .conftest import RunningApi, api_settings, start_api
 from .sse import EventStream, Message
 
@@ -123,36 +121,6 @@ async def test_resume_with_last_event_id_gets_each_event_once(api: RunningApi) -
     async with stream(alice, last_event_id=first[-1].id) as events:
         rest = await until_started(events, {"r-01"})
     assert is_startup([m.event for m in first + rest]), first + rest
-
-
-async def test_resume_after_the_api_process_is_killed(kubeconfig: str, namespace: str, keypairs: dict,
-                                                      operator: object, tmp_path: Path) -> None:
-    server = ApiProcess(kubeconfig, namespace, tmp_path)
-    server.start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            alice = ApiClient(server.base_url, keypairs["alice"], http)
-            async with stream(alice) as events:
-                await alice.create("k-00", enqueueOnly=True)
-                before = await until_started(events, {"k-00"})
-                for i in range(1, 4):
-                    assert (await alice.create(f"k-0{i}", enqueueOnly=True)).status == 201
-                server.kill()  # the sessions start while no API process runs
-                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                    while (message := await events.next(5)) is not None:
-                        before.append(message)
-            server.start()
-            async with stream(alice, last_event_id=before[-1].id) as events:
-                pending = {f"k-0{i}" for i in range(1, 4)} - {
-                    m.data["sessionId"] for m in before if m.event == "kernel_started"}
-                after = await until_started(events, pending)
-        everything = before + after
-        for i in range(4):
-            assert is_startup(startup_of(everything, f"k-0{i}")), (i, everything)
-        ids = [m.id for m in everything]
-        assert len(ids) == len(set(ids))
-    finally:
-        server.stop()
 
 
 async def test_shutdown_ends_open_streams_cleanly(kube, namespace: str, keypairs: dict, operator: object) -> None:

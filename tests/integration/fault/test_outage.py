@@ -1,0 +1,69 @@
+"""kube-apiserver stops for 10 s in the middle of a run: quick 503s during the
+outage, and the operator and the API recover by themselves afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+from kubernel_api import keypairs as kp
+from kubernel_testbed.launcher import Testbed, external_cluster_reachable
+from kubernel_testbed.settings import TestbedSettings
+from kubernetes_asyncio import client
+
+from ..api_client import ApiClient
+from ..api_process import ApiProcess
+from ..operator_process import OperatorProcess
+from ..test_api_stream import is_startup, startup_of, stream, until_started
+
+OUTAGE_SECONDS = 10
+KUBE_TIMEOUT = 3  # the API's per-call timeout in this test
+
+
+@pytest.mark.skipif(external_cluster_reachable(), reason="stops the local test bed's kube-apiserver")
+async def test_kube_apiserver_outage(kubeconfig: str, kube: client.ApiClient, own_namespace: str,
+                                     own_keypairs: dict[str, kp.Keypair], own_operator: OperatorProcess,
+                                     tmp_path) -> None:
+    testbed = Testbed(TestbedSettings.from_env())
+    server = ApiProcess(kubeconfig, own_namespace, tmp_path,
+                        {"KUBERNEL_API_KUBE_TIMEOUT": str(KUBE_TIMEOUT)})
+    server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            alice = ApiClient(server.base_url, own_keypairs["alice"], http)
+            assert (await alice.create("before", maxWaitSeconds=30)).body["status"] == "RUNNING"
+            async with stream(alice) as events:
+                await alice.create("racing", enqueueOnly=True)  # starts as the API server goes away
+                testbed.stop_apiserver()
+                stopped = time.monotonic()
+                try:
+                    during = []
+                    for attempt in range(3):
+                        began = time.monotonic()
+                        answer = await alice.create(f"during-{attempt}", enqueueOnly=True)
+                        during.append((answer, time.monotonic() - began))
+                    remaining = OUTAGE_SECONDS - (time.monotonic() - stopped)
+                    if remaining > 0:
+                        await asyncio.sleep(remaining)  # the outage itself, not synchronisation
+                finally:
+                    testbed.start_apiserver()
+                for answer, took in during:
+                    assert answer.status == 503, answer.body
+                    assert answer.headers["Content-Type"].startswith("application/problem+json")
+                    assert answer.body["type"].endswith("/service-unavailable"), answer.body
+                    assert took < KUBE_TIMEOUT + 2, f"a request hung for {took:.1f}s"
+                # Neither process was restarted: both reconnect on their own.
+                assert server.proc.poll() is None and own_operator.proc.poll() is None
+                after = await alice.create("after", maxWaitSeconds=60)
+                assert after.status == 201 and after.body["status"] == "RUNNING", after.body
+                seen = await until_started(events, {"racing", "after"}, timeout=60)
+            for token in ("racing", "after"):
+                assert is_startup(startup_of(seen, token)), (token, seen)
+            for token in ("before", "racing", "after"):
+                info = await alice.call("GET", f"/kernel/{token}")
+                assert info.status == 200 and info.body["status"] == "RUNNING", (token, info.body)
+            assert (await alice.call("GET", "/kernel/during-0")).status == 404, "a 503 created nothing"
+    finally:
+        server.stop()
