@@ -12,6 +12,7 @@ import asyncio
 import logging
 import sys
 
+import aiohttp
 from kubernetes_asyncio import client, config, watch
 
 from .components import NODE_LABEL
@@ -77,7 +78,11 @@ class ImageStore:
             )
         except client.ApiException as exc:
             if exc.status != 404:
+                self.decided.discard(pod.metadata.uid)  # decided again at the next listing
                 raise
+        except (OSError, asyncio.TimeoutError, aiohttp.ClientError):
+            self.decided.discard(pod.metadata.uid)
+            raise
 
 
 async def run(kubeconfig: str) -> None:
@@ -86,11 +91,13 @@ async def run(kubeconfig: str) -> None:
         store = ImageStore(client.CoreV1Api(api))
         await store.load_nodes()
         while True:
-            pods = await store.core.list_pod_for_all_namespaces(field_selector="spec.nodeName!=")
-            for pod in pods.items:
-                await store.handle(pod)
-            stream = watch.Watch()
+            # Anything can break while kube-apiserver restarts (the fault suite stops
+            # it): refused connections, cut streams, 429/503. List again and go on.
             try:
+                pods = await store.core.list_pod_for_all_namespaces(field_selector="spec.nodeName!=")
+                for pod in pods.items:
+                    await store.handle(pod)
+                stream = watch.Watch()
                 async for event in stream.stream(
                     store.core.list_pod_for_all_namespaces, field_selector="spec.nodeName!=",
                     resource_version=pods.metadata.resource_version, timeout_seconds=300,
@@ -99,8 +106,9 @@ async def run(kubeconfig: str) -> None:
                         await store.handle(event["object"])
             except client.ApiException as exc:
                 if exc.status != 410:
-                    raise
-            except (asyncio.TimeoutError, OSError) as exc:
+                    log.warning("API error %s; listing again", exc.status)
+                    await asyncio.sleep(1)
+            except (asyncio.TimeoutError, OSError, aiohttp.ClientError) as exc:
                 log.warning("watch interrupted (%s); listing again", exc)
                 await asyncio.sleep(1)
 
