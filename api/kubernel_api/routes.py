@@ -34,7 +34,7 @@ async def _json_object(request: web.Request) -> dict:
         data = json.loads(raw.decode("utf-8")) if raw else {}
     except UnicodeDecodeError:
         raise Problem(ProblemType.INVALID_PARAMETERS, "the body is not valid UTF-8") from None
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: JSONDecodeError, over 4300 digits
         raise Problem(ProblemType.INVALID_PARAMETERS, "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise Problem(ProblemType.INVALID_PARAMETERS, "the body must be a JSON object")
