@@ -8,7 +8,6 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-
 from . import keypairs as kp
 from .kube import Kube
 from .limits import Limits

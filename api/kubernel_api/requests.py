@@ -35,7 +35,13 @@ class CreationConfig(BaseModel):
 class CreateRequest(BaseModel):
     """POST /kernel and POST /kernel/create."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra={
+        # _rules below, stated in the schema too (the OpenAPI document, and the fuzzer reading it).
+        "anyOf": [{"required": ["image"], "properties": {"image": {"type": "string"}}},
+                  {"required": ["lang"], "properties": {"lang": {"type": "string"}}}],
+        "if": {"required": ["type"], "properties": {"type": {"const": "batch"}}},
+        "then": {"required": ["startupCommand"], "properties": {"startupCommand": {"type": "string", "pattern": r"\S"}}},
+    })
     client_session_token: m.Token = Field(alias="clientSessionToken",
                                           description=r"The session id: ^(?=.{4,64}$)\w[\w.-]*\w$ (ASCII).")
     image: str | None = Field(None, min_length=1, max_length=512, description="Image or alias, e.g. python:3.6.")

@@ -210,12 +210,7 @@ class Testbed:
     # -- fault injection (tests) -------------------------------------------
     def stop_apiserver(self) -> None:
         """kill -9 kube-apiserver; etcd and everything else keep running."""
-        pid = self._pid("kube-apiserver")
-        if pid is None:
-            return
-        os.killpg(pid, signal.SIGKILL)
-        wait_for("kube-apiserver gone", lambda: self._pid("kube-apiserver") is None, timeout=10, interval=0.05)
-        self._pidfile("kube-apiserver").unlink(missing_ok=True)
+        self._stop("kube-apiserver")
 
     def start_apiserver(self) -> None:
         """Start kube-apiserver again on its port and wait until it is ready."""
@@ -229,6 +224,18 @@ class Testbed:
                 return False
 
         wait_for("kube-apiserver /readyz", ready, timeout=60)
+        # kube-scheduler does not always resume scheduling after the API server comes
+        # back (seen here: no Pod bound for minutes, until it restarted). Restart it,
+        # so that what a fault test measures is our services' recovery, not its.
+        self._stop("kube-scheduler")
+        self._start("kube-scheduler", components.kube_scheduler(self.layout))
+
+    def _stop(self, name: str) -> None:
+        pid = self._pid(name)
+        if pid is not None:
+            os.killpg(pid, signal.SIGKILL)
+            wait_for(f"{name} gone", lambda: self._pid(name) is None, timeout=10, interval=0.05)
+        self._pidfile(name).unlink(missing_ok=True)
 
     def env(self) -> dict[str, str]:
         """KUBECONFIG (a reachable configured cluster wins) and the pinned tools on PATH."""

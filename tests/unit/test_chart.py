@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernel.images import ImageTable
 from kubernel_api import keypairs as kp
 from kubernel_api.limits import Limits
+
+from kubernel.images import ImageTable
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "kubernel"

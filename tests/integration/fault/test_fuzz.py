@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,15 +20,21 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from kubernel_api import keypairs as kp
 from kubernel_api.signing import SignedRequest, authorization_header, signature
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from ..api_client import VERSION
 from ..api_process import ApiProcess
 from ..conftest import KEYPAIRS
 
-EXAMPLES_PER_OPERATION = 40
+EXAMPLES_PER_OPERATION = 25
+# Not checked: that every schema-valid request is accepted. Valid-shaped requests are
+# refused for the server's state, as the document declares: an image outside the
+# image table (400), over the limits (406), over the quota (412), another image
+# under a live token (409).
 SUPERADMIN = kp.Keypair(access_key="AKIAFUZZROOT", secret_key="secret-of-the-fuzzer-0123",
                         role=kp.Role.SUPERADMIN)
 
@@ -63,27 +70,48 @@ def fuzzed_api(kubeconfig: str, kubectl_bin: str, operator: object,
         groups=groups, limits=limits)) for name, (role, domain, groups, limits) in KEYPAIRS.items()]
     subprocess.run([*kubectl, "apply", "-n", namespace, "-f", "-"], check=True, capture_output=True, text=True,
                    input=json.dumps({"apiVersion": "v1", "kind": "List", "items": secrets}))
-    server = ApiProcess(kubeconfig, namespace, tmp_path_factory.mktemp("fuzz"), {"KUBERNEL_API_MAX_WAIT": "2"})
+    work = tmp_path_factory.mktemp("fuzz")
+    images = work / "fuzz-images.yaml"  # docker.io allowed: generated image names get through to creation
+    images.write_text("allowedRegistries: [docker.io, registry.example]\n"
+                      "aliases: {python:3.6: {image: registry.example/lablup/python:3.6-ubuntu18.04}}\n")
+    server = ApiProcess(kubeconfig, namespace, work, {"KUBERNEL_API_MAX_WAIT": "2", "KUBERNEL_IMAGES": str(images)})
     server.start()
     yield server
     server.stop()
     subprocess.run([*kubectl, "delete", "namespace", namespace, "--wait=false"], capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def api_schema(fuzzed_api: ApiProcess):
-    return schemathesis.openapi.from_url(fuzzed_api.base_url + "/openapi.json")
+# (method, path, negative cases too). The event stream is left out: a valid request
+# opens a stream that never ends, which the fuzzer cannot read to its end; its
+# parameters are checked in test_api_stream.py. GET / has nothing to make invalid.
+OPERATIONS = [("GET", "/", False), ("POST", "/kernel", True), ("POST", "/kernel/create", True),
+              ("GET", "/kernel/{kernel_id}", True), ("PATCH", "/kernel/{kernel_id}", True),
+              ("DELETE", "/kernel/{kernel_id}", True)]
+CASES = [(method, path, mode) for method, path, negative in OPERATIONS
+         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if negative or mode is GenerationMode.POSITIVE]
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+@pytest.mark.parametrize(("method", "path", "mode"), CASES, ids=[f"{m} {p} {g.value}" for m, p, g in CASES])
+def test_the_api_keeps_to_its_document(fuzzed_api: ApiProcess, method: str, path: str, mode: GenerationMode) -> None:
+    schema = schemathesis.openapi.from_url(fuzzed_api.base_url + "/openapi.json")
+    operation = schema[path][method]
+    signer = BackendAISignature(SUPERADMIN)
 
+    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def fuzz(case: schemathesis.Case) -> None:
+        # The fuzzer fills Authorization (our security scheme) with a placeholder that we
+        # sign over; where a negative case leaves it out on purpose, it goes unsigned.
+        signed = "Authorization" in (case.headers or {})
+        response = case.call_and_validate(base_url=fuzzed_api.base_url, auth=signer if signed else None, timeout=30,
+                                          excluded_checks=[positive_data_acceptance])
+        statuses.append(response.status_code)
 
-@schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                 HealthCheck.filter_too_much])
-def test_the_api_keeps_to_its_document(case: schemathesis.Case, fuzzed_api: ApiProcess) -> None:
-    case.call_and_validate(base_url=fuzzed_api.base_url, auth=BackendAISignature(SUPERADMIN), timeout=30)
+    statuses: list[int] = []
+    fuzz()
+    print(method, path, mode.value, sorted(Counter(statuses).items()))
+    assert len(statuses) >= (1 if path == "/" else EXAMPLES_PER_OPERATION // 2), f"only {len(statuses)} requests"
 
 
 def test_the_fuzzed_api_logged_no_crash(fuzzed_api: ApiProcess) -> None:

@@ -13,6 +13,7 @@ from kubernel_testbed.launcher import Testbed, external_cluster_reachable
 from kubernel_testbed.settings import TestbedSettings
 from kubernetes_asyncio import client
 
+from ...waiting import wait_until
 from ..api_client import ApiClient
 from ..api_process import ApiProcess
 from ..operator_process import OperatorProcess
@@ -20,6 +21,17 @@ from ..test_api_stream import is_startup, startup_of, stream, until_started
 
 OUTAGE_SECONDS = 10
 KUBE_TIMEOUT = 3  # the API's per-call timeout in this test
+
+
+async def control_plane_runs_pods(kube: client.ApiClient, namespace: str) -> None:
+    core = client.CoreV1Api(kube)
+    await core.create_namespaced_pod(namespace, {"metadata": {"name": "probe"}, "spec": {"containers": [
+        {"name": "main", "image": "registry.example/lablup/python:3.6-ubuntu18.04"}]}})
+
+    async def running() -> bool:
+        return (await core.read_namespaced_pod("probe", namespace)).status.phase == "Running"
+
+    await wait_until(running, timeout=120, interval=0.5, what="a plain Pod running again after the outage")
 
 
 @pytest.mark.skipif(external_cluster_reachable(), reason="stops the local test bed's kube-apiserver")
@@ -54,7 +66,10 @@ async def test_kube_apiserver_outage(kubeconfig: str, kube: client.ApiClient, ow
                     assert answer.headers["Content-Type"].startswith("application/problem+json")
                     assert answer.body["type"].endswith("/service-unavailable"), answer.body
                     assert took < KUBE_TIMEOUT + 2, f"a request hung for {took:.1f}s"
-                # Neither process was restarted: both reconnect on their own.
+                # The test bed's scheduler and kubelet simulator reconnect with their own
+                # backoff (client-go: up to ~30 s); sessions cannot start before they do.
+                await control_plane_runs_pods(kube, own_namespace)
+                # Neither of our processes was restarted: both reconnected on their own.
                 assert server.proc.poll() is None and own_operator.proc.poll() is None
                 after = await alice.create("after", maxWaitSeconds=60)
                 assert after.status == 201 and after.body["status"] == "RUNNING", after.body
