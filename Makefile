@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv binaries cluster cluster-down run test unit crds kind kind-down clean
+.PHONY: venv binaries cluster cluster-down run test unit fault bench crds kind kind-down clean
 
 $(STAMP): pyproject.toml
 	@echo "[make] creating the virtual environment in $(VENV) and installing the project"
@@ -44,6 +44,15 @@ run: cluster
 
 unit: venv binaries
 	@$(PY) -m pytest -m "not integration" -q
+
+# The fault-injection suite alone (it also runs in `make test`).
+fault: venv binaries
+	@$(PY) -m pytest -m fault -q
+
+# Kubernel against plain Pods on a test bed of its own (delays 0): a table, and
+# the figures in .local/bench/results.json. About 5 minutes.
+bench: venv binaries
+	@$(PY) -m bench
 
 # The CRD is generated from the model; the chart carries an identical copy of crds/.
 crds: venv

@@ -9,8 +9,8 @@ import time
 import aiohttp
 import pytest
 from kubernel_api import keypairs as kp
-from kubernel_testbed.launcher import Testbed, external_cluster_reachable
-from kubernel_testbed.settings import TestbedSettings
+from kubernel_testbed import launcher
+from kubernel_testbed import settings as testbed_settings
 from kubernetes_asyncio import client
 
 from ...waiting import wait_until
@@ -34,11 +34,11 @@ async def control_plane_runs_pods(kube: client.ApiClient, namespace: str) -> Non
     await wait_until(running, timeout=120, interval=0.5, what="a plain Pod running again after the outage")
 
 
-@pytest.mark.skipif(external_cluster_reachable(), reason="stops the local test bed's kube-apiserver")
+@pytest.mark.skipif(launcher.external_cluster_reachable(), reason="stops the local test bed's kube-apiserver")
 async def test_kube_apiserver_outage(kubeconfig: str, kube: client.ApiClient, own_namespace: str,
                                      own_keypairs: dict[str, kp.Keypair], own_operator: OperatorProcess,
                                      tmp_path) -> None:
-    testbed = Testbed(TestbedSettings.from_env())
+    testbed = launcher.Testbed(testbed_settings.TestbedSettings.from_env())
     server = ApiProcess(kubeconfig, own_namespace, tmp_path,
                         {"KUBERNEL_API_KUBE_TIMEOUT": str(KUBE_TIMEOUT)})
     server.start()

@@ -1,0 +1,438 @@
+"""make bench: Kubernel against plain Pods on the local control plane.
+
+python -m bench [--out DIR] [--quick]
+
+Starts a test bed of its own (simulated kubelet delays set to zero, separate state
+directory, stopped at the end), then measures, all in one run:
+  1. baseline: plain Pods created through the Kubernetes API until Running and Ready;
+  2. Kubernel: POST /kernel/create to its response and to kernel_started on an SSE
+     stream, one at a time and 200 at once, each as a ratio to the baseline;
+  3. SSE fan-out: 1,000 subscribers on one API process while 200 sessions start;
+  4. steady state: operator and API memory with 1,000 live sessions.
+Prints a table and writes the figures as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import resource
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp
+from kubernel_api import keypairs as kp
+from kubernel_testbed.launcher import Testbed, say
+from kubernel_testbed.settings import NodeShape, SimulatedDelays, TestbedSettings
+from kubernetes_asyncio import client, config, watch
+
+from kubernel import resource as r
+from tests.integration.api_client import ApiClient
+from tests.integration.processes import REPO, ServiceProcess, free_port
+
+from .report import Burst, Latency, Target, ratio, table
+from .sse import Keys, StreamReader
+
+IMAGE = "registry.example/lablup/python:3.6-ubuntu18.04"
+IMAGES_FILE = f"allowedRegistries: [registry.example]\naliases: {{python:3.6: {{image: {IMAGE}}}}}\n"
+NAMESPACE = "bench"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How much each phase does."""
+
+    sequential: int = 40
+    """Creations measured one at a time (baseline and Kubernel)."""
+    burst: int = 200
+    """Creations started at once (baseline and Kubernel)."""
+    subscribers: int = 1000
+    """SSE clients on one API process during the fan-out phase."""
+    fanout_sessions: int = 200
+    """Sessions started while the subscribers listen."""
+    live_sessions: int = 1000
+    """Sessions running for the steady-state memory figures."""
+
+    @classmethod
+    def quick(cls) -> BenchSettings:
+        return cls(sequential=10, burst=50, subscribers=100, fanout_sessions=50, live_sessions=200)
+
+
+# -- processes ---------------------------------------------------------------------
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Sampler:
+    """The peak RSS of a process while a phase runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak = pid, rss_mb(pid)
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self.peak = max(self.peak, rss_mb(self.pid))
+            await asyncio.sleep(0.2)
+
+    def stop(self) -> float:
+        self.task.cancel()
+        self.peak = max(self.peak, rss_mb(self.pid))
+        return self.peak
+
+
+def services(kubeconfig: str, work: Path) -> tuple[ServiceProcess, ServiceProcess, str]:
+    images = work / "images.yaml"
+    images.write_text(IMAGES_FILE)
+    common = {**os.environ, "KUBECONFIG": kubeconfig, "KUBERNEL_IMAGES": str(images)}
+    health, port = free_port(), free_port()
+    operator = ServiceProcess("operator", ["kubernel_operator"], {
+        **common, "KUBERNEL_NAMESPACES": NAMESPACE, "KUBERNEL_OPERATOR_HEALTH_HOST": "127.0.0.1",
+        "KUBERNEL_OPERATOR_HEALTH_PORT": str(health)}, work / "operator.log", f"http://127.0.0.1:{health}/healthz")
+    base_url = f"http://127.0.0.1:{port}"
+    api = ServiceProcess("API", ["kubernel_api", "serve"], {
+        **common, "KUBERNEL_API_HOST": "127.0.0.1", "KUBERNEL_API_PORT": str(port), "KUBERNEL_API_NAMESPACE": NAMESPACE,
+        "KUBERNEL_API_MAX_WAIT": "120"}, work / "api.log", base_url + "/readyz")
+    return operator, api, base_url
+
+
+# -- the Kubernetes side -------------------------------------------------------------
+class PodsReady:
+    """One watch over the namespace: when each Pod was first seen Running and Ready."""
+
+    def __init__(self, core: client.CoreV1Api) -> None:
+        self.core, self.ready, self.waiters = core, {}, {}
+        self.task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        listed = await self.core.list_namespaced_pod(NAMESPACE)
+        self.task = asyncio.create_task(self._watch(listed.metadata.resource_version))
+
+    async def _watch(self, since: str) -> None:
+        async for event in watch.Watch().stream(self.core.list_namespaced_pod, NAMESPACE, resource_version=since,
+                                                 timeout_seconds=3600):
+            pod = event["object"]
+            name = pod.metadata.name
+            if name not in self.ready and pod.status.phase == "Running" and any(
+                    c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []):
+                self.ready[name] = time.perf_counter()
+                waiter = self.waiters.pop(name, None)
+                if waiter and not waiter.done():
+                    waiter.set_result(self.ready[name])
+
+    def wait(self, name: str) -> asyncio.Future[float]:
+        future = asyncio.get_running_loop().create_future()
+        if name in self.ready:
+            future.set_result(self.ready[name])
+        else:
+            self.waiters[name] = future
+        return future
+
+    def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+
+
+def plain_pod(name: str) -> dict:
+    return {"metadata": {"name": name, "labels": {"bench": "plain"}}, "spec": {
+        "terminationGracePeriodSeconds": 0, "containers": [{
+            "name": "main", "image": IMAGE, "command": ["sleep", "infinity"],
+            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}]}}
+
+
+async def baseline(core: client.CoreV1Api, settings: BenchSettings) -> dict:
+    pods = PodsReady(core)
+    await pods.start()
+    say(f"baseline: {settings.sequential} plain Pods one at a time")
+    samples = []
+    for i in range(settings.sequential):
+        name = f"plain-seq-{i}"
+        began = time.perf_counter()
+        await core.create_namespaced_pod(NAMESPACE, plain_pod(name))
+        samples.append(await asyncio.wait_for(pods.wait(name), 60) - began)
+    say(f"baseline: {settings.burst} plain Pods at once")
+    names = [f"plain-burst-{i}" for i in range(settings.burst)]
+    began = time.perf_counter()
+    await asyncio.gather(*(core.create_namespaced_pod(NAMESPACE, plain_pod(n)) for n in names))
+    done = await asyncio.wait_for(asyncio.gather(*(pods.wait(n) for n in names)), 300)
+    pods.stop()
+    await core.delete_collection_namespaced_pod(NAMESPACE, label_selector="bench=plain", grace_period_seconds=0)
+    await until(lambda: _count_pods(core, "bench=plain"), 0, "plain Pods deleted")
+    return {"one_at_a_time": Latency.of(samples), "burst": Burst(settings.burst, max(done) - began)}
+
+
+async def _count_pods(core: client.CoreV1Api, selector: str) -> int:
+    return len((await core.list_namespaced_pod(NAMESPACE, label_selector=selector)).items)
+
+
+async def until(measure, expected: int, what: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while (value := await measure()) != expected:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: {value}, expected {expected}")
+        await asyncio.sleep(0.5)
+
+
+async def delete_sessions(custom: client.CustomObjectsApi) -> None:
+    await custom.delete_collection_namespaced_custom_object(r.GROUP, r.VERSION, NAMESPACE, r.PLURAL)
+
+    async def remaining() -> int:
+        listed = await custom.list_namespaced_custom_object(r.GROUP, r.VERSION, NAMESPACE, r.PLURAL)
+        return len(listed["items"])
+
+    await until(remaining, 0, "sessions deleted")
+
+
+# -- the Kubernel side ---------------------------------------------------------------
+def stream_request(bai: ApiClient) -> bytes:
+    path = "/stream/kernel/_/events"
+    headers = bai.signed_headers("GET", path)
+    return (f"GET {path} HTTP/1.0\r\nHost: {bai.host}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+
+
+async def open_stream(bai: ApiClient, keys: Keys, on_message=None) -> StreamReader:
+    host, port = bai.host.split(":")
+    _, reader = await asyncio.get_running_loop().create_connection(
+        lambda: StreamReader(stream_request(bai), keys, on_message), host, int(port))
+    await asyncio.wait_for(reader.opened, 30)
+    return reader
+
+
+async def kubernel(bai: ApiClient, custom: client.CustomObjectsApi, settings: BenchSettings) -> dict:
+    started: dict[bytes, float] = {}
+    waiters: dict[bytes, asyncio.Future[float]] = {}
+
+    def on_message(session: bytes, event: bytes, at: float) -> None:
+        if event == b"kernel_started":
+            moment = time.perf_counter()
+            started[session] = moment
+            waiter = waiters.pop(session, None)
+            if waiter and not waiter.done():
+                waiter.set_result(moment)
+
+    def wait_started(token: str) -> asyncio.Future[float]:
+        future = asyncio.get_running_loop().create_future()
+        key = token.encode()
+        if key in started:
+            future.set_result(started[key])
+        else:
+            waiters[key] = future
+        return future
+
+    reader = await open_stream(bai, Keys(), on_message)
+
+    async def create(token: str) -> float:
+        answer = await bai.call("POST", "/kernel/create", body={"clientSessionToken": token, "image": "python:3.6"})
+        if answer.status != 201 or answer.body.get("status") != "RUNNING":
+            raise RuntimeError(f"create {token}: {answer.status} {answer.body}")
+        return time.perf_counter()
+
+    say(f"kubernel: {settings.sequential} sessions one at a time")
+    response, event = [], []
+    for i in range(settings.sequential):
+        token = f"seq-{i:03}"
+        began = time.perf_counter()
+        sse = wait_started(token)
+        response.append(await create(token) - began)
+        event.append(await asyncio.wait_for(sse, 60) - began)
+    say(f"kubernel: {settings.burst} sessions at once")
+    tokens = [f"burst-{i:03}" for i in range(settings.burst)]
+    sse = [wait_started(t) for t in tokens]
+    began = time.perf_counter()
+    answered = await asyncio.gather(*(create(t) for t in tokens))
+    seen = await asyncio.wait_for(asyncio.gather(*sse), 300)
+    reader.close()
+    await delete_sessions(custom)
+    return {"response": Latency.of(response), "started_event": Latency.of(event),
+            "burst_response": Burst(settings.burst, max(answered) - began),
+            "burst_started_event": Burst(settings.burst, max(seen) - began)}
+
+
+async def fanout(bai: ApiClient, custom: client.CustomObjectsApi, api: ServiceProcess,
+                 settings: BenchSettings) -> dict:
+    say(f"fan-out: opening {settings.subscribers} SSE subscribers")
+    keys = Keys()
+    readers = []
+    for start in range(0, settings.subscribers, 100):
+        readers += await asyncio.gather(*(open_stream(bai, keys) for _ in range(start, min(start + 100,
+                                                                                               settings.subscribers))))
+    pid = api.proc.pid
+    rss_connected, cpu_before = rss_mb(pid), cpu_seconds(pid)
+    sampler = Sampler(pid)
+    say(f"fan-out: {settings.fanout_sessions} sessions start while they listen")
+    tokens = [f"fan-{i:03}" for i in range(settings.fanout_sessions)]
+    answers = await asyncio.gather(*(bai.call("POST", "/kernel/create", body={
+        "clientSessionToken": t, "image": "python:3.6", "enqueueOnly": True}) for t in tokens))
+    assert all(a.status == 201 for a in answers), [a.body for a in answers if a.status != 201][:3]
+    wanted = {(t.encode(), b"kernel_started") for t in tokens}
+
+    async def complete() -> int:
+        return sum(1 for rd in readers if wanted <= {keys.names[k] for k in set(rd.key_ids)})
+
+    await until(complete, len(readers), "every subscriber saw every kernel_started", timeout=300)
+    peak, cpu = sampler.stop(), cpu_seconds(pid) - cpu_before
+    for rd in readers:
+        rd.close()
+    listed = await custom.list_namespaced_custom_object(r.GROUP, r.VERSION, NAMESPACE, r.PLURAL)
+    recorded = {(b["spec"]["sessionId"].encode(), e["event"].encode()): datetime.fromisoformat(e["time"]).timestamp()
+                for b in listed["items"] for e in b["status"]["lifecycle"]}
+    delays = [at - recorded[keys.names[k]] for rd in readers for at, k in zip(rd.times, rd.key_ids)
+              if keys.names[k] in recorded]
+    return {"delivery": Latency.of(delays), "messages": len(delays), "api_rss_connected_mb": rss_connected,
+            "api_rss_peak_mb": peak, "api_cpu_s": cpu, "subscribers": len(readers)}
+
+
+async def steady(bai: ApiClient, custom: client.CustomObjectsApi, operator: ServiceProcess, api: ServiceProcess,
+                 settings: BenchSettings, already: int) -> dict:
+    more = settings.live_sessions - already
+    say(f"steady state: {more} more sessions, {settings.live_sessions} live")
+    gate = asyncio.Semaphore(100)
+
+    async def create(token: str) -> None:
+        async with gate:
+            answer = await bai.call("POST", "/kernel/create", body={
+                "clientSessionToken": token, "image": "python:3.6", "enqueueOnly": True})
+            if answer.status != 201:
+                raise RuntimeError(f"create {token}: {answer.status} {answer.body}")
+
+    await asyncio.gather(*(create(f"live-{i:04}") for i in range(more)))
+
+    async def running() -> int:
+        listed = await custom.list_namespaced_custom_object(r.GROUP, r.VERSION, NAMESPACE, r.PLURAL)
+        return sum(1 for b in listed["items"] if (b.get("status") or {}).get("phase") == "Running")
+
+    began = time.perf_counter()
+    await until(running, settings.live_sessions, f"{settings.live_sessions} sessions running", timeout=600)
+    settle = 10.0
+    say(f"steady state: all running after {time.perf_counter() - began:.0f}s; {settle:.0f}s of idle CPU")
+    op_cpu, api_cpu = cpu_seconds(operator.proc.pid), cpu_seconds(api.proc.pid)
+    await asyncio.sleep(settle)  # a measurement window, not synchronisation
+    return {"sessions": settings.live_sessions, "operator_rss_mb": rss_mb(operator.proc.pid),
+            "api_rss_mb": rss_mb(api.proc.pid),
+            "operator_idle_cpu_pct": 100 * (cpu_seconds(operator.proc.pid) - op_cpu) / settle,
+            "api_idle_cpu_pct": 100 * (cpu_seconds(api.proc.pid) - api_cpu) / settle}
+
+
+# -- the run -----------------------------------------------------------------------
+async def run(settings: BenchSettings, kubeconfig: str, work: Path) -> dict:
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    cfg.connection_pool_maxsize = 300
+    async with client.ApiClient(cfg) as kube:
+        core, custom = client.CoreV1Api(kube), client.CustomObjectsApi(kube)
+        await core.create_namespace({"metadata": {"name": NAMESPACE}})
+        admin = kp.Keypair(access_key="AKIABENCHADMIN", secret_key=uuid.uuid4().hex, role=kp.Role.SUPERADMIN)
+        await core.create_namespaced_secret(NAMESPACE, kp.to_secret(admin))
+        results: dict = {"baseline": await baseline(core, settings)}
+        operator, api, base_url = services(kubeconfig, work)
+        say("starting the operator and the API")
+        operator.start()
+        api.start()
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                             timeout=aiohttp.ClientTimeout(total=300)) as http:
+                bai = ApiClient(base_url, admin, http)
+                results["kubernel"] = await kubernel(bai, custom, settings)
+                results["fanout"] = await fanout(bai, custom, api, settings)
+                results["steady"] = await steady(bai, custom, operator, api, settings, settings.fanout_sessions)
+        finally:
+            api.stop()
+            operator.stop()
+        return results
+
+
+def report(results: dict, settings: BenchSettings) -> tuple[str, list[Target]]:
+    base, ours, fan, steady_ = results["baseline"], results["kubernel"], results["fanout"], results["steady"]
+    b1: Latency = base["one_at_a_time"]
+    rows = [("plain Pods: create -> Ready", f"{b1.p50:.1f}", f"{b1.p95:.1f}", f"{b1.p99:.1f}", "1.00",
+             f"{base['burst'].wall_s:.2f}", f"{base['burst'].per_s:.1f}", "1.00")]
+    for label, latency, burst in (("kubernel: POST /kernel/create -> response", ours["response"],
+                                   ours["burst_response"]),
+                                  ("kubernel: POST -> kernel_started on SSE", ours["started_event"],
+                                   ours["burst_started_event"])):
+        rows.append((label, f"{latency.p50:.1f}", f"{latency.p95:.1f}", f"{latency.p99:.1f}",
+                     f"{ratio(latency.p50, b1.p50):.2f}", f"{burst.wall_s:.2f}", f"{burst.per_s:.1f}",
+                     f"{ratio(burst.per_s, base['burst'].per_s):.2f}"))
+    creation = table(rows, ("", "p50 ms", "p95 ms", "p99 ms", "p50 x base",
+                            f"{settings.burst} at once s", "per s", "x base"))
+    delivery: Latency = fan["delivery"]
+    other = table([
+        (f"SSE delivery, {fan['subscribers']} subscribers, {settings.fanout_sessions} sessions",
+         f"p50 {delivery.p50:.1f} ms", f"p99 {delivery.p99:.1f} ms", f"{fan['messages']} messages"),
+        ("API process during fan-out", f"RSS {fan['api_rss_peak_mb']:.0f} MB peak",
+         f"{fan['api_rss_connected_mb']:.0f} MB connected", f"CPU {fan['api_cpu_s']:.1f} s"),
+        (f"steady state, {steady_['sessions']} live sessions", f"operator RSS {steady_['operator_rss_mb']:.0f} MB",
+         f"API RSS {steady_['api_rss_mb']:.0f} MB",
+         f"idle CPU operator {steady_['operator_idle_cpu_pct']:.0f}% / API {steady_['api_idle_cpu_pct']:.0f}%"),
+    ], ("", "", "", ""))
+    targets = [
+        Target("create-to-started p50 vs plain Pods", ratio(ours["started_event"].p50, b1.p50), 1.5, "x"),
+        Target(f"throughput of {settings.burst} at once vs plain Pods",
+               ratio(ours["burst_started_event"].per_s, base["burst"].per_s), 0.6, "x", higher_is_better=True),
+        Target(f"SSE p99 with {fan['subscribers']} subscribers", delivery.p99, 250, " ms"),
+        Target(f"API RSS with {fan['subscribers']} subscribers", fan["api_rss_peak_mb"], 200, " MB"),
+        Target(f"operator RSS with {steady_['sessions']} live sessions", steady_["operator_rss_mb"], 300, " MB"),
+    ]
+    return f"{creation}\n\n{other}\n\n" + "\n".join(t.line() for t in targets), targets
+
+
+def jsonable(value):
+    if isinstance(value, (Latency, Burst)):
+        return {**asdict(value), **({"per_s": value.per_s} if isinstance(value, Burst) else {})}
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    return value
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO / ".local" / "bench")
+    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    args = parser.parse_args()
+    settings = BenchSettings.quick() if args.quick else BenchSettings()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # 1,000 streams on each side
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    defaults = TestbedSettings.from_env()
+    testbed = Testbed(TestbedSettings(state_dir=REPO / ".local" / "bench-testbed", cache_dir=defaults.cache_dir,
+                                      delays=SimulatedDelays(accept=0, pull=0, create=0, start=0, stop=0),
+                                      nodes=NodeShape(count=4, cpu="4000", memory="16Ti", pods="2000")))
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = args.out / "run"
+    work.mkdir(exist_ok=True)
+    began = time.monotonic()
+    say("bench: starting a test bed of its own (simulated delays 0 ms)")
+    testbed.up()
+    try:
+        testbed.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        testbed.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO / "crds"))
+        results = asyncio.run(run(settings, str(testbed.layout.kubeconfig), work))
+    finally:
+        say("bench: stopping its test bed")
+        testbed.down()
+    text, targets = report(results, settings)
+    document = {"when": datetime.now().astimezone().isoformat(timespec="seconds"), "settings": asdict(settings),
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                "duration_s": round(time.monotonic() - began, 1), "results": jsonable(results),
+                "targets": [{**asdict(t), "met": t.met} for t in targets]}
+    (args.out / "results.json").write_text(json.dumps(document, indent=2))
+    print(f"\n{text}\n\nfigures: {args.out / 'results.json'} ({document['duration_s']:.0f}s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

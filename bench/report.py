@@ -1,0 +1,71 @@
+"""The benchmark's arithmetic and its table (pure: no I/O)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Percentiles of a sample, in milliseconds."""
+
+    n: int
+    p50: float
+    p95: float
+    p99: float
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Latency:
+        if not seconds:
+            raise ValueError("no samples")
+        ms = sorted(s * 1000 for s in seconds)
+        if len(ms) == 1:
+            return cls(1, ms[0], ms[0], ms[0])
+        cuts = statistics.quantiles(ms, n=100, method="inclusive")
+        return cls(len(ms), cuts[49], cuts[94], cuts[98])
+
+
+@dataclass(frozen=True)
+class Burst:
+    """N operations started at once: wall time until the last finished, and throughput."""
+
+    n: int
+    wall_s: float
+
+    @property
+    def per_s(self) -> float:
+        return self.n / self.wall_s
+
+
+def ratio(ours: float, baseline: float) -> float:
+    return ours / baseline if baseline else float("inf")
+
+
+@dataclass(frozen=True)
+class Target:
+    what: str
+    value: float
+    limit: float
+    unit: str
+    higher_is_better: bool = False
+
+    @property
+    def met(self) -> bool:
+        return self.value >= self.limit if self.higher_is_better else self.value <= self.limit
+
+    def line(self) -> str:
+        sign = ">=" if self.higher_is_better else "<="
+        return (f"{'MET ' if self.met else 'MISS'} {self.what}: {self.value:.2f}{self.unit} "
+                f"(target {sign} {self.limit:g}{self.unit})")
+
+
+def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    """A plain-text table with aligned columns."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(row: tuple[str, ...]) -> str:
+        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt(header), rule, *(fmt(r) for r in rows)])
