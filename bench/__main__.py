@@ -119,20 +119,34 @@ class PodsReady:
         self.task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        listed = await self.core.list_namespaced_pod(NAMESPACE)
-        self.task = asyncio.create_task(self._watch(listed.metadata.resource_version))
+        self.task = asyncio.create_task(self._follow())
 
-    async def _watch(self, since: str) -> None:
-        async for event in watch.Watch().stream(self.core.list_namespaced_pod, NAMESPACE, resource_version=since,
-                                                 timeout_seconds=3600):
-            pod = event["object"]
-            name = pod.metadata.name
-            if name not in self.ready and pod.status.phase == "Running" and any(
-                    c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []):
-                self.ready[name] = time.perf_counter()
-                waiter = self.waiters.pop(name, None)
-                if waiter and not waiter.done():
-                    waiter.set_result(self.ready[name])
+    async def _follow(self) -> None:
+        """List, then watch from there; on any interruption list again (nothing is missed)."""
+        while True:
+            try:
+                listed = await self.core.list_namespaced_pod(NAMESPACE)
+                for pod in listed.items:
+                    self._seen(pod)
+                async for event in watch.Watch().stream(self.core.list_namespaced_pod, NAMESPACE,
+                                                         resource_version=listed.metadata.resource_version,
+                                                         timeout_seconds=300):
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        self._seen(event["object"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a broken watch is listed again
+                say(f"pod watch interrupted ({exc!r}); listing again")
+                await asyncio.sleep(0.2)
+
+    def _seen(self, pod: client.V1Pod) -> None:
+        name = pod.metadata.name
+        if name not in self.ready and pod.status.phase == "Running" and any(
+                c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []):
+            self.ready[name] = time.perf_counter()
+            waiter = self.waiters.pop(name, None)
+            if waiter and not waiter.done():
+                waiter.set_result(self.ready[name])
 
     def wait(self, name: str) -> asyncio.Future[float]:
         future = asyncio.get_running_loop().create_future()

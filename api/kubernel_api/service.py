@@ -43,7 +43,9 @@ def manifest(name: str, spec: KernelSessionSpec) -> dict:
         r.LABEL_NAME: "kernelsession", r.LABEL_MANAGED_BY: r.MANAGED_BY, r.LABEL_PART_OF: r.MANAGED_BY,
         r.LABEL_ACCESS_KEY: r.label_value(spec.owner.access_key), r.LABEL_DOMAIN: r.label_value(spec.owner.domain),
         r.LABEL_GROUP: r.label_value(spec.owner.group),
-    }}
+    # With the operator's finalizer already there, kopf runs the create handler on the
+    # first event instead of adding it and waiting for the next one (one round trip).
+    }, "finalizers": [r.FINALIZER]}
     return body
 
 

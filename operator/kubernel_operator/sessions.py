@@ -182,7 +182,9 @@ class Sessions:
             pods = [p for p in await self.kube.list_pods(namespace, name)
                     if p["metadata"]["labels"].get(r.LABEL_RESTART) == generation]
             main = next((p for p in pods if p["metadata"]["labels"].get(r.LABEL_INDEX) == "0"), None)
-            reasons = await self.kube.pod_event_reasons(namespace, main["metadata"]["name"]) if main else set()
+            # The kubelet's Pulling/Pulled Events only matter until the session runs.
+            needs_reasons = main is not None and status.get("phase") != Phase.RUNNING
+            reasons = await self.kube.pod_event_reasons(namespace, main["metadata"]["name"]) if needs_reasons else set()
             kernels = [kernel_facts(p, reasons if p is main else ()) for p in pods]
             present = {p["metadata"]["name"] for p in pods}
             missing = [n for n in status.get("pods", []) if n not in present]
