@@ -89,13 +89,14 @@ async def deadlines(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo,
 
 
 @kopf.on.event("v1", "pods", labels={r.LABEL_MANAGED_BY: r.MANAGED_BY})
-async def pod_changed(labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_) -> None:
+async def pod_changed(type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str, memo: kopf.Memo,
+                      **_) -> None:
     session = labels.get(r.LABEL_SESSION)
     # The initial listing (type None) counts too: the Pod watch may start after a
     # resume handler read the Pods, and a Pod that became Ready in between sends no
     # further event (found by the kill -9 fault test).
     if session:
-        await memo.sessions.reconcile((namespace, session))
+        await memo.sessions.pod_changed((namespace, session), type, dict(body))
 
 
 @kopf.on.event("v1", "events")

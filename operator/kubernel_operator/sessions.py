@@ -25,7 +25,7 @@ from kubernel.model import KernelSession, KernelSessionSpec, KernelSessionStatus
 from kubernel.quantity import memory_kib
 
 from . import pods as builders
-from .facts import kernel_facts
+from .facts import KernelFacts, kernel_facts
 from .kube import Kube
 from .settings import OperatorSettings
 from .transitions import Ending, advance, begin_restart, overdue, result_for, terminate
@@ -51,6 +51,8 @@ class Sessions:
         self.kube = kube
         self.settings = settings
         self._locks: dict[Key, asyncio.Lock] = {}
+        # What each Pod said when it last caused a reconcile (Pod uid -> facts).
+        self._pod_facts: dict[str, KernelFacts] = {}
 
     def lock(self, key: Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -168,6 +170,24 @@ class Sessions:
         await self._write(key, lambda _b, s: (s.status or KernelSessionStatus()).model_copy(update={"pods": names}))
 
     # -- follow --------------------------------------------------------------
+    async def pod_changed(self, key: Key, event_type: str | None, pod: dict) -> None:
+        """Reconcile for a Pod event, unless the Pod says nothing new since the last one.
+
+        Most Pod updates (status timestamps, IPs, annotations) change none of the facts
+        the lifecycle is derived from; skipping those reconciles (2-4 API calls each)
+        was the operator's main load with 1,000 sessions (docs/performance.md).
+        Events have triggers of their own, so the facts here leave them out.
+        """
+        uid = pod["metadata"].get("uid", "")
+        facts = kernel_facts(pod)
+        if event_type != "DELETED" and self._pod_facts.get(uid) == facts:
+            return
+        await self.reconcile(key)
+        if event_type == "DELETED":
+            self._pod_facts.pop(uid, None)
+        else:
+            self._pod_facts[uid] = facts  # only once reconciled: a failed one is retried next time
+
     async def reconcile(self, key: Key) -> None:
         """Bring the lifecycle log up to what the Pods and kubelet Events show."""
         namespace, name = key
