@@ -37,6 +37,7 @@ from kubernetes_asyncio import client, config, watch
 from kubernel import resource as r
 from tests.integration.api_client import ApiClient
 from tests.integration.processes import REPO, ServiceProcess, free_port
+from tests.waiting import wait_until
 
 from .report import Burst, Latency, Target, ratio, table
 from .sse import Keys, StreamReader
@@ -194,11 +195,10 @@ async def _count_pods(core: client.CoreV1Api, selector: str) -> int:
 
 
 async def until(measure, expected: int, what: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while (value := await measure()) != expected:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: {value}, expected {expected}")
-        await asyncio.sleep(0.5)
+    async def reached() -> bool:
+        return await measure() == expected
+
+    await wait_until(reached, timeout=timeout, what=what, interval=0.5)
 
 
 async def delete_sessions(custom: client.CustomObjectsApi) -> None:
@@ -212,17 +212,12 @@ async def delete_sessions(custom: client.CustomObjectsApi) -> None:
 
 
 # -- the Kubernel side ---------------------------------------------------------------
-def stream_request(bai: ApiClient) -> bytes:
-    path = "/stream/kernel/_/events"
-    headers = bai.signed_headers("GET", path)
-    return (f"GET {path} HTTP/1.0\r\nHost: {bai.host}\r\n"
-            + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
-
-
 async def open_stream(bai: ApiClient, keys: Keys, on_message=None) -> StreamReader:
     host, port = bai.host.split(":")
     _, reader = await asyncio.get_running_loop().create_connection(
-        lambda: StreamReader(stream_request(bai), keys, on_message), host, int(port))
+        # HTTP/1.0: the stream comes without chunked encoding to undo.
+        lambda: StreamReader(bai.raw_head("GET", "/stream/kernel/_/events", http="1.0"), keys, on_message),
+        host, int(port))
     await asyncio.wait_for(reader.opened, 30)
     return reader
 

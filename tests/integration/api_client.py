@@ -15,6 +15,15 @@ from yarl import URL
 VERSION = "v4.20190615"
 
 
+def signed_headers(keypair: Keypair, method: str, path_qs: str, host: str, content_type: str, *,
+                   secret: str | None = None, date: datetime | None = None) -> dict[str, str]:
+    """Date, version and Authorization headers as the Backend.AI client signs them."""
+    when = (date or datetime.now(timezone.utc)).isoformat()
+    signed = SignedRequest(method, path_qs, when, host, content_type, VERSION)
+    sig = signature(signed, secret or keypair.secret_key, "sha256")
+    return {"Date": when, "X-BackendAI-Version": VERSION, "Authorization": authorization_header(keypair.access_key, sig)}
+
+
 @dataclass
 class Answer:
     status: int
@@ -40,11 +49,17 @@ class ApiClient:
 
     def signed_headers(self, method: str, path_qs: str, content_type: str = "application/octet-stream",
                        *, date: datetime | None = None, sign_path: str | None = None) -> dict[str, str]:
-        when = (date or datetime.now(timezone.utc)).isoformat()
-        signed = SignedRequest(method, sign_path or path_qs, when, self.host, content_type, VERSION)
-        sig = signature(signed, self.secret_override or self.keypair.secret_key, "sha256")
-        return {"Date": when, "X-BackendAI-Version": VERSION,
-                "Authorization": authorization_header(self.keypair.access_key, sig)}
+        return signed_headers(self.keypair, method, sign_path or path_qs, self.host, content_type,
+                              secret=self.secret_override, date=date)
+
+    def raw_head(self, method: str, path: str, *, http: str = "1.1", extra: str = "",
+                 content_type: str | None = None) -> bytes:
+        """A signed request head for tests and tools that speak HTTP over a bare socket."""
+        headers = self.signed_headers(method, path, content_type or "application/octet-stream")
+        if content_type:
+            headers["Content-Type"] = content_type
+        return (f"{method} {path} HTTP/{http}\r\nHost: {self.host}\r\n"
+                + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + extra + "\r\n").encode()
 
     def url(self, path: str, params: dict | None = None) -> URL:
         """The URL as the client will send it; its relative part is what gets signed."""

@@ -43,15 +43,19 @@ def api_settings(namespace: str, **overrides: object) -> ApiSettings:
         server_limits=Limits(cpu="16", memory="64Gi", gpu=8, cluster_size=4)), **overrides)
 
 
-async def create_keypairs(kube: client.ApiClient, namespace: str) -> dict[str, kp.Keypair]:
-    """The test keypairs (KEYPAIRS) as Secrets in ``namespace``."""
-    core = client.CoreV1Api(kube)
-    made = {}
-    for name, (role, domain, groups, limits) in KEYPAIRS.items():
-        keypair = kp.Keypair(access_key=f"AKIATEST{name.upper()}", secret_key=f"secret-of-{name}-0123456789",
+def make_keypairs() -> dict[str, kp.Keypair]:
+    """KEYPAIRS as keypairs with fixed keys."""
+    return {name: kp.Keypair(access_key=f"AKIATEST{name.upper()}", secret_key=f"secret-of-{name}-0123456789",
                              role=role, domain=domain, groups=groups, limits=limits)
+            for name, (role, domain, groups, limits) in KEYPAIRS.items()}
+
+
+async def create_keypairs(kube: client.ApiClient, namespace: str) -> dict[str, kp.Keypair]:
+    """The test keypairs as Secrets in ``namespace``."""
+    core = client.CoreV1Api(kube)
+    made = make_keypairs()
+    for keypair in made.values():
         await core.create_namespaced_secret(namespace, kp.to_secret(keypair))
-        made[name] = keypair
     return made
 
 

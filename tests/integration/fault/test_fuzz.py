@@ -13,7 +13,6 @@ import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,13 +21,12 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from kubernel_api import keypairs as kp
-from kubernel_api.signing import SignedRequest, authorization_header, signature
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from ..api_client import VERSION
+from ..api_client import signed_headers
 from ..api_process import ApiProcess
-from ..conftest import KEYPAIRS
+from ..conftest import make_keypairs
 
 EXAMPLES_PER_OPERATION = 25
 # Not checked: that every schema-valid request is accepted. Valid-shaped requests are
@@ -47,14 +45,9 @@ class BackendAISignature(requests.auth.AuthBase):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         url = urlsplit(request.url)
-        when = datetime.now(timezone.utc).isoformat()
-        content_type = request.headers.get("Content-Type") or "application/octet-stream"
-        signed = SignedRequest(request.method, url.path + (f"?{url.query}" if url.query else ""), when,
-                               url.netloc, content_type, VERSION)
-        request.headers.update({
-            "Date": when, "X-BackendAI-Version": VERSION,
-            "Authorization": authorization_header(self.keypair.access_key,
-                                                  signature(signed, self.keypair.secret_key, "sha256"))})
+        request.headers.update(signed_headers(
+            self.keypair, request.method, url.path + (f"?{url.query}" if url.query else ""), url.netloc,
+            request.headers.get("Content-Type") or "application/octet-stream"))
         return request
 
 
@@ -65,9 +58,7 @@ def fuzzed_api(kubeconfig: str, kubectl_bin: str, operator: object,
     namespace = f"t-fuzz-{uuid.uuid4().hex[:6]}"
     kubectl = [kubectl_bin, f"--kubeconfig={kubeconfig}"]
     subprocess.run([*kubectl, "create", "namespace", namespace], check=True, capture_output=True)
-    secrets = [kp.to_secret(SUPERADMIN)] + [kp.to_secret(kp.Keypair(
-        access_key=f"AKIATEST{name.upper()}", secret_key=f"secret-of-{name}-0123456789", role=role, domain=domain,
-        groups=groups, limits=limits)) for name, (role, domain, groups, limits) in KEYPAIRS.items()]
+    secrets = [kp.to_secret(k) for k in (SUPERADMIN, *make_keypairs().values())]
     subprocess.run([*kubectl, "apply", "-n", namespace, "-f", "-"], check=True, capture_output=True, text=True,
                    input=json.dumps({"apiVersion": "v1", "kind": "List", "items": secrets}))
     work = tmp_path_factory.mktemp("fuzz")

@@ -63,15 +63,15 @@ def raw_exchange(base_url: str, head: bytes, body_chunks: int = 0, chunk: bytes 
 async def test_oversized_bodies_are_refused_without_being_read(hostile: tuple[ApiProcess, ApiClient]) -> None:
     server, alice = hostile
     before = rss(server)
-    headers = alice.signed_headers("POST", "/kernel", "application/json")
-    head = ("POST /kernel HTTP/1.1\r\nHost: " + alice.host + "\r\nContent-Type: application/json\r\n"
-            + "".join(f"{k}: {v}\r\n" for k, v in headers.items()))
+    def head(length_or_chunked: str) -> bytes:
+        return alice.raw_head("POST", "/kernel", content_type="application/json", extra=length_or_chunked)
+
     declared = await asyncio.to_thread(raw_exchange, alice.base_url,
-                                       (head + f"Content-Length: {100 * MiB}\r\n\r\n").encode(), 100, b"x" * MiB)
+                                       head(f"Content-Length: {100 * MiB}\r\n"), 100, b"x" * MiB)
     assert declared.startswith(b"HTTP/1.1 413"), declared[:200]
     chunked_chunk = b"100000\r\n" + b"x" * MiB + b"\r\n"
     chunked = await asyncio.to_thread(raw_exchange, alice.base_url,
-                                      (head + "Transfer-Encoding: chunked\r\n\r\n").encode(), 100, chunked_chunk)
+                                      head("Transfer-Encoding: chunked\r\n"), 100, chunked_chunk)
     assert chunked.startswith(b"HTTP/1.1 413"), chunked[:200]
     just_over = await alice.call("POST", "/kernel", raw=b"{" + b" " * MAX_BODY + b"}")
     assert just_over.status == 413 and just_over.problem_type.endswith("/request-too-large"), just_over.body
@@ -119,9 +119,7 @@ async def test_a_client_that_never_reads_costs_bounded_memory(hostile: tuple[Api
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # a tiny window, never read
     stalled.connect((host, int(port)))
-    headers = alice.signed_headers("GET", "/stream/kernel/_/events")
-    stalled.sendall(("GET /stream/kernel/_/events HTTP/1.1\r\nHost: " + alice.host + "\r\n"
-                     + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode())
+    stalled.sendall(alice.raw_head("GET", "/stream/kernel/_/events"))
     try:
         before = rss(server)
         async with stream(alice) as events:  # a healthy client beside it gets everything
