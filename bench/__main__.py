@@ -24,6 +24,7 @@ import resource
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +40,7 @@ from tests.integration.api_client import ApiClient
 from tests.integration.processes import REPO, ServiceProcess, free_port
 from tests.waiting import wait_until
 
-from .report import Burst, Latency, Target, ratio, table
+from .report import Burst, Latency, Target, per_item, ratio, request_counts, table
 from .sse import Keys, StreamReader
 
 IMAGE = "registry.example/lablup/python:3.6-ubuntu18.04"
@@ -162,6 +163,13 @@ class PodsReady:
             self.task.cancel()
 
 
+async def api_requests(kube: client.ApiClient) -> Counter[str]:
+    """Requests kube-apiserver has served so far, by verb and resource (its /metrics)."""
+    response = await kube.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False)
+    async with response:
+        return request_counts(await response.text())
+
+
 def plain_pod(name: str) -> dict:
     return {"metadata": {"name": name, "labels": {"bench": "plain"}}, "spec": {
         "terminationGracePeriodSeconds": 0, "containers": [{
@@ -174,11 +182,13 @@ async def baseline(core: client.CoreV1Api, settings: BenchSettings) -> dict:
     await pods.start()
     say(f"baseline: {settings.sequential} plain Pods one at a time")
     samples = []
+    before = await api_requests(core.api_client)
     for i in range(settings.sequential):
         name = f"plain-seq-{i}"
         began = time.perf_counter()
         await core.create_namespaced_pod(NAMESPACE, plain_pod(name))
         samples.append(await asyncio.wait_for(pods.wait(name), 60) - began)
+    requests = per_item(before, await api_requests(core.api_client), settings.sequential)
     say(f"baseline: {settings.burst} plain Pods at once")
     names = [f"plain-burst-{i}" for i in range(settings.burst)]
     began = time.perf_counter()
@@ -187,7 +197,8 @@ async def baseline(core: client.CoreV1Api, settings: BenchSettings) -> dict:
     pods.stop()
     await core.delete_collection_namespaced_pod(NAMESPACE, label_selector="bench=plain", grace_period_seconds=0)
     await until(lambda: _count_pods(core, "bench=plain"), 0, "plain Pods deleted")
-    return {"one_at_a_time": Latency.of(samples), "burst": Burst(settings.burst, max(done) - began)}
+    return {"one_at_a_time": Latency.of(samples), "burst": Burst(settings.burst, max(done) - began),
+            "requests_per_item": requests}
 
 
 async def _count_pods(core: client.CoreV1Api, selector: str) -> int:
@@ -253,12 +264,14 @@ async def kubernel(bai: ApiClient, custom: client.CustomObjectsApi, settings: Be
 
     say(f"kubernel: {settings.sequential} sessions one at a time")
     response, event = [], []
+    before = await api_requests(custom.api_client)
     for i in range(settings.sequential):
         token = f"seq-{i:03}"
         began = time.perf_counter()
         sse = wait_started(token)
         response.append(await create(token) - began)
         event.append(await asyncio.wait_for(sse, 60) - began)
+    requests = per_item(before, await api_requests(custom.api_client), settings.sequential)
     say(f"kubernel: {settings.burst} sessions at once")
     tokens = [f"burst-{i:03}" for i in range(settings.burst)]
     sse = [wait_started(t) for t in tokens]
@@ -269,7 +282,7 @@ async def kubernel(bai: ApiClient, custom: client.CustomObjectsApi, settings: Be
     await delete_sessions(custom)
     return {"response": Latency.of(response), "started_event": Latency.of(event),
             "burst_response": Burst(settings.burst, max(answered) - began),
-            "burst_started_event": Burst(settings.burst, max(seen) - began)}
+            "burst_started_event": Burst(settings.burst, max(seen) - began), "requests_per_item": requests}
 
 
 async def fanout(bai: ApiClient, custom: client.CustomObjectsApi, api: ServiceProcess,
@@ -389,6 +402,10 @@ def report(results: dict, settings: BenchSettings) -> tuple[str, list[Target]]:
          f"API RSS {steady_['api_rss_mb']:.0f} MB",
          f"idle CPU operator {steady_['operator_idle_cpu_pct']:.0f}% / API {steady_['api_idle_cpu_pct']:.0f}%"),
     ], ("", "", "", ""))
+    calls = "\n".join(
+        f"{label:<11}{sum(counts.values()):6.1f}  " + ", ".join(f"{k} {v:g}" for k, v in list(counts.items())[:8])
+        for label, counts in (("plain Pod", base["requests_per_item"]), ("kubernel", ours["requests_per_item"])))
+    calls = f"kube-apiserver requests per creation, one at a time (all clients: ours, scheduler, KWOK, ...)\n{calls}"
     targets = [
         Target("create-to-started p50 vs plain Pods", ratio(ours["started_event"].p50, b1.p50), 1.5, "x"),
         Target(f"throughput of {settings.burst} at once vs plain Pods",
@@ -397,7 +414,7 @@ def report(results: dict, settings: BenchSettings) -> tuple[str, list[Target]]:
         Target(f"API RSS with {fan['subscribers']} subscribers", fan["api_rss_peak_mb"], 200, " MB"),
         Target(f"operator RSS with {steady_['sessions']} live sessions", steady_["operator_rss_mb"], 300, " MB"),
     ]
-    return f"{creation}\n\n{other}\n\n" + "\n".join(t.line() for t in targets), targets
+    return f"{creation}\n\n{calls}\n\n{other}\n\n" + "\n".join(t.line() for t in targets), targets
 
 
 def jsonable(value):

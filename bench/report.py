@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 
 
@@ -69,3 +71,31 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([fmt(header), rule, *(fmt(r) for r in rows)])
+
+
+_REQUEST_TOTAL = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def request_counts(metrics: str) -> Counter[str]:
+    """kube-apiserver's ``apiserver_request_total`` summed by "VERB resource[/subresource]".
+
+    Requests for resources only: non-resource paths (health checks, /metrics itself,
+    discovery) carry no resource and are left out.
+    """
+    counts: Counter[str] = Counter()
+    for line in metrics.splitlines():
+        match = _REQUEST_TOTAL.match(line)
+        if match:
+            labels = dict(_LABEL.findall(match["labels"]))
+            if not labels.get("resource"):
+                continue
+            what = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+            counts[f"{labels.get('verb', '?')} {what}"] += int(float(match["value"]))
+    return counts
+
+
+def per_item(before: Counter[str], after: Counter[str], items: int) -> dict[str, float]:
+    """Requests made between two scrapes, per item, largest first."""
+    delta = after - before
+    return {k: round(v / items, 2) for k, v in sorted(delta.items(), key=lambda kv: (-kv[1], kv[0])) if v > 0}

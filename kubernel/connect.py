@@ -11,4 +11,13 @@ async def connect() -> client.ApiClient:
         config.load_incluster_config()
     except config.ConfigException:
         await config.load_kube_config()
-    return client.ApiClient()
+    return without_environment_proxies(client.ApiClient())
+
+
+def without_environment_proxies(api: client.ApiClient) -> client.ApiClient:
+    """kubernetes_asyncio hard-codes aiohttp's ``trust_env``, which makes every request
+    look up $HTTP(S)_PROXY and read ~/.netrc in a worker thread (two thread hops per
+    call; make bench, docs/performance.md). The kubeconfig's ``proxy-url`` still
+    applies: the client passes it with each request."""
+    api.rest_client.pool_manager._trust_env = False  # no public setter
+    return api

@@ -10,7 +10,6 @@ and the new listing), so the SSE ids stay exact across re-lists.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import watch
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from kubernel.raw import read_json
 
 log = logging.getLogger("kubernel.api.informer")
 Key = tuple[str, str]
@@ -82,9 +83,7 @@ class Informer:
         return {"label_selector": self.label_selector} if self.label_selector else {}
 
     async def _relist(self) -> None:
-        response = await self.list_fn(**self._kwargs(), _request_timeout=30, _preload_content=False)
-        async with response:
-            listing = json.loads(await response.read())
+        listing = await read_json(await self.list_fn(**self._kwargs(), _request_timeout=30, _preload_content=False))
         items = {key_of(b): b for b in listing.get("items") or []}
         rv = listing["metadata"]["resourceVersion"]
         changes: list[Change] = [(self.cache.get(k), b) for k, b in items.items()

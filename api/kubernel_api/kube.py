@@ -7,12 +7,12 @@ Every call carries a timeout, so an unreachable API server turns into a quick
 from __future__ import annotations
 
 import functools
-import json
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubernel import resource as r
+from kubernel.raw import read_items
 
 from . import keypairs as kp
 
@@ -41,12 +41,11 @@ class Kube:
         try:
             response = await self.list_sessions(resource_version=resource_version, resource_version_match="Exact",
                                                 _request_timeout=self.timeout * 2, _preload_content=False)
+            return await read_items(response)
         except ApiException as exc:
             if exc.status in (410, 400, 504):  # compacted, malformed, or "too large resource version"
                 raise Gone(str(exc.reason)) from None
             raise
-        async with response:
-            return json.loads(await response.read()).get("items") or []
 
     async def create_session(self, manifest: dict) -> dict:
         return await self.custom.create_namespaced_custom_object(
@@ -90,10 +89,8 @@ class Kube:
         return functools.partial(self.core.list_namespaced_secret, self.keypair_namespace)
 
     async def keypair_secrets(self) -> list[dict]:
-        response = await self.list_keypairs(label_selector=kp.SELECTOR, _request_timeout=self.timeout,
-                                            _preload_content=False)
-        async with response:
-            return json.loads(await response.read()).get("items") or []
+        return await read_items(await self.list_keypairs(label_selector=kp.SELECTOR, _request_timeout=self.timeout,
+                                                         _preload_content=False))
 
     async def create_keypair_secret(self, secret: dict) -> None:
         await self.core.create_namespaced_secret(self.keypair_namespace, secret, _request_timeout=self.timeout)

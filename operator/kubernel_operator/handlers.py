@@ -88,6 +88,12 @@ async def deadlines(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo,
     await memo.sessions.tick((namespace, name), dict(body))
 
 
+@kopf.on.event(*KS)
+async def session_seen(type: str | None, body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, **_) -> None:
+    # The latest copy saves a read before each status write (a conflict makes us read afresh).
+    memo.sessions.seen((namespace, name), None if type == "DELETED" else dict(body))
+
+
 @kopf.on.event("v1", "pods", labels={r.LABEL_MANAGED_BY: r.MANAGED_BY})
 async def pod_changed(type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str, memo: kopf.Memo,
                       **_) -> None:
@@ -101,8 +107,9 @@ async def pod_changed(type: str | None, body: kopf.Body, labels: kopf.Labels, na
 
 @kopf.on.event("v1", "events")
 async def kubelet_event(type: str | None, body: kopf.Body, namespace: str, memo: kopf.Memo, **_) -> None:
-    if type != "ADDED" or body.get("reason") not in LIFECYCLE_EVENT_REASONS:
+    if type not in (None, "ADDED") or body.get("reason") not in LIFECYCLE_EVENT_REASONS:
         return
-    match = POD_NAME.match(body.get("involvedObject", {}).get("name", ""))
+    pod = body.get("involvedObject", {}).get("name", "")
+    match = POD_NAME.match(pod)
     if match:
-        await memo.sessions.reconcile((namespace, match["session"]))
+        await memo.sessions.kubelet_event((namespace, match["session"]), pod, body["reason"])

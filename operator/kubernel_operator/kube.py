@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubernel import resource as r
+from kubernel.raw import read_items, read_json
 
 
 class Kube:
@@ -40,26 +38,26 @@ class Kube:
                 raise
 
     async def list_pods(self, namespace: str, session: str) -> list[dict]:
-        # Raw JSON: building V1Pod models only to turn them back into dicts was the
-        # biggest single cost of a reconcile (make bench profile, docs/performance.md).
-        return await _items(await self.core.list_namespaced_pod(
+        return await read_items(await self.core.list_namespaced_pod(
             namespace, label_selector=f"{r.LABEL_SESSION}={session}", _preload_content=False))
 
     async def pod_event_reasons(self, namespace: str, pod: str) -> set[str]:
-        events = await _items(await self.core.list_namespaced_event(
+        events = await read_items(await self.core.list_namespaced_event(
             namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}", _preload_content=False))
         return {e["reason"] for e in events if e.get("reason")}
 
-    async def create(self, namespace: str, manifest: dict) -> None:
-        """Create a Pod or Service; one that exists already (a retry) is fine."""
+    async def create(self, namespace: str, manifest: dict) -> bool:
+        """Create a Pod or Service: True if created, False if it existed already (a retry)."""
         try:
             if manifest["kind"] == "Pod":
-                await self.core.create_namespaced_pod(namespace, manifest)
+                await read_json(await self.core.create_namespaced_pod(namespace, manifest, _preload_content=False))
             else:
-                await self.core.create_namespaced_service(namespace, manifest)
+                await read_json(await self.core.create_namespaced_service(namespace, manifest, _preload_content=False))
         except ApiException as exc:
             if exc.status != 409:
                 raise
+            return False
+        return True
 
     async def delete_pods(self, namespace: str, selector: str, grace_seconds: int) -> None:
         await self.core.delete_collection_namespaced_pod(
@@ -82,8 +80,3 @@ class Kube:
                     raise
                 missing.append(name)
         return missing
-
-
-async def _items(response: Any) -> list[dict]:
-    async with response:
-        return json.loads(await response.read()).get("items") or []

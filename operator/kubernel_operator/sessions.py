@@ -1,11 +1,12 @@
 """Carrying out what the transitions decide, one session at a time.
 
-Every change to a session's status goes through ``_write``: read the
-resource, compute the next status with the pure functions of
-``transitions``, and merge-patch it with the read resourceVersion, so a
-concurrent writer (the API counting accesses) makes us recompute instead of
-losing its update. A per-session lock keeps this process's own triggers
-(Pod changes, kubelet Events, timers) from racing each other.
+Every change to a session's status goes through ``_write``: take the
+resource as last seen (the KernelSession watch, our own last write), compute
+the next status with the pure functions of ``transitions``, and merge-patch it
+with that resourceVersion, so a concurrent writer (the API counting accesses)
+or a stale copy makes us read afresh and recompute instead of losing an
+update. A per-session lock keeps this process's own triggers (Pod changes,
+kubelet Events, timers) from racing each other.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import kopf
@@ -27,6 +29,7 @@ from kubernel.quantity import memory_kib
 from . import pods as builders
 from .facts import KernelFacts, kernel_facts
 from .kube import Kube
+from .observed import Observed, with_reasons
 from .settings import OperatorSettings
 from .transitions import Ending, advance, begin_restart, overdue, result_for, terminate
 
@@ -42,8 +45,24 @@ def _parse(body: dict) -> KernelSession:
     return KernelSession.model_validate({k: body[k] for k in ("spec", "status") if k in body})
 
 
+def slim(body: dict) -> dict:
+    """What a write and an announcement need of a KernelSession (not managedFields,
+    not kopf's copy of the spec): kept per session, so it is kept small."""
+    meta = body["metadata"]
+    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp")
+                         if k in meta},
+            **{k: body[k] for k in ("spec", "status") if k in body}}
+
+
 def _event_reason(event: str) -> str:
     return "".join(p.capitalize() for p in event.split("_"))  # kernel_started -> KernelStarted
+
+
+@dataclass(frozen=True)
+class Created:
+    pods: list[str]
+    fresh: bool  # every object was new (not there from an earlier attempt)
 
 
 class Sessions:
@@ -51,23 +70,38 @@ class Sessions:
         self.kube = kube
         self.settings = settings
         self._locks: dict[Key, asyncio.Lock] = {}
-        # What each Pod said when it last caused a reconcile (Pod uid -> facts).
-        self._pod_facts: dict[str, KernelFacts] = {}
+        self._bodies: dict[Key, dict] = {}  # the latest KernelSession seen, slimmed
+        self.observed = Observed()
 
     def lock(self, key: Key) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
+    def seen(self, key: Key, body: dict | None) -> None:
+        """The KernelSession as a watch event or a response showed it (None: deleted)."""
+        if body is None:
+            self._bodies.pop(key, None)
+        else:
+            self._bodies[key] = slim(body)
+
     def forget(self, key: Key) -> None:
         self._locks.pop(key, None)
+        self._bodies.pop(key, None)
+        self.observed.forget(key)
 
     # -- the one way status changes -------------------------------------------
-    async def _write(self, key: Key, step: Callable[[dict, KernelSession], KernelSessionStatus | None]) -> dict | None:
-        """Apply ``step`` to the fresh resource; retry on conflicts. Returns the written body."""
+    async def _write(self, key: Key, step: Callable[[dict, KernelSession], KernelSessionStatus | None],
+                     body: dict | None = None) -> dict | None:
+        """Apply ``step`` to the resource and patch the result, trying ``body`` (or the
+        latest seen) first and reading afresh on a conflict. Returns the resource as
+        written (or as read, when nothing changed); None if it is gone."""
         namespace, name = key
+        body = body or self._bodies.get(key)
         for _ in range(20):
-            body = await self.kube.get_session(namespace, name)
             if body is None:
-                return None
+                body = await self.kube.get_session(namespace, name)
+                if body is None:
+                    self.seen(key, None)
+                    return None
             session = _parse(body)
             old = session.status or KernelSessionStatus()
             new = step(body, session)
@@ -78,9 +112,14 @@ class Sessions:
                     namespace, name, new.model_dump(mode="json", by_alias=True),
                     body["metadata"]["resourceVersion"])
             except ApiException as exc:
-                if exc.status == 409:
+                if exc.status == 409:  # moved on since that copy: read it afresh
+                    body = None
                     continue
+                if exc.status == 404:
+                    self.seen(key, None)
+                    return None
                 raise
+            self.seen(key, written)
             self._announce(body, old, new)
             return written
         raise kopf.TemporaryError(f"status of {namespace}/{name} kept changing under us", delay=1)
@@ -100,23 +139,19 @@ class Sessions:
 
     # -- start ---------------------------------------------------------------
     async def start(self, key: Key, body: dict) -> None:
-        """Create what the session needs (idempotent: safe to repeat after a crash)."""
+        """Create what the session needs (idempotent: safe to repeat after a crash).
+
+        The Pods are created first and then recorded, with the start time, in one status
+        write: a recorded Pod that does not exist would read as deleted. A fresh start
+        needs no reconcile of its own (the Pod watch brings one); a repeated one does,
+        since the Pods' events may have come while the status did not yet record them.
+        """
         namespace, name = key
         async with self.lock(key):
-            spec = _parse(body).spec
-
-            def initialise(_: dict, current: KernelSession) -> KernelSessionStatus:
-                status = current.status or KernelSessionStatus()
-                if status.created_at is not None:
-                    return status
-                return status.model_copy(update={
-                    "created_at": now(), "observed_restart": current.spec.restart_count,
-                    "memory_limit_kib": memory_kib(current.spec.resources.memory),
-                })
-
-            body = await self._write(key, initialise) or body
-            status = _parse(body).status
-            if status is None or status.phase in (Phase.TERMINATED, Phase.TERMINATING):
+            self.seen(key, body)
+            session = _parse(body)
+            spec, status = session.spec, session.status or KernelSessionStatus()
+            if status.phase in (Phase.TERMINATED, Phase.TERMINATING):
                 return
             if spec.termination_requested:  # requested while we were away
                 reason = Reason(spec.termination_requested)
@@ -126,8 +161,22 @@ class Sessions:
             if ending is not None:
                 await self._end(key, ending)
                 return
-            await self._create_kernels(key, body, spec.model_copy(update={"restart_count": status.observed_restart}))
-        await self.reconcile(key)
+            restart = status.observed_restart if status.created_at is not None else spec.restart_count
+            created = await self._create_kernels(key, body, spec.model_copy(update={"restart_count": restart}))
+            if created is None:
+                return
+
+            def record(_: dict, current: KernelSession) -> KernelSessionStatus:
+                status = current.status or KernelSessionStatus()
+                if status.created_at is None:
+                    status = status.model_copy(update={
+                        "created_at": now(), "observed_restart": restart,
+                        "memory_limit_kib": memory_kib(current.spec.resources.memory)})
+                return status.model_copy(update={"pods": created.pods})
+
+            await self._write(key, record)
+        if not created.fresh:
+            await self.reconcile(key)
 
     async def _preflight(self, namespace: str, spec: KernelSessionSpec) -> Ending | None:
         missing = await self.kube.missing_claims(namespace, [m.name for m in spec.mounts])
@@ -144,13 +193,14 @@ class Sessions:
         alias = table.aliases.get(spec.image)
         return ResolvedImage(image=spec.resolved_image, command=(alias and alias.command) or table.default_command)
 
-    async def _create_kernels(self, key: Key, owner: dict, spec: KernelSessionSpec) -> None:
+    async def _create_kernels(self, key: Key, owner: dict, spec: KernelSessionSpec) -> Created | None:
+        """Create the Pods (and Service) of ``spec.restartCount``; None if the session ended instead."""
         namespace, name = key
         try:
             image = self._image(spec)
         except ImageNotAllowed as exc:
             await self._end(key, Ending(Reason.FAILED_TO_CREATE, result_for(spec, success=False), str(exc)))
-            return
+            return None
         manifests = builders.build_pods(name, spec, image)
         service = builders.build_service(name, spec)
         if service is not None:
@@ -158,55 +208,63 @@ class Sessions:
         for manifest in manifests:
             kopf.adopt(manifest, owner=owner)
         try:
-            await asyncio.gather(*(self.kube.create(namespace, m) for m in manifests))
+            fresh = await asyncio.gather(*(self.kube.create(namespace, m) for m in manifests))
         except ApiException as exc:
             if exc.status in (400, 403, 422):  # rejected for good (quota, admission, validation)
                 await self._end(key, Ending(Reason.FAILED_TO_CREATE, Result.UNDEFINED,
                                             f"Pod creation rejected: {exc.reason}"))
-                return
+                return None
             raise
-
-        names = [m["metadata"]["name"] for m in manifests if m["kind"] == "Pod"]
-        await self._write(key, lambda _b, s: (s.status or KernelSessionStatus()).model_copy(update={"pods": names}))
+        return Created(pods=[m["metadata"]["name"] for m in manifests if m["kind"] == "Pod"], fresh=all(fresh))
 
     # -- follow --------------------------------------------------------------
     async def pod_changed(self, key: Key, event_type: str | None, pod: dict) -> None:
         """Reconcile for a Pod event, unless the Pod says nothing new since the last one.
 
         Most Pod updates (status timestamps, IPs, annotations) change none of the facts
-        the lifecycle is derived from; skipping those reconciles (2-4 API calls each)
-        was the operator's main load with 1,000 sessions (docs/performance.md).
-        Events have triggers of their own, so the facts here leave them out.
+        the lifecycle is derived from; skipping those reconciles was the operator's main
+        load with 1,000 sessions (docs/performance.md).
         """
-        uid = pod["metadata"].get("uid", "")
-        facts = kernel_facts(pod)
-        if event_type != "DELETED" and self._pod_facts.get(uid) == facts:
-            return
-        await self.reconcile(key)
-        if event_type == "DELETED":
-            self._pod_facts.pop(uid, None)
-        else:
-            self._pod_facts[uid] = facts  # only once reconciled: a failed one is retried next time
+        if self.observed.pod_event(key, event_type, pod):
+            await self.reconcile(key)
+
+    async def kubelet_event(self, key: Key, pod: str, reason: str) -> None:
+        if self.observed.reason_event(key, pod, reason):
+            await self.reconcile(key)
+
+    async def _kernels(self, key: Key, status: dict) -> list[KernelFacts]:
+        """The facts of the current Pods: as the watches showed them, or, where they have
+        not shown everything yet, as the API server lists them."""
+        namespace, name = key
+        restart = str(status.get("observedRestart", 0))
+        kernels = self.observed.kernels(key, restart, status.get("pods") or [])
+        if kernels is None:
+            pods = [p for p in await self.kube.list_pods(namespace, name)
+                    if p["metadata"]["labels"].get(r.LABEL_RESTART) == restart]
+            kernels = [kernel_facts(p, self.observed.reasons(key, p["metadata"]["name"])) for p in pods]
+        main = next((k for k in kernels if k.index == 0), None)
+        # A Pod that ran before its Pulled Event reached us: ask whether a pull happened.
+        # The Events only matter until the session runs.
+        if main is not None and main.ran and not main.pulled and status.get("phase") != Phase.RUNNING:
+            reasons = await self.kube.pod_event_reasons(namespace, main.name)
+            kernels = [with_reasons(k, reasons) if k is main else k for k in kernels]
+        return kernels
 
     async def reconcile(self, key: Key) -> None:
         """Bring the lifecycle log up to what the Pods and kubelet Events show."""
         namespace, name = key
         async with self.lock(key):
-            body = await self.kube.get_session(namespace, name)
+            body = self._bodies.get(key)
+            if body is None or not (body.get("status") or {}).get("createdAt"):
+                body = await self.kube.get_session(namespace, name)  # a copy may lag behind our own write
+                self.seen(key, body)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 return
             status = (body.get("status") or {})
             if status.get("phase") in (Phase.TERMINATED, Phase.TERMINATING) or not status.get("createdAt"):
                 return
-            generation = str(status.get("observedRestart", 0))
-            pods = [p for p in await self.kube.list_pods(namespace, name)
-                    if p["metadata"]["labels"].get(r.LABEL_RESTART) == generation]
-            main = next((p for p in pods if p["metadata"]["labels"].get(r.LABEL_INDEX) == "0"), None)
-            # The kubelet's Pulling/Pulled Events only matter until the session runs.
-            needs_reasons = main is not None and status.get("phase") != Phase.RUNNING
-            reasons = await self.kube.pod_event_reasons(namespace, main["metadata"]["name"]) if needs_reasons else set()
-            kernels = [kernel_facts(p, reasons if p is main else ()) for p in pods]
-            present = {p["metadata"]["name"] for p in pods}
+            kernels = await self._kernels(key, status)
+            present = {k.name for k in kernels}
             missing = [n for n in status.get("pods", []) if n not in present]
 
             def step(_: dict, session: KernelSession) -> KernelSessionStatus:
@@ -218,7 +276,8 @@ class Sessions:
                               start_deadline=self.settings.start_deadline_seconds)
                 return terminate(new, due, moment) if due else new
 
-            written = await self._write(key, step)
+            written = await self._write(key, step, body)
+            self.observed.reconciled(key, kernels)
         if written and (written.get("status") or {}).get("phase") == Phase.TERMINATED:
             await self._remove_kernels(key)
 
@@ -244,7 +303,10 @@ class Sessions:
                 namespace, f"{r.LABEL_SESSION}={name},{r.LABEL_RESTART}!={body['spec'].get('restartCount', 0)}",
                 self.settings.pod_grace_seconds)
             kopf.info(body, reason="Restarting", message=f"restart {body['spec'].get('restartCount')} requested")
-            await self._create_kernels(key, body, _parse(body).spec)
+            created = await self._create_kernels(key, body, _parse(body).spec)
+            if created is not None:
+                await self._write(key, lambda _b, s: (s.status or KernelSessionStatus()).model_copy(
+                    update={"pods": created.pods}))
         await self.reconcile(key)
 
     # -- end -----------------------------------------------------------------

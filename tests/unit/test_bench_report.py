@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
-from bench.report import Burst, Latency, Target, ratio, table
+from bench.report import Burst, Latency, Target, per_item, ratio, request_counts, table
 
 
 def test_percentiles_of_a_known_sample() -> None:
@@ -29,3 +31,25 @@ def test_table_aligns_columns() -> None:
     text = table([("plain Pods", "12.0"), ("kubernel", "130.5")], ("what", "p50 ms"))
     lines = text.splitlines()
     assert lines[0] == "what        p50 ms" and lines[2] == "plain Pods    12.0" and lines[3] == "kubernel     130.5"
+
+
+METRICS = """\
+# HELP apiserver_request_total [STABLE] Counter of apiserver requests
+# TYPE apiserver_request_total counter
+apiserver_request_total{code="201",component="apiserver",group="",resource="pods",scope="resource",subresource="",verb="POST",version="v1"} 10
+apiserver_request_total{code="409",component="apiserver",group="",resource="pods",scope="resource",subresource="",verb="POST",version="v1"} 2
+apiserver_request_total{code="200",component="apiserver",group="",resource="pods",scope="resource",subresource="status",verb="PATCH",version="v1"} 7
+apiserver_request_total{code="200",component="",group="",resource="",scope="",subresource="/metrics",verb="GET",version=""} 3
+apiserver_request_duration_seconds_count{resource="pods",verb="POST"} 99
+"""
+
+
+def test_request_counts_sum_codes_and_leave_out_non_resource_paths() -> None:
+    assert request_counts(METRICS) == Counter({"POST pods": 12, "PATCH pods/status": 7})
+
+
+def test_requests_per_item_between_two_scrapes() -> None:
+    before = Counter({"POST pods": 12, "PATCH pods/status": 7})
+    after = Counter({"POST pods": 32, "PATCH pods/status": 67, "GET kernelsessions": 10})
+    assert per_item(before, after, 20) == {"PATCH pods/status": 3.0, "POST pods": 1.0, "GET kernelsessions": 0.5}
+    assert list(per_item(before, after, 20)) == ["PATCH pods/status", "POST pods", "GET kernelsessions"]

@@ -1,0 +1,30 @@
+"""Kubernetes responses as plain JSON, skipping kubernetes_asyncio's models.
+
+Building ``V1Pod`` and friends only to turn them back into dicts was the largest
+single cost of a reconcile (make bench, docs/performance.md). Asking for the raw
+response (``_preload_content=False``) also skips the client's status check, so
+it is made here: an error response raises ``ApiException`` as usual, instead of
+reading as a JSON ``Status`` with no items (which read as "nothing there").
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.client.rest import RESTResponse
+
+
+async def read_json(response: Any) -> dict:
+    """The body of a response requested with ``_preload_content=False``; raises ApiException."""
+    async with response:
+        data = await response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=RESTResponse(response, data))
+        return json.loads(data)
+
+
+async def read_items(response: Any) -> list[dict]:
+    """The items of a raw list response; raises ApiException."""
+    return (await read_json(response)).get("items") or []
