@@ -78,7 +78,8 @@ _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 def request_counts(metrics: str) -> Counter[str]:
-    """kube-apiserver's ``apiserver_request_total`` summed by "VERB resource[/subresource]".
+    """kube-apiserver's ``apiserver_request_total`` summed by "VERB resource[/subresource][ code]",
+    the code only when it is not a success.
 
     Requests for resources only: non-resource paths (health checks, /metrics itself,
     discovery) carry no resource and are left out.
@@ -91,7 +92,9 @@ def request_counts(metrics: str) -> Counter[str]:
             if not labels.get("resource"):
                 continue
             what = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
-            counts[f"{labels.get('verb', '?')} {what}"] += int(float(match["value"]))
+            code = labels.get("code", "")
+            failed = f" {code}" if code and not code.startswith("2") else ""  # conflicts show apart
+            counts[f"{labels.get('verb', '?')} {what}{failed}"] += int(float(match["value"]))
     return counts
 
 

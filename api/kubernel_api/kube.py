@@ -47,6 +47,10 @@ class Kube:
                 raise Gone(str(exc.reason)) from None
             raise
 
+    async def sessions_labelled(self, selector: str) -> list[dict]:
+        return await read_items(await self.list_sessions(label_selector=selector, _request_timeout=self.timeout,
+                                                         _preload_content=False))
+
     async def create_session(self, manifest: dict) -> dict:
         return await self.custom.create_namespaced_custom_object(
             r.GROUP, r.VERSION, self.namespace, r.PLURAL, manifest, _request_timeout=self.timeout)

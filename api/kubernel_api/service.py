@@ -7,6 +7,7 @@ through the shared informer (no polling, no watch per request).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -54,39 +55,57 @@ class SessionService:
         self.kube = kube
         self.sessions = sessions
         self.settings = settings
+        self._quota_locks: dict[str, asyncio.Lock] = {}
 
     def key(self, name: str) -> tuple[str, str]:
         return self.settings.namespace, name
 
-    def live_sessions_of(self, access_key: str) -> int:
-        return sum(1 for b in self.sessions.cache.values()
-                   if (b.get("spec") or {}).get("owner", {}).get("accessKey") == access_key
+    async def live_sessions_of(self, access_key: str) -> int:
+        """Counted at the API server: the watch cache may not show our own last create yet."""
+        listed = await self.kube.sessions_labelled(f"{r.LABEL_ACCESS_KEY}={r.label_value(access_key)}")
+        return sum(1 for b in listed if (b.get("spec") or {}).get("owner", {}).get("accessKey") == access_key
                    and not is_terminated(b) and not b["metadata"].get("deletionTimestamp"))
+
+    def _quota_lock(self, owner: Keypair) -> contextlib.AbstractAsyncContextManager:
+        """Creates of a keypair with a session limit go one at a time in this process, so
+        two of them cannot both see the last free slot (across replicas, see README Limits)."""
+        if owner.limits.concurrent_sessions is None:
+            return contextlib.nullcontext()
+        return self._quota_locks.setdefault(owner.access_key, asyncio.Lock())
 
     async def get_or_create(self, request: CreateRequest, owner: Keypair, spec: KernelSessionSpec) -> Outcome:
         violations = exceeded(spec.resources, spec.cluster_size, self.settings.server_limits, owner.limits)
         if violations:
             raise Problem(ProblemType.LIMIT_EXCEEDED, "; ".join(violations))
         name = r.session_name(owner.access_key, spec.session_id)
+        async with self._quota_lock(owner):
+            outcome = await self._claim(name, request, owner, spec)
+        if outcome.created and not request.enqueue_only:
+            return await self._wait_started(name, outcome.body, request.max_wait_seconds)
+        return outcome
+
+    async def _claim(self, name: str, request: CreateRequest, owner: Keypair, spec: KernelSessionSpec) -> Outcome:
+        """Create the session, or find the live one of this token to reuse."""
+        limit = owner.limits.concurrent_sessions
+        # Create first and look only when the name is taken: a new session costs one call.
         for _ in range(10):
+            over_quota = limit is not None and await self.live_sessions_of(owner.access_key) >= limit
+            if not over_quota:
+                try:
+                    return Outcome(await self.kube.create_session(manifest(name, spec)), True)
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
             existing = await self.kube.get_session(name)
-            if existing is not None and (is_terminated(existing) or existing["metadata"].get("deletionTimestamp")):
+            ended = existing is not None and (is_terminated(existing) or existing["metadata"].get("deletionTimestamp"))
+            if over_quota and (existing is None or ended):  # a live session of this token is reused even so
+                raise Problem(ProblemType.QUOTA_EXCEEDED, f"keypair {owner.access_key} may run {limit} session(s)")
+            if existing is None:  # deleted between our create and our read
+                continue
+            if ended:
                 await self._replace_ended(name, existing)
                 continue
-            if existing is not None:
-                return self._reuse(request, existing)
-            limit = owner.limits.concurrent_sessions
-            if limit is not None and self.live_sessions_of(owner.access_key) >= limit:
-                raise Problem(ProblemType.QUOTA_EXCEEDED, f"keypair {owner.access_key} may run {limit} session(s)")
-            try:
-                created = await self.kube.create_session(manifest(name, spec))
-            except ApiException as exc:
-                if exc.status == 409:  # a concurrent create with the same token won
-                    continue
-                raise
-            if request.enqueue_only:
-                return Outcome(created, True)
-            return await self._wait_started(name, created, request.max_wait_seconds)
+            return self._reuse(request, existing)
         raise Problem(ProblemType.UNAVAILABLE, "the session with this token kept changing; try again")
 
     def _reuse(self, request: CreateRequest, existing: dict) -> Outcome:

@@ -65,7 +65,9 @@ async def start(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, **_
     await memo.sessions.start((namespace, name), dict(body))
 
 
-@kopf.on.field(*KS, field="spec.restartCount")
+# Not on creation (old absent): the start handles the first generation, and a second
+# handler in the create cycle would cost kopf a second annotation patch.
+@kopf.on.field(*KS, field="spec.restartCount", old=kopf.PRESENT)
 async def restart(name: str, namespace: str, old: int | None, new: int | None, memo: kopf.Memo, **_) -> None:
     if (new or 0) > (old or 0):
         await memo.sessions.restart((namespace, name))

@@ -172,7 +172,8 @@ class Sessions:
                     status = status.model_copy(update={
                         "created_at": now(), "observed_restart": restart,
                         "memory_limit_kib": memory_kib(current.spec.resources.memory)})
-                return status.model_copy(update={"pods": created.pods})
+                # The conditions too, so the new Pod's first event finds nothing to write.
+                return advance(status.model_copy(update={"pods": created.pods}), current.spec, [], [], now())
 
             await self._write(key, record)
         if not created.fresh:

@@ -170,7 +170,8 @@ def advance(status: KernelSessionStatus, spec: KernelSessionSpec, kernels: list[
                 new.started_at = new.started_at or now
                 new.last_access_at = new.last_access_at or now
 
-    if main is not None:
+    # A Pod the scheduler has not looked at yet says nothing: only its verdict is recorded.
+    if main is not None and (main.scheduled or main.unschedulable is not None):
         set_condition(new, "Scheduled", main.scheduled, "Scheduled" if main.scheduled else "Unschedulable",
                       main.unschedulable or "", now)
     if ending is not None:

@@ -152,6 +152,12 @@ async def test_concurrent_session_quota_is_412(api: RunningApi) -> None:
     assert answer.status == 412 and answer.problem_type == problem("quota-exceeded")
 
 
+async def test_concurrent_creates_cannot_both_take_the_last_slot(api: RunningApi) -> None:
+    limited = api.client("limited")  # concurrentSessions: 1
+    answers = await asyncio.gather(*(limited.create(f"qc-{i:02}", enqueueOnly=True) for i in range(5)))
+    assert sorted(a.status for a in answers) == [201, 412, 412, 412, 412], [a.body for a in answers]
+
+
 async def test_unknown_kernels_are_404_for_every_verb(api: RunningApi) -> None:
     alice = api.client("alice")
     for method in ("GET", "PATCH", "DELETE"):

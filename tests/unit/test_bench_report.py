@@ -44,8 +44,8 @@ apiserver_request_duration_seconds_count{resource="pods",verb="POST"} 99
 """
 
 
-def test_request_counts_sum_codes_and_leave_out_non_resource_paths() -> None:
-    assert request_counts(METRICS) == Counter({"POST pods": 12, "PATCH pods/status": 7})
+def test_request_counts_keep_failures_apart_and_leave_out_non_resource_paths() -> None:
+    assert request_counts(METRICS) == Counter({"POST pods": 10, "POST pods 409": 2, "PATCH pods/status": 7})
 
 
 def test_requests_per_item_between_two_scrapes() -> None:

@@ -137,3 +137,13 @@ def test_kernel_facts_from_a_pod() -> None:
     got = kernel_facts(pod, ["Pulling", "Pulled", "Created"])
     assert got == KernelFacts(name="s-r0-0", index=0, scheduled=True, pulling=True, pulled=True, ran=True,
                               exit_code=3, created_at="2026-11-21T12:00:00Z")
+
+
+def test_scheduled_is_recorded_only_once_the_scheduler_has_a_verdict() -> None:
+    def conditions(kernel: KernelFacts) -> dict[str, tuple[str, str]]:
+        new = advance(started(), SPEC, [kernel], [], NOW)
+        return {c.type: (c.status, c.reason) for c in new.conditions}
+
+    assert conditions(facts()) == {"Ready": ("False", "KernelsNotReady")}  # just created: no verdict yet
+    assert conditions(facts(unschedulable="0/4 nodes are available"))["Scheduled"] == ("False", "Unschedulable")
+    assert conditions(facts(scheduled=True))["Scheduled"] == ("True", "Scheduled")
