@@ -46,16 +46,21 @@ class Observed:
     def __init__(self) -> None:
         self._sessions: dict[Key, _Session] = {}
 
+    def __len__(self) -> int:
+        """How many sessions are remembered."""
+        return len(self._sessions)
+
     def pod_event(self, key: Key, event_type: str | None, pod: dict[str, Any]) -> bool:
         """Record a Pod event. True if it may change the lifecycle: the Pod is gone, or its
         facts differ from those the last successful reconcile of the session used."""
         meta = pod.get("metadata") or {}
         name = meta.get("name", "")
-        session = self._sessions.setdefault(key, _Session())
         if event_type == "DELETED":
-            session.pods.pop(name, None)
-            session.reasons.pop(name, None)
+            if key in self._sessions:  # a forgotten session is not brought back
+                self._sessions[key].pods.pop(name, None)
+                self._sessions[key].reasons.pop(name, None)
             return True
+        session = self._sessions.setdefault(key, _Session())
         facts = kernel_facts(pod)
         known = session.pods.get(name)
         restart = (meta.get("labels") or {}).get(r.LABEL_RESTART, "0")
@@ -85,6 +90,11 @@ class Observed:
         if not pods or any(name not in pods for name in recorded):
             return None
         return [with_reasons(p.facts, session.reasons.get(name, ())) for name, p in sorted(pods.items())]
+
+    def running_pods(self, key: Key) -> bool:
+        """Whether the watch shows Pods of the session that are not being deleted."""
+        session = self._sessions.get(key)
+        return session is not None and any(not p.facts.deleting for p in session.pods.values())
 
     def reasons(self, key: Key, pod: str) -> frozenset[str]:
         session = self._sessions.get(key)

@@ -31,7 +31,7 @@ from .facts import KernelFacts, kernel_facts
 from .kube import Kube
 from .observed import Observed, with_reasons
 from .settings import OperatorSettings
-from .transitions import Ending, advance, begin_restart, overdue, result_for, terminate
+from .transitions import Ending, Need, advance, begin_restart, need_of, overdue, result_for, terminate
 
 log = logging.getLogger("kubernel.operator")
 Key = tuple[str, str]
@@ -53,6 +53,10 @@ def slim(body: dict) -> dict:
             "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp")
                          if k in meta},
             **{k: body[k] for k in ("spec", "status") if k in body}}
+
+
+def _older(version: str, than: str) -> bool:
+    return version.isdigit() and than.isdigit() and int(version) < int(than)
 
 
 def _event_reason(event: str) -> str:
@@ -77,11 +81,26 @@ class Sessions:
         return self._locks.setdefault(key, asyncio.Lock())
 
     def seen(self, key: Key, body: dict | None) -> None:
-        """The KernelSession as a watch event or a response showed it (None: deleted)."""
+        """The KernelSession as a watch event or a response showed it (None: deleted).
+
+        Never goes back: the watch can deliver an older version after our own write's
+        response. resourceVersions are compared as numbers where they are numbers
+        (etcd's revisions, as the API's stream cursor also assumes); otherwise the
+        latest arrival wins and a stale copy only costs a conflict and a read.
+        """
         if body is None:
             self._bodies.pop(key, None)
-        else:
+            return
+        known = self._bodies.get(key)
+        if known is None or not _older(body["metadata"].get("resourceVersion", ""),
+                                       known["metadata"].get("resourceVersion", "")):
             self._bodies[key] = slim(body)
+
+    def latest(self, key: Key, body: dict | None = None) -> dict | None:
+        """The newest copy of the session this process has (``body`` if it is newer)."""
+        if body is not None:
+            self.seen(key, body)
+        return self._bodies.get(key)
 
     def forget(self, key: Key) -> None:
         self._locks.pop(key, None)
@@ -138,7 +157,31 @@ class Sessions:
                            reason=_event_reason(entry.event), message=text)
 
     # -- start ---------------------------------------------------------------
-    async def start(self, key: Key, body: dict) -> None:
+    async def observe(self, key: Key, event_type: str | None, body: dict) -> None:
+        """A KernelSession watch event: do what its state needs. The initial listing
+        (type None, after a restart of ours) also reconciles, as the Pods may have
+        moved on while no operator watched."""
+        if event_type == "DELETED":
+            self.forget(key)
+            return
+        acted = await self.ensure(key, body)
+        if not acted and event_type is None:
+            await self.reconcile(key)
+
+    async def ensure(self, key: Key, body: dict | None = None) -> bool:
+        """Start, end or restart the session if its state asks for it; True if it did."""
+        latest = self.latest(key, body)
+        need = need_of(latest) if latest is not None else Need.NOTHING
+        if need == Need.START:
+            await self.start(key)
+        elif need == Need.END:
+            reason = Reason(latest["spec"]["terminationRequested"])
+            await self.end_on_request(key, reason)
+        elif need == Need.RESTART:
+            await self.restart(key)
+        return need != Need.NOTHING
+
+    async def start(self, key: Key) -> None:
         """Create what the session needs (idempotent: safe to repeat after a crash).
 
         The Pods are created first and then recorded, with the start time, in one status
@@ -148,32 +191,27 @@ class Sessions:
         """
         namespace, name = key
         async with self.lock(key):
-            self.seen(key, body)
-            session = _parse(body)
-            spec, status = session.spec, session.status or KernelSessionStatus()
-            if status.phase in (Phase.TERMINATED, Phase.TERMINATING):
+            body = self.latest(key)
+            if body is None or need_of(body) != Need.START:  # another trigger was first
                 return
-            if spec.termination_requested:  # requested while we were away
-                reason = Reason(spec.termination_requested)
-                await self._end(key, Ending(reason, Result.UNDEFINED, f"terminated on request ({reason})"))
-                return
+            spec = _parse(body).spec
             ending = await self._preflight(namespace, spec)
             if ending is not None:
                 await self._end(key, ending)
                 return
-            restart = status.observed_restart if status.created_at is not None else spec.restart_count
-            created = await self._create_kernels(key, body, spec.model_copy(update={"restart_count": restart}))
+            restart = spec.restart_count
+            created = await self._create_kernels(key, body, spec)
             if created is None:
                 return
 
-            def record(_: dict, current: KernelSession) -> KernelSessionStatus:
+            def record(_: dict, current: KernelSession) -> KernelSessionStatus | None:
                 status = current.status or KernelSessionStatus()
-                if status.created_at is None:
-                    status = status.model_copy(update={
-                        "created_at": now(), "observed_restart": restart,
-                        "memory_limit_kib": memory_kib(current.spec.resources.memory)})
+                if status.created_at is not None:
+                    return None
                 # The conditions too, so the new Pod's first event finds nothing to write.
-                return advance(status.model_copy(update={"pods": created.pods}), current.spec, [], [], now())
+                return advance(status.model_copy(update={
+                    "created_at": now(), "observed_restart": restart, "pods": created.pods,
+                    "memory_limit_kib": memory_kib(current.spec.resources.memory)}), current.spec, [], [], now())
 
             await self._write(key, record)
         if not created.fresh:
@@ -259,7 +297,10 @@ class Sessions:
             if body is None or not (body.get("status") or {}).get("createdAt"):
                 body = await self.kube.get_session(namespace, name)  # a copy may lag behind our own write
                 self.seen(key, body)
-            if body is None or body["metadata"].get("deletionTimestamp"):
+            if body is None:
+                self.forget(key)  # gone: a late Pod event must not keep its memory alive
+                return
+            if body["metadata"].get("deletionTimestamp"):
                 return
             status = (body.get("status") or {})
             if status.get("phase") in (Phase.TERMINATED, Phase.TERMINATING) or not status.get("createdAt"):
@@ -284,27 +325,31 @@ class Sessions:
 
     # -- restart -------------------------------------------------------------
     async def restart(self, key: Key) -> None:
+        """Replace the Pods with a new generation: recorded first (RESTARTING, no Pods),
+        so an interrupted restart is picked up again by the next event or tick."""
         namespace, name = key
         async with self.lock(key):
-            began = False
+            go = False
 
-            def step(_: dict, session: KernelSession) -> KernelSessionStatus | None:
-                nonlocal began
+            def step(current: dict, session: KernelSession) -> KernelSessionStatus | None:
+                nonlocal go
                 status = session.status or KernelSessionStatus()
-                if status.phase in (Phase.TERMINATED, Phase.TERMINATING) or \
-                        status.observed_restart >= session.spec.restart_count:
+                if need_of(current) != Need.RESTART:
                     return None
-                began = True
-                return begin_restart(status, session.spec, now())
+                go = True
+                if status.observed_restart < session.spec.restart_count:
+                    return begin_restart(status, session.spec, now())
+                return None  # begun before, the Pods not yet created
 
             body = await self._write(key, step)
-            if body is None or not began:
+            if body is None or not go:
                 return
-            await self.kube.delete_pods(
-                namespace, f"{r.LABEL_SESSION}={name},{r.LABEL_RESTART}!={body['spec'].get('restartCount', 0)}",
-                self.settings.pod_grace_seconds)
-            kopf.info(body, reason="Restarting", message=f"restart {body['spec'].get('restartCount')} requested")
-            created = await self._create_kernels(key, body, _parse(body).spec)
+            generation = (body.get("status") or {}).get("observedRestart", 0)
+            await self.kube.delete_pods(namespace, f"{r.LABEL_SESSION}={name},{r.LABEL_RESTART}!={generation}",
+                                        self.settings.pod_grace_seconds)
+            kopf.info(body, reason="Restarting", message=f"restart {generation} requested")
+            spec = _parse(body).spec.model_copy(update={"restart_count": generation})
+            created = await self._create_kernels(key, body, spec)
             if created is not None:
                 await self._write(key, lambda _b, s: (s.status or KernelSessionStatus()).model_copy(
                     update={"pods": created.pods}))
@@ -333,12 +378,17 @@ class Sessions:
         while a session is still waiting to be scheduled.
         """
         namespace, name = key
+        if await self.ensure(key, body):  # an event's action failed, or an event was missed
+            return
+        body = self.latest(key) or body
         status = body.get("status") or {}
         phase = status.get("phase")
         if phase == Phase.TERMINATED:
             ended = datetime.fromisoformat(status["terminatedAt"])
             if (now() - ended).total_seconds() > self.settings.terminated_retention_seconds:
                 await self.kube.delete_session(namespace, name)
+            elif self.observed.running_pods(key):  # the removal at the end failed
+                await self._remove_kernels(key)
             return
         if phase in (Phase.PENDING, Phase.RESTARTING) and status.get("createdAt"):
             await self.reconcile(key)  # the start deadline needs the Pods' scheduling state

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
 
 from kubernel.lifecycle import PHASE_AFTER, STARTUP_ORDER, LifecycleEvent, Phase, Reason, Result
 from kubernel.model import LIFECYCLE_LOG_LIMIT, Condition, KernelSessionSpec, KernelSessionStatus, LifecycleEntry
@@ -19,6 +21,34 @@ from .facts import KernelFacts
 # How far the start-up has got in the current restart generation, by phase.
 _POSITION = {Phase.PENDING: -1, Phase.RESTARTING: -1, Phase.PREPARING: 0, Phase.PULLING: 1,
              Phase.CREATING: 2, Phase.RUNNING: 3}
+
+
+class Need(Enum):
+    """What a KernelSession asks of the operator, judged from the resource alone."""
+
+    NOTHING = "nothing"  # the Pods' events (and the deadline timer) carry it on
+    START = "start"  # no Pods recorded yet
+    END = "end"  # spec.terminationRequested and not ended yet
+    RESTART = "restart"  # spec.restartCount above status.observedRestart, or a restart without Pods yet
+
+
+def need_of(body: dict[str, Any]) -> Need:
+    """Level-triggered: the same answer for any event of the same state, so a missed,
+    repeated or reordered event changes nothing (kopf's ``on.event``, and the timer
+    as a safety net, ask this; no diff base is needed)."""
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    if body.get("metadata", {}).get("deletionTimestamp") or status.get("phase") in (
+            Phase.TERMINATED, Phase.TERMINATING):
+        return Need.NOTHING  # ending (the finalizer's job) or ended
+    if spec.get("terminationRequested"):
+        return Need.END
+    if not status.get("createdAt"):
+        return Need.START
+    if (spec.get("restartCount") or 0) > (status.get("observedRestart") or 0):
+        return Need.RESTART
+    if status.get("phase") == Phase.RESTARTING and not status.get("pods"):
+        return Need.RESTART  # begun, but the new Pods are not recorded yet
+    return Need.NOTHING
 
 
 @dataclass(frozen=True)
@@ -186,6 +216,7 @@ def begin_restart(status: KernelSessionStatus, spec: KernelSessionSpec, now: dat
     new = status.model_copy(deep=True)
     _close_running(new, now)
     new.observed_restart = spec.restart_count
+    new.pods = []  # the new generation's, once created
     new.phase = Phase.RESTARTING
     new.reason = Reason.RESTARTING
     new.last_access_at = now

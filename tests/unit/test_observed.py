@@ -69,3 +69,11 @@ def test_forgetting_a_session_drops_everything_about_it() -> None:
     seen.forget(KEY)
     assert seen.kernels(KEY, "0", []) is None and seen.reasons(KEY, "s-r0-0") == frozenset()
     seen.reconciled(KEY, [KernelFacts(name="s-r0-0")])  # a late reconcile of a forgotten session is harmless
+
+
+def test_a_late_deletion_does_not_bring_a_forgotten_session_back() -> None:
+    seen = Observed()
+    seen.pod_event(KEY, "ADDED", pod())
+    seen.forget(KEY)
+    assert seen.pod_event(KEY, "DELETED", pod())  # still worth a reconcile (which finds the session gone)
+    assert len(seen) == 0

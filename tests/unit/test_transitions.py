@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from kubernel_operator.facts import KernelFacts, kernel_facts
-from kubernel_operator.transitions import Ending, advance, begin_restart, overdue, terminate
+from kubernel_operator.transitions import Ending, Need, advance, begin_restart, need_of, overdue, terminate
 
 from kubernel.lifecycle import Reason, Result
 from kubernel.model import KernelSessionSpec, KernelSessionStatus
@@ -147,3 +147,32 @@ def test_scheduled_is_recorded_only_once_the_scheduler_has_a_verdict() -> None:
     assert conditions(facts()) == {"Ready": ("False", "KernelsNotReady")}  # just created: no verdict yet
     assert conditions(facts(unschedulable="0/4 nodes are available"))["Scheduled"] == ("False", "Unschedulable")
     assert conditions(facts(scheduled=True))["Scheduled"] == ("True", "Scheduled")
+
+
+def body(spec: dict | None = None, status: dict | None = None, deleting: bool = False) -> dict:
+    meta = {"name": "s", "deletionTimestamp": "2026-11-21T12:00:00Z"} if deleting else {"name": "s"}
+    return {"metadata": meta, "spec": {"restartCount": 0, **(spec or {})}, "status": status or {}}
+
+
+CREATED = {"createdAt": "2026-11-21T12:00:00Z", "observedRestart": 0, "phase": "Running"}
+
+
+@pytest.mark.parametrize(("session", "expected"), [
+    (body(), Need.START),  # just created: no status at all
+    (body(status={"phase": "Pending"}), Need.START),  # something wrote status, but no start recorded
+    (body(status=CREATED), Need.NOTHING),
+    (body({"restartCount": 1}, CREATED), Need.RESTART),
+    (body({"restartCount": 1}, {**CREATED, "observedRestart": 1, "phase": "Restarting", "pods": ["s-r1-0"]}),
+     Need.NOTHING),  # restart under way
+    (body({"restartCount": 1}, {**CREATED, "observedRestart": 1, "phase": "Restarting"}),
+     Need.RESTART),  # begun, but interrupted before the new Pods were recorded
+    (body({"terminationRequested": "user-requested"}, CREATED), Need.END),
+    (body({"terminationRequested": "user-requested"}), Need.END),  # requested before it started
+    (body({"terminationRequested": "user-requested", "restartCount": 2}, CREATED), Need.END),  # end wins
+    (body({"terminationRequested": "user-requested"}, {**CREATED, "phase": "Terminated"}), Need.NOTHING),
+    (body({"restartCount": 3}, {**CREATED, "phase": "Terminated"}), Need.NOTHING),
+    (body(status={**CREATED, "phase": "Terminating"}), Need.NOTHING),
+    (body(deleting=True), Need.NOTHING),  # the finalizer ends it
+])
+def test_what_a_session_needs_depends_on_its_state_alone(session: dict, expected: Need) -> None:
+    assert need_of(session) == expected
