@@ -8,7 +8,7 @@ Settings chosen on purpose (see docs/operator.md):
   does not post its log lines by itself; we keep it that way);
 - Pods are watched with a server-side label selector and Events with a field
   selector (kind=Pod), so neither other workloads' Pods nor unrelated Events
-  reach this process; Events are read, never stored;
+  reach this process; of our Pods' Events only the Pulling/Pulled reasons are kept;
 - watch streams end server-side after 5 minutes and are re-listed, and a
   stream silent for longer than the inactivity timeout is considered dead.
 """
