@@ -40,7 +40,17 @@ from tests.integration.api_client import ApiClient
 from tests.integration.processes import REPO, ServiceProcess, free_port
 from tests.waiting import wait_until
 
-from .report import Burst, Latency, Target, per_item, ratio, request_counts, table
+from .report import (
+    Burst,
+    Latency,
+    Target,
+    histogram_buckets,
+    histogram_quantile,
+    per_item,
+    ratio,
+    request_counts,
+    table,
+)
 from .sse import Keys, StreamReader
 
 IMAGE = "registry.example/lablup/python:3.6-ubuntu18.04"
@@ -285,6 +295,15 @@ async def kubernel(bai: ApiClient, custom: client.CustomObjectsApi, settings: Be
             "burst_started_event": Burst(settings.burst, max(seen) - began), "requests_per_item": requests}
 
 
+ENTRY_LAG = "kubernel_api_lifecycle_entry_lag_seconds"
+
+
+async def entry_lag(bai: ApiClient) -> dict[float, float]:
+    """The API's histogram of how late lifecycle entries reach it (its /metrics)."""
+    async with bai.http.get(bai.base_url + "/metrics") as response:
+        return histogram_buckets(await response.text(), ENTRY_LAG)
+
+
 async def fanout(bai: ApiClient, custom: client.CustomObjectsApi, api: ServiceProcess,
                  settings: BenchSettings) -> dict:
     say(f"fan-out: opening {settings.subscribers} SSE subscribers")
@@ -296,6 +315,7 @@ async def fanout(bai: ApiClient, custom: client.CustomObjectsApi, api: ServicePr
     pid = api.proc.pid
     rss_connected, cpu_before = rss_mb(pid), cpu_seconds(pid)
     sampler = Sampler(pid)
+    lag_before = await entry_lag(bai)
     say(f"fan-out: {settings.fanout_sessions} sessions start while they listen")
     tokens = [f"fan-{i:03}" for i in range(settings.fanout_sessions)]
     answers = await asyncio.gather(*(bai.call("POST", "/kernel/create", body={
@@ -308,6 +328,8 @@ async def fanout(bai: ApiClient, custom: client.CustomObjectsApi, api: ServicePr
 
     await until(complete, len(readers), "every subscriber saw every kernel_started", timeout=300)
     peak, cpu = sampler.stop(), cpu_seconds(pid) - cpu_before
+    lag_after = await entry_lag(bai)
+    upstream = {f"p{round(q * 100)}": 1000 * histogram_quantile(lag_before, lag_after, q) for q in (0.5, 0.99)}
     for rd in readers:
         rd.close()
     listed = await custom.list_namespaced_custom_object(r.GROUP, r.VERSION, NAMESPACE, r.PLURAL)
@@ -315,7 +337,8 @@ async def fanout(bai: ApiClient, custom: client.CustomObjectsApi, api: ServicePr
                 for b in listed["items"] for e in b["status"]["lifecycle"]}
     delays = [at - recorded[keys.names[k]] for rd in readers for at, k in zip(rd.times, rd.key_ids)
               if keys.names[k] in recorded]
-    return {"delivery": Latency.of(delays), "messages": len(delays), "api_rss_connected_mb": rss_connected,
+    return {"delivery": Latency.of(delays), "upstream_ms": upstream, "messages": len(delays),
+            "api_rss_connected_mb": rss_connected,
             "api_rss_peak_mb": peak, "api_cpu_s": cpu, "subscribers": len(readers)}
 
 
@@ -396,6 +419,8 @@ def report(results: dict, settings: BenchSettings) -> tuple[str, list[Target]]:
     other = table([
         (f"SSE delivery, {fan['subscribers']} subscribers, {settings.fanout_sessions} sessions",
          f"p50 {delivery.p50:.1f} ms", f"p99 {delivery.p99:.1f} ms", f"{fan['messages']} messages"),
+        ("  of which until the API had the entry", f"p50 {fan['upstream_ms']['p50']:.1f} ms",
+         f"p99 {fan['upstream_ms']['p99']:.1f} ms", "(API histogram)"),
         ("API process during fan-out", f"RSS {fan['api_rss_peak_mb']:.0f} MB peak",
          f"{fan['api_rss_connected_mb']:.0f} MB connected", f"CPU {fan['api_cpu_s']:.1f} s"),
         (f"steady state, {steady_['sessions']} live sessions", f"operator RSS {steady_['operator_rss_mb']:.0f} MB",

@@ -102,3 +102,36 @@ def per_item(before: Counter[str], after: Counter[str], items: int) -> dict[str,
     """Requests made between two scrapes, per item, largest first."""
     delta = after - before
     return {k: round(v / items, 2) for k, v in sorted(delta.items(), key=lambda kv: (-kv[1], kv[0])) if v > 0}
+
+
+_BUCKET = re.compile(r'^(?P<name>\w+)_bucket\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
+
+
+def histogram_buckets(metrics: str, name: str) -> dict[float, float]:
+    """Cumulative bucket counts (upper bound -> count) of a Prometheus histogram."""
+    found: dict[float, float] = {}
+    for line in metrics.splitlines():
+        match = _BUCKET.match(line)
+        if match and match["name"] == name:
+            le = dict(_LABEL.findall(match["labels"]))["le"]
+            found[float(le)] = float(match["value"])
+    return found
+
+
+def histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The q-quantile of what was observed between two scrapes, interpolated within its
+    bucket as Prometheus' ``histogram_quantile`` does (the last finite bound if beyond)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    if total <= 0:
+        raise ValueError("nothing observed")
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound, count in zip(bounds, counts):
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / (count - below) if count > below else bound
+        lower, below = bound, count
+    return lower

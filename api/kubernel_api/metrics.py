@@ -22,5 +22,10 @@ class Metrics:
                                    registry=self.registry)
         self.dropped_streams = Counter("kubernel_api_sse_streams_dropped_total",
                                        "SSE clients disconnected for falling too far behind.", registry=self.registry)
+        self.entry_lag = Histogram(
+            "kubernel_api_lifecycle_entry_lag_seconds",
+            "From a lifecycle entry's time (the operator's clock) to this process receiving it from its watch: "
+            "the event stream's delay before the API's own share.", registry=self.registry,
+            buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
         self.watch_healthy = Gauge("kubernel_api_watch_healthy", "1 while the KernelSession watch is connected.",
                                    registry=self.registry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -71,6 +72,9 @@ class Hub:
             return
         before = last_seqs(old for old, _ in changes if old is not None)
         entries = entries_after(before, [new for _, new in changes if new is not None])
+        received = time.time()
+        for entry in entries:
+            self.metrics.entry_lag.observe(max(0.0, received - entry.time.timestamp()))
         if not entries or not self.subscribers:
             return
         for entry, message_id in zip(entries, ids_for(previous, resource_version, len(entries))):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -292,6 +293,21 @@ async def test_errors_of_routing_are_problems_too(api: RunningApi) -> None:
         assert (await resp.json())["type"] == problem("url-not-found")
     async with api.http.put(api.base_url + "/kernel/x-01") as resp:
         assert resp.status == 405 and resp.content_type == PROBLEM and "Allow" in resp.headers
+
+
+async def test_the_lag_of_lifecycle_entries_is_measured(api: RunningApi) -> None:
+    async def lag_count() -> float:
+        async with api.http.get(api.base_url + "/metrics") as resp:
+            text = await resp.text()
+        return float(re.search(r"^kubernel_api_lifecycle_entry_lag_seconds_count (\S+)$", text, re.M)[1])
+
+    before = await lag_count()
+    assert (await api.client("alice").create("lag-01")).body["status"] == "RUNNING"
+
+    async def measured() -> bool:  # preparing, creating and started at least (pulling if the image is new)
+        return await lag_count() >= before + 3
+
+    await wait_until(measured, timeout=10, what="three entries measured")
 
 
 async def test_health_metrics_and_openapi(api: RunningApi) -> None:

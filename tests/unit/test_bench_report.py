@@ -6,7 +6,17 @@ from collections import Counter
 
 import pytest
 
-from bench.report import Burst, Latency, Target, per_item, ratio, request_counts, table
+from bench.report import (
+    Burst,
+    Latency,
+    Target,
+    histogram_buckets,
+    histogram_quantile,
+    per_item,
+    ratio,
+    request_counts,
+    table,
+)
 
 
 def test_percentiles_of_a_known_sample() -> None:
@@ -53,3 +63,24 @@ def test_requests_per_item_between_two_scrapes() -> None:
     after = Counter({"POST pods": 32, "PATCH pods/status": 67, "GET kernelsessions": 10})
     assert per_item(before, after, 20) == {"PATCH pods/status": 3.0, "POST pods": 1.0, "GET kernelsessions": 0.5}
     assert list(per_item(before, after, 20)) == ["PATCH pods/status", "POST pods", "GET kernelsessions"]
+
+
+HISTOGRAM = """\
+lag_seconds_bucket{le="0.1"} 10.0
+lag_seconds_bucket{le="1.0"} 90.0
+lag_seconds_bucket{le="+Inf"} 100.0
+lag_seconds_count 100.0
+other_bucket{le="0.1"} 5.0
+"""
+
+
+def test_quantiles_of_a_histogram_between_two_scrapes() -> None:
+    after = histogram_buckets(HISTOGRAM, "lag_seconds")
+    assert after == {0.1: 10.0, 1.0: 90.0, float("inf"): 100.0}
+    assert histogram_quantile({}, after, 0.05) == pytest.approx(0.05)  # half-way into the first bucket
+    assert histogram_quantile({}, after, 0.5) == pytest.approx(0.1 + 0.9 * 40 / 80)
+    assert histogram_quantile({}, after, 0.99) == 1.0  # beyond the last finite bound
+    before = {0.1: 10.0, 1.0: 10.0, float("inf"): 10.0}  # the first 10 were before the phase
+    assert histogram_quantile(before, after, 0.5) == pytest.approx(0.1 + 0.9 * 45 / 80)
+    with pytest.raises(ValueError):
+        histogram_quantile(after, after, 0.5)
