@@ -6,7 +6,9 @@ Starts a test bed of its own (simulated kubelet delays set to zero, separate sta
 directory, stopped at the end), then measures, all in one run:
   1. baseline: plain Pods created through the Kubernetes API until Running and Ready;
   2. Kubernel: POST /kernel/create to its response and to kernel_started on an SSE
-     stream, one at a time and 200 at once, each as a ratio to the baseline;
+     stream, one at a time (alternating with the plain Pods, so both see the same
+     machine) and 200 at once, each as a ratio to the baseline; and the
+     kube-apiserver requests one creation of each costs;
   3. SSE fan-out: 1,000 subscribers on one API process while 200 sessions start;
   4. steady state: operator and API memory with 1,000 live sessions.
 Prints a table and writes the figures as JSON.
@@ -62,8 +64,10 @@ NAMESPACE = "bench"
 class BenchSettings:
     """How much each phase does."""
 
+    counted: int = 10
+    """Creations whose kube-apiserver requests are counted (plain Pods, then sessions)."""
     sequential: int = 40
-    """Creations measured one at a time (baseline and Kubernel)."""
+    """Creations measured one at a time, a plain Pod and a session alternately."""
     burst: int = 200
     """Creations started at once (baseline and Kubernel)."""
     subscribers: int = 1000
@@ -75,7 +79,7 @@ class BenchSettings:
 
     @classmethod
     def quick(cls) -> BenchSettings:
-        return cls(sequential=10, burst=50, subscribers=100, fanout_sessions=50, live_sessions=200)
+        return cls(counted=5, sequential=10, burst=50, subscribers=100, fanout_sessions=50, live_sessions=200)
 
 
 # -- processes ---------------------------------------------------------------------
@@ -187,28 +191,18 @@ def plain_pod(name: str) -> dict:
             "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}]}}
 
 
-async def baseline(core: client.CoreV1Api, settings: BenchSettings) -> dict:
-    pods = PodsReady(core)
-    await pods.start()
-    say(f"baseline: {settings.sequential} plain Pods one at a time")
-    samples = []
-    before = await api_requests(core.api_client)
-    for i in range(settings.sequential):
-        name = f"plain-seq-{i}"
-        began = time.perf_counter()
-        await core.create_namespaced_pod(NAMESPACE, plain_pod(name))
-        samples.append(await asyncio.wait_for(pods.wait(name), 60) - began)
-    requests = per_item(before, await api_requests(core.api_client), settings.sequential)
+async def plain_burst(core: client.CoreV1Api, pods: PodsReady, settings: BenchSettings) -> Burst:
     say(f"baseline: {settings.burst} plain Pods at once")
     names = [f"plain-burst-{i}" for i in range(settings.burst)]
     began = time.perf_counter()
     await asyncio.gather(*(core.create_namespaced_pod(NAMESPACE, plain_pod(n)) for n in names))
     done = await asyncio.wait_for(asyncio.gather(*(pods.wait(n) for n in names)), 300)
-    pods.stop()
+    return Burst(settings.burst, max(done) - began)
+
+
+async def delete_plain_pods(core: client.CoreV1Api) -> None:
     await core.delete_collection_namespaced_pod(NAMESPACE, label_selector="bench=plain", grace_period_seconds=0)
     await until(lambda: _count_pods(core, "bench=plain"), 0, "plain Pods deleted")
-    return {"one_at_a_time": Latency.of(samples), "burst": Burst(settings.burst, max(done) - began),
-            "requests_per_item": requests}
 
 
 async def _count_pods(core: client.CoreV1Api, selector: str) -> int:
@@ -243,56 +237,95 @@ async def open_stream(bai: ApiClient, keys: Keys, on_message=None) -> StreamRead
     return reader
 
 
-async def kubernel(bai: ApiClient, custom: client.CustomObjectsApi, settings: BenchSettings) -> dict:
-    started: dict[bytes, float] = {}
-    waiters: dict[bytes, asyncio.Future[float]] = {}
+class StartedOnStream:
+    """One SSE stream: when each session's kernel_started arrived."""
 
-    def on_message(session: bytes, event: bytes, at: float) -> None:
+    def __init__(self) -> None:
+        self.started: dict[bytes, float] = {}
+        self.waiters: dict[bytes, asyncio.Future[float]] = {}
+        self.reader: StreamReader | None = None
+
+    async def open(self, bai: ApiClient) -> None:
+        self.reader = await open_stream(bai, Keys(), self._on_message)
+
+    def _on_message(self, session: bytes, event: bytes, at: float) -> None:
         if event == b"kernel_started":
             moment = time.perf_counter()
-            started[session] = moment
-            waiter = waiters.pop(session, None)
+            self.started[session] = moment
+            waiter = self.waiters.pop(session, None)
             if waiter and not waiter.done():
                 waiter.set_result(moment)
 
-    def wait_started(token: str) -> asyncio.Future[float]:
+    def wait(self, token: str) -> asyncio.Future[float]:
         future = asyncio.get_running_loop().create_future()
         key = token.encode()
-        if key in started:
-            future.set_result(started[key])
+        if key in self.started:
+            future.set_result(self.started[key])
         else:
-            waiters[key] = future
+            self.waiters[key] = future
         return future
 
-    reader = await open_stream(bai, Keys(), on_message)
 
-    async def create(token: str) -> float:
-        answer = await bai.call("POST", "/kernel/create", body={"clientSessionToken": token, "image": "python:3.6"})
-        if answer.status != 201 or answer.body.get("status") != "RUNNING":
-            raise RuntimeError(f"create {token}: {answer.status} {answer.body}")
-        return time.perf_counter()
+async def create_session(bai: ApiClient, token: str) -> float:
+    """POST /kernel/create, waiting for the start; the moment of the response."""
+    answer = await bai.call("POST", "/kernel/create", body={"clientSessionToken": token, "image": "python:3.6"})
+    if answer.status != 201 or answer.body.get("status") != "RUNNING":
+        raise RuntimeError(f"create {token}: {answer.status} {answer.body}")
+    return time.perf_counter()
 
-    say(f"kubernel: {settings.sequential} sessions one at a time")
-    response, event = [], []
-    before = await api_requests(custom.api_client)
-    for i in range(settings.sequential):
-        token = f"seq-{i:03}"
+
+async def creations(core: client.CoreV1Api, custom: client.CustomObjectsApi, bai: ApiClient,
+                    settings: BenchSettings) -> dict:
+    """Plain Pods and sessions, one at a time and in bursts, under the same conditions."""
+    pods, stream = PodsReady(core), StartedOnStream()
+    await pods.start()
+    await stream.open(bai)
+
+    async def plain(name: str) -> float:
         began = time.perf_counter()
-        sse = wait_started(token)
-        response.append(await create(token) - began)
-        event.append(await asyncio.wait_for(sse, 60) - began)
-    requests = per_item(before, await api_requests(custom.api_client), settings.sequential)
+        await core.create_namespaced_pod(NAMESPACE, plain_pod(name))
+        return await asyncio.wait_for(pods.wait(name), 60) - began
+
+    async def session(token: str) -> tuple[float, float]:
+        began, sse = time.perf_counter(), stream.wait(token)
+        answered = await create_session(bai, token)
+        return answered - began, await asyncio.wait_for(sse, 60) - began
+
+    say(f"requests per creation: {settings.counted} plain Pods, then {settings.counted} sessions")
+    before = await api_requests(custom.api_client)
+    for i in range(settings.counted):
+        await plain(f"plain-count-{i}")
+    middle = await api_requests(custom.api_client)
+    for i in range(settings.counted):
+        await session(f"count-{i:03}")
+    after = await api_requests(custom.api_client)
+
+    say(f"one at a time: {settings.sequential} plain Pods and {settings.sequential} sessions, alternating")
+    plain_s, response_s, event_s = [], [], []
+    for i in range(settings.sequential):
+        plain_s.append(await plain(f"plain-seq-{i}"))
+        answered, seen = await session(f"seq-{i:03}")
+        response_s.append(answered)
+        event_s.append(seen)
+
+    base_burst = await plain_burst(core, pods, settings)
+    pods.stop()
+    await delete_plain_pods(core)
     say(f"kubernel: {settings.burst} sessions at once")
     tokens = [f"burst-{i:03}" for i in range(settings.burst)]
-    sse = [wait_started(t) for t in tokens]
+    sse = [stream.wait(t) for t in tokens]
     began = time.perf_counter()
-    answered = await asyncio.gather(*(create(t) for t in tokens))
+    answered = await asyncio.gather(*(create_session(bai, t) for t in tokens))
     seen = await asyncio.wait_for(asyncio.gather(*sse), 300)
-    reader.close()
+    stream.reader.close()
     await delete_sessions(custom)
-    return {"response": Latency.of(response), "started_event": Latency.of(event),
-            "burst_response": Burst(settings.burst, max(answered) - began),
-            "burst_started_event": Burst(settings.burst, max(seen) - began), "requests_per_item": requests}
+    return {
+        "baseline": {"one_at_a_time": Latency.of(plain_s), "burst": base_burst,
+                     "requests_per_item": per_item(before, middle, settings.counted)},
+        "kubernel": {"response": Latency.of(response_s), "started_event": Latency.of(event_s),
+                     "burst_response": Burst(settings.burst, max(answered) - began),
+                     "burst_started_event": Burst(settings.burst, max(seen) - began),
+                     "requests_per_item": per_item(middle, after, settings.counted)}}
 
 
 ENTRY_LAG = "kubernel_api_lifecycle_entry_lag_seconds"
@@ -383,7 +416,6 @@ async def run(settings: BenchSettings, kubeconfig: str, work: Path) -> dict:
         await core.create_namespace({"metadata": {"name": NAMESPACE}})
         admin = kp.Keypair(access_key="AKIABENCHADMIN", secret_key=uuid.uuid4().hex, role=kp.Role.SUPERADMIN)
         await core.create_namespaced_secret(NAMESPACE, kp.to_secret(admin))
-        results: dict = {"baseline": await baseline(core, settings)}
         operator, api, base_url = services(kubeconfig, work)
         say("starting the operator and the API")
         operator.start()
@@ -392,7 +424,7 @@ async def run(settings: BenchSettings, kubeconfig: str, work: Path) -> dict:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
                                              timeout=aiohttp.ClientTimeout(total=300)) as http:
                 bai = ApiClient(base_url, admin, http)
-                results["kubernel"] = await kubernel(bai, custom, settings)
+                results: dict = await creations(core, custom, bai, settings)
                 results["fanout"] = await fanout(bai, custom, api, settings)
                 results["steady"] = await steady(bai, custom, operator, api, settings, settings.fanout_sessions)
         finally:
