@@ -22,7 +22,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubernel import resource as r
 from kubernel.images import ImageNotAllowed, ResolvedImage
-from kubernel.lifecycle import FAILURE_REASONS, Phase, Reason, Result
+from kubernel.lifecycle import FAILURE_REASONS, LifecycleEvent, Phase, Reason, Result
 from kubernel.model import KernelSession, KernelSessionSpec, KernelSessionStatus
 from kubernel.quantity import memory_kib
 
@@ -35,6 +35,7 @@ from .transitions import Ending, Need, advance, begin_restart, need_of, overdue,
 
 log = logging.getLogger("kubernel.operator")
 Key = tuple[str, str]
+MILESTONES = {LifecycleEvent.STARTED, LifecycleEvent.TERMINATED}  # posted as Kubernetes Events
 
 
 def now() -> datetime:
@@ -144,17 +145,21 @@ class Sessions:
         raise kopf.TemporaryError(f"status of {namespace}/{name} kept changing under us", delay=1)
 
     def _announce(self, body: dict, old: KernelSessionStatus, new: KernelSessionStatus) -> None:
-        """Kubernetes Events on the KernelSession for what `kubectl describe` should tell."""
+        """Log every new lifecycle entry; post a Kubernetes Event for the milestones
+        `kubectl describe` should tell (started, terminated). The steps between are in
+        the status's lifecycle log and the kernel Pod's own Events: an Event each cost
+        the API server two requests per session (make bench, docs/performance.md)."""
         for entry in new.lifecycle:
             if entry.seq > old.last_seq:
                 text = entry.event + (f" ({entry.reason})" if entry.reason else "")
-                if entry.event == "kernel_terminated":
+                if entry.event == LifecycleEvent.TERMINATED:
                     text += f", result {entry.result}" + (f": {new.message}" if new.message else "")
-                failed = entry.event == "kernel_terminated" and (
+                failed = entry.event == LifecycleEvent.TERMINATED and (
                     entry.result == Result.FAILURE or entry.reason in FAILURE_REASONS)
                 log.info("%s/%s #%d %s", body["metadata"]["namespace"], body["metadata"]["name"], entry.seq, text)
-                kopf.event(body, type="Warning" if failed else "Normal",
-                           reason=_event_reason(entry.event), message=text)
+                if entry.event in MILESTONES:
+                    kopf.event(body, type="Warning" if failed else "Normal",
+                               reason=_event_reason(entry.event), message=text)
 
     # -- start ---------------------------------------------------------------
     async def observe(self, key: Key, event_type: str | None, body: dict) -> None:
