@@ -376,11 +376,13 @@ class Sessions:
         await self.kube.delete_service(namespace, name)
 
     async def tick(self, key: Key, body: dict) -> None:
-        """Timer: deadlines of a live session, retention of an ended one.
+        """Timer: the retry of what an event should have done (``ensure``), deadlines of
+        a live session, retention of an ended one (and its Pods, should their removal
+        have failed).
 
-        Cheap on purpose (it runs for every session every interval): the idle
-        check needs only the status kopf already holds; Pods are read only
-        while a session is still waiting to be scheduled.
+        Cheap on purpose (it runs for every session every interval): the checks need
+        only the latest copy of the session and the Pod watch's memory; the API server
+        is called only when something is due.
         """
         namespace, name = key
         if await self.ensure(key, body):  # an event's action failed, or an event was missed
