@@ -162,8 +162,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                     continue
             else:
                 first = subscriber.queue.get_nowait()
-            # Whatever else is queued goes out in the same write: under a burst this
-            # turns thousands of small writes per client into a few (make bench).
+            # Whatever else is queued goes out in the same write, and a client gets at
+            # most one write per flush interval: under a burst this turns thousands of
+            # small writes per client into a few (make bench).
             batch = [first]
             while batch[-1] != CLOSE and not subscriber.queue.empty():
                 batch.append(subscriber.queue.get_nowait())
@@ -173,6 +174,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                 await send(messages)
             if closing:
                 break
+            if messages and settings.stream_flush_seconds:
+                await asyncio.sleep(settings.stream_flush_seconds)  # let the next batch gather
     except ConnectionResetError:
         pass  # the client went away
     finally:

@@ -45,6 +45,11 @@ class ApiSettings:
     stream_queue_size: int = 2048
     """Messages buffered per SSE client; a client that falls this far behind is
     disconnected and resumes with Last-Event-ID [KUBERNEL_API_STREAM_QUEUE]."""
+    stream_flush_seconds: float = 0.02
+    """Shortest time between two writes to one SSE client; what arrives meanwhile goes
+    out in the next write. Bounds the fan-out's work per client under a burst (one
+    wake-up and write per interval, not per message); 0 writes each as it comes
+    [KUBERNEL_API_STREAM_FLUSH]."""
     kube_timeout_seconds: float = 5.0
     """Timeout of each Kubernetes API call; beyond it the request gets a 503 [KUBERNEL_API_KUBE_TIMEOUT]."""
     server_limits: Limits = field(default_factory=Limits.server_default)
@@ -77,6 +82,7 @@ class ApiSettings:
             heartbeat_seconds=float(_env("KUBERNEL_API_HEARTBEAT", "15")),
             retry_ms=int(_env("KUBERNEL_API_SSE_RETRY_MS", "3000")),
             stream_queue_size=int(_env("KUBERNEL_API_STREAM_QUEUE", "2048")),
+            stream_flush_seconds=float(_env("KUBERNEL_API_STREAM_FLUSH", "0.02")),
             kube_timeout_seconds=float(_env("KUBERNEL_API_KUBE_TIMEOUT", "5")),
             server_limits=Limits.model_validate_json(limits) if limits else Limits.server_default(),
             images=ImageTable.load(os.environ.get("KUBERNEL_IMAGES")),
