@@ -97,9 +97,9 @@ async def deadlines(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo,
 async def pod_changed(type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str, memo: kopf.Memo,
                       **_) -> None:
     session = labels.get(r.LABEL_SESSION)
-    # The initial listing (type None) counts too: the Pod watch may start after a
-    # resume handler read the Pods, and a Pod that became Ready in between sends no
-    # further event (found by the kill -9 fault test).
+    # The initial listing (type None) counts too: the Pod watch may start after the
+    # session listing's reconcile read the Pods, and a Pod that became Ready in between
+    # sends no further event (found by the kill -9 fault test).
     if session:
         await memo.sessions.pod_changed((namespace, session), type, dict(body))
 

@@ -204,7 +204,7 @@ class Sessions:
             if ending is not None:
                 await self._end(key, ending)
                 return
-            restart = spec.restart_count
+            generation = spec.restart_count  # the Pods' restart generation, recorded with them
             created = await self._create_kernels(key, body, spec)
             if created is None:
                 return
@@ -215,7 +215,7 @@ class Sessions:
                     return None
                 # The conditions too, so the new Pod's first event finds nothing to write.
                 return advance(status.model_copy(update={
-                    "created_at": now(), "observed_restart": restart, "pods": created.pods,
+                    "created_at": now(), "observed_restart": generation, "pods": created.pods,
                     "memory_limit_kib": memory_kib(current.spec.resources.memory)}), current.spec, [], [], now())
 
             await self._write(key, record)
