@@ -7,7 +7,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv binaries cluster cluster-down run test unit fault bench crds kind kind-down clean
+# The real node's Debian packages (containerd, runc, CNI plugins, registry, image tools).
+# Installed when missing (needs root); KUBERNEL_REAL_NODE=0 runs the test bed without it.
+node-packages:
+	@[ "$${KUBERNEL_REAL_NODE:-1}" = 0 ] || bash cluster/node-packages.sh
+
+.PHONY: node-packages venv binaries cluster cluster-down run test unit fault bench crds kind kind-down clean
 
 $(STAMP): pyproject.toml
 	@echo "[make] creating the virtual environment in $(VENV) and installing the project"
@@ -30,7 +35,7 @@ $(BAI_STAMP): tests/client/requirements-bai19.txt
 binaries:
 	@bash cluster/build.sh >/dev/null
 
-cluster: venv binaries
+cluster: venv binaries node-packages
 	@$(PY) -m kubernel_testbed up
 
 cluster-down: venv
@@ -46,12 +51,12 @@ unit: venv binaries
 	@$(PY) -m pytest -m "not integration" -q
 
 # The fault-injection suite alone (it also runs in `make test`).
-fault: venv binaries
+fault: venv binaries node-packages
 	@$(PY) -m pytest -m fault -q
 
 # Kubernel against plain Pods on a test bed of its own (delays 0): a table, and
 # the figures in .local/bench/results.json. About 5 minutes.
-bench: venv binaries
+bench: venv binaries node-packages
 	@$(PY) -m bench
 
 # The CRD is generated from the model; the chart carries an identical copy of crds/.
@@ -81,7 +86,7 @@ kind:
 kind-down:
 	kind delete cluster --name '$(KIND_CLUSTER)'
 
-test: venv binaries $(BAI_STAMP)
+test: venv binaries node-packages $(BAI_STAMP)
 	@$(PY) -m pytest
 
 clean: cluster-down

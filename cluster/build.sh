@@ -30,9 +30,13 @@ progress() {
   done
 }
 
+# The multi-call binary is rebuilt when its sources change (a component added).
+sources_hash() { cat "$here/k8s/main.go" "$here/k8s/go.mod" "$here/k8s/go.sum" | sha256sum | cut -c1-16; }
+
 build_k8s() {
-  local out="$bin/kubernel-k8s"
-  [[ -x "$out" ]] && return
+  local out="$bin/kubernel-k8s" hash
+  hash="$(sources_hash)"
+  [[ -x "$out" && "$(cat "$out.sources" 2>/dev/null)" == "$hash" ]] && return
   local pkg="k8s.io/component-base/version" cpkg="k8s.io/client-go/pkg/version"
   local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
   local ld="-s -w"
@@ -41,9 +45,10 @@ build_k8s() {
   done
   local total
   total="$(cd "$here/k8s" && go list -deps . 2>/dev/null | wc -l)"
-  log "Kubernetes $KUBERNETES_VERSION (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl): compiling ~$total packages; the first build takes 15-30 min on 2 cores"
+  log "Kubernetes $KUBERNETES_VERSION (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl): compiling ~$total packages; the first build takes 15-30 min on 2 cores"
   (cd "$here/k8s" && go build -v -ldflags "$ld" -o "$out.tmp" . 2>&1) | progress kubernetes "$total"
   mv "$out.tmp" "$out"
+  echo "$hash" >"$out.sources"
 }
 
 go_install() {  # name module version [ldflags]
@@ -70,7 +75,7 @@ if [[ -x "$bin/helm" ]] && [[ "$("$bin/helm" version --template '{{.Version}}')"
 fi
 
 build_k8s
-for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
   ln -sf kubernel-k8s "$bin/$c"
 done
 go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"

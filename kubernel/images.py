@@ -4,14 +4,28 @@ registries sessions may pull from. Pure; loaded from YAML by the services.
 File format (``KUBERNEL_IMAGES``, or ``images:`` in the Helm values)::
 
     allowedRegistries: [docker.io, registry.example]
+    scheduling:                 # where sessions run unless their alias says otherwise
+      nodeSelector: {kubernetes.io/os: linux}
     aliases:
-      python:3.6: {image: docker.io/lablup/python:3.6-ubuntu18.04, command: [sleep, infinity]}
+      python:3.6:
+        image: docker.io/lablup/python:3.6-ubuntu18.04
+        command: [sleep, infinity]
+        scheduling:             # replaces the table's scheduling for this alias
+          nodeSelector: {pool: cpu}
+          tolerations: [{key: pool, operator: Equal, value: cpu, effect: NoSchedule}]
+          imagePullSecrets: [regcred]
+          runtimeClassName: gvisor
+          priorityClassName: sessions
     defaultCommand: [sleep, infinity]
+
+The scheduling fields are the Pod's own (``spec.nodeSelector`` ...): the image
+table is written by the platform team, never by a session's user.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,23 +36,55 @@ class ImageNotAllowed(ValueError):
     """The image is neither an alias nor from an allowed registry."""
 
 
-class ImageAlias(BaseModel):
+# RE2/Kubernetes DNS subdomain (RuntimeClass, PriorityClass and Secret names).
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+Subdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
+
+
+class _Config(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Toleration(_Config):
+    """A Pod toleration (core/v1 Toleration)."""
+
+    key: str | None = Field(None, max_length=317)
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = Field(None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class Scheduling(_Config):
+    """Where a session's Pods may run: copied into each kernel Pod's spec."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    image_pull_secrets: list[Subdomain] = Field(default_factory=list)
+    runtime_class_name: Subdomain | None = None
+    priority_class_name: Subdomain | None = None
+
+
+class ImageAlias(_Config):
     image: str
     command: list[str] | None = None
+    """The kernel's command; unset: the table's ``defaultCommand``; ``[]``: the image's own entrypoint."""
+    scheduling: Scheduling | None = None
+    """Replaces the table's ``scheduling`` for this alias when set."""
 
 
 class ResolvedImage(BaseModel):
     model_config = ConfigDict(frozen=True)
     image: str
     command: list[str]
+    scheduling: Scheduling = Field(default_factory=Scheduling)
 
 
-class ImageTable(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+class ImageTable(_Config):
     allowed_registries: list[str] = Field(default_factory=lambda: ["docker.io"])
     aliases: dict[str, ImageAlias] = Field(default_factory=dict)
     default_command: list[str] = Field(default_factory=lambda: ["sleep", "infinity"])
+    scheduling: Scheduling = Field(default_factory=Scheduling)
 
     @classmethod
     def load(cls, path: Path | str | None) -> ImageTable:
@@ -49,12 +95,21 @@ class ImageTable(BaseModel):
     def resolve(self, requested: str) -> ResolvedImage:
         alias = self.aliases.get(requested)
         if alias is not None:
-            return ResolvedImage(image=alias.image, command=alias.command or self.default_command)
+            return self.pinned(requested, alias.image)
         if registry_of(requested) in self.allowed_registries:
-            return ResolvedImage(image=requested, command=self.default_command)
+            return ResolvedImage(image=requested, command=self.default_command, scheduling=self.scheduling)
         raise ImageNotAllowed(
             f"image {requested!r} is not a known alias and its registry {registry_of(requested)!r} "
             f"is not allowed (allowed: {', '.join(self.allowed_registries) or 'none'})")
+
+
+    def pinned(self, requested: str, image: str) -> ResolvedImage:
+        """What runs ``image``, pinned earlier for ``requested``: the alias's command and
+        scheduling (read now, so a changed table moves new Pods), else the table's."""
+        alias = self.aliases.get(requested)
+        command = alias.command if alias is not None and alias.command is not None else self.default_command
+        scheduling = alias.scheduling if alias and alias.scheduling is not None else self.scheduling
+        return ResolvedImage(image=image, command=command, scheduling=scheduling)
 
 
 def registry_of(image: str) -> str:

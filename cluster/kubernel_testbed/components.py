@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .node import SIMULATED_NODE_LABEL as NODE_LABEL
+from .node import SIMULATED_TAINT
+
 SERVICE_CIDR = "10.96.0.0/16"  # allocation range only; nothing routes to it
 POD_CIDR = "10.244.0.1/16"  # KWOK hands out pod IPs from here; nothing routes to it
 NODE_ANNOTATION = "kwok.x-k8s.io/node"
-NODE_LABEL = "kubernel.io/simulated-node"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class Ports:
     etcd_peer: int
     apiserver: int
     kwok: int
+    apiserver_host: str = "127.0.0.1"
+    """The node address when the real node runs (Pods reach the API server there), else loopback."""
 
 
 def etcd(layout: Layout, ports: Ports) -> list[str]:
@@ -65,14 +69,21 @@ def etcd(layout: Layout, ports: Ports) -> list[str]:
 
 
 def kube_apiserver(layout: Layout, ports: Ports) -> list[str]:
+    host = ports.apiserver_host
     return [
         str(layout.bin / "kube-apiserver"),
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+        f"--bind-address={host}", f"--advertise-address={host}",
         f"--secure-port={ports.apiserver}",
-        # The default lease reconciler would publish 127.0.0.1 as the endpoint
-        # of the `kubernetes` Service, which Endpoints validation rejects.
-        "--endpoint-reconciler-type=none",
+        # With the real node, the `kubernetes` Service points at the node address, so
+        # in-cluster clients work. Without it there is only loopback, which Endpoints
+        # validation rejects: publish nothing.
+        f"--endpoint-reconciler-type={'none' if host == '127.0.0.1' else 'lease'}",
+        # The kubelet's API (logs, exec) with the admin identity; its serving certificate
+        # is self-signed, as a kubelet's is by default.
+        f"--kubelet-client-certificate={layout.pki('admin.crt')}",
+        f"--kubelet-client-key={layout.pki('admin.key')}",
+        "--kubelet-preferred-address-types=InternalIP",
         f"--tls-cert-file={layout.pki('serving.crt')}",
         f"--tls-private-key-file={layout.pki('serving.key')}",
         f"--client-ca-file={layout.pki('ca.crt')}",
@@ -121,7 +132,7 @@ def kwok(layout: Layout, ports: Ports) -> list[str]:
     ]
 
 
-def kubeconfig(ca: bytes, cert: bytes, key: bytes, port: int) -> str:
+def kubeconfig(ca: bytes, cert: bytes, key: bytes, port: int, host: str = "127.0.0.1") -> str:
     import base64
 
     def b64(b: bytes) -> str:
@@ -132,7 +143,7 @@ kind: Config
 clusters:
 - name: kubernel-testbed
   cluster:
-    server: https://127.0.0.1:{port}
+    server: https://{host}:{port}
     certificate-authority-data: {b64(ca)}
 users:
 - name: kubernel-testbed-admin
@@ -160,6 +171,7 @@ def node_manifest(index: int, cpu: str, memory: str, gpus: str, pods: str) -> di
                 "type": "kwok", NODE_LABEL: "true",
             },
         },
-        "spec": {},
+        # Only sessions whose image table tolerates it land here (node.SIMULATED_SCHEDULING).
+        "spec": {"taints": [dict(SIMULATED_TAINT)]},
         "status": {"allocatable": resources, "capacity": resources},
     }

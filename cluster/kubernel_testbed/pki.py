@@ -63,7 +63,9 @@ def _cert(subject: x509.Name, key, issuer: x509.Name, issuer_key, *, ca: bool,
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def generate() -> Pki:
+def generate(extra_ips: tuple[str, ...] = ()) -> Pki:
+    """A CA, the API server's serving certificate (also valid for ``extra_ips``: the node
+    address and the ``kubernetes`` Service IP, for in-cluster clients) and the admin."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernel-testbed-ca")])
     ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
@@ -76,7 +78,7 @@ def generate() -> Pki:
         sans=[x509.DNSName("localhost"), x509.DNSName("kubernetes"),
               x509.DNSName("kubernetes.default.svc"),
               x509.DNSName("kubernetes.default.svc.cluster.local"),
-              x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+              *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", *extra_ips))],
     )
 
     admin_key = ec.generate_private_key(ec.SECP256R1())

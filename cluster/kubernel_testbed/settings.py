@@ -68,6 +68,9 @@ class TestbedSettings:
     """Built binaries and their Go caches (``KUBERNEL_CACHE``), outside the repository."""
     delays: SimulatedDelays = field(default_factory=SimulatedDelays)
     nodes: NodeShape = field(default_factory=NodeShape)
+    real_node: bool = True
+    """Start the real node (containerd, kubelet, kube-proxy, CoreDNS, registry) beside the
+    simulated ones (``KUBERNEL_REAL_NODE``, default 1; needs root and Debian's packages)."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -83,6 +86,7 @@ class TestbedSettings:
             cache_dir=cache,
             delays=SimulatedDelays.from_env(),
             nodes=NodeShape(count=_env_int("KUBERNEL_SIM_NODES", NodeShape.count)),
+            real_node=os.environ.get("KUBERNEL_REAL_NODE", "1") not in ("0", "false", "no"),
         )
 
 

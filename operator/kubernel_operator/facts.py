@@ -31,6 +31,7 @@ class KernelFacts:
     oom_killed: bool = False
     evicted: bool = False
     created_at: str | None = None
+    start_problem: str | None = None  # the kubelet's latest Warning while starting (e.g. FailedCreatePodSandBox)
 
 
 def _conditions(pod: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

@@ -30,6 +30,9 @@ from .settings import OperatorSettings
 KS = (r.GROUP, r.VERSION, r.PLURAL)
 POD_NAME = re.compile(r"^(?P<session>.+)-r\d+-\d+$")
 LIFECYCLE_EVENT_REASONS = {"Pulling", "Pulled"}
+# Warnings that keep a scheduled kernel from starting; their words end the session at
+# the start deadline (a sandbox containerd cannot create, a volume that does not mount).
+START_PROBLEM_REASONS = {"FailedCreatePodSandBox", "FailedMount", "FailedAttachVolume"}
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -106,9 +109,13 @@ async def pod_changed(type: str | None, body: kopf.Body, labels: kopf.Labels, na
 
 @kopf.on.event("v1", "events")
 async def kubelet_event(type: str | None, body: kopf.Body, namespace: str, memo: kopf.Memo, **_) -> None:
-    if type not in (None, "ADDED") or body.get("reason") not in LIFECYCLE_EVENT_REASONS:
+    reason = body.get("reason")
+    if type not in (None, "ADDED", "MODIFIED") or reason not in LIFECYCLE_EVENT_REASONS | START_PROBLEM_REASONS:
         return
+    if type == "MODIFIED" and reason in LIFECYCLE_EVENT_REASONS:
+        return  # a repeated Pulling/Pulled (count + 1) says nothing new
     pod = body.get("involvedObject", {}).get("name", "")
     match = POD_NAME.match(pod)
     if match:
-        await memo.sessions.kubelet_event((namespace, match["session"]), pod, body["reason"])
+        problem = f"{reason}: {body.get('message', '')}" if reason in START_PROBLEM_REASONS else None
+        await memo.sessions.kubelet_event((namespace, match["session"]), pod, reason, problem)

@@ -35,6 +35,7 @@ class _Pod:
 class _Session:
     pods: dict[str, _Pod] = field(default_factory=dict)
     reasons: dict[str, frozenset[str]] = field(default_factory=dict)  # Pod name -> kubelet Event reasons
+    problems: dict[str, str] = field(default_factory=dict)  # Pod name -> the latest start-up Warning
 
 
 def with_reasons(facts: KernelFacts, reasons: Iterable[str]) -> KernelFacts:
@@ -59,6 +60,7 @@ class Observed:
             if key in self._sessions:  # a forgotten session is not brought back
                 self._sessions[key].pods.pop(name, None)
                 self._sessions[key].reasons.pop(name, None)
+                self._sessions[key].problems.pop(name, None)
             return True
         session = self._sessions.setdefault(key, _Session())
         facts = kernel_facts(pod)
@@ -80,6 +82,12 @@ class Observed:
         session.reasons[pod] = reasons | {reason}
         return True
 
+    def start_problem(self, key: Key, pod: str, problem: str) -> None:
+        """Record a kubelet Warning that keeps a known Pod from starting (the latest wins)."""
+        session = self._sessions.get(key)
+        if session is not None and pod in session.pods:
+            session.problems[pod] = problem[:1024]
+
     def kernels(self, key: Key, restart: str, recorded: Iterable[str]) -> list[KernelFacts] | None:
         """The facts of the session's Pods of one restart generation, or None when the
         watch has not shown every Pod the status records (then list them)."""
@@ -89,7 +97,8 @@ class Observed:
         pods = {name: p for name, p in session.pods.items() if p.restart == restart}
         if not pods or any(name not in pods for name in recorded):
             return None
-        return [with_reasons(p.facts, session.reasons.get(name, ())) for name, p in sorted(pods.items())]
+        return [replace(with_reasons(p.facts, session.reasons.get(name, ())), start_problem=session.problems.get(name))
+                for name, p in sorted(pods.items())]
 
     def running_pods(self, key: Key) -> bool:
         """Whether the watch shows Pods of the session that are not being deleted."""
@@ -106,7 +115,7 @@ class Observed:
         for facts in kernels:
             known = session.pods.get(facts.name) if session else None
             if known is not None:
-                known.reconciled = replace(facts, pulling=False, pulled=False)
+                known.reconciled = replace(facts, pulling=False, pulled=False, start_problem=None)
 
     def forget(self, key: Key) -> None:
         self._sessions.pop(key, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 
 from kubernel import resource as r
-from kubernel.images import ResolvedImage
+from kubernel.images import ResolvedImage, Scheduling
 from kubernel.model import KernelSessionSpec, Mount
 
 HOME = "/home/work"
@@ -42,6 +42,7 @@ def session_labels(name: str, spec: KernelSessionSpec) -> dict[str, str]:
 
 
 def command_for(spec: KernelSessionSpec, image: ResolvedImage) -> list[str]:
+    """The batch command, else the image table's; empty: the image's own entrypoint."""
     if spec.type == "batch" and spec.startup_command:
         return ["/bin/sh", "-c", spec.startup_command]
     return list(image.command)
@@ -79,7 +80,7 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
             "containers": [{
                 "name": KERNEL_CONTAINER,
                 "image": image.image,
-                "command": command_for(spec, image),
+                **({"command": command} if (command := command_for(spec, image)) else {}),
                 "workingDir": HOME,
                 "env": env,
                 "resources": {"requests": dict(limits), "limits": limits},
@@ -90,7 +91,24 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
     }
     if spec.cluster_size > 1:
         pod["spec"]["subdomain"] = name  # <hostname>.<session> resolves through the headless Service
+    pod["spec"].update(scheduling_fields(image.scheduling))
     return pod
+
+
+def scheduling_fields(scheduling: Scheduling) -> dict:
+    """The image table's scheduling as Pod spec fields (only those that are set)."""
+    fields: dict = {}
+    if scheduling.node_selector:
+        fields["nodeSelector"] = dict(scheduling.node_selector)
+    if scheduling.tolerations:
+        fields["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in scheduling.tolerations]
+    if scheduling.image_pull_secrets:
+        fields["imagePullSecrets"] = [{"name": n} for n in scheduling.image_pull_secrets]
+    if scheduling.runtime_class_name:
+        fields["runtimeClassName"] = scheduling.runtime_class_name
+    if scheduling.priority_class_name:
+        fields["priorityClassName"] = scheduling.priority_class_name
+    return fields
 
 
 def build_pods(name: str, spec: KernelSessionSpec, image: ResolvedImage) -> list[dict]:

@@ -234,8 +234,7 @@ class Sessions:
         table = self.settings.images
         if not spec.resolved_image:
             return table.resolve(spec.image)
-        alias = table.aliases.get(spec.image)
-        return ResolvedImage(image=spec.resolved_image, command=(alias and alias.command) or table.default_command)
+        return table.pinned(spec.image, spec.resolved_image)
 
     async def _create_kernels(self, key: Key, owner: dict, spec: KernelSessionSpec) -> Created | None:
         """Create the Pods (and Service) of ``spec.restartCount``; None if the session ended instead."""
@@ -272,8 +271,10 @@ class Sessions:
         if self.observed.pod_event(key, event_type, pod):
             await self.reconcile(key)
 
-    async def kubelet_event(self, key: Key, pod: str, reason: str) -> None:
-        if self.observed.reason_event(key, pod, reason):
+    async def kubelet_event(self, key: Key, pod: str, reason: str, problem: str | None = None) -> None:
+        if problem is not None:
+            self.observed.start_problem(key, pod, problem)  # read at the start deadline
+        elif self.observed.reason_event(key, pod, reason):
             await self.reconcile(key)
 
     async def _kernels(self, key: Key, status: dict) -> list[KernelFacts]:

@@ -94,6 +94,17 @@ def ending_of(spec: KernelSessionSpec, kernels: list[KernelFacts], missing: list
     return None
 
 
+_STARTING = (Phase.PREPARING, Phase.PULLING, Phase.CREATING)
+
+
+def generation_scheduled_at(status: KernelSessionStatus) -> datetime | None:
+    """When the current restart generation's kernel_preparing was recorded."""
+    for entry in reversed(status.lifecycle):
+        if entry.restart == status.observed_restart and entry.event == LifecycleEvent.PREPARING:
+            return entry.time
+    return None
+
+
 def overdue(spec: KernelSessionSpec, status: KernelSessionStatus, kernels: list[KernelFacts],
             now: datetime, *, idle_timeout: int, start_deadline: int) -> Ending | None:
     """The end a deadline brings: unschedulable too long, or idle too long."""
@@ -105,6 +116,14 @@ def overdue(spec: KernelSessionSpec, status: KernelSessionStatus, kernels: list[
             if now - since > timedelta(seconds=start_deadline):
                 return Ending(Reason.FAILED_TO_START, result_for(spec, success=False),
                               f"Pod {k.name} could not be scheduled for {start_deadline}s: {k.unschedulable}")
+    began = generation_scheduled_at(status)
+    if status.phase in _STARTING and began is not None and now - began > timedelta(seconds=start_deadline):
+        # Scheduled but never running: the node cannot pull, create a sandbox (containerd
+        # down, CNI broken) or start the container. The kubelet's Events say which.
+        problems = "; ".join(k.start_problem for k in kernels if k.start_problem)
+        return Ending(Reason.FAILED_TO_START, result_for(spec, success=False),
+                      f"not started within {start_deadline}s of being scheduled (phase {status.phase})"
+                      + (f": {problems}" if problems else ""))
     timeout = spec.idle_timeout_seconds if spec.idle_timeout_seconds is not None else idle_timeout
     if spec.type == "interactive" and status.phase == Phase.RUNNING and timeout > 0:
         marks = [t for t in (status.last_access_at, status.running_since) if t is not None]

@@ -7,10 +7,22 @@ from pathlib import Path
 
 from .processes import ServiceProcess, free_port
 
+# Sessions go to the simulated nodes unless their alias says otherwise; the real-node
+# aliases (scheduling: {}) run on the test bed's real node, from its local registry.
 TEST_IMAGES = """\
 allowedRegistries: [registry.example, registry.invalid]
+scheduling:
+  nodeSelector: {kubernel.io/simulated-node: "true"}
+  tolerations: [{key: kubernel.io/simulated-node, operator: Exists, effect: NoSchedule}]
 aliases:
   python:3.6: {image: registry.example/lablup/python:3.6-ubuntu18.04}
+  real/python: {image: registry.kubernel.test/kubernel/python:3.11, command: [], scheduling: {}}
+  real/fresh: {image: registry.kubernel.test/kubernel/python:fresh, command: [], scheduling: {}}
+  real/missing: {image: registry.kubernel.test/kubernel/python:no-such-tag, command: [], scheduling: {}}
+  real/broken-runtime:
+    image: registry.kubernel.test/kubernel/python:3.11
+    command: []
+    scheduling: {runtimeClassName: kubernel-test-broken}
 defaultCommand: [sleep, infinity]
 """
 
@@ -29,7 +41,7 @@ class OperatorProcess(ServiceProcess):
         env = {
             **os.environ, "KUBECONFIG": kubeconfig, "KUBERNEL_IMAGES": str(images),
             "KUBERNEL_OPERATOR_HEALTH_HOST": "127.0.0.1", "KUBERNEL_OPERATOR_HEALTH_PORT": str(port),
-            "KUBERNEL_START_DEADLINE": "3", "KUBERNEL_TIMER_INTERVAL": "0.5", "KUBERNEL_POD_GRACE": "1",
+            "KUBERNEL_START_DEADLINE": "15", "KUBERNEL_TIMER_INTERVAL": "0.5", "KUBERNEL_POD_GRACE": "1",
             "KUBERNEL_NAMESPACES": TEST_NAMESPACES, **(extra_env or {}),
         }
         super().__init__("operator", ["kubernel_operator"], env, workdir / "operator.log",

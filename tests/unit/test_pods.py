@@ -98,3 +98,49 @@ def test_image_table() -> None:
     assert table.resolve("registry.example/x:1").image == "registry.example/x:1"
     with pytest.raises(ImageNotAllowed, match="docker.io"):
         table.resolve("python:3")
+
+
+SCHEDULING_TABLE = ImageTable.model_validate({
+    "allowedRegistries": ["registry.example"],
+    "scheduling": {"nodeSelector": {"pool": "sim"},
+                   "tolerations": [{"key": "pool", "operator": "Exists", "effect": "NoSchedule"}]},
+    "aliases": {
+        "gpu": {"image": "registry.example/gpu:1", "scheduling": {
+            "nodeSelector": {"pool": "gpu"}, "imagePullSecrets": ["regcred"],
+            "runtimeClassName": "gvisor", "priorityClassName": "sessions",
+            "tolerations": [{"key": "gpu", "value": "yes", "effect": "NoExecute", "tolerationSeconds": 30}]}},
+        "plain": {"image": "registry.example/plain:1", "scheduling": {}},
+        "inherits": {"image": "registry.example/inherits:1"},
+    },
+})
+SIM = {"nodeSelector": {"pool": "sim"}, "tolerations": [{"key": "pool", "operator": "Exists", "effect": "NoSchedule"}]}
+
+
+@pytest.mark.parametrize(("requested", "expected"), [
+    ("registry.example/any:1", SIM),  # an allowed registry: the table's scheduling
+    ("inherits", SIM),  # an alias without its own: the table's
+    ("plain", {}),  # an alias with an empty one: anywhere
+    ("gpu", {"nodeSelector": {"pool": "gpu"}, "imagePullSecrets": [{"name": "regcred"}],
+             "runtimeClassName": "gvisor", "priorityClassName": "sessions",
+             "tolerations": [{"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoExecute",
+                              "tolerationSeconds": 30}]}),
+])
+def test_scheduling_from_the_image_table(requested: str, expected: dict) -> None:
+    spec = SPEC.model_copy(update={"image": requested})
+    pod_spec = build_pod("s1", spec, SCHEDULING_TABLE.resolve(requested), 0)["spec"]
+    fields = {"nodeSelector", "tolerations", "imagePullSecrets", "runtimeClassName", "priorityClassName"}
+    assert {k: v for k, v in pod_spec.items() if k in fields} == expected
+
+
+def test_a_pinned_image_takes_its_alias_scheduling_from_the_current_table() -> None:
+    assert SCHEDULING_TABLE.pinned("gpu", "registry.example/gpu@sha256:1").scheduling.runtime_class_name == "gvisor"
+    assert SCHEDULING_TABLE.pinned("gone", "registry.example/x:1").scheduling.node_selector == {"pool": "sim"}
+
+
+@pytest.mark.parametrize("bad", [
+    {"runtimeClassName": "Not_A_Name"}, {"tolerations": [{"operator": "Maybe"}]},
+    {"imagePullSecrets": [""]}, {"nodeSelectors": {}},
+])
+def test_scheduling_rejects_what_kubernetes_would(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        ImageTable.model_validate({"scheduling": bad})

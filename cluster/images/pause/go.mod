@@ -1,0 +1,3 @@
+module kubernel.io/cluster/images/pause
+
+go 1.24.0
