@@ -51,6 +51,18 @@ build_k8s() {
   echo "$hash" >"$out.sources"
 }
 
+# CoreDNS with the few plugins the real node's cluster DNS uses (cluster/coredns;
+# its go.mod pins the CoreDNS release), rebuilt when that module changes.
+build_coredns() {
+  local out="$bin/coredns" hash
+  hash="$(cat "$here/coredns/main.go" "$here/coredns/go.mod" "$here/coredns/go.sum" | sha256sum | cut -c1-16)"
+  [[ -x "$out" && "$(cat "$out.sources" 2>/dev/null)" == "$hash" ]] && return
+  log "CoreDNS ($(grep -o 'coredns/coredns v[0-9.]*' "$here/coredns/go.mod" | cut -d' ' -f2)): compiling the cluster DNS"
+  (cd "$here/coredns" && CGO_ENABLED=0 go build -v -ldflags "-s -w" -o "$out.tmp" . 2>&1) | progress coredns "?"
+  mv "$out.tmp" "$out"
+  echo "$hash" >"$out.sources"
+}
+
 go_install() {  # name module version [ldflags]
   local name="$1" module="$2" version="$3" ld="${4:-}"
   [[ -x "$bin/$name" ]] && return
@@ -78,6 +90,7 @@ build_k8s
 for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
   ln -sf kubernel-k8s "$bin/$c"
 done
+build_coredns
 go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
 go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$(helm_ldflags)"
 log "binaries ready in $bin"

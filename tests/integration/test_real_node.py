@@ -15,9 +15,7 @@ import subprocess
 import time
 
 import pytest
-from kubernel_testbed import imagebuild, node, realnode
-from kubernel_testbed.launcher import Testbed
-from kubernel_testbed.settings import TestbedSettings
+from kubernel_testbed import imagebuild, launcher, node, realnode, settings
 from kubernetes_asyncio import client, watch
 
 from kubernel import resource as r
@@ -31,24 +29,24 @@ STARTUP_PRESENT = [("kernel_preparing", ""), ("kernel_creating", ""), ("kernel_s
 
 
 @pytest.fixture(scope="module")
-def testbed(kubeconfig: str) -> Testbed:
-    bed = Testbed(TestbedSettings.from_env())
+def testbed(kubeconfig: str) -> launcher.Testbed:
+    bed = launcher.Testbed(settings.TestbedSettings.from_env())
     if not bed.settings.real_node or str(bed.layout.kubeconfig) != kubeconfig:
         pytest.skip("needs the local test bed's real node (KUBERNEL_REAL_NODE=1, no external KUBECONFIG)")
     return bed
 
 
 @pytest.fixture
-def sessions(kube: client.ApiClient, namespace: str, operator, testbed: Testbed) -> SessionClient:
+def sessions(kube: client.ApiClient, namespace: str, operator, testbed: launcher.Testbed) -> SessionClient:
     return SessionClient(kube, namespace)
 
 
-def kubectl(testbed: Testbed, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def kubectl(testbed: launcher.Testbed, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(testbed.layout.bin / "kubectl"), f"--kubeconfig={testbed.layout.kubeconfig}", *args],
                           capture_output=True, text=True, timeout=60, input=stdin)
 
 
-def ctr(testbed: Testbed, *args: str) -> subprocess.CompletedProcess[str]:
+def ctr(testbed: launcher.Testbed, *args: str) -> subprocess.CompletedProcess[str]:
     sock = realnode.node_layout(testbed.layout).containerd_socket
     return subprocess.run(["ctr", f"--address={sock}", "--namespace=k8s.io", *args],
                           capture_output=True, text=True, timeout=60)
@@ -56,7 +54,7 @@ def ctr(testbed: Testbed, *args: str) -> subprocess.CompletedProcess[str]:
 
 async def pod_events(core: client.CoreV1Api, namespace: str, pod: str) -> list[client.CoreV1Event]:
     found = (await core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod}")).items
-    return sorted(found, key=lambda e: (e.first_timestamp or e.event_time or e.metadata.creation_timestamp))
+    return sorted(found, key=lambda e: int(e.metadata.resource_version))  # the order they were written
 
 
 async def the_pod(sessions: SessionClient, name: str) -> client.V1Pod:
@@ -66,7 +64,7 @@ async def the_pod(sessions: SessionClient, name: str) -> client.V1Pod:
     return await wait_until(one, timeout=30, what=f"the Pod of {name}")
 
 
-async def test_first_pull_then_an_image_already_present(sessions: SessionClient, testbed: Testbed) -> None:
+async def test_first_pull_then_an_image_already_present(sessions: SessionClient, testbed: launcher.Testbed) -> None:
     registry = node.registry_address(realnode.node_ports(testbed))
     fresh = "registry.kubernel.test/kubernel/python:fresh"
     imagebuild.retag(registry, "kubernel/python:3.11", "kubernel/python:fresh")
@@ -103,7 +101,7 @@ async def test_a_tag_the_registry_lacks_fails_fast_with_its_words(sessions: Sess
     assert time.monotonic() - started < 30
 
 
-async def test_a_registry_that_is_down_fails_the_pull(sessions: SessionClient, testbed: Testbed) -> None:
+async def test_a_registry_that_is_down_fails_the_pull(sessions: SessionClient, testbed: launcher.Testbed) -> None:
     testbed.stop_process("registry")
     try:
         name = await sessions.create("registry-down", image="real/missing", resources=SMALL)
@@ -116,7 +114,7 @@ async def test_a_registry_that_is_down_fails_the_pull(sessions: SessionClient, t
 
 @pytest.mark.parametrize(("code", "reason", "result"), [(0, "task-finished", "SUCCESS"),
                                                           (3, "task-failed", "FAILURE")])
-async def test_batch_exit_code_from_a_real_process(sessions: SessionClient, testbed: Testbed,
+async def test_batch_exit_code_from_a_real_process(sessions: SessionClient, testbed: launcher.Testbed,
                                                    code: int, reason: str, result: str) -> None:
     # The command prints, then waits for a file the test creates through `kubectl exec`
     # once it has read the log: the output is read while the container still exists.
@@ -145,7 +143,7 @@ async def test_memory_over_the_limit_is_oom_killed(sessions: SessionClient) -> N
     assert body["status"]["result"] == "FAILURE" and body["status"]["exitCode"] == 137
 
 
-async def test_restart_runs_a_new_process(sessions: SessionClient, testbed: Testbed) -> None:
+async def test_restart_runs_a_new_process(sessions: SessionClient, testbed: launcher.Testbed) -> None:
     name = await sessions.create("restart-real", image="real/python", resources=SMALL)
     await sessions.wait_phase(name, "Running", timeout=60)
     first = (await the_pod(sessions, name)).metadata.name
@@ -203,7 +201,7 @@ async def test_destroy_sends_sigterm_within_the_grace_period(sessions: SessionCl
     assert events(body)[-1] == ("kernel_terminated", "user-requested")
 
 
-async def test_a_pod_deleted_behind_our_back_ends_the_session(sessions: SessionClient, testbed: Testbed) -> None:
+async def test_a_pod_deleted_behind_our_back_ends_the_session(sessions: SessionClient, testbed: launcher.Testbed) -> None:
     name = await sessions.create("deleted-real", image="real/python", resources=SMALL)
     await sessions.wait_phase(name, "Running", timeout=60)
     pod = (await the_pod(sessions, name)).metadata.name
@@ -212,7 +210,7 @@ async def test_a_pod_deleted_behind_our_back_ends_the_session(sessions: SessionC
     assert events(body)[-1] == ("kernel_terminated", "self-terminated")
 
 
-async def test_kernels_resolve_each_other_and_reach_services(sessions: SessionClient, testbed: Testbed) -> None:
+async def test_kernels_resolve_each_other_and_reach_services(sessions: SessionClient, testbed: launcher.Testbed) -> None:
     name = await sessions.create("dns-real", image="real/python", clusterSize=2, resources=SMALL)
     await sessions.wait_phase(name, "Running", timeout=90)
     pods = {p.metadata.labels[r.LABEL_INDEX]: p for p in await sessions.pods(name)}
@@ -230,7 +228,7 @@ async def test_kernels_resolve_each_other_and_reach_services(sessions: SessionCl
 
 
 async def test_a_sandbox_the_node_cannot_create_fails_within_the_start_deadline(
-        sessions: SessionClient, testbed: Testbed) -> None:
+        sessions: SessionClient, testbed: launcher.Testbed) -> None:
     runtime_class = {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
                      "metadata": {"name": "kubernel-test-broken"}, "handler": "no-such-handler"}
     assert kubectl(testbed, "apply", "-f", "-", stdin=json.dumps(runtime_class)).returncode == 0
