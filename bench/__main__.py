@@ -34,6 +34,7 @@ from pathlib import Path
 import aiohttp
 from kubernel_api import keypairs as kp
 from kubernel_testbed.launcher import Testbed, say
+from kubernel_testbed.node import PYTHON_IMAGE, SIMULATED_SCHEDULING
 from kubernel_testbed.settings import NodeShape, SimulatedDelays, TestbedSettings
 from kubernetes_asyncio import client, config, watch
 
@@ -56,7 +57,12 @@ from .report import (
 from .sse import Keys, StreamReader
 
 IMAGE = "registry.example/lablup/python:3.6-ubuntu18.04"
-IMAGES_FILE = f"allowedRegistries: [registry.example]\naliases: {{python:3.6: {{image: {IMAGE}}}}}\n"
+# python:3.6 runs on the simulated nodes; real/python on the real node, from its registry.
+IMAGES_FILE = json.dumps({
+    "allowedRegistries": ["registry.example"], "scheduling": SIMULATED_SCHEDULING,
+    "aliases": {"python:3.6": {"image": IMAGE},
+                "real/python": {"image": PYTHON_IMAGE, "command": [], "scheduling": {}}}})
+REAL_RESOURCES = {"cpu": "100m", "memory": "64Mi"}
 NAMESPACE = "bench"
 
 
@@ -68,6 +74,8 @@ class BenchSettings:
     """Creations whose kube-apiserver requests are counted (plain Pods, then sessions)."""
     sequential: int = 40
     """Creations measured one at a time, a plain Pod and a session alternately."""
+    real_sequential: int = 10
+    """The same on the real node (real pulls are done before: the image is present)."""
     burst: int = 200
     """Creations started at once (baseline and Kubernel)."""
     subscribers: int = 1000
@@ -79,7 +87,7 @@ class BenchSettings:
 
     @classmethod
     def quick(cls) -> BenchSettings:
-        return cls(counted=5, sequential=10, burst=50, subscribers=100, fanout_sessions=50, live_sessions=200)
+        return cls(counted=5, sequential=10, real_sequential=4, burst=50, subscribers=100, fanout_sessions=50, live_sessions=200)
 
 
 # -- processes ---------------------------------------------------------------------
@@ -188,7 +196,8 @@ def plain_pod(name: str) -> dict:
     return {"metadata": {"name": name, "labels": {"bench": "plain"}}, "spec": {
         "terminationGracePeriodSeconds": 0, "containers": [{
             "name": "main", "image": IMAGE, "command": ["sleep", "infinity"],
-            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}]}}
+            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}],
+        **SIMULATED_SCHEDULING}}
 
 
 async def plain_burst(core: client.CoreV1Api, pods: PodsReady, settings: BenchSettings) -> Burst:
@@ -224,6 +233,45 @@ async def delete_sessions(custom: client.CustomObjectsApi) -> None:
         return len(listed["items"])
 
     await until(remaining, 0, "sessions deleted")
+
+
+def real_pod(name: str) -> dict:
+    """A plain Pod of the kernel image on the real node (no scheduling: the simulated nodes are tainted)."""
+    return {"metadata": {"name": name, "labels": {"bench": "real"}}, "spec": {
+        "terminationGracePeriodSeconds": 0, "containers": [{
+            "name": "main", "image": PYTHON_IMAGE,
+            "resources": {"requests": REAL_RESOURCES, "limits": REAL_RESOURCES}}]}}
+
+
+async def real_node(core: client.CoreV1Api, custom: client.CustomObjectsApi, bai: ApiClient,
+                    settings: BenchSettings) -> dict:
+    """Create -> started on the real node, one at a time, a plain Pod and a session
+    alternately; each is removed before the next (the node has this machine's CPUs)."""
+    pods = PodsReady(core)
+    await pods.start()
+    say(f"real node: {settings.real_sequential} plain Pods and {settings.real_sequential} sessions, alternating")
+    plain_s, session_s = [], []
+    for i in range(-1, settings.real_sequential):  # -1: a warm-up pair, not counted (the first pull)
+        name, token = f"real-plain-{i + 1}", f"real-{i + 1:03}"
+        began = time.perf_counter()
+        await core.create_namespaced_pod(NAMESPACE, real_pod(name))
+        ready = await asyncio.wait_for(pods.wait(name), 120) - began
+        await core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
+        began = time.perf_counter()
+        answer = await bai.call("POST", "/kernel/create", body={
+            "clientSessionToken": token, "image": "real/python",
+            "config": {"resources": {"cpu": 0.1, "mem": "64m"}}})
+        if answer.status != 201 or answer.body.get("status") != "RUNNING":
+            raise RuntimeError(f"create {token}: {answer.status} {answer.body}")
+        answered = time.perf_counter() - began
+        await bai.call("DELETE", f"/kernel/{token}")
+        if i >= 0:
+            plain_s.append(ready)
+            session_s.append(answered)
+    pods.stop()
+    await until(lambda: _count_pods(core, "bench=real"), 0, "real-node plain Pods deleted")
+    await delete_sessions(custom)
+    return {"baseline": Latency.of(plain_s), "kubernel": Latency.of(session_s)}
 
 
 # -- the Kubernel side ---------------------------------------------------------------
@@ -425,6 +473,7 @@ async def run(settings: BenchSettings, kubeconfig: str, work: Path) -> dict:
                                              timeout=aiohttp.ClientTimeout(total=300)) as http:
                 bai = ApiClient(base_url, admin, http)
                 results: dict = await creations(core, custom, bai, settings)
+                results["real_node"] = await real_node(core, custom, bai, settings)
                 results["fanout"] = await fanout(bai, custom, api, settings)
                 results["steady"] = await steady(bai, custom, operator, api, settings, settings.fanout_sessions)
         finally:
@@ -445,6 +494,11 @@ def report(results: dict, settings: BenchSettings) -> tuple[str, list[Target]]:
         rows.append((label, f"{latency.p50:.1f}", f"{latency.p95:.1f}", f"{latency.p99:.1f}",
                      f"{ratio(latency.p50, b1.p50):.2f}", f"{burst.wall_s:.2f}", f"{burst.per_s:.1f}",
                      f"{ratio(burst.per_s, base['burst'].per_s):.2f}"))
+    real = results["real_node"]
+    for label, latency in (("real node: plain Pod create -> Ready", real["baseline"]),
+                           ("real node: POST /kernel/create -> RUNNING", real["kubernel"])):
+        rows.append((label, f"{latency.p50:.1f}", f"{latency.p95:.1f}", f"{latency.p99:.1f}",
+                     f"{ratio(latency.p50, real['baseline'].p50):.2f}", "", "", ""))
     creation = table(rows, ("", "p50 ms", "p95 ms", "p99 ms", "p50 x base",
                             f"{settings.burst} at once s", "per s", "x base"))
     delivery: Latency = fan["delivery"]

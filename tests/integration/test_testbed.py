@@ -3,6 +3,9 @@ sequence for a Pod (see cluster/kwok/stages.yaml for the conventions)."""
 
 from __future__ import annotations
 
+import copy
+
+from kubernel_testbed.node import SIMULATED_SCHEDULING
 from kubernetes_asyncio import client
 
 from ..waiting import wait_until
@@ -17,8 +20,9 @@ def pod_manifest(name: str, image: str, *, node: str | None = None, env: dict[st
                         "env": [{"name": k, "value": v} for k, v in (env or {}).items()]}],
         "terminationGracePeriodSeconds": 30,
     }
+    spec.update(copy.deepcopy(SIMULATED_SCHEDULING))  # the simulated nodes are tainted
     if node:
-        spec["nodeSelector"] = {"kubernetes.io/hostname": node}
+        spec["nodeSelector"]["kubernetes.io/hostname"] = node
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 

@@ -11,6 +11,7 @@ import pytest
 from kubernel_api import keypairs as kp
 from kubernel_testbed import launcher
 from kubernel_testbed import settings as testbed_settings
+from kubernel_testbed.node import SIMULATED_SCHEDULING
 from kubernetes_asyncio import client
 
 from ...waiting import wait_until
@@ -26,7 +27,7 @@ KUBE_TIMEOUT = 3  # the API's per-call timeout in this test
 async def control_plane_runs_pods(kube: client.ApiClient, namespace: str) -> None:
     core = client.CoreV1Api(kube)
     await core.create_namespaced_pod(namespace, {"metadata": {"name": "probe"}, "spec": {"containers": [
-        {"name": "main", "image": "registry.example/lablup/python:3.6-ubuntu18.04"}]}})
+        {"name": "main", "image": "registry.example/lablup/python:3.6-ubuntu18.04"}], **SIMULATED_SCHEDULING}})
 
     async def running() -> bool:
         return (await core.read_namespaced_pod("probe", namespace)).status.phase == "Running"
