@@ -59,11 +59,13 @@ fault: venv binaries node-packages
 bench: venv binaries node-packages
 	@$(PY) -m bench
 
-# The CRD is generated from the model; the chart carries an identical copy of crds/.
+# The CRD is generated from the model; the chart carries an identical copy of crds/,
+# and its values schema's `images` is generated from the image table's model.
 crds: venv
 	@$(PY) -m kubernel.crd > crds/kernelsessions.kubernel.io.yaml
 	@rm -f helm/kubernel/crds/*.yaml && cp crds/*.yaml helm/kubernel/crds/
-	@echo "[make] crds/ regenerated and copied into helm/kubernel/crds/"
+	@$(PY) -m kubernel.chartschema
+	@echo "[make] crds/ regenerated and copied into helm/kubernel/crds/; the chart's images schema regenerated"
 
 # A kind cluster with the chart installed from a locally built image. Needs Docker,
 # kind and helm on PATH. NOT RUN HERE: this machine has no Docker engine.

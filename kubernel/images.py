@@ -66,7 +66,7 @@ class Scheduling(_Config):
 
 
 class ImageAlias(_Config):
-    image: str
+    image: str = Field(min_length=1, max_length=512)
     command: list[str] | None = None
     """The kernel's command; unset: the table's ``defaultCommand``; ``[]``: the image's own entrypoint."""
     scheduling: Scheduling | None = None
@@ -81,10 +81,11 @@ class ResolvedImage(BaseModel):
 
 
 class ImageTable(_Config):
-    allowed_registries: list[str] = Field(default_factory=lambda: ["docker.io"])
+    allowed_registries: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=lambda: ["docker.io"])
     aliases: dict[str, ImageAlias] = Field(default_factory=dict)
-    default_command: list[str] = Field(default_factory=lambda: ["sleep", "infinity"])
+    default_command: list[str] = Field(default_factory=lambda: ["sleep", "infinity"], min_length=1)
     scheduling: Scheduling = Field(default_factory=Scheduling)
+    """Where sessions run unless their alias has its own."""
 
     @classmethod
     def load(cls, path: Path | str | None) -> ImageTable:

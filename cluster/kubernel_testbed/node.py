@@ -338,10 +338,8 @@ def our_iptables_rules(save: str) -> tuple[list[str], list[str]]:
     """From ``iptables-save -t nat`` output: the rules the CNI bridge plugin added for our
     network (as ``-D`` arguments) and its per-container chains, for a crash clean-up."""
     rules, chains = [], []
-    for line in save.splitlines():
+    for line in save.splitlines():  # iptables-save escapes the comment's quotes
         if line.startswith("-A POSTROUTING") and f'name: \\"{CNI_NETWORK}\\"' in line:
-            rules.append(line[3:])
-        if line.startswith("-A POSTROUTING") and f'name: "{CNI_NETWORK}"' in line:
             rules.append(line[3:])
     for rule in rules:
         parts = rule.split()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -117,15 +118,10 @@ def _remove_iptables() -> None:
     save = _run("iptables-save", "-t", "nat", check=False).stdout
     rules, chains = node.our_iptables_rules(save)
     for rule in rules:
-        _run("iptables", "-t", "nat", "-D", *_split_rule(rule), check=False)
+        _run("iptables", "-t", "nat", "-D", *shlex.split(rule), check=False)
     for chain in chains:
         _run("iptables", "-t", "nat", "-F", chain, check=False)
         _run("iptables", "-t", "nat", "-X", chain, check=False)
-
-
-def _split_rule(rule: str) -> list[str]:
-    import shlex
-    return shlex.split(rule)
 
 
 def _remove_cgroups() -> None:

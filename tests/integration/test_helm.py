@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 import yaml
 from kubernel_api import keypairs as kp
+from kubernel_testbed.node import SIMULATED_SCHEDULING
 from kubernetes_asyncio import client
 
 from ..waiting import wait_until
@@ -61,7 +62,13 @@ def install(kubeconfig: str, kubectl_bin: str, helm_bin: str, crds: None) -> Ite
     kubectl = [kubectl_bin, f"--kubeconfig={kubeconfig}"]
     helm = [helm_bin, f"--kubeconfig={kubeconfig}", "-n", namespace]
     subprocess.run([*kubectl, "create", "namespace", namespace], check=True, capture_output=True)
-    result = subprocess.run([*helm, "install", RELEASE, str(REPO / "helm" / "kubernel"), "--wait", "--timeout=120s"],
+    # The service image is not in the test bed's registry: the chart's Pods, and the sessions
+    # of its image table, go to the simulated nodes (values a platform team sets the same way).
+    simulated = json.dumps(SIMULATED_SCHEDULING)
+    placement = [f"--set-json={part}.{key}={json.dumps(SIMULATED_SCHEDULING[key])}"
+                 for part in ("api", "operator") for key in ("nodeSelector", "tolerations")]
+    result = subprocess.run([*helm, "install", RELEASE, str(REPO / "helm" / "kubernel"), "--wait", "--timeout=120s",
+                             *placement, f"--set-json=images.scheduling={simulated}"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "BACKEND_ACCESS_KEY" in result.stdout, "NOTES.txt says where the credentials are"

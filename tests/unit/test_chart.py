@@ -209,3 +209,11 @@ def test_helm_test_calls_the_api_readiness_through_the_service(default: list[dic
 def test_the_values_schema_is_valid_json() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert schema["additionalProperties"] is False and "operator" in schema["properties"]
+
+
+def test_the_images_schema_is_the_image_tables_model() -> None:
+    """`make crds` writes it (kubernel.chartschema): the chart accepts what the services load."""
+    from kubernel.chartschema import with_images
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema == with_images(schema)
