@@ -1,183 +1,537 @@
 """The real node's images, built without a Docker engine or an outside registry.
 
-- ``pause``: the sandbox image, one static Go binary (``cluster/images/pause``).
-- ``python``: a Python 3 kernel on a Debian base made from Debian's packages
-  (debootstrap), with the files of ``cluster/images/python``.
+- ``kubernel/pause:3.10``: the sandbox image, one static Go binary (``cluster/images/pause``).
+- ``kubernel/python:3.11``: a Python 3 kernel on a Debian base made from Debian's
+  packages (``debootstrap --variant=minbase bookworm`` + python3, procps), with the
+  files of ``cluster/images/python`` under ``/opt/kubernel``.
 
-Both are assembled with umoci into one OCI layout in the cache, rebuilt only when
-their inputs change (a digest of everything that goes in), and pushed with skopeo
-to the test bed's registry on loopback, from where the kubelet really pulls them.
+Both live in one OCI layout in the cache (``<cache>/images/oci``, tags ``pause-3.10``
+and ``python-3.11``), assembled with umoci (gzip layers, OCI image-spec). An image is
+rebuilt only when the digest of its inputs (its definition, its files, this builder,
+the Go toolchain) changes; the debootstrap rootfs is cached on its own, keyed by
+suite, variant and package list, so a change of an image's configuration or files
+does not download Debian again. ``push`` copies them with skopeo to the test bed's
+registry on loopback, from where the kubelet really pulls them.
+
+    python -m kubernel_testbed.imagebuild build | push HOST:PORT | retag HOST:PORT SRC DST
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import fcntl
 import hashlib
+import json
+import os
+import re
 import shutil
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .settings import REPO_ROOT
+from .settings import REPO_ROOT, TestbedSettings
 
 IMAGES_SOURCE = REPO_ROOT / "cluster" / "images"
-DEBIAN_SUITE = "bookworm"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
+APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+FALLBACK_MIRROR = "http://deb.debian.org/debian"
+PROJECT_SOURCE = "https://github.com/kubernel/kubernel"
+
+KERNEL_USER = "work"
 KERNEL_UID = 1000
-"""The ``work`` user kernels run as; a later Pod securityContext names the same UID."""
+"""UID and GID of ``work``, the user kernels run as (the Pod's securityContext names it)."""
+KERNEL_HOME = "/home/work"
+
+SLIM_PATHS = ("var/cache/apt", "var/lib/apt/lists", "usr/share/man", "usr/share/info",
+              "usr/share/lintian", "var/log", "dev")
+"""Directories of a Debian rootfs emptied before packing: caches, manuals, logs, and
+the device nodes debootstrap made (the container runtime mounts its own /dev)."""
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DebianBase:
+    """A rootfs made by debootstrap from Debian's packages."""
+
+    suite: str
+    packages: tuple[str, ...]
+    """Installed on top of the variant (``--include``)."""
+    variant: str = "minbase"
 
 
 @dataclass(frozen=True)
 class ImageSpec:
-    name: str
-    """The repository under ``kubernel/`` in the registry."""
-    tag: str
-    packages: tuple[str, ...]
-    """Debian packages of a debootstrap base; empty: an image of the Go binary alone."""
-    entrypoint: tuple[str, ...]
-    env: tuple[str, ...] = ()
-    workdir: str = "/"
-    user: str = ""
+    """One image: where its content comes from and its OCI configuration."""
 
-    @property
-    def source(self) -> Path:
-        return IMAGES_SOURCE / self.name
+    name: str
+    """The repository under ``kubernel/`` in the registry, and the folder under cluster/images."""
+    tag: str
+    base: DebianBase | None = None
+    """None: the image holds only what this spec puts in (no distribution)."""
+    go_binary: str = ""
+    """Path in the image of the static binary built from the Go module in the folder."""
+    files_dir: str = ""
+    """Directory in the image that receives the folder's files as they are."""
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    workdir: str = ""
+    user: str = ""
+    """Empty: not set, the Pod's securityContext decides."""
 
     @property
     def reference(self) -> str:
         return f"kubernel/{self.name}:{self.tag}"
 
 
-PAUSE = ImageSpec("pause", "3.10", packages=(), entrypoint=("/pause",), user="65535:65535")
+PAUSE = ImageSpec("pause", "3.10", go_binary="/pause", entrypoint=("/pause",), user="65535:65535")
 PYTHON = ImageSpec(
-    "python", "3.11", packages=("python3", "procps"),
-    entrypoint=("python3", "/opt/kubernel/kernel.py"),
+    "python", "3.11",
+    base=DebianBase("bookworm", ("python3", "procps")),  # procps: `kubectl exec ... ps`
+    files_dir="/opt/kubernel",
+    cmd=("/usr/bin/python3", "/opt/kubernel/kernel.py"),  # Cmd, not Entrypoint: a Pod's args replace it
+    # HOME too: containerd does not derive it from /etc/passwd for a numeric runAsUser.
     env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
-         "PYTHONUNBUFFERED=1", "HOME=/home/work"),
-    workdir="/home/work",
+         "PYTHONUNBUFFERED=1", f"HOME={KERNEL_HOME}"),
+    workdir=KERNEL_HOME,
 )
 IMAGES = (PAUSE, PYTHON)
 
 
 # -- pure ----------------------------------------------------------------------------
-def inputs_digest(spec: ImageSpec, files: dict[str, bytes], builder: bytes) -> str:
-    """Everything that decides an image's content: its spec, its files, the builder."""
-    h = hashlib.sha256()
-    h.update(repr((spec, DEBIAN_SUITE, KERNEL_UID)).encode())
-    for path in sorted(files):
-        h.update(path.encode() + b"\0" + hashlib.sha256(files[path]).digest())
-    h.update(hashlib.sha256(builder).digest())
-    return h.hexdigest()[:16]
-
-
-def config_arguments(spec: ImageSpec) -> list[str]:
-    """``umoci config`` arguments: entrypoint, environment, working directory, user."""
-    args = ["--clear=config.entrypoint", "--clear=config.cmd", "--clear=config.env"]
-    args += [f"--config.entrypoint={part}" for part in spec.entrypoint]
-    args += [f"--config.env={item}" for item in spec.env]
-    args += [f"--config.workingdir={spec.workdir}", f"--config.user={spec.user}",
-             f"--config.label=org.opencontainers.image.title=kubernel/{spec.name}",
-             "--config.label=org.opencontainers.image.source=https://github.com/kubernel/kubernel"]
-    return args
+def source_dir(spec: ImageSpec) -> Path:
+    return IMAGES_SOURCE / spec.name
 
 
 def layout_tag(spec: ImageSpec) -> str:
+    """The image's tag inside the OCI layout (a ref name holds no second colon)."""
     return f"{spec.name}-{spec.tag}"
 
 
+def read_inputs(directory: Path) -> dict[str, bytes]:
+    """The files of an image's folder by relative path (Python's caches left out)."""
+    return {p.relative_to(directory).as_posix(): p.read_bytes()
+            for p in sorted(directory.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
+def _hash_part(h: hashlib._Hash, label: str, data: bytes) -> None:
+    # Length-prefixed, so no two different input sets can hash the same byte stream.
+    h.update(f"{label}\0{len(data)}\0".encode() + data)
+
+
+def inputs_digest(spec: ImageSpec, files: Mapping[str, bytes], builder: bytes, toolchain: str = "") -> str:
+    """Everything that decides an image's content: its definition (suite, packages,
+    configuration), its folder's files, the builder's code and the Go toolchain."""
+    h = hashlib.sha256()
+    _hash_part(h, "spec", json.dumps(dataclasses.asdict(spec), sort_keys=True).encode())
+    _hash_part(h, "user", f"{KERNEL_USER}:{KERNEL_UID}:{KERNEL_HOME}".encode())
+    for path in sorted(files):
+        _hash_part(h, f"file:{path}", files[path])
+    _hash_part(h, "builder", builder)
+    _hash_part(h, "toolchain", toolchain.encode())
+    return h.hexdigest()[:16]
+
+
+def base_digest(base: DebianBase) -> str:
+    """What the cached debootstrap rootfs depends on (not the mirror: same packages)."""
+    return hashlib.sha256(json.dumps(dataclasses.asdict(base), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def mirror_from_sources(text: str, suite: str) -> str | None:
+    """The first http(s) URI of a deb822 ``.sources`` stanza that serves ``suite``."""
+    for stanza in re.split(r"\n\s*\n", text):
+        fields: dict[str, list[str]] = {}
+        for line in stanza.splitlines():
+            if line.strip() and not line.startswith(("#", " ", "\t")):
+                key, _, value = line.partition(":")
+                fields[key.strip().lower()] = value.split()
+        if fields.get("enabled", ["yes"])[0].lower() == "no" or "deb" not in fields.get("types", []):
+            continue
+        if suite in fields.get("suites", []):
+            for uri in fields.get("uris", []):
+                if uri.startswith(("http://", "https://")):
+                    return uri.rstrip("/")
+    return None
+
+
+def debootstrap_argv(base: DebianBase, target: Path, mirror: str) -> list[str]:
+    argv = ["debootstrap", f"--variant={base.variant}"]
+    if base.packages:
+        argv.append(f"--include={','.join(base.packages)}")
+    return [*argv, base.suite, str(target), mirror]
+
+
+def oci_config(spec: ImageSpec) -> dict[str, object]:
+    """The ``config`` object of the image's OCI configuration, as umoci writes it
+    (empty fields left out)."""
+    labels = {"org.opencontainers.image.title": f"kubernel/{spec.name}",
+              "org.opencontainers.image.version": spec.tag,
+              "org.opencontainers.image.source": PROJECT_SOURCE}
+    config: dict[str, object] = {"User": spec.user, "Env": list(spec.env), "Entrypoint": list(spec.entrypoint),
+                                 "Cmd": list(spec.cmd), "WorkingDir": spec.workdir, "Labels": labels}
+    return {key: value for key, value in config.items() if value}
+
+
+def umoci_config_args(spec: ImageSpec) -> list[str]:
+    """``umoci config`` options that give a new image ``oci_config(spec)``."""
+    config = oci_config(spec)
+    args = [f"--config.entrypoint={part}" for part in config.get("Entrypoint", [])]
+    args += [f"--config.cmd={part}" for part in config.get("Cmd", [])]
+    args += [f"--config.env={item}" for item in config.get("Env", [])]
+    args += [f"--config.label={key}={value}" for key, value in config["Labels"].items()]
+    if "WorkingDir" in config:
+        args.append(f"--config.workingdir={config['WorkingDir']}")
+    if "User" in config:
+        args.append(f"--config.user={config['User']}")
+    return args
+
+
+def history_entry(spec: ImageSpec) -> str:
+    """The layer's ``created_by``: how its content was made."""
+    parts = []
+    if spec.base:
+        parts.append(" ".join(debootstrap_argv(spec.base, Path("/"), "<mirror>")[:-2])
+                     + f"; useradd --uid {KERNEL_UID} {KERNEL_USER}")
+    if spec.go_binary:
+        parts.append(f"CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o {spec.go_binary} cluster/images/{spec.name}")
+    if spec.files_dir:
+        parts.append(f"cp cluster/images/{spec.name}/* {spec.files_dir}/")
+    return "; ".join(parts)
+
+
+def manifest_digests(index: Mapping[str, object]) -> dict[str, str]:
+    """Tag -> manifest digest of an OCI layout's ``index.json``."""
+    return {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
+            for m in index.get("manifests", []) if "org.opencontainers.image.ref.name" in m.get("annotations", {})}
+
+
+def mounts_below(mountinfo: str, root: Path) -> list[str]:
+    """Mount points inside ``root`` from /proc/self/mountinfo, deepest first."""
+    inside = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            if Path(point).is_relative_to(root) and Path(point) != root:
+                inside.append(point)
+    return sorted(inside, key=lambda p: p.count("/"), reverse=True)
+
+
+def registry_reference(registry: str, spec: ImageSpec) -> str:
+    return f"{registry}/{spec.reference}"
+
+
+def format_duration(seconds: float) -> str:
+    return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s" if seconds >= 60 else f"{seconds:.1f}s"
+
+
 # -- I/O -----------------------------------------------------------------------------
-Say = Callable[[str], None]
-
-
-def _files(spec: ImageSpec) -> dict[str, bytes]:
-    return {str(p.relative_to(spec.source)): p.read_bytes()
-            for p in sorted(spec.source.rglob("*")) if p.is_file()}
-
-
-def digest_of(spec: ImageSpec) -> str:
-    return inputs_digest(spec, _files(spec), Path(__file__).read_bytes())
-
-
-def _run(*argv: str | Path, cwd: Path | None = None) -> None:
-    done = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True)
+def _run(*argv: str | Path, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:
+    done = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, argv[:3]))} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"`{' '.join(map(str, argv[:4]))} ...` failed ({done.returncode}):\n"
+                           f"{(done.stderr or done.stdout)[-3000:]}")
+    return done.stdout
 
 
-def _pause_rootfs(spec: ImageSpec, rootfs: Path) -> None:
-    rootfs.mkdir(parents=True)
-    _run("go", "build", "-trimpath", "-ldflags=-s -w", "-o", rootfs / "pause", ".", cwd=spec.source)
+def _go() -> str:
+    found = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    if found is None:
+        raise RuntimeError("the pause image needs Go (`go` on PATH or /usr/local/go/bin/go)")
+    return found
 
 
-def _debian_rootfs(spec: ImageSpec, rootfs: Path) -> None:
-    """debootstrap (minbase + the packages), the kernel user, the image's files, no caches."""
-    _run("debootstrap", "--variant=minbase", f"--include={','.join(spec.packages)}", DEBIAN_SUITE, rootfs,
-         DEBIAN_MIRROR)
-    _run("chroot", rootfs, "useradd", "--uid", str(KERNEL_UID), "--user-group", "--create-home",
-         "--home-dir", "/home/work", "--shell", "/bin/bash", "work")
-    target = rootfs / "opt" / "kubernel"
-    target.mkdir(parents=True)
-    for path, content in _files(spec).items():
-        (target / path).write_bytes(content)
-    for junk in ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/info",
-                 "var/log", "debootstrap"):
-        shutil.rmtree(rootfs / junk, ignore_errors=True)
-        (rootfs / junk).mkdir(parents=True, exist_ok=True)
+def _go_env() -> dict[str, str]:
+    # Static (no cgo), and no inherited GOFLAGS (-mod=vendor would fail: no vendor/).
+    return {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "", "GOOS": "linux"}
 
 
-def _build(spec: ImageSpec, layout: Path, work: Path, say: Say) -> None:
-    rootfs = work / f"rootfs-{spec.name}"
-    shutil.rmtree(rootfs, ignore_errors=True)
-    if spec.packages:
-        say(f"[images] {spec.reference}: debootstrap {DEBIAN_SUITE} minbase + {', '.join(spec.packages)} "
-            "(a few minutes, once)")
-        _debian_rootfs(spec, rootfs)
+def _toolchain(spec: ImageSpec) -> str:
+    """The Go version that builds the binary: a new compiler makes a new binary."""
+    if not spec.go_binary:
+        return ""
+    return _run(_go(), "env", "GOVERSION", cwd=source_dir(spec), env=_go_env()).strip()
+
+
+def current_digest(spec: ImageSpec) -> str:
+    return inputs_digest(spec, read_inputs(source_dir(spec)), Path(__file__).read_bytes(), _toolchain(spec))
+
+
+def debian_mirror(suite: str) -> str:
+    """This machine's Debian mirror (it may be the only one reachable), else Debian's."""
+    try:
+        return mirror_from_sources(APT_SOURCES.read_text(), suite) or FALLBACK_MIRROR
+    except OSError:
+        return FALLBACK_MIRROR
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete a rootfs, first unmounting what a failed debootstrap left mounted in it
+    (/proc; in some containers a bind of the host's /dev), never crossing into a mount."""
+    if not path.exists() and not path.is_symlink():
+        return
+    with open("/proc/self/mountinfo") as mountinfo:
+        for point in mounts_below(mountinfo.read(), path.resolve()):
+            subprocess.run(["umount", "--lazy", point], capture_output=True)
+    _run("rm", "-rf", "--one-file-system", path)
+
+
+@contextmanager
+def _locked(root: Path, exclusive: bool) -> Iterator[None]:
+    """Serialize builders (two test runs) and keep a push from reading a layout mid-build."""
+    with open(root / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+
+
+def base_dir_name(base: DebianBase) -> str:
+    return f"{base.suite}-{base.variant}-{base_digest(base)}"
+
+
+def _debian_rootfs(base: DebianBase, cache: Path, step: str, say: Say) -> Path:
+    """The debootstrap rootfs of ``base``, made once and kept while an image uses it."""
+    rootfs = cache / base_dir_name(base)
+    what = f"debootstrap {base.suite} ({base.variant} + {', '.join(base.packages)})"
+    if rootfs.is_dir():
+        say(f"[images] {what}: {step} cached")
+        return rootfs
+    mirror = debian_mirror(base.suite)
+    say(f"[images] {what} from {mirror}: {step} (a few minutes, once)")
+    partial = rootfs.with_name(rootfs.name + ".partial")
+    _remove_tree(partial)  # debootstrap refuses a target left by an interrupted run
+    started = time.monotonic()
+    _run(*debootstrap_argv(base, partial, mirror))
+    # The downloaded .debs are installed and useless; the cache need not keep them.
+    for deb in (partial / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+    partial.rename(rootfs)
+    in_use = {base_dir_name(spec.base) for spec in IMAGES if spec.base}
+    for stale in cache.iterdir():
+        if stale.name not in in_use:  # a changed package list's old rootfs
+            _remove_tree(stale)
+    say(f"[images] debootstrap done in {format_duration(time.monotonic() - started)}")
+    return rootfs
+
+
+def _add_kernel_user(rootfs: Path) -> None:
+    """``work`` (UID = GID = 1000), its home owned by it and open to read (0755): the
+    image's WORKDIR must be enterable whatever UID a Pod picks."""
+    _run("chroot", rootfs, "groupadd", "--gid", str(KERNEL_UID), KERNEL_USER)
+    _run("chroot", rootfs, "useradd", "--uid", str(KERNEL_UID), "--gid", str(KERNEL_UID), "--create-home",
+         "--home-dir", KERNEL_HOME, "--shell", "/bin/bash", KERNEL_USER)
+    (rootfs / KERNEL_HOME.lstrip("/")).chmod(0o755)
+
+
+def _delete(path: Path) -> None:
+    """A file, a symlink (never followed: it points into the host) or a directory tree."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
     else:
-        say(f"[images] {spec.reference}: go build")
-        _pause_rootfs(spec, rootfs)
-    say(f"[images] {spec.reference}: assembling the OCI image (umoci)")
-    if not (layout / "index.json").exists():
+        path.unlink()
+
+
+def _slim(rootfs: Path) -> None:
+    """Drop what a kernel never reads; keep the copyright files and locale.alias."""
+    for relative in SLIM_PATHS:
+        for entry in (rootfs / relative).glob("*"):
+            if relative == "var/log" and entry.is_dir():  # keep the directories packages expect
+                for log in entry.rglob("*"):
+                    if log.is_file():
+                        log.unlink()
+            else:
+                _delete(entry)
+    for doc in (rootfs / "usr/share/doc").glob("*/*"):
+        if doc.name != "copyright":
+            _delete(doc)
+    for locale in (rootfs / "usr/share/locale").glob("*"):
+        if locale.name != "locale.alias":
+            _delete(locale)
+    for leftover in ("var/cache/debconf/config.dat-old", "var/cache/debconf/templates.dat-old",
+                     "var/lib/dpkg/status-old", "var/lib/dpkg/diversions-old"):
+        (rootfs / leftover).unlink(missing_ok=True)
+    # The host's name and resolver were copied in; the runtime mounts the Pod's own.
+    for host_file in ("etc/hostname", "etc/resolv.conf"):
+        (rootfs / host_file).unlink(missing_ok=True)
+        (rootfs / host_file).write_text("")
+
+
+def _install_files(spec: ImageSpec, rootfs: Path) -> None:
+    target = rootfs / spec.files_dir.lstrip("/")
+    for relative, content in read_inputs(source_dir(spec)).items():
+        path = target / relative
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        path.write_bytes(content)
+        path.chmod(0o644)
+
+
+def _build_go_binary(spec: ImageSpec, rootfs: Path) -> None:
+    out = rootfs / spec.go_binary.lstrip("/")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # -buildvcs=false: the binary must not depend on the repository's git state.
+    _run(_go(), "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out, ".",
+         cwd=source_dir(spec), env=_go_env())
+    out.chmod(0o755)
+
+
+def _fill_rootfs(spec: ImageSpec, rootfs: Path, cache: Path, steps: Iterator[str], say: Say) -> None:
+    if spec.base:
+        base = _debian_rootfs(spec.base, cache / "debootstrap", next(steps), say)
+        say(f"[images] {spec.reference}: the {KERNEL_USER} user, {spec.files_dir}, no caches or docs: "
+            f"{next(steps)}")
+        _run("cp", "-a", "--reflink=auto", base, rootfs)
+        _add_kernel_user(rootfs)
+        _slim(rootfs)
+    else:
+        rootfs.mkdir(mode=0o755)
+    if spec.go_binary:
+        say(f"[images] {spec.reference}: go build {spec.go_binary} (static): {next(steps)}")
+        _build_go_binary(spec, rootfs)
+    if spec.files_dir:
+        _install_files(spec, rootfs)
+
+
+def _build(spec: ImageSpec, layout: Path, cache: Path, say: Say) -> None:
+    """Rootfs -> one gzip layer (umoci unpack/repack) -> configuration, under a
+    temporary tag that replaces the real one only when complete."""
+    if os.geteuid() != 0:
+        raise RuntimeError("building the images needs root (debootstrap, chroot, the files' owners)")
+    count = 2 + (2 if spec.base else 0) + (1 if spec.go_binary else 0)
+    steps = iter(f"{n}/{count}" for n in range(1, count + 1))
+    building = f"{layout}:{layout_tag(spec)}.building"
+    work = cache / "work" / spec.name
+    _remove_tree(work)
+    work.mkdir(parents=True)
+    try:
+        _run("umoci", "new", "--image", building)
+        # An unpacked empty image is a bundle whose rootfs we replace with ours; repack
+        # then writes that whole rootfs as the image's one layer.
+        _run("umoci", "unpack", "--image", building, work / "bundle")
+        rootfs = work / "bundle" / "rootfs"
+        rootfs.rmdir()
+        _fill_rootfs(spec, rootfs, cache, steps, say)
+        say(f"[images] {spec.reference}: packing the layer (umoci repack, gzip): {next(steps)}")
+        _run("umoci", "repack", "--image", building, f"--history.created_by={history_entry(spec)}",
+             work / "bundle")
+        say(f"[images] {spec.reference}: configuration, tag {layout_tag(spec)}: {next(steps)}")
+        _run("umoci", "config", "--image", building, f"--tag={layout_tag(spec)}",
+             "--history.created_by=umoci config", *umoci_config_args(spec))
+    finally:
+        _remove_tree(work)
+        if layout_tag(spec) + ".building" in manifest_digests(json.loads((layout / "index.json").read_text())):
+            _run("umoci", "rm", "--image", building)
+
+
+def _open_layout(layout: Path) -> dict[str, str]:
+    """Tag -> manifest digest of the layout, created (or recreated if broken) first."""
+    try:
+        return manifest_digests(json.loads((layout / "index.json").read_text()))
+    except (OSError, ValueError):
+        _remove_tree(layout)
         _run("umoci", "init", "--layout", layout)
-    image = f"{layout}:{layout_tag(spec)}"
-    _run("umoci", "new", "--image", image)
-    _run("umoci", "insert", "--image", image, rootfs, "/")
-    _run("umoci", "config", "--image", image, *config_arguments(spec))
-    _run("umoci", "gc", "--layout", layout)
-    shutil.rmtree(rootfs, ignore_errors=True)
+        return {}
 
 
 def ensure_built(cache_dir: Path, say: Say) -> Path:
-    """The OCI layout holding every image, each rebuilt only if its inputs changed."""
+    """The OCI layout (``<cache>/images/oci``) holding every image by ``layout_tag``,
+    each rebuilt only when its inputs digest differs from the one stored beside it."""
     root = cache_dir / "images"
     layout = root / "oci"
     root.mkdir(parents=True, exist_ok=True)
-    for spec in IMAGES:
-        stamp = root / f"{spec.name}.inputs"
-        digest = digest_of(spec)
-        if stamp.exists() and stamp.read_text() == digest and (layout / "index.json").exists():
-            continue
-        started = time.monotonic()
-        _build(spec, layout, root, say)
-        stamp.write_text(digest)
-        say(f"[images] {spec.reference} built in {time.monotonic() - started:.0f}s")
+    with _locked(root, exclusive=True):
+        present = _open_layout(layout)
+        built = False
+        for spec in IMAGES:
+            stamp = root / f"{spec.name}.inputs"
+            digest = current_digest(spec)
+            if layout_tag(spec) in present and stamp.exists() and stamp.read_text().strip() == digest:
+                say(f"[images] {spec.reference}: cached (inputs {digest})")
+                continue
+            started = time.monotonic()
+            _build(spec, layout, root, say)
+            stamp.write_text(digest + "\n")
+            built = True
+            say(f"[images] {spec.reference}: built in {format_duration(time.monotonic() - started)}")
+        if built:
+            _run("umoci", "gc", "--layout", layout)  # the replaced images' blobs
     return layout
 
 
+def _registry_digest(registry: str, spec: ImageSpec) -> str | None:
+    """The manifest digest the registry serves for the image's tag, if any."""
+    request = urllib.request.Request(
+        f"http://{registry}/v2/kubernel/{spec.name}/manifests/{spec.tag}", method="HEAD",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.headers.get("Docker-Content-Digest")
+    except urllib.error.HTTPError:
+        return None
+
+
 def push(layout: Path, registry: str, say: Say) -> dict[str, str]:
-    """Copy every image into the registry (plain HTTP); unchanged blobs are not sent again."""
+    """Copy every image to ``<registry>/kubernel/<name>:<tag>`` (plain HTTP); an image
+    the registry already holds under the same digest is not copied again. Returns
+    reference -> manifest digest."""
     pushed = {}
-    for spec in IMAGES:
-        ref = f"{registry}/{spec.reference}"
-        digest_file = layout.parent / f"{spec.name}.manifest-digest"
-        _run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"--digestfile={digest_file}",
-             f"oci:{layout}:{layout_tag(spec)}", f"docker://{ref}")
-        pushed[ref] = digest_file.read_text().strip()
-    say(f"[images] pushed {', '.join(spec.reference for spec in IMAGES)} to {registry}")
+    with _locked(layout.parent, exclusive=False):
+        digests = manifest_digests(json.loads((layout / "index.json").read_text()))
+        for spec in IMAGES:
+            reference = registry_reference(registry, spec)
+            digest = digests[layout_tag(spec)]
+            if _registry_digest(registry, spec) != digest:
+                # --preserve-digests: the registry's digest is the layout's, which is
+                # what makes the check above work next time.
+                _run("skopeo", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
+                     f"oci:{layout}:{layout_tag(spec)}", f"docker://{reference}")
+                say(f"[images] pushed {reference} ({digest[:19]})")
+            pushed[reference] = digest
     return pushed
 
 
 def retag(registry: str, source: str, target: str) -> None:
-    """Copy ``source`` to ``target`` inside the registry (a tag no node has pulled yet)."""
-    _run("skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false",
+    """Copy ``source`` to ``target`` inside the registry, both ``kubernel/<name>:<tag>``
+    (tests use it for a tag no node has pulled yet)."""
+    _run("skopeo", "copy", "--quiet", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false",
          f"docker://{registry}/{source}", f"docker://{registry}/{target}")
+
+
+def _say(message: str) -> None:
+    print(f"[imagebuild {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``build`` (prints the layout), ``push HOST:PORT``, ``retag HOST:PORT SRC DST``."""
+    parser = argparse.ArgumentParser(prog="python -m kubernel_testbed.imagebuild", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="build what changed; print the OCI layout")
+    push_parser = sub.add_parser("push", help="build what changed, push every image")
+    push_parser.add_argument("registry", help="HOST:PORT of a plain-HTTP registry")
+    retag_parser = sub.add_parser("retag", help="copy an image to a new tag inside the registry")
+    retag_parser.add_argument("registry")
+    retag_parser.add_argument("source", help="e.g. kubernel/python:3.11")
+    retag_parser.add_argument("target", help="e.g. kubernel/python:fresh")
+    args = parser.parse_args(argv)
+
+    if args.command == "retag":
+        retag(args.registry, args.source, args.target)
+        return 0
+    layout = ensure_built(TestbedSettings.from_env().cache_dir, _say)
+    if args.command == "push":
+        for reference, digest in push(layout, args.registry, _say).items():
+            print(f"{reference}@{digest}")
+    else:
+        print(layout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
