@@ -97,7 +97,7 @@ PYTHON = ImageSpec(
     base=DebianBase("bookworm", ("python3", "procps")),  # procps: `kubectl exec ... ps`
     files_dir="/opt/kubernel",
     cmd=("/usr/bin/python3", "/opt/kubernel/kernel.py"),  # Cmd, not Entrypoint: a Pod's args replace it
-    # HOME too: containerd does not derive it from /etc/passwd for a numeric runAsUser.
+    # HOME too: pip --user and IPython write there even for a UID /etc/passwd lacks (runc: HOME=/).
     env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
          "PYTHONUNBUFFERED=1", f"HOME={KERNEL_HOME}"),
     workdir=KERNEL_HOME,
@@ -201,7 +201,8 @@ def history_entry(spec: ImageSpec) -> str:
         parts.append(" ".join(debootstrap_argv(spec.base, Path("/"), "<mirror>")[:-2])
                      + f"; useradd --uid {KERNEL_UID} {KERNEL_USER}")
     if spec.go_binary:
-        parts.append(f"CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o {spec.go_binary} cluster/images/{spec.name}")
+        parts.append(f"CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-s -w' -o {spec.go_binary} "
+                     f"cluster/images/{spec.name}")
     if spec.files_dir:
         parts.append(f"cp cluster/images/{spec.name}/* {spec.files_dir}/")
     return "; ".join(parts)
@@ -406,7 +407,7 @@ def _build(spec: ImageSpec, layout: Path, cache: Path, say: Say) -> None:
     count = 2 + (2 if spec.base else 0) + (1 if spec.go_binary else 0)
     steps = iter(f"{n}/{count}" for n in range(1, count + 1))
     building = f"{layout}:{layout_tag(spec)}.building"
-    work = cache / "work" / spec.name
+    work = cache / "work"  # one build at a time: ensure_built holds the lock
     _remove_tree(work)
     work.mkdir(parents=True)
     try:
@@ -472,7 +473,7 @@ def _registry_digest(registry: str, spec: ImageSpec) -> str | None:
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.headers.get("Docker-Content-Digest")
-    except urllib.error.HTTPError:
+    except (urllib.error.URLError, OSError):  # not there (404), or no answer: skopeo will say
         return None
 
 
