@@ -109,8 +109,9 @@ class NodeLayout:
         return self.root / "registry.yaml"
 
     @property
-    def sysctls(self) -> Path:
-        return self.root / "sysctls.json"
+    def machine_state(self) -> Path:
+        """What the machine had before the node started: kernel settings, iptables chains."""
+        return self.root / "machine.json"
 
 
 @dataclass(frozen=True)
@@ -348,3 +349,22 @@ def our_iptables_rules(save: str) -> tuple[list[str], list[str]]:
             if target.startswith("CNI-") and target not in chains:
                 chains.append(target)
     return rules, chains
+
+
+IPTABLES_TABLES = ("filter", "nat", "mangle")
+
+
+def kube_chains(save: str) -> set[str]:
+    """The ``KUBE-*`` chains in ``iptables-save -t <table>`` output (the kubelet's and kube-proxy's)."""
+    return {line[1:].split()[0] for line in save.splitlines() if line.startswith(":KUBE-")}
+
+
+def rules_into(save: str, chains: set[str]) -> list[str]:
+    """Rules of other chains that jump into ``chains`` (as ``-D`` arguments), to remove first."""
+    found = []
+    for line in save.splitlines():
+        parts = line.split()
+        if len(parts) > 3 and parts[0] == "-A" and parts[1] not in chains and "-j" in parts:
+            if parts[parts.index("-j") + 1] in chains:
+                found.append(line[3:])
+    return found

@@ -51,12 +51,24 @@ def _sysctl_path(key: str) -> Path:
     return Path("/proc/sys", *key.split("."))
 
 
+CNI_CACHE = Path("/var/lib/cni")  # libcni's result cache (containerd 1.6 does not move it)
+
+
+def _iptables_save(table: str) -> str:
+    return _run("iptables-save", "-t", table, check=False).stdout
+
+
 def prepare(layout: node.NodeLayout) -> None:
-    """The node address and IP forwarding; the previous kernel settings are saved once."""
-    if not layout.sysctls.exists():
-        saved = {k: _sysctl_path(k).read_text().strip() for k in node.SYSCTLS if _sysctl_path(k).exists()}
-        layout.sysctls.parent.mkdir(parents=True, exist_ok=True)
-        layout.sysctls.write_text(json.dumps(saved))
+    """The node address and IP forwarding. What the machine had before (kernel settings,
+    Kubernetes iptables chains, libcni's cache directory) is saved once, for ``clean``."""
+    if not layout.machine_state.exists():
+        before = {
+            "sysctls": {k: _sysctl_path(k).read_text().strip() for k in node.SYSCTLS if _sysctl_path(k).exists()},
+            "chains": {t: sorted(node.kube_chains(_iptables_save(t))) for t in node.IPTABLES_TABLES},
+            "cni_cache_existed": CNI_CACHE.exists(),
+        }
+        layout.machine_state.parent.mkdir(parents=True, exist_ok=True)
+        layout.machine_state.write_text(json.dumps(before))
     if _run("ip", "link", "show", node.NODE_LINK, check=False).returncode != 0:
         _run("ip", "link", "add", node.NODE_LINK, "type", "bridge")
     _run("ip", "addr", "replace", f"{node.NODE_IP}/32", "dev", node.NODE_LINK)
@@ -132,15 +144,33 @@ def _remove_cgroups() -> None:
             pass
 
 
-def _restore_sysctls(layout: node.NodeLayout) -> None:
-    if not layout.sysctls.exists():
+def _remove_kube_chains(before: dict[str, list[str]]) -> None:
+    """The kubelet's and kube-proxy's chains that were not there before (kube-proxy's
+    ``--cleanup`` leaves its canaries, and the kubelet has no clean-up of its own)."""
+    for table in node.IPTABLES_TABLES:
+        save = _iptables_save(table)
+        ours = node.kube_chains(save) - set(before.get(table, []))
+        for rule in node.rules_into(save, ours):
+            _run("iptables", "-t", table, "-D", *shlex.split(rule), check=False)
+        for chain in ours:
+            _run("iptables", "-t", table, "-F", chain, check=False)
+        for chain in ours:
+            _run("iptables", "-t", table, "-X", chain, check=False)
+
+
+def _restore_machine(layout: node.NodeLayout) -> None:
+    if not layout.machine_state.exists():
         return
-    for key, value in json.loads(layout.sysctls.read_text()).items():
+    before = json.loads(layout.machine_state.read_text())
+    for key, value in before["sysctls"].items():
         try:
             _sysctl_path(key).write_text(value)
         except OSError:
             pass
-    layout.sysctls.unlink()
+    _remove_kube_chains(before["chains"])
+    if not before["cni_cache_existed"]:
+        shutil.rmtree(CNI_CACHE, ignore_errors=True)
+    layout.machine_state.unlink()
 
 
 def clean(layout: node.NodeLayout, bin_dir: Path, stop: Callable[[str], None]) -> None:
@@ -157,7 +187,7 @@ def clean(layout: node.NodeLayout, bin_dir: Path, stop: Callable[[str], None]) -
     if (bin_dir / "kube-proxy").exists():
         _run(*node.kube_proxy_cleanup(bin_dir), check=False)
     _remove_iptables()
-    for cached in Path("/var/lib/cni/results").glob(f"{node.CNI_NETWORK}-*"):
+    for cached in (CNI_CACHE / "results").glob(f"{node.CNI_NETWORK}-*"):
         cached.unlink(missing_ok=True)
     _remove_cgroups()
-    _restore_sysctls(layout)
+    _restore_machine(layout)

@@ -88,3 +88,22 @@ def test_the_cni_plugins_masquerade_rules_of_our_network_only() -> None:
     rules, chains = node.our_iptables_rules(save)
     assert rules == ['POSTROUTING -s 10.245.0.16/32 -m comment --comment "name: \\"kubernel\\" id: \\"bf83\\"" -j CNI-16e4']
     assert chains == ["CNI-16e4"]
+
+
+SAVE_FILTER = """*filter
+:INPUT ACCEPT [0:0]
+:KUBE-FIREWALL - [0:0]
+:KUBE-KUBELET-CANARY - [0:0]
+:OTHER - [0:0]
+-A INPUT -j KUBE-FIREWALL
+-A OUTPUT -j KUBE-FIREWALL
+-A INPUT -j OTHER
+-A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -j DROP
+COMMIT"""
+
+
+def test_kubernetes_chains_and_the_rules_that_lead_into_them() -> None:
+    chains = node.kube_chains(SAVE_FILTER)
+    assert chains == {"KUBE-FIREWALL", "KUBE-KUBELET-CANARY"}
+    assert node.rules_into(SAVE_FILTER, chains) == ["INPUT -j KUBE-FIREWALL", "OUTPUT -j KUBE-FIREWALL"]
+    assert node.rules_into(SAVE_FILTER, {"KUBE-KUBELET-CANARY"}) == []
