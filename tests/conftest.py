@@ -32,6 +32,11 @@ def kubeconfig() -> str:
     if not was_running and os.environ.get("KUBERNEL_KEEP_TESTBED") != "1":
         say("stopping the control plane started for this test run")
         testbed.down()
+        if testbed.settings.real_node:  # the machine as it was: no containers, mounts, links
+            from kubernel_testbed import nodehost, realnode
+
+            left = nodehost.leftovers(realnode.node_layout(testbed.layout))
+            assert not left, f"the real node left behind: {left}"
 
 
 @pytest.fixture(scope="session")

@@ -11,44 +11,19 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from . import components, node, pki, realnode
+from .polling import free_port, say, wait_for
 from .settings import REPO_ROOT, TestbedSettings, bin_dir
 from .stages import render_kwok_config
 
 CONTROL_PLANE = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "imagesim"]
-
-
-def say(message: str) -> None:
-    print(f"[testbed {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.1) -> None:
-    """Poll ``check`` until it holds; raise with ``what`` when the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except Exception:  # noqa: BLE001 - not ready yet is any failure
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not ready after {timeout:.0f}s")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Testbed:
@@ -180,7 +155,7 @@ class Testbed:
         self.kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
         if oci is not None:
             say(f"5/{steps} the real node {node.NODE_NAME} ({node.NODE_IP})")
-            realnode.start(self, oci, self.settings.cache_dir / "registry", say, wait_for)
+            realnode.start(self, oci, self.settings.cache_dir / "registry", say)
         say(f"{steps}/{steps} waiting for the simulated nodes to be Ready and the default ServiceAccount")
         wait_for("simulated nodes Ready", self._nodes_ready, timeout=60, interval=0.2)
         wait_for("ServiceAccount default/default",

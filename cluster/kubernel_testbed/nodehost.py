@@ -191,3 +191,23 @@ def clean(layout: node.NodeLayout, bin_dir: Path, stop: Callable[[str], None]) -
         cached.unlink(missing_ok=True)
     _remove_cgroups()
     _restore_machine(layout)
+
+
+def leftovers(layout: node.NodeLayout) -> list[str]:
+    """What a stopped node left on the machine (empty after a clean ``clean``)."""
+    found = []
+    for link in (node.NODE_LINK, node.CNI_BRIDGE):
+        if _run("ip", "link", "show", link, check=False).returncode == 0:
+            found.append(f"link {link}")
+    found += [f"mount {m}" for m in node.mounts_under(Path("/proc/self/mountinfo").read_text(), layout.root)]
+    found += [f"cgroup {d}" for d in _cgroup_dirs()]
+    marker = str(layout.containerd_socket).encode()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "cmdline").read_bytes():
+                found.append(f"process {proc.name}")
+        except OSError:
+            continue
+    if layout.machine_state.exists():
+        found.append(f"unrestored {layout.machine_state}")
+    return found

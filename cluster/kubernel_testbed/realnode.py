@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -13,6 +14,7 @@ import yaml
 
 from . import imagebuild, node, nodehost
 from .components import Layout
+from .polling import free_port, wait_for
 
 COMPONENTS = ["registry", "containerd", "coredns", "kube-proxy", "kubelet"]
 OWNER_FILE = Path("/run/kubernel-testbed-real-node")
@@ -60,7 +62,7 @@ def release(state: Path) -> None:
         pass
 
 
-def prepare(host: Host, images_cache: Path, say) -> Path:
+def prepare(host: Host, cache_dir: Path, say: Callable[[str], None]) -> Path:
     """Before the control plane starts (it binds to the node address): check the machine,
     build or reuse the images, give the node its address. Returns the images' OCI layout."""
     missing = nodehost.missing_prerequisites()
@@ -68,14 +70,13 @@ def prepare(host: Host, images_cache: Path, say) -> Path:
         raise RuntimeError("the real node needs: " + "; ".join(missing)
                            + ". Run `make node-packages` as root (Debian), or KUBERNEL_REAL_NODE=0")
     claim(host.layout.state)
-    oci = imagebuild.ensure_built(images_cache, say)
+    oci = imagebuild.ensure_built(cache_dir, say)
     nodehost.prepare(node_layout(host.layout))
     return oci
 
 
-def start(host: Host, oci: Path, registry_storage: Path, say, wait_for) -> node.NodePorts:
+def start(host: Host, oci: Path, registry_storage: Path, say: Callable[[str], None]) -> node.NodePorts:
     """Registry (images pushed), containerd, CoreDNS, kube-proxy, kubelet; waits for Ready."""
-    from .launcher import free_port
 
     layout = node_layout(host.layout)
     ports = node.NodePorts(registry=free_port(), kubelet_healthz=free_port(), proxy_healthz=free_port(),
@@ -131,8 +132,6 @@ def node_ports(host: Host) -> node.NodePorts:
 
 def start_registry(host: Host, ports: node.NodePorts) -> None:
     """(Re)start the registry with its configuration and wait until it answers."""
-    from .launcher import wait_for
-
     host.start_process("registry", node.registry(node_layout(host.layout)))
     wait_for("registry /v2/", lambda: host.check_alive("registry") and _http_ok(
         f"http://{node.registry_address(ports)}/v2/"), timeout=30)
