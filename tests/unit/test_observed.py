@@ -77,3 +77,19 @@ def test_a_late_deletion_does_not_bring_a_forgotten_session_back() -> None:
     seen.forget(KEY)
     assert seen.pod_event(KEY, "DELETED", pod())  # still worth a reconcile (which finds the session gone)
     assert len(seen) == 0
+
+
+def test_a_start_problem_of_a_known_pod_is_kept_until_the_pod_goes() -> None:
+    seen = Observed()
+    seen.start_problem(KEY, "s-r0-0", "FailedCreatePodSandBox: early")  # not delivered yet: dropped
+    seen.pod_event(KEY, "ADDED", pod())
+    assert seen.kernels(KEY, "0", ["s-r0-0"])[0].start_problem is None
+    seen.start_problem(KEY, "s-r0-0", "FailedCreatePodSandBox: first")
+    seen.start_problem(KEY, "s-r0-0", "FailedCreatePodSandBox: " + "x" * 5000)  # the latest wins, bounded
+    [kernel] = seen.kernels(KEY, "0", ["s-r0-0"])
+    assert kernel.start_problem.startswith("FailedCreatePodSandBox: x") and len(kernel.start_problem) == 1024
+    seen.reconciled(KEY, [kernel])
+    assert seen.pod_event(KEY, "MODIFIED", pod()) is False  # the problem is not a Pod change
+    seen.pod_event(KEY, "DELETED", pod())
+    seen.pod_event(KEY, "ADDED", pod())
+    assert seen.kernels(KEY, "0", ["s-r0-0"])[0].start_problem is None

@@ -124,6 +124,36 @@ def test_unschedulable_past_the_deadline_fails_to_start() -> None:
     assert due.reason == Reason.FAILED_TO_START and "0/3 nodes" in due.message
 
 
+@pytest.mark.parametrize(("reached", "elapsed", "problem", "ends"), [
+    (facts(scheduled=True), 9, None, False),  # within the deadline
+    (facts(scheduled=True), 11, None, True),  # scheduled, never pulled nor started
+    (facts(scheduled=True, pulling=True), 11, None, True),  # a pull that takes too long
+    (facts(scheduled=True), 11, "FailedCreatePodSandBox: no runtime for \"x\"", True),
+    (facts(scheduled=True, pulled=True, ready=True, ran=True), 10**6, None, False),  # running: no deadline
+])
+def test_scheduled_kernels_that_never_start_fail_at_the_deadline(
+        reached: KernelFacts, elapsed: int, problem: str | None, ends: bool) -> None:
+    status = advance(started(), SPEC, [reached], [], NOW)
+    stuck = KernelFacts(name="s-r0-0", scheduled=True, start_problem=problem)
+    due = overdue(SPEC, status, [stuck], NOW + timedelta(seconds=elapsed), idle_timeout=0, start_deadline=10)
+    assert (due is not None and due.reason == Reason.FAILED_TO_START) == ends
+    if ends:
+        assert "not started within 10s" in due.message
+        assert (problem or "not started") in due.message
+        assert overdue(SPEC, status, [], NOW + timedelta(seconds=elapsed), idle_timeout=0,
+                       start_deadline=10) is not None  # the timer's check needs no Pods
+
+
+def test_a_restart_generation_gets_its_own_start_deadline() -> None:
+    running = advance(started(), SPEC, [facts(scheduled=True, pulled=True, ready=True, ran=True)], [], NOW)
+    spec = SPEC.model_copy(update={"restart_count": 1})
+    later = NOW + timedelta(hours=1)
+    restarting = advance(begin_restart(running, spec, later), spec, [facts(scheduled=True)], [], later)
+    assert overdue(spec, restarting, [], later + timedelta(seconds=5), idle_timeout=0, start_deadline=10) is None
+    assert overdue(spec, restarting, [], later + timedelta(seconds=11), idle_timeout=0,
+                   start_deadline=10).reason == Reason.FAILED_TO_START
+
+
 def test_kernel_facts_from_a_pod() -> None:
     pod = {
         "metadata": {"name": "s-r0-0", "labels": {"kubernel.io/kernel-index": "0"},
