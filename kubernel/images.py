@@ -10,6 +10,7 @@ File format (``KUBERNEL_IMAGES``, or ``images:`` in the Helm values)::
       python:3.6:
         image: docker.io/lablup/python:3.6-ubuntu18.04
         command: [sleep, infinity]
+        runner: false           # true: the image runs Kubernel's code runner (docs/runner.md)
         scheduling:             # replaces the table's scheduling for this alias
           nodeSelector: {pool: cpu}
           tolerations: [{key: pool, operator: Equal, value: cpu, effect: NoSchedule}]
@@ -69,6 +70,9 @@ class ImageAlias(_Config):
     image: str = Field(min_length=1, max_length=512)
     command: list[str] | None = None
     """The kernel's command; unset: the table's ``defaultCommand``; ``[]``: the image's own entrypoint."""
+    runner: bool = False
+    """The image runs Kubernel's code runner as its entrypoint: sessions of it execute code
+    (the operator gives the Pod the runner's Secret, port and readiness probe)."""
     scheduling: Scheduling | None = None
     """Replaces the table's ``scheduling`` for this alias when set."""
 
@@ -77,6 +81,7 @@ class ResolvedImage(BaseModel):
     model_config = ConfigDict(frozen=True)
     image: str
     command: list[str]
+    runner: bool = False
     scheduling: Scheduling = Field(default_factory=Scheduling)
 
 
@@ -110,7 +115,8 @@ class ImageTable(_Config):
         alias = self.aliases.get(requested)
         command = alias.command if alias is not None and alias.command is not None else self.default_command
         scheduling = alias.scheduling if alias and alias.scheduling is not None else self.scheduling
-        return ResolvedImage(image=image, command=command, scheduling=scheduling)
+        return ResolvedImage(image=image, command=command, runner=alias.runner if alias else False,
+                             scheduling=scheduling)
 
 
 def registry_of(image: str) -> str:

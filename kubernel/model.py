@@ -120,6 +120,9 @@ class KernelSessionStatus(_Model):
     running_since: datetime | None = Field(None, description="Start of the current running period.")
     exit_code: int | None = Field(None, description="Exit code of the main kernel once it ended.")
     pods: list[str] = Field(default_factory=list, description="Names of the session's Pods.")
+    kernel_address: str | None = Field(None, max_length=64,
+                                       description="host:port of the main kernel's code runner while the session "
+                                                   "runs; unset when its image has none (docs/runner.md).")
     access_count: int = Field(0, ge=0, description="Accesses through the API (numQueriesExecuted).")
     last_access_at: datetime | None = Field(None, description="Last access through the API; idle time counts from here.")
 

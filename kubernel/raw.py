@@ -16,13 +16,18 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.client.rest import RESTResponse
 
 
-async def read_json(response: Any) -> dict:
+async def read_bytes(response: Any) -> bytes:
     """The body of a response requested with ``_preload_content=False``; raises ApiException."""
     async with response:
         data = await response.read()
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=RESTResponse(response, data))
-        return json.loads(data)
+        return data
+
+
+async def read_json(response: Any) -> dict:
+    """The JSON body of a response requested with ``_preload_content=False``; raises ApiException."""
+    return json.loads(await read_bytes(response))
 
 
 async def read_items(response: Any) -> list[dict]:

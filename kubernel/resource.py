@@ -29,6 +29,8 @@ LABEL_ROLE = f"{GROUP}/kernel-role"  # main | sub
 LABEL_INDEX = f"{GROUP}/kernel-index"  # 0 = main
 LABEL_RESTART = f"{GROUP}/restart"  # the restart generation a Pod belongs to
 
+KERNEL_CONTAINER = "kernel"  # the container of each kernel Pod
+
 FINALIZER = f"{GROUP}/cleanup"
 # Set by whoever deletes a KernelSession to say why (user-requested when absent).
 ANNOTATION_TERMINATION_REASON = f"{GROUP}/termination-reason"

@@ -14,14 +14,15 @@ import aiohttp
 from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from . import code_routes, graphql, openapi, routes
 from . import keypairs as kp
-from . import openapi, routes
 from .auth import KeypairIndex, authenticate
 from .informer import Informer
-from .keys import CALLER, HUB, KEYPAIR_INFORMER, KEYPAIRS, KUBE, METRICS, SERVICE, SESSIONS, SETTINGS
+from .keys import CALLER, HUB, KEYPAIR_INFORMER, KEYPAIRS, KUBE, METRICS, RUNNER, SERVICE, SESSIONS, SETTINGS
 from .kube import Kube
 from .metrics import Metrics
 from .problems import BY_STATUS, PROBLEM_CONTENT_TYPE, Problem, ProblemType
+from .runner import RunnerClient
 from .service import SessionService
 from .settings import ApiSettings
 from .stream import Hub
@@ -46,7 +47,17 @@ ROUTES = (
     Route("GET", "/kernel/{kernel_id}", routes.get_info, "get_info"),
     Route("PATCH", "/kernel/{kernel_id}", routes.restart, "restart"),
     Route("DELETE", "/kernel/{kernel_id}", routes.destroy, "destroy"),
+    Route("POST", "/kernel/{kernel_id}", code_routes.execute, "execute"),
+    Route("POST", "/kernel/{kernel_id}/interrupt", code_routes.interrupt, "interrupt"),
+    Route("POST", "/kernel/{kernel_id}/complete", code_routes.complete, "complete"),
+    Route("GET", "/kernel/{kernel_id}/logs", code_routes.logs, "logs"),
+    Route("GET", "/kernel/{kernel_id}/files", code_routes.list_files, "list_files"),
+    Route("POST", "/kernel/{kernel_id}/upload", code_routes.upload, "upload"),
+    Route("GET", "/kernel/{kernel_id}/download", code_routes.download, "download"),
     Route("GET", "/stream/kernel/_/events", routes.stream_events, "stream_events"),
+    Route("GET", "/stream/kernel/{kernel_id}/execute", code_routes.stream_execute, "stream_execute"),
+    Route("GET", "/stream/kernel/{kernel_id}/pty", code_routes.stream_pty, "stream_pty"),
+    Route("POST", "/admin/graphql", graphql.serve, "graphql"),
     Route("GET", "/healthz", routes.healthz, "healthz", public=True),
     Route("GET", "/readyz", routes.readyz, "readyz", public=True),
     Route("GET", "/metrics", routes.metrics, "metrics", public=True),
@@ -126,6 +137,7 @@ def make_app(settings: ApiSettings, kube: Kube) -> web.Application:
     app[SETTINGS], app[KUBE], app[METRICS] = settings, kube, metrics
     app[SESSIONS], app[KEYPAIR_INFORMER], app[KEYPAIRS], app[HUB] = sessions, keypair_informer, keypair_index, hub
     app[SERVICE] = SessionService(kube, sessions, settings)
+    app[RUNNER] = RunnerClient(kube, settings)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler, name=route.name)
     app.cleanup_ctx.append(_informers)
@@ -134,6 +146,7 @@ def make_app(settings: ApiSettings, kube: Kube) -> web.Application:
 
 
 async def _informers(app: web.Application) -> AsyncIterator[None]:
+    await app[RUNNER].start()
     tasks = [asyncio.create_task(app[SESSIONS].run(), name="watch-kernelsessions"),
              asyncio.create_task(app[KEYPAIR_INFORMER].run(), name="watch-keypairs"),
              asyncio.create_task(_watch_health(app), name="watch-health")]
@@ -143,6 +156,7 @@ async def _informers(app: web.Application) -> AsyncIterator[None]:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await app[RUNNER].close()
 
 
 async def _watch_health(app: web.Application) -> None:

@@ -9,6 +9,7 @@ from .informer import Informer
 from .keypairs import Keypair
 from .kube import Kube
 from .metrics import Metrics
+from .runner import RunnerClient
 from .service import SessionService
 from .settings import ApiSettings
 from .stream import Hub
@@ -20,5 +21,6 @@ KEYPAIR_INFORMER = web.AppKey("keypair_informer", Informer)
 KEYPAIRS = web.AppKey("keypairs", KeypairIndex)
 SERVICE = web.AppKey("service", SessionService)
 HUB = web.AppKey("hub", Hub)
+RUNNER = web.AppKey("runner", RunnerClient)
 METRICS = web.AppKey("metrics", Metrics)
 CALLER = web.RequestKey("caller", Keypair)

@@ -6,15 +6,19 @@ Every call carries a timeout, so an unreachable API server turns into a quick
 
 from __future__ import annotations
 
+import base64
 import functools
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubernel import resource as r
-from kubernel.raw import read_items
+from kubernel.raw import read_bytes, read_items, read_json
+from kubernel.runner import TOKEN_KEY, secret_name
 
 from . import keypairs as kp
+
+LOG_TAIL_LINES = 10000
 
 
 class Gone(Exception):
@@ -86,6 +90,27 @@ class Kube:
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise
+
+    # -- kernels ----------------------------------------------------------------
+    async def runner_token(self, session: str) -> str | None:
+        """The token of a session's code runner (its Secret, made by the operator)."""
+        try:
+            secret = await read_json(await self.core.read_namespaced_secret(
+                secret_name(session), self.namespace, _request_timeout=self.timeout, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        encoded = (secret.get("data") or {}).get(TOKEN_KEY)
+        return base64.b64decode(encoded).decode() if encoded else None
+
+    async def pod_log(self, pod: str, container: str, limit_bytes: int) -> str:
+        """The container's last ``LOG_TAIL_LINES`` lines, at most ``limit_bytes`` of them."""
+        response = await self.core.read_namespaced_pod_log(
+            pod, self.namespace, container=container, tail_lines=LOG_TAIL_LINES, limit_bytes=limit_bytes,
+            _request_timeout=self.timeout,
+            _preload_content=False)
+        return (await read_bytes(response)).decode("utf-8", "replace")
 
     # -- keypairs (Secrets) ----------------------------------------------------
     @property

@@ -14,6 +14,7 @@ from aiohttp import web
 import kubernel
 
 from .problems import PROBLEM_CONTENT_TYPE, ProblemType
+from .code_requests import CompleteRequest, DownloadRequest, ExecuteRequest, FilesRequest
 from .requests import CreateRequest
 
 AUTH = [{"BackendAI": []}]
@@ -34,6 +35,37 @@ def _json(description: str, ref: str) -> dict:
 
 
 _COMMON = (ProblemType.AUTH_FAILED, ProblemType.UNSUPPORTED_VERSION, ProblemType.UNAVAILABLE)
+# A call that runs in the kernel: the session must be RUNNING with a code runner.
+_KERNEL = (ProblemType.KERNEL_NOT_FOUND, ProblemType.FORBIDDEN, ProblemType.INVALID_PARAMETERS,
+           ProblemType.KERNEL_NOT_RUNNING, ProblemType.RUNNER_FAILED, *_COMMON)
+
+
+def _body(ref: str) -> dict:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+def _kernel_call(operation_id: str, summary: str, responses: dict, body: str | None = None,
+                 extra: tuple[ProblemType, ...] = ()) -> dict:
+    operation = {"operationId": operation_id, "summary": summary, "security": AUTH, "parameters": [_ID, _OWNER],
+                 "responses": {**responses, **_problem(*_KERNEL, *extra)}}
+    if body:
+        operation["requestBody"] = _body(body)
+    return operation
+
+
+def _schemas(*models: type) -> dict:
+    schemas: dict = {}
+    for model in models:
+        schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
+
+
+_ANY_JSON = {"description": "The runner's answer (docs/runner.md).", "content": {"application/json": {"schema": {}}}}
+_RESULT = {"description": "The execution result object under `result` (docs/api.md, Code).",
+           "content": {"application/json": {"schema": {"type": "object", "required": ["result"]}}}}
+_WEBSOCKET = {"101": {"description": "Switching to a websocket (docs/api.md, Code)."}}
 
 
 def _create_operation(operation_id: str) -> dict:
@@ -66,6 +98,7 @@ def document() -> dict:
                                                              "credential=<access key>:<signature>"}},
             "schemas": {
                 **defs, "CreateRequest": create_schema,
+                **_schemas(ExecuteRequest, CompleteRequest, FilesRequest, DownloadRequest),
                 "CreateResponse": {"type": "object", "required": ["kernelId", "created", "status"], "properties": {
                     "kernelId": {"type": "string"}, "created": {"type": "boolean"},
                     "status": {"type": "string", "enum": ["PENDING", "PREPARING", "PULLING", "BUILDING", "RUNNING",
@@ -88,8 +121,9 @@ def document() -> dict:
                 "DestroyResponse": {"type": "object", "required": ["stats"], "properties": {"stats": {
                     "type": "object", "properties": {
                         "cpu_used": {"type": "integer", "description": "ms"},
-                        "exit_code": {"type": ["integer", "null"]}, "status": {"type": "string"},
-                        "reason": {"type": ["string", "null"]}}}}},
+                        **{k: {"type": "integer"} for k in ("mem_max_bytes", "mem_cur_bytes", "io_read_bytes",
+                                                            "io_write_bytes", "net_rx_bytes", "net_tx_bytes")},
+                        "status": {"type": "string"}}}}},
                 "Problem": {"type": "object", "required": ["type", "title", "status"], "properties": {
                     "type": {"type": "string", "format": "uri"}, "title": {"type": "string"},
                     "status": {"type": "integer"}, "detail": {"type": "string"}}},
@@ -120,7 +154,45 @@ def document() -> dict:
                            "responses": {"200": _json("Terminated; final stats.", "DestroyResponse"),
                                          **_problem(ProblemType.KERNEL_NOT_FOUND, ProblemType.FORBIDDEN,
                                                     ProblemType.INVALID_PARAMETERS, *_COMMON)}},
+                "post": _kernel_call("execute", "Run code (query, batch, continue, input)", {"200": _RESULT},
+                                     "ExecuteRequest", (ProblemType.KERNEL_BUSY, ProblemType.NO_CODE_RUNNER,
+                                                        ProblemType.KERNEL_OBJECT_NOT_FOUND, ProblemType.TOO_LARGE)),
             },
+            "/kernel/{kernel_id}/interrupt": {"post": _kernel_call(
+                "interrupt", "Interrupt the running execution", {"204": {"description": "Interrupted."}},
+                extra=(ProblemType.NO_CODE_RUNNER,))},
+            "/kernel/{kernel_id}/complete": {"post": _kernel_call(
+                "complete", "Completion candidates", {"200": _ANY_JSON}, "CompleteRequest",
+                (ProblemType.NO_CODE_RUNNER,))},
+            "/kernel/{kernel_id}/logs": {"get": _kernel_call(
+                "logs", "The kernel container's log", {"200": {
+                    "description": "`{\"result\": {\"logs\": ...}}`",
+                    "content": {"application/json": {"schema": {"type": "object"}}}}})},
+            "/kernel/{kernel_id}/files": {"get": _kernel_call(
+                "list_files", "Files in a directory of the working directory", {"200": _ANY_JSON}, "FilesRequest",
+                (ProblemType.NO_CODE_RUNNER, ProblemType.KERNEL_OBJECT_NOT_FOUND))},
+            "/kernel/{kernel_id}/upload": {"post": {**_kernel_call(
+                "upload", "Upload files into the working directory", {"204": {"description": "Stored."}},
+                extra=(ProblemType.NO_CODE_RUNNER, ProblemType.TOO_LARGE)),
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {"type": "object"}}}}}},
+            "/kernel/{kernel_id}/download": {"get": _kernel_call(
+                "download", "Download files (multipart, one tar archive each)", {"200": {
+                    "description": "multipart/mixed", "content": {"multipart/mixed": {"schema": {}}}}},
+                "DownloadRequest", (ProblemType.NO_CODE_RUNNER, ProblemType.KERNEL_OBJECT_NOT_FOUND))},
+            "/stream/kernel/{kernel_id}/execute": {"get": _kernel_call(
+                "stream_execute", "Run code over a websocket", _WEBSOCKET, extra=(ProblemType.NO_CODE_RUNNER,))},
+            "/stream/kernel/{kernel_id}/pty": {"get": _kernel_call(
+                "stream_pty", "A terminal in the kernel over a websocket", _WEBSOCKET,
+                extra=(ProblemType.NO_CODE_RUNNER,))},
+            "/admin/graphql": {"post": {
+                "operationId": "graphql", "summary": "Session listing (GraphQL subset of 19.09)", "security": AUTH,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["query"], "properties": {
+                        "query": {"type": "string", "maxLength": 16384}, "variables": {"type": "object"},
+                        "operationName": {"type": ["string", "null"]}}}}}},
+                "responses": {"200": {"description": "The GraphQL `data` object itself (as 19.09 answered).",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}},
+                              **_problem(ProblemType.INVALID_PARAMETERS, *_COMMON)}}},
             "/stream/kernel/_/events": {"get": {
                 "operationId": "stream_events", "summary": "Lifecycle events (Server-Sent Events)", "security": AUTH,
                 "parameters": [

@@ -26,11 +26,16 @@ class ProblemType(Enum):
     URL_NOT_FOUND = ("url-not-found", 404, "Unknown URL path.")
     METHOD_NOT_ALLOWED = ("method-not-allowed", 405, "Method not allowed.")
     LIMIT_EXCEEDED = ("resource-limit-exceeded", 406, "The requested resources exceed the server's limits.")
+    KERNEL_OBJECT_NOT_FOUND = ("kernel-object-not-found", 404, "No such run or file in the kernel.")
     SESSION_EXISTS = ("session-already-exists", 409, "A session with this token already exists.")
+    KERNEL_NOT_RUNNING = ("kernel-not-running", 409, "The kernel is not running.")
+    NO_CODE_RUNNER = ("kernel-cannot-execute", 409, "This session's kernel cannot execute code.")
+    KERNEL_BUSY = ("kernel-busy", 409, "The kernel is running another execution.")
     QUOTA_EXCEEDED = ("quota-exceeded", 412, "Quota exceeded.")
     TOO_LARGE = ("request-too-large", 413, "Request body too large.")
     UNSUPPORTED_MEDIA_TYPE = ("unsupported-media-type", 415, "Unsupported media type.")
     INTERNAL = ("internal-server-error", 500, "Something went wrong on our side.")
+    RUNNER_FAILED = ("kernel-runner-failed", 502, "The kernel's code runner gave no usable answer.")
     UNAVAILABLE = ("service-unavailable", 503, "The cluster is not reachable right now; try again.")
 
     @property

@@ -16,7 +16,7 @@ from kubernel.resource import session_name
 
 from . import access, views
 from .events import Cursor, comment
-from .keys import CALLER, HUB, KEYPAIR_INFORMER, KEYPAIRS, KUBE, METRICS, SERVICE, SESSIONS, SETTINGS
+from .keys import CALLER, HUB, KEYPAIR_INFORMER, KEYPAIRS, KUBE, METRICS, RUNNER, SERVICE, SESSIONS, SETTINGS
 from .problems import Problem, ProblemType
 from .requests import CreateRequest, DestroyQuery, OwnerQuery, StreamQuery, parse, to_spec
 from .stream import CLOSE, StreamFilter
@@ -28,7 +28,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-async def _json_object(request: web.Request) -> dict:
+async def json_object(request: web.Request) -> dict:
     raw = await request.read()
     try:
         data = json.loads(raw.decode("utf-8")) if raw else {}
@@ -41,7 +41,7 @@ async def _json_object(request: web.Request) -> dict:
     return data
 
 
-def _query(request: web.Request) -> dict[str, str]:
+def query_of(request: web.Request) -> dict[str, str]:
     query: dict[str, str] = {}
     for name, value in request.query.items():
         if name in query:
@@ -50,7 +50,7 @@ def _query(request: web.Request) -> dict[str, str]:
     return query
 
 
-def _kernel_id(request: web.Request) -> str:
+def kernel_id_of(request: web.Request) -> str:
     kernel_id = request.match_info["kernel_id"]
     if not _TOKEN.match(kernel_id) or not 4 <= len(kernel_id) <= 64:
         raise Problem(ProblemType.KERNEL_NOT_FOUND, f"no kernel {kernel_id!r}")
@@ -63,7 +63,7 @@ async def hello(_: web.Request) -> web.Response:
 
 async def create(request: web.Request) -> web.Response:
     app, caller = request.app, request[CALLER]
-    body = parse(CreateRequest, await _json_object(request))
+    body = parse(CreateRequest, await json_object(request))
     owner = access.acting_owner(caller, body.owner_access_key, app[KEYPAIRS].get)
     domain = access.check_domain(caller, owner, body.domain)
     group = access.check_group(caller, owner, body.group)
@@ -77,34 +77,36 @@ async def create(request: web.Request) -> web.Response:
 
 async def get_info(request: web.Request) -> web.Response:
     app, caller = request.app, request[CALLER]
-    query = parse(OwnerQuery, _query(request))
+    query = parse(OwnerQuery, query_of(request))
     owner = access.acting_owner(caller, query.owner_access_key, app[KEYPAIRS].get)
     service = app[SERVICE]
-    found = await service.find(owner, _kernel_id(request), live_only=False)
+    found = await service.find(owner, kernel_id_of(request), live_only=False)
+    measured = None
     if not views.is_terminated(found):
-        found = await service.record_access(found)
-    return web.json_response(views.kernel_info(found, _now()))
+        found, measured = await asyncio.gather(service.record_access(found), app[RUNNER].stats(found))
+    return web.json_response(views.kernel_info(found, _now(), measured))
 
 
 async def restart(request: web.Request) -> web.Response:
     app, caller = request.app, request[CALLER]
-    query = parse(OwnerQuery, _query(request))
+    query = parse(OwnerQuery, query_of(request))
     owner = access.acting_owner(caller, query.owner_access_key, app[KEYPAIRS].get)
     service = app[SERVICE]
-    found = await service.record_access(await service.find(owner, _kernel_id(request), live_only=True))
+    found = await service.record_access(await service.find(owner, kernel_id_of(request), live_only=True))
     await service.restart(found)
     return web.Response(status=204)
 
 
 async def destroy(request: web.Request) -> web.Response:
     app, caller = request.app, request[CALLER]
-    query = parse(DestroyQuery, _query(request))
+    query = parse(DestroyQuery, query_of(request))
     access.check_forced(caller, query.forced)
     owner = access.acting_owner(caller, query.owner_access_key, app[KEYPAIRS].get)
     service = app[SERVICE]
-    found = await service.find(owner, _kernel_id(request), live_only=True)
+    found = await service.find(owner, kernel_id_of(request), live_only=True)
+    measured = await app[RUNNER].stats(found)  # before the container goes
     final, _ = await service.destroy(found, forced=query.forced)
-    return web.json_response({"stats": views.final_stats(final, _now())})
+    return web.json_response({"stats": views.final_stats(final, _now(), measured)})
 
 
 SSE_HEADERS = {
@@ -116,7 +118,7 @@ SSE_HEADERS = {
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
     app, caller = request.app, request[CALLER]
-    query = parse(StreamQuery, _query(request))
+    query = parse(StreamQuery, query_of(request))
     owner_key = query.owner_access_key
     if owner_key:
         owner_key = access.acting_owner(caller, owner_key, app[KEYPAIRS].get).access_key

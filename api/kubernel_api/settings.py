@@ -58,6 +58,16 @@ class ApiSettings:
     images: ImageTable = field(default_factory=ImageTable)
     """The image alias table and registry allow-list; the same file as the
     operator's [KUBERNEL_IMAGES]."""
+    runner_timeout_seconds: float = 30.0
+    """Longest wait for a kernel's code runner to answer one call (an execution answers
+    `continued` well before) [KUBERNEL_API_RUNNER_TIMEOUT]."""
+    runner_response_bytes: int = 4 << 20
+    """Largest answer accepted from a code runner (the runner caps its output at 1 MiB per
+    answer); beyond it the call fails with 502, so the API never holds more [KUBERNEL_API_RUNNER_RESPONSE]."""
+    upload_bytes: int = 64 << 20
+    """Largest upload (POST /kernel/:id/upload), streamed through; more is 413 [KUBERNEL_API_UPLOAD_MAX]."""
+    logs_bytes: int = 1 << 20
+    """Most of a kernel's container log GET /kernel/:id/logs returns (the newest part) [KUBERNEL_API_LOGS_MAX]."""
     default_idle_timeout_seconds: int | None = None
     """idleTimeoutSeconds written on new sessions; unset leaves the operator's default
     [KUBERNEL_API_IDLE_TIMEOUT]."""
@@ -86,6 +96,10 @@ class ApiSettings:
             kube_timeout_seconds=float(_env("KUBERNEL_API_KUBE_TIMEOUT", "5")),
             server_limits=Limits.model_validate_json(limits) if limits else Limits.server_default(),
             images=ImageTable.load(os.environ.get("KUBERNEL_IMAGES")),
+            runner_timeout_seconds=float(_env("KUBERNEL_API_RUNNER_TIMEOUT", "30")),
+            runner_response_bytes=int(_env("KUBERNEL_API_RUNNER_RESPONSE", str(4 << 20))),
+            upload_bytes=int(_env("KUBERNEL_API_UPLOAD_MAX", str(64 << 20))),
+            logs_bytes=int(_env("KUBERNEL_API_LOGS_MAX", str(1 << 20))),
             default_idle_timeout_seconds=int(idle) if idle else None,
         )
 

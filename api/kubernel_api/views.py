@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from kubernel.lifecycle import API_STATUS, Phase
@@ -35,8 +36,9 @@ def cpu_credit_ms(status: KernelSessionStatus, now: datetime) -> int:
     return status.cpu_credit_ms + max(0, int(running))
 
 
-def kernel_info(body: dict, now: datetime) -> dict:
-    """GET /kernel/:id."""
+def kernel_info(body: dict, now: datetime, measured: dict | None = None) -> dict:
+    """GET /kernel/:id; ``measured``: the runner's stats, whose CPU time is the credit
+    while the kernel runs code (else the time it has been running)."""
     session = parse_session(body)
     spec, status = session.spec, _status(session)
     created = _created(body, status)
@@ -51,7 +53,7 @@ def kernel_info(body: dict, now: datetime) -> dict:
         "age": max(0, int((age_end - created).total_seconds() * 1000)),
         "memoryLimit": status.memory_limit_kib or memory_kib(spec.resources.memory),
         "numQueriesExecuted": status.access_count,
-        "cpuCreditUsed": cpu_credit_ms(status, now),
+        "cpuCreditUsed": _cpu_used(measured) if _cpu_used(measured) is not None else cpu_credit_ms(status, now),
         "creationTime": created.isoformat(),
         "terminationTime": status.terminated_at.isoformat() if status.terminated_at else None,
         "tag": spec.tag,
@@ -61,6 +63,11 @@ def kernel_info(body: dict, now: datetime) -> dict:
         "ownerAccessKey": spec.owner.access_key,
         "servicePorts": [],
     }
+
+
+def _cpu_used(measured: dict | None) -> int | None:
+    value = (measured or {}).get("cpu_used")
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else None
 
 
 def create_response(body: dict, *, created: bool, timed_out: bool) -> dict:
@@ -74,8 +81,59 @@ def create_response(body: dict, *, created: bool, timed_out: bool) -> dict:
     }
 
 
-def final_stats(body: dict, now: datetime) -> dict:
-    """DELETE /kernel/:id: the container stats we know (no metrics pipeline: CPU time and exit code)."""
+KERNEL_STATS = ("cpu_used", "mem_max_bytes", "mem_cur_bytes", "io_read_bytes", "io_write_bytes",
+                "net_rx_bytes", "net_tx_bytes")
+
+
+def final_stats(body: dict, now: datetime, measured: dict | None = None) -> dict:
+    """DELETE /kernel/:id: 19.09's version-1 stats (numbers, and the status): the
+    runner's figures for the container (``measured``, read just before it ended),
+    else the CPU credit we count. How it ended is in GET's statusInfo."""
     status = _status(parse_session(body))
-    return {"cpu_used": cpu_credit_ms(status, status.terminated_at or now), "exit_code": status.exit_code,
-            "status": API_STATUS[Phase(status.phase)], "reason": status.reason or None}
+    stats = {key: 0 for key in KERNEL_STATS}
+    stats["cpu_used"] = cpu_credit_ms(status, status.terminated_at or now)
+    for key in KERNEL_STATS:
+        value = (measured or {}).get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            stats[key] = int(value)
+    stats["status"] = API_STATUS[Phase(status.phase)]
+    return stats
+
+
+def compute_session(body: dict, now: datetime) -> dict:
+    """A session as the 19.09 GraphQL ``ComputeSession`` (snake_case; live counters we
+    do not collect are 0, the runner's figures replace them for a single session)."""
+    session = parse_session(body)
+    spec, status = session.spec, _status(session)
+    changed = max((e.time for e in status.lifecycle), default=None) or _created(body, status)
+    return {
+        "id": body["metadata"].get("uid"),
+        "sess_id": spec.session_id,
+        "sess_type": spec.type.upper(),
+        "role": "master",
+        "image": spec.resolved_image or spec.image,
+        "lang": spec.image,
+        "registry": (spec.resolved_image or spec.image).split("/", 1)[0],
+        "tag": spec.tag,
+        "domain_name": spec.owner.domain,
+        "group_name": spec.owner.group,
+        "group_id": spec.owner.group,
+        "access_key": spec.owner.access_key,
+        "status": API_STATUS[Phase(status.phase)],
+        "status_info": status.reason or None,
+        "status_changed": changed.isoformat(),
+        "created_at": _created(body, status).isoformat(),
+        "terminated_at": status.terminated_at.isoformat() if status.terminated_at else None,
+        "result": status.result,
+        "agent": None,
+        "container_id": None,
+        "occupied_slots": json.dumps({"cpu": spec.resources.cpu, "mem": spec.resources.memory,
+                                      **({"cuda.device": spec.resources.gpu} if spec.resources.gpu else {})}),
+        "service_ports": "[]",
+        "mounts": [m.name for m in spec.mounts],
+        "num_queries": status.access_count,
+        "cpu_used": cpu_credit_ms(status, now),
+        "mem_max_bytes": 0, "mem_cur_bytes": 0, "net_rx_bytes": 0, "net_tx_bytes": 0,
+        "io_read_bytes": 0, "io_write_bytes": 0, "io_max_scratch_size": 0, "io_cur_scratch_size": 0,
+        "cpu_using": 0.0,
+    }

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubernel.resource import LABEL_INDEX
+from kubernel.runner import PORT_NAME as RUNNER_PORT_NAME
 
 PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CREATE_FAILURES = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
@@ -32,10 +33,21 @@ class KernelFacts:
     evicted: bool = False
     created_at: str | None = None
     start_problem: str | None = None  # the kubelet's latest Warning while starting (e.g. FailedCreatePodSandBox)
+    runner_address: str | None = None  # host:port of the code runner, once the Pod has an IP
 
 
 def _conditions(pod: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []}
+
+
+def runner_address(pod: Mapping[str, Any]) -> str | None:
+    """``<Pod IP>:<port>`` of the container port named ``runner``, if the Pod has both."""
+    ip = (pod.get("status") or {}).get("podIP")
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == RUNNER_PORT_NAME and ip:
+                return f"{ip}:{port['containerPort']}"
+    return None
 
 
 def kernel_facts(pod: Mapping[str, Any], event_reasons: Iterable[str] = ()) -> KernelFacts:
@@ -83,4 +95,5 @@ def kernel_facts(pod: Mapping[str, Any], event_reasons: Iterable[str] = ()) -> K
         oom_killed=oom,
         evicted=evicted,
         created_at=meta.get("creationTimestamp"),
+        runner_address=runner_address(pod),
     )

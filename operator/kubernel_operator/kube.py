@@ -47,12 +47,11 @@ class Kube:
         return {e["reason"] for e in events if e.get("reason")}
 
     async def create(self, namespace: str, manifest: dict) -> bool:
-        """Create a Pod or Service: True if created, False if it existed already (a retry)."""
+        """Create a Pod, Service or Secret: True if created, False if it existed already (a retry)."""
+        create = {"Pod": self.core.create_namespaced_pod, "Service": self.core.create_namespaced_service,
+                  "Secret": self.core.create_namespaced_secret}[manifest["kind"]]
         try:
-            if manifest["kind"] == "Pod":
-                await read_json(await self.core.create_namespaced_pod(namespace, manifest, _preload_content=False))
-            else:
-                await read_json(await self.core.create_namespaced_service(namespace, manifest, _preload_content=False))
+            await read_json(await create(namespace, manifest, _preload_content=False))
         except ApiException as exc:
             if exc.status != 409:
                 raise

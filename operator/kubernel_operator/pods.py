@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import posixpath
 
 from kubernel import resource as r
+from kubernel import runner as rn
 from kubernel.images import ResolvedImage, Scheduling
 from kubernel.model import KernelSessionSpec, Mount
 
-HOME = "/home/work"
-KERNEL_CONTAINER = "kernel"
+HOME = rn.WORKDIR
+KERNEL_CONTAINER = r.KERNEL_CONTAINER
 
 
 def pod_name(session: str, restart: int, index: int) -> str:
@@ -65,6 +67,13 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
     volumes = [{"name": f"vfolder-{i}", "persistentVolumeClaim": {"claimName": m.name}}
                for i, m in enumerate(spec.mounts)]
     mounts = [{"name": f"vfolder-{i}", "mountPath": mount_path(m)} for i, m in enumerate(spec.mounts)]
+    runner: dict = {}
+    if image.runner:
+        env += rn.runner_env()
+        volumes.append({"name": "runner-identity", "secret": {"secretName": rn.secret_name(name),
+                                                              "defaultMode": 0o400}})
+        mounts.append({"name": "runner-identity", "mountPath": rn.IDENTITY_DIR, "readOnly": True})
+        runner = runner_container_fields()
     labels = {**session_labels(name, spec), r.LABEL_COMPONENT: "kernel",
               r.LABEL_ROLE: "main" if index == 0 else "sub", r.LABEL_INDEX: str(index),
               r.LABEL_RESTART: str(restart)}
@@ -85,6 +94,7 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
                 "env": env,
                 "resources": {"requests": dict(limits), "limits": limits},
                 "volumeMounts": mounts,
+                **runner,
             }],
             "volumes": volumes,
         },
@@ -109,6 +119,31 @@ def scheduling_fields(scheduling: Scheduling) -> dict:
     if scheduling.priority_class_name:
         fields["priorityClassName"] = scheduling.priority_class_name
     return fields
+
+
+def runner_container_fields() -> dict:
+    """The runner's port, and readiness on its health check: ``kernel_started`` (every Pod
+    Ready) then means the kernel can run code. A 1 s period keeps the start prompt."""
+    return {
+        "ports": [{"name": rn.PORT_NAME, "containerPort": rn.PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": rn.HEALTH_PATH, "port": rn.PORT_NAME},
+                           "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3},
+    }
+
+
+def build_runner_secret(name: str, spec: KernelSessionSpec, token: str) -> dict:
+    """The runner's identity: its bearer token (the API reads it; the session's user never
+    does) and who the session is for. Owned by the KernelSession (kopf.adopt)."""
+    identity = {"sessionId": spec.session_id, "ownerAccessKey": spec.owner.access_key,
+                "environ": dict(sorted(spec.environ.items()))}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": rn.secret_name(name),
+                     "labels": {**session_labels(name, spec), r.LABEL_COMPONENT: "runner-identity"}},
+        "type": "Opaque",
+        "stringData": {rn.TOKEN_KEY: token, rn.IDENTITY_KEY: json.dumps(identity, sort_keys=True)},
+    }
 
 
 def build_pods(name: str, spec: KernelSessionSpec, image: ResolvedImage) -> list[dict]:

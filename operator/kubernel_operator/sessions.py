@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -251,6 +252,10 @@ class Sessions:
         for manifest in manifests:
             kopf.adopt(manifest, owner=owner)
         try:
+            if image.runner:  # before the Pods, which mount it (an existing one keeps its token)
+                secret = builders.build_runner_secret(name, spec, secrets.token_urlsafe(32))
+                kopf.adopt(secret, owner=owner)
+                await self.kube.create(namespace, secret)
             fresh = await asyncio.gather(*(self.kube.create(namespace, m) for m in manifests))
         except ApiException as exc:
             if exc.status in (400, 403, 422):  # rejected for good (quota, admission, validation)

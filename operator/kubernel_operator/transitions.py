@@ -172,6 +172,7 @@ def terminate(status: KernelSessionStatus, ending: Ending, now: datetime) -> Ker
     new.result = ending.result
     new.message = ending.message
     new.terminated_at = now
+    new.kernel_address = None
     if ending.exit_code is not None:
         new.exit_code = ending.exit_code
     set_condition(new, "Ready", False, "Terminated", ending.message, now)
@@ -225,6 +226,8 @@ def advance(status: KernelSessionStatus, spec: KernelSessionSpec, kernels: list[
                       main.unschedulable or "", now)
     if ending is not None:
         return terminate(new, ending, now)
+    if main is not None and new.phase == Phase.RUNNING and main.runner_address:
+        new.kernel_address = main.runner_address
     set_condition(new, "Ready", new.phase == Phase.RUNNING, "KernelsReady" if new.phase == Phase.RUNNING
                   else "KernelsNotReady", "", now)
     return new
@@ -236,6 +239,7 @@ def begin_restart(status: KernelSessionStatus, spec: KernelSessionSpec, now: dat
     _close_running(new, now)
     new.observed_restart = spec.restart_count
     new.pods = []  # the new generation's, once created
+    new.kernel_address = None
     new.phase = Phase.RESTARTING
     new.reason = Reason.RESTARTING
     new.last_access_at = now

@@ -186,12 +186,15 @@ async def test_destroy_reports_stats_then_the_kernel_is_gone_for_verbs(api: Runn
     await alice.create("del-01")
     answer = await alice.call("DELETE", "/kernel/del-01")
     assert answer.status == 200
-    assert answer.body["stats"]["status"] == "TERMINATED" and answer.body["stats"]["reason"] == "user-requested"
-    assert answer.body["stats"]["cpu_used"] >= 0
+    stats = answer.body["stats"]
+    # 19.09's version-1 stats: numbers (the published CLI formats each with int()) and the status.
+    assert stats["status"] == "TERMINATED" and stats["cpu_used"] >= 0
+    assert all(isinstance(v, int) for k, v in stats.items() if k != "status"), stats
     assert (await alice.call("DELETE", "/kernel/del-01")).status == 404
     assert (await alice.call("PATCH", "/kernel/del-01")).status == 404
     info = await alice.call("GET", "/kernel/del-01")  # kept for the retention period, as TERMINATED
     assert info.status == 200 and info.body["status"] == "TERMINATED" and info.body["terminationTime"]
+    assert info.body["statusInfo"] == "user-requested"
 
 
 async def test_roles_decide_who_sees_what(api: RunningApi) -> None:
@@ -218,7 +221,9 @@ async def test_roles_decide_who_sees_what(api: RunningApi) -> None:
     assert (await api.client("alice").call("GET", "/kernel/for-alice")).body["ownerAccessKey"] == alice_key
     forced = await api.client("admin").call("DELETE", "/kernel/for-alice",
                                             params={"owner_access_key": alice_key, "forced": "true"})
-    assert forced.status == 200 and forced.body["stats"]["reason"] == "force-terminated"
+    assert forced.status == 200 and forced.body["stats"]["status"] == "TERMINATED"
+    assert (await api.client("admin").call("GET", "/kernel/for-alice", params={"owner_access_key": alice_key})
+            ).body["statusInfo"] == "force-terminated"
     # Groups: a user may only use its own.
     assert (await api.client("bob").create("grp-01", group="research")).status == 403
     assert (await api.client("alice").create("grp-01", group="research", enqueueOnly=True)).status == 201

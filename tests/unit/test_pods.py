@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from kubernel_operator.pods import build_pod, build_service
+from kubernel_operator.pods import build_pod, build_runner_secret, build_service
 
 from kubernel.images import DEFAULT_TABLE, ImageNotAllowed, ImageTable
 from kubernel.model import KernelSessionSpec
@@ -144,3 +144,45 @@ def test_a_pinned_image_takes_its_alias_scheduling_from_the_current_table() -> N
 def test_scheduling_rejects_what_kubernetes_would(bad: dict) -> None:
     with pytest.raises(ValueError):
         ImageTable.model_validate({"scheduling": bad})
+
+
+RUNNER_TABLE = ImageTable.model_validate({"allowedRegistries": ["registry.test"], "aliases": {
+    "python:3.6": {"image": "registry.test/kubernel/python:3.11", "command": [], "runner": True}}})
+
+
+def test_a_runner_image_gets_the_identity_secret_port_and_readiness() -> None:
+    spec = SPEC.model_copy(update={"type": "interactive", "startup_command": None, "mounts": []})
+    pod = build_pod("s1", spec, RUNNER_TABLE.resolve("python:3.6"), 0)
+    container = pod["spec"]["containers"][0]
+    assert "command" not in container  # the image's entrypoint: the runner
+    assert container["ports"] == [{"name": "runner", "containerPort": 2001, "protocol": "TCP"}]
+    assert container["readinessProbe"] == {"httpGet": {"path": "/health", "port": "runner"}, "periodSeconds": 1,
+                                           "timeoutSeconds": 1, "failureThreshold": 3}
+    assert container["volumeMounts"] == [{"name": "runner-identity", "mountPath": "/var/run/kubernel/identity",
+                                          "readOnly": True}]
+    assert pod["spec"]["volumes"] == [{"name": "runner-identity",
+                                       "secret": {"secretName": "s1-runner", "defaultMode": 0o400}}]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["KUBERNEL_RUNNER_PORT"] == "2001" and env["KUBERNEL_RUNNER_UID"] == "1000"
+    assert env["KUBERNEL_RUNNER_IDENTITY"] == "/var/run/kubernel/identity"
+
+
+def test_an_image_without_runner_gets_none_of_it() -> None:
+    container = build_pod("s1", SPEC, DEFAULT_TABLE.resolve("python:3.6"), 0)["spec"]["containers"][0]
+    assert "ports" not in container and "readinessProbe" not in container
+    assert not any(e["name"].startswith("KUBERNEL_RUNNER") for e in container["env"])
+
+
+def test_runner_secret() -> None:
+    assert build_runner_secret("s1", SPEC, "tok") == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s1-runner", "labels": {
+            "app.kubernetes.io/name": "kernel", "app.kubernetes.io/instance": "s1",
+            "app.kubernetes.io/part-of": "kubernel", "app.kubernetes.io/managed-by": "kubernel",
+            "kubernel.io/session": "s1", "kubernel.io/access-key": "AKIA1", "kubernel.io/domain": "default",
+            "kubernel.io/group": "lab", "app.kubernetes.io/component": "runner-identity"}},
+        "type": "Opaque",
+        "stringData": {"token": "tok", "identity.json":
+                       '{"environ": {"A": "1", "B": "2"}, "ownerAccessKey": "AKIA1", "sessionId": "MySession-01"}'},
+    }

@@ -206,3 +206,27 @@ CREATED = {"createdAt": "2026-11-21T12:00:00Z", "observedRestart": 0, "phase": "
 ])
 def test_what_a_session_needs_depends_on_its_state_alone(session: dict, expected: Need) -> None:
     assert need_of(session) == expected
+
+
+def test_the_runner_address_is_recorded_while_running_and_cleared_at_restart_and_end() -> None:
+    address = "10.245.0.7:2001"
+    creating = advance(started(), SPEC, [facts(scheduled=True, pulled=True, runner_address=address)], [], NOW)
+    assert creating.kernel_address is None  # not before the kernel can run code
+    running = advance(creating, SPEC, [facts(scheduled=True, pulled=True, ready=True, ran=True,
+                                             runner_address=address)], [], NOW)
+    assert running.kernel_address == address
+    assert begin_restart(running, SPEC.model_copy(update={"restart_count": 1}), NOW).kernel_address is None
+    assert terminate(running, Ending(Reason.USER_REQUESTED), NOW).kernel_address is None
+
+
+@pytest.mark.parametrize(("pod", "expected"), [
+    ({"status": {"podIP": "10.0.0.5"}, "spec": {"containers": [{"ports": [{"name": "runner",
+                                                                            "containerPort": 2001}]}]}},
+     "10.0.0.5:2001"),
+    ({"status": {}, "spec": {"containers": [{"ports": [{"name": "runner", "containerPort": 2001}]}]}}, None),
+    ({"status": {"podIP": "10.0.0.5"}, "spec": {"containers": [{"ports": [{"name": "http",
+                                                                            "containerPort": 80}]}]}}, None),
+    ({"status": {"podIP": "10.0.0.5"}, "spec": {"containers": [{}]}}, None),
+])
+def test_runner_address_of_a_pod(pod: dict, expected: str | None) -> None:
+    assert kernel_facts(pod).runner_address == expected

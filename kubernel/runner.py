@@ -1,0 +1,36 @@
+"""Where a kernel's code runner lives and how it is reached: shared by the operator
+(which builds the Pod and its Secret) and the API (which calls the runner).
+
+The runner (``runner/kubernel_runner``, in the kernel images) reads everything it
+needs from the environment the operator sets (``runner_env``), so these values are
+defined here once. docs/runner.md has its protocol.
+"""
+
+from __future__ import annotations
+
+PORT = 2001
+PORT_NAME = "runner"
+HEALTH_PATH = "/health"
+IDENTITY_DIR = "/var/run/kubernel/identity"
+TOKEN_KEY = "token"
+IDENTITY_KEY = "identity.json"
+KERNEL_UID = 1000
+"""``work`` in the kernel images: user code, batch commands and terminals run as it; the
+runner stays root so the token file (mode 0400) is out of the user code's reach."""
+WORKDIR = "/home/work"
+
+
+def secret_name(session: str) -> str:
+    """The Secret holding a session's runner token (owned by the KernelSession)."""
+    return f"{session}-runner"
+
+
+def runner_env() -> list[dict[str, str]]:
+    """The runner's configuration, as container environment variables."""
+    return [
+        {"name": "KUBERNEL_RUNNER_PORT", "value": str(PORT)},
+        {"name": "KUBERNEL_RUNNER_IDENTITY", "value": IDENTITY_DIR},
+        {"name": "KUBERNEL_RUNNER_WORKDIR", "value": WORKDIR},
+        {"name": "KUBERNEL_RUNNER_UID", "value": str(KERNEL_UID)},
+        {"name": "KUBERNEL_RUNNER_GID", "value": str(KERNEL_UID)},
+    ]
