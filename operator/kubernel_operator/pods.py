@@ -50,6 +50,12 @@ def command_for(spec: KernelSessionSpec, image: ResolvedImage) -> list[str]:
     return list(image.command)
 
 
+def runs_runner(spec: KernelSessionSpec, image: ResolvedImage) -> bool:
+    """The kernel runs the image's code runner: a runner image started with its own
+    entrypoint (a batch command replaces it, and then there is nothing to reach)."""
+    return image.runner and not command_for(spec, image)
+
+
 def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: int) -> dict:
     """The Pod of kernel ``index`` (0 = main) of session ``name`` (no owner yet: kopf.adopt sets it)."""
     restart = spec.restart_count
@@ -68,7 +74,7 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
                for i, m in enumerate(spec.mounts)]
     mounts = [{"name": f"vfolder-{i}", "mountPath": mount_path(m)} for i, m in enumerate(spec.mounts)]
     runner: dict = {}
-    if image.runner:
+    if runs_runner(spec, image):
         env += rn.runner_env()
         volumes.append({"name": "runner-identity", "secret": {"secretName": rn.secret_name(name),
                                                               "defaultMode": 0o400}})

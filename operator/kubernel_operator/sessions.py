@@ -252,7 +252,7 @@ class Sessions:
         for manifest in manifests:
             kopf.adopt(manifest, owner=owner)
         try:
-            if image.runner:  # before the Pods, which mount it (an existing one keeps its token)
+            if builders.runs_runner(spec, image):  # before the Pods, which mount it (an existing one keeps its token)
                 secret = builders.build_runner_secret(name, spec, secrets.token_urlsafe(32))
                 kopf.adopt(secret, owner=owner)
                 await self.kube.create(namespace, secret)

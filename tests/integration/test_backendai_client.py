@@ -44,3 +44,67 @@ async def test_backendai_client_19_09_full_session(api: RunningApi) -> None:
     restart = [e["event"] for e in seen["restart_events"]]
     assert restart[-1] == "kernel_started" and {e["data"]["reason"] for e in seen["restart_events"]} == {"restarting"}
     assert sys.version_info >= (3, 11)
+
+
+def client_env(api: RunningApi, who: str = "alice") -> dict[str, str]:
+    keypair = api.keypairs[who]
+    env = {**os.environ, "BACKEND_ENDPOINT": api.base_url, "BACKEND_ACCESS_KEY": keypair.access_key,
+           "BACKEND_SECRET_KEY": keypair.secret_key}
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+async def run_client(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(*argv, env=env, cwd=cwd, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 240)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+def stdout_of(results: list[dict]) -> str:
+    return "".join(item[1] for r in results for item in r["console"] if item[0] == "stdout")
+
+
+async def test_backendai_client_19_09_runs_code(api: RunningApi, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "main.py").write_text("print(open('data/input.txt').read().strip() * 2)\n")
+    (tmp_path / "data" / "input.txt").write_text("ab\n")
+    code, out, err = await run_client([str(CLIENT_PYTHON), str(REPO / "tests" / "client" / "bai19_code.py"),
+                                       "client-code", "real/python", str(tmp_path)], client_env(api))
+    assert code == 0, err[-3000:]
+    seen = json.loads(out)
+    assert seen["status"] == "RUNNING"
+    assert stdout_of(seen["query"]) == "42\n" and stdout_of(seen["state"]) == "43\n"
+    assert [r["status"] for r in seen["continued"]][0] == "continued" and stdout_of(seen["continued"]) == "0\n1\n2\n"
+    assert seen["input"][0]["status"] == "waiting-input" and "ALICE" in stdout_of(seen["input"])
+    assert "42" in stdout_of(seen["stream"])
+    assert "os" in json.dumps(seen["complete"])
+    assert "kernel ready" in seen["logs"]["result"]["logs"]
+    assert {"main.py", "data"} <= {f["filename"] for f in json.loads(seen["files"]["files"])}
+    assert seen["batch"][-1]["status"] == "finished" and seen["batch"][-1]["exitCode"] == 0
+    assert "abab" in stdout_of(seen["batch"])
+    assert seen["downloaded"] == "ab\n"
+    interrupted = seen["interrupted"]
+    assert interrupted[-1]["status"] == "finished"
+    assert any("KeyboardInterrupt" in item[1] for r in interrupted for item in r["console"] if item[0] == "stderr")
+    assert seen["info"]["numQueriesExecuted"] > 10
+    assert all(isinstance(v, int) for k, v in seen["destroy"]["stats"].items() if k != "status")
+
+
+async def test_backendai_cli_run_ps_logs(api: RunningApi) -> None:
+    cli = [str(REPO / ".venv-bai19" / "bin" / "backend.ai")]
+    env = client_env(api)
+    code, out, err = await run_client([*cli, "run", "--rm", "-c", "print(6*7)", "real/python"], env)
+    assert code == 0 and "42" in out.splitlines(), (out, err)
+    code, out, err = await run_client([*cli, "run", "-t", "cli-kept", "-c", "print('kept')", "real/python"], env)
+    assert code == 0 and "kept" in out, (out, err)
+    code, out, err = await run_client([*cli, "ps"], env)
+    assert code == 0 and "cli-kept" in out and "RUNNING" in out, (out, err)
+    code, out, err = await run_client([*cli, "logs", "cli-kept"], env)
+    assert code == 0 and "kernel ready" in out, (out, err)
+    # Another user's listing does not show it.
+    code, out, err = await run_client([*cli, "ps"], client_env(api, "bob"))
+    assert code == 0 and "cli-kept" not in out, (out, err)
+    code, out, err = await run_client([*cli, "admin", "sessions", "--status", "ALL"], client_env(api, "root"))
+    assert code == 0 and "cli-kept" in out, (out, err)
+    assert (await api.client("alice").call("DELETE", "/kernel/cli-kept")).status == 200

@@ -169,7 +169,7 @@ async def test_restart_runs_a_new_process(sessions: SessionClient, testbed: laun
     assert second != first
     assert exec_(second, "sh", "-c", "test -e /tmp/state && echo kept || echo gone").strip() == "gone"
     after = exec_(second, "python3", "-c", "import os; print(os.stat('/proc/1').st_ctime, open('/proc/1/cmdline').read())")
-    assert after != before and "kernel.py" in after
+    assert after != before and "kubernel_runner" in after
 
 
 async def test_destroy_sends_sigterm_within_the_grace_period(sessions: SessionClient, kube: client.ApiClient) -> None:

@@ -167,8 +167,12 @@ def test_a_runner_image_gets_the_identity_secret_port_and_readiness() -> None:
     assert env["KUBERNEL_RUNNER_IDENTITY"] == "/var/run/kubernel/identity"
 
 
-def test_an_image_without_runner_gets_none_of_it() -> None:
-    container = build_pod("s1", SPEC, DEFAULT_TABLE.resolve("python:3.6"), 0)["spec"]["containers"][0]
+@pytest.mark.parametrize(("table", "spec"), [
+    (DEFAULT_TABLE, SPEC.model_copy(update={"type": "interactive", "startup_command": None})),
+    (RUNNER_TABLE, SPEC),  # a batch command replaces the runner
+])
+def test_no_runner_no_runner_wiring(table: ImageTable, spec: KernelSessionSpec) -> None:
+    container = build_pod("s1", spec, table.resolve("python:3.6"), 0)["spec"]["containers"][0]
     assert "ports" not in container and "readinessProbe" not in container
     assert not any(e["name"].startswith("KUBERNEL_RUNNER") for e in container["env"])
 
