@@ -61,7 +61,7 @@ IMAGE = "registry.example/lablup/python:3.6-ubuntu18.04"
 IMAGES_FILE = json.dumps({
     "allowedRegistries": ["registry.example"], "scheduling": SIMULATED_SCHEDULING,
     "aliases": {"python:3.6": {"image": IMAGE},
-                "real/python": {"image": PYTHON_IMAGE, "command": [], "scheduling": {}}}})
+                "real/python": {"image": PYTHON_IMAGE, "command": [], "runner": True, "scheduling": {}}}})
 REAL_RESOURCES = {"cpu": "100m", "memory": "64Mi"}
 NAMESPACE = "bench"
 
@@ -239,7 +239,7 @@ def real_pod(name: str) -> dict:
     """A plain Pod of the kernel image on the real node (no scheduling: the simulated nodes are tainted)."""
     return {"metadata": {"name": name, "labels": {"bench": "real"}}, "spec": {
         "terminationGracePeriodSeconds": 0, "containers": [{
-            "name": "main", "image": PYTHON_IMAGE,
+            "name": "main", "image": PYTHON_IMAGE, "command": ["sleep", "infinity"],  # not the runner
             "resources": {"requests": REAL_RESOURCES, "limits": REAL_RESOURCES}}]}}
 
 
@@ -250,7 +250,7 @@ async def real_node(core: client.CoreV1Api, custom: client.CustomObjectsApi, bai
     pods = PodsReady(core)
     await pods.start()
     say(f"real node: {settings.real_sequential} plain Pods and {settings.real_sequential} sessions, alternating")
-    plain_s, session_s = [], []
+    plain_s, session_s, first_result_s = [], [], []
     for i in range(-1, settings.real_sequential):  # -1: a warm-up pair, not counted (the first pull)
         name, token = f"real-plain-{i + 1}", f"real-{i + 1:03}"
         began = time.perf_counter()
@@ -260,18 +260,24 @@ async def real_node(core: client.CoreV1Api, custom: client.CustomObjectsApi, bai
         began = time.perf_counter()
         answer = await bai.call("POST", "/kernel/create", body={
             "clientSessionToken": token, "image": "real/python",
-            "config": {"resources": {"cpu": 0.1, "mem": "64m"}}})
+            "config": {"resources": {"cpu": 0.5, "mem": "256m"}}})
         if answer.status != 201 or answer.body.get("status") != "RUNNING":
             raise RuntimeError(f"create {token}: {answer.status} {answer.body}")
         answered = time.perf_counter() - began
+        result = await bai.call("POST", f"/kernel/{token}", body={"mode": "query", "code": "print(1)"})
+        if result.status != 200 or result.body["result"]["console"] != [["stdout", "1\n"]]:
+            raise RuntimeError(f"execute in {token}: {result.status} {result.body}")
+        first_result = time.perf_counter() - began
         await bai.call("DELETE", f"/kernel/{token}")
         if i >= 0:
             plain_s.append(ready)
             session_s.append(answered)
+            first_result_s.append(first_result)
     pods.stop()
     await until(lambda: _count_pods(core, "bench=real"), 0, "real-node plain Pods deleted")
     await delete_sessions(custom)
-    return {"baseline": Latency.of(plain_s), "kubernel": Latency.of(session_s)}
+    return {"baseline": Latency.of(plain_s), "kubernel": Latency.of(session_s),
+            "first_result": Latency.of(first_result_s)}
 
 
 # -- the Kubernel side ---------------------------------------------------------------
@@ -496,7 +502,8 @@ def report(results: dict, settings: BenchSettings) -> tuple[str, list[Target]]:
                      f"{ratio(burst.per_s, base['burst'].per_s):.2f}"))
     real = results["real_node"]
     for label, latency in (("real node: plain Pod create -> Ready", real["baseline"]),
-                           ("real node: POST /kernel/create -> RUNNING", real["kubernel"])):
+                           ("real node: POST /kernel/create -> RUNNING", real["kubernel"]),
+                           ("real node: POST /kernel/create -> print(1) result", real["first_result"])):
         rows.append((label, f"{latency.p50:.1f}", f"{latency.p95:.1f}", f"{latency.p99:.1f}",
                      f"{ratio(latency.p50, real['baseline'].p50):.2f}", "", "", ""))
     creation = table(rows, ("", "p50 ms", "p95 ms", "p99 ms", "p50 x base",
