@@ -72,12 +72,17 @@ def fuzzed_api(kubeconfig: str, kubectl_bin: str, operator: object,
     subprocess.run([*kubectl, "delete", "namespace", namespace, "--wait=false"], capture_output=True)
 
 
-# (method, path, negative cases too). The event stream is left out: a valid request
-# opens a stream that never ends, which the fuzzer cannot read to its end; its
-# parameters are checked in test_api_stream.py. GET / has nothing to make invalid.
+# (method, path, negative cases too). The event stream and the websockets are left
+# out: a valid request opens a stream that never ends, which the fuzzer cannot read
+# to its end; their parameters are checked in test_api_stream.py and test_code.py.
+# The code calls meet sessions on simulated nodes (no runner: 409) or none (404).
+# GET / has nothing to make invalid.
 OPERATIONS = [("GET", "/", False), ("POST", "/kernel", True), ("POST", "/kernel/create", True),
               ("GET", "/kernel/{kernel_id}", True), ("PATCH", "/kernel/{kernel_id}", True),
-              ("DELETE", "/kernel/{kernel_id}", True)]
+              ("DELETE", "/kernel/{kernel_id}", True), ("POST", "/kernel/{kernel_id}", True),
+              ("POST", "/kernel/{kernel_id}/complete", True), ("POST", "/kernel/{kernel_id}/interrupt", True),
+              ("GET", "/kernel/{kernel_id}/files", True), ("GET", "/kernel/{kernel_id}/download", True),
+              ("GET", "/kernel/{kernel_id}/logs", True), ("POST", "/admin/graphql", True)]
 CASES = [(method, path, mode) for method, path, negative in OPERATIONS
          for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if negative or mode is GenerationMode.POSITIVE]
 
