@@ -93,10 +93,12 @@ async def test_backendai_client_19_09_runs_code(api: RunningApi, tmp_path: Path)
 
 async def test_backendai_cli_run_ps_logs(api: RunningApi) -> None:
     cli = [str(REPO / ".venv-bai19" / "bin" / "backend.ai")]
+    small = ["-r", "cpu=0.25", "-r", "mem=256m"]  # the real node has 2 CPUs
     env = client_env(api)
-    code, out, err = await run_client([*cli, "run", "--rm", "-c", "print(6*7)", "real/python"], env)
+    code, out, err = await run_client([*cli, "run", "--rm", *small, "-c", "print(6*7)", "real/python"], env)
     assert code == 0 and "42" in out.splitlines(), (out, err)
-    code, out, err = await run_client([*cli, "run", "-t", "cli-kept", "-c", "print('kept')", "real/python"], env)
+    code, out, err = await run_client([*cli, "run", "-t", "cli-kept", *small, "-c", "print('kept')", "real/python"],
+                                      env)
     assert code == 0 and "kept" in out, (out, err)
     code, out, err = await run_client([*cli, "ps"], env)
     assert code == 0 and "cli-kept" in out and "RUNNING" in out, (out, err)

@@ -22,7 +22,7 @@ from .conftest import RunningApi, api_settings, start_api
 
 pytestmark = pytest.mark.integration
 
-SMALL = {"cpu": "500m", "mem": "256m"}
+SMALL = {"cpu": "250m", "mem": "256m"}  # the real node has 2 CPUs: room for 8 kernels
 
 
 async def running(client: ApiClient, token: str, **fields: Any) -> None:
@@ -219,7 +219,7 @@ async def test_a_killed_interpreter_ends_the_run_and_the_session_says_why(api: R
 
 async def test_memory_exhaustion_ends_the_run_with_an_error(api: RunningApi) -> None:
     alice = api.client("alice")
-    created = await alice.create("code-oom", image="real/python", config={"resources": {"cpu": "500m",
+    created = await alice.create("code-oom", image="real/python", config={"resources": {"cpu": "250m",
                                                                                           "mem": "128m"}})
     assert created.body["status"] == "RUNNING"
     result, console = await run_to_end(alice, "code-oom", "b = []\nwhile True: b.append(bytearray(8 << 20))")
