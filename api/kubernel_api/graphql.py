@@ -9,6 +9,7 @@ answer is the ``data`` object itself; errors are a 400 problem.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,6 +28,13 @@ from .routes import json_object
 
 PAGE_MAX = 100
 QUERY_MAX = 16384
+log = logging.getLogger("kubernel.api")
+# ariadne logs every error with its traceback, the client's syntax errors too: those
+# are answered (400) and not logged; a resolver's own failure is logged by
+# _format_error below.
+_CLIENT_ERRORS = logging.getLogger("kubernel.api.graphql-client-errors")
+_CLIENT_ERRORS.addHandler(logging.NullHandler())
+_CLIENT_ERRORS.propagate = False
 
 SCHEMA = """
 scalar BigInt
@@ -183,6 +191,15 @@ def resolve_session(_: Any, info: GraphQLResolveInfo, sess_id: str, access_key: 
 schema = make_executable_schema(SCHEMA, query, big_int)
 
 
+def _format_error(error: GraphQLError, debug: bool = False) -> dict:
+    """The client's mistake as its message; our own failure logged and marked."""
+    original = error.original_error
+    if original is not None and not isinstance(original, GraphQLError):
+        log.error("GraphQL resolver failed", exc_info=original)
+        return {"message": "internal error", "internal": True}
+    return {"message": error.message}
+
+
 async def serve(request: web.Request) -> web.Response:
     data = await json_object(request)
     text, variables = data.get("query"), data.get("variables") or {}
@@ -193,7 +210,10 @@ async def serve(request: web.Request) -> web.Response:
     await request.app[SESSIONS].loaded
     _, result = await graphql(schema, {"query": text, "variables": variables,
                                        "operationName": data.get("operationName")},
-                              context_value={"request": request}, debug=False, introspection=False)
+                              context_value={"request": request}, debug=False, introspection=False,
+                              logger=_CLIENT_ERRORS, error_formatter=_format_error)
+    if any(e.get("internal") for e in result.get("errors") or ()):
+        raise Problem(ProblemType.INTERNAL)
     if result.get("errors"):
         raise Problem(ProblemType.INVALID_PARAMETERS,
                       "; ".join(str(e.get("message", "")) for e in result["errors"])[:2000])

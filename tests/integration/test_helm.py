@@ -43,9 +43,12 @@ class Install:
     helm: list[str]
 
     def can_i(self, account: str, verb: str, resource: str, namespace: str | None = None) -> bool:
-        """kubectl auth can-i as the ServiceAccount: exit 0 yes, 1 no."""
+        """kubectl auth can-i as the ServiceAccount: exit 0 yes, 1 no. ``pods/log`` is
+        the subresource (kubectl would read ``a/b`` as resource ``a`` named ``b``)."""
+        kind, _, subresource = resource.partition("/")
         result = subprocess.run(
-            [*self.kubectl, "auth", "can-i", verb, resource, "-n", namespace or self.namespace,
+            [*self.kubectl, "auth", "can-i", verb, kind, *([f"--subresource={subresource}"] if subresource else []),
+             "-n", namespace or self.namespace,
              f"--as=system:serviceaccount:{self.namespace}:{account}"], capture_output=True, text=True)
         assert result.returncode in (0, 1), result.stderr
         return result.returncode == 0

@@ -95,7 +95,12 @@ async def test_unpullable_image_fails_with_err_image_pull(kube: client.ApiClient
         return waiting.reason if waiting and waiting.reason == "ImagePullBackOff" else None
 
     await wait_until(backoff, timeout=30, what="ImagePullBackOff")
-    reasons = await event_reasons(core, namespace, "broken")
+
+    async def backoff_event() -> list[str] | None:  # the Event may be posted after the status
+        reasons = await event_reasons(core, namespace, "broken")
+        return reasons if "BackOff" in reasons else None
+
+    reasons = await wait_until(backoff_event, timeout=30, what="the BackOff Event")
     assert reasons == ["Scheduled", "Pulling", "Failed", "BackOff"]
     events = await core.list_namespaced_event(namespace, field_selector="involvedObject.name=broken,reason=Failed")
     assert "ErrImagePull" in events.items[0].message
