@@ -3,7 +3,9 @@
 - ``kubernel/pause:3.10``: the sandbox image, one static Go binary (``cluster/images/pause``).
 - ``kubernel/python:3.11``: a Python 3 kernel on a Debian base made from Debian's
   packages (``debootstrap --variant=minbase bookworm`` + python3, procps), with the
-  files of ``cluster/images/python`` under ``/opt/kubernel``.
+  files of ``cluster/images/python`` under ``/opt/kubernel`` (the code runner,
+  ``kubernel_runner``, its entrypoint) and the runner's pinned wheels under
+  ``/opt/kubernel/lib``.
 
 Both live in one OCI layout in the cache (``<cache>/images/oci``, tags ``pause-3.10``
 and ``python-3.11``), assembled with umoci (gzip layers, OCI image-spec). An image is
@@ -85,6 +87,8 @@ class ImageSpec:
     workdir: str = ""
     user: str = ""
     """Empty: not set, the Pod's securityContext decides."""
+    python_requirements: str = ""
+    """A pinned requirements file of the folder: its wheels go to ``<files_dir>/lib`` (pip --target)."""
 
     @property
     def reference(self) -> str:
@@ -96,10 +100,11 @@ PYTHON = ImageSpec(
     "python", "3.11",
     base=DebianBase("bookworm", ("python3", "procps")),  # procps: `kubectl exec ... ps`
     files_dir="/opt/kubernel",
-    cmd=("/usr/bin/python3", "/opt/kubernel/kernel.py"),  # Cmd, not Entrypoint: a Pod's args replace it
+    python_requirements="requirements.txt",  # the code runner's: aiohttp, jupyter_client, ipykernel
+    cmd=("/usr/bin/python3", "-m", "kubernel_runner"),  # Cmd, not Entrypoint: a Pod's args replace it
     # HOME too: pip --user and IPython write there even for a UID /etc/passwd lacks (runc: HOME=/).
     env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
-         "PYTHONUNBUFFERED=1", f"HOME={KERNEL_HOME}"),
+         "PYTHONUNBUFFERED=1", f"HOME={KERNEL_HOME}", "PYTHONPATH=/opt/kubernel:/opt/kubernel/lib"),
     workdir=KERNEL_HOME,
 )
 IMAGES = (PAUSE, PYTHON)
@@ -373,6 +378,18 @@ def _install_files(spec: ImageSpec, rootfs: Path) -> None:
         path.chmod(0o644)
 
 
+def pip_target_argv(python: str, requirements: Path, target: Path) -> list[str]:
+    """Wheels of a pinned requirements file into ``target``, for the image's Python 3.11."""
+    return [python, "-m", "pip", "install", "--quiet", "--no-deps", "--only-binary=:all:", "--no-compile",
+            "--python-version", "3.11", "--platform", "manylinux2014_x86_64", "--implementation", "cp",
+            "--target", str(target), "-r", str(requirements)]
+
+
+def _install_wheels(spec: ImageSpec, rootfs: Path) -> None:
+    target = rootfs / spec.files_dir.lstrip("/") / "lib"
+    _run(*pip_target_argv(sys.executable, source_dir(spec) / spec.python_requirements, target))
+
+
 def _build_go_binary(spec: ImageSpec, rootfs: Path) -> None:
     out = rootfs / spec.go_binary.lstrip("/")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -397,6 +414,10 @@ def _fill_rootfs(spec: ImageSpec, rootfs: Path, cache: Path, steps: Iterator[str
         _build_go_binary(spec, rootfs)
     if spec.files_dir:
         _install_files(spec, rootfs)
+    if spec.python_requirements:
+        say(f"[images] {spec.reference}: pip install {spec.python_requirements} into {spec.files_dir}/lib: "
+            f"{next(steps)}")
+        _install_wheels(spec, rootfs)
 
 
 def _build(spec: ImageSpec, layout: Path, cache: Path, say: Say) -> None:
@@ -404,7 +425,7 @@ def _build(spec: ImageSpec, layout: Path, cache: Path, say: Say) -> None:
     temporary tag that replaces the real one only when complete."""
     if os.geteuid() != 0:
         raise RuntimeError("building the images needs root (debootstrap, chroot, the files' owners)")
-    count = 2 + (2 if spec.base else 0) + (1 if spec.go_binary else 0)
+    count = 2 + (2 if spec.base else 0) + (1 if spec.go_binary else 0) + (1 if spec.python_requirements else 0)
     steps = iter(f"{n}/{count}" for n in range(1, count + 1))
     building = f"{layout}:{layout_tag(spec)}.building"
     work = cache / "work"  # one build at a time: ensure_built holds the lock

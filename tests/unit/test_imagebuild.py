@@ -1,14 +1,12 @@
 """The real node's image builder, its pure part: input digests, the OCI configuration
-it writes, the mirror it picks; and the kernel placeholder's signal handling."""
+it writes, the mirror it picks; and the runner's wheels."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import shutil
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -82,14 +80,17 @@ def test_read_inputs_takes_every_file_but_python_caches(tmp_path: Path) -> None:
     assert imagebuild.read_inputs(tmp_path) == {"kernel.py": b"k", "sub/x.txt": b"x"}
 
 
-@pytest.mark.parametrize(("spec", "files"), [(PAUSE, {"go.mod", "main.go"}), (PYTHON, {"kernel.py"})])
+@pytest.mark.parametrize(("spec", "files"), [
+    (PAUSE, {"go.mod", "main.go"}),
+    (PYTHON, {"requirements.txt", "kubernel_runner/__main__.py", "kubernel_runner/server.py"}),
+])
 def test_each_image_has_its_folder_in_the_repository(spec: ImageSpec, files: set[str]) -> None:
     assert files <= set(imagebuild.read_inputs(imagebuild.source_dir(spec)))
 
 
 @pytest.mark.parametrize(("spec", "expected"), [
     (PAUSE, {"Entrypoint": ["/pause"], "User": "65535:65535"}),
-    (PYTHON, {"Cmd": ["/usr/bin/python3", "/opt/kubernel/kernel.py"], "WorkingDir": "/home/work"}),
+    (PYTHON, {"Cmd": ["/usr/bin/python3", "-m", "kubernel_runner"], "WorkingDir": "/home/work"}),
 ])
 def test_the_oci_configuration(spec: ImageSpec, expected: dict[str, object]) -> None:
     config = imagebuild.oci_config(spec)
@@ -183,15 +184,12 @@ def test_mounts_left_inside_a_rootfs_are_found_deepest_first() -> None:
         "/c/root fs/proc/sys/fs/binfmt_misc", "/c/root fs/proc"]
 
 
-def test_the_kernel_placeholder_exits_0_on_sigterm() -> None:
-    kernel = imagebuild.source_dir(PYTHON) / "kernel.py"
-    process = subprocess.Popen([sys.executable, kernel], stdout=subprocess.PIPE, text=True)
-    try:
-        ready = process.stdout.readline()
-        assert ready.startswith(f"kernel ready: pid {process.pid}, python ")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
-        assert process.stdout.read() == "SIGTERM received; exiting\n"
-    finally:
-        process.kill()
-        process.stdout.close()
+def test_the_runners_wheels_are_pinned_and_installed_for_the_images_python() -> None:
+    requirements = imagebuild.source_dir(PYTHON) / PYTHON.python_requirements
+    pins = [line for line in requirements.read_text().splitlines() if line and not line.startswith("#")]
+    assert pins and all("==" in pin for pin in pins)
+    assert {"aiohttp", "jupyter_client", "ipykernel"} <= {pin.split("==")[0] for pin in pins}
+    argv = imagebuild.pip_target_argv("/py", requirements, Path("/root/opt/kubernel/lib"))
+    assert argv[:4] == ["/py", "-m", "pip", "install"] and "--no-deps" in argv and "--only-binary=:all:" in argv
+    assert argv[argv.index("--target") + 1] == "/root/opt/kubernel/lib"
+    assert argv[argv.index("--python-version") + 1] == "3.11"

@@ -1,0 +1,1 @@
+"""Kubernel's code runner: the main process of a kernel container (docs/runner.md)."""

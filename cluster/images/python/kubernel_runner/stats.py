@@ -1,0 +1,78 @@
+"""The container's own figures from its cgroup (v1 or v2): parsing is pure, reading is thin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int((text or "").split()[0])
+    except (ValueError, IndexError):
+        return 0
+
+
+def blkio_bytes(text: str | None) -> tuple[int, int]:
+    """cgroup v1 ``blkio.throttle.io_service_bytes``: (read, write) summed over devices."""
+    read = write = 0
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == "Read":
+            read += _int(parts[2])
+        elif len(parts) == 3 and parts[1] == "Write":
+            write += _int(parts[2])
+    return read, write
+
+
+def io_stat_bytes(text: str | None) -> tuple[int, int]:
+    """cgroup v2 ``io.stat``: (rbytes, wbytes) summed over devices."""
+    read = write = 0
+    for line in (text or "").splitlines():
+        for field in line.split()[1:]:
+            key, _, value = field.partition("=")
+            if key == "rbytes":
+                read += _int(value)
+            elif key == "wbytes":
+                write += _int(value)
+    return read, write
+
+
+def cpu_stat_usec(text: str | None) -> int:
+    for line in (text or "").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":
+            return _int(value)
+    return 0
+
+
+def figures(files: dict[str, str | None]) -> dict[str, int]:
+    """Stats from the cgroup files' contents (keys: their paths under /sys/fs/cgroup)."""
+    if files.get("cgroup.controllers") is not None:  # v2
+        read, write = io_stat_bytes(files.get("io.stat"))
+        return {"cpu_used": cpu_stat_usec(files.get("cpu.stat")) // 1000,
+                "mem_cur_bytes": _int(files.get("memory.current")),
+                "mem_max_bytes": _int(files.get("memory.peak")),
+                "io_read_bytes": read, "io_write_bytes": write}
+    cpu_ns = _int(files.get("cpuacct/cpuacct.usage") or files.get("cpu,cpuacct/cpuacct.usage"))
+    read, write = blkio_bytes(files.get("blkio/blkio.throttle.io_service_bytes"))
+    return {"cpu_used": cpu_ns // 1_000_000,
+            "mem_cur_bytes": _int(files.get("memory/memory.usage_in_bytes")),
+            "mem_max_bytes": _int(files.get("memory/memory.max_usage_in_bytes")),
+            "io_read_bytes": read, "io_write_bytes": write}
+
+
+FILES = ("cgroup.controllers", "cpu.stat", "memory.current", "memory.peak", "io.stat", "cpuacct/cpuacct.usage",
+         "cpu,cpuacct/cpuacct.usage", "memory/memory.usage_in_bytes", "memory/memory.max_usage_in_bytes",
+         "blkio/blkio.throttle.io_service_bytes")
+
+
+def read(root: Path = CGROUP) -> dict[str, int]:
+    contents: dict[str, str | None] = {}
+    for name in FILES:
+        try:
+            contents[name] = (root / name).read_text()
+        except OSError:
+            contents[name] = None
+    return figures(contents)
