@@ -379,10 +379,10 @@ def _install_files(spec: ImageSpec, rootfs: Path) -> None:
 
 
 def pip_target_argv(python: str, requirements: Path, target: Path) -> list[str]:
-    """Wheels of a pinned requirements file into ``target``, for the image's Python 3.11."""
+    """Wheels of a pinned requirements file into ``target``, for the image's Python 3.11
+    (the platform is this machine's: the image's Debian, glibc and architecture)."""
     return [python, "-m", "pip", "install", "--quiet", "--no-deps", "--only-binary=:all:", "--no-compile",
-            "--python-version", "3.11", "--platform", "manylinux2014_x86_64", "--implementation", "cp",
-            "--target", str(target), "-r", str(requirements)]
+            "--python-version", "3.11", "--implementation", "cp", "--target", str(target), "-r", str(requirements)]
 
 
 def _install_wheels(spec: ImageSpec, rootfs: Path) -> None:
