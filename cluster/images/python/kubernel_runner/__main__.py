@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
+import tempfile
 
 from aiohttp import web
 
-from .server import Runner, make_app
-from .settings import RunnerSettings
+# jupyter_client looks up the kernel spec through IPython, which makes ~/.ipython as
+# root in the kernel user's home; the runner's own goes elsewhere (the kernel's env drops it).
+os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="kubernel-runner-ipython-")
+
+from .server import Runner, make_app  # noqa: E402  (after IPYTHONDIR)
+from .settings import RunnerSettings  # noqa: E402
 
 
 async def serve(settings: RunnerSettings) -> int:
@@ -22,6 +28,7 @@ async def serve(settings: RunnerSettings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, runner.stopping.set)
     binding = asyncio.create_task(runner.bind_from_directory())
+    binding.add_done_callback(lambda task: _bind_failed(task, runner))
     await runner.stopping.wait()
     if runner.exit_code is None:
         print("SIGTERM received; exiting", flush=True)
@@ -29,6 +36,14 @@ async def serve(settings: RunnerSettings) -> int:
     await runner.kernel.stop()
     await site_runner.cleanup()
     return runner.exit_code or 0
+
+
+def _bind_failed(task: asyncio.Task, runner: Runner) -> None:
+    """No interpreter, no kernel: the container ends (exit 1) and its session with it."""
+    if not task.cancelled() and task.exception() is not None:
+        logging.getLogger("kubernel.runner").error("the kernel did not start", exc_info=task.exception())
+        runner.exit_code = 1
+        runner.stopping.set()
 
 
 def main() -> None:

@@ -20,15 +20,23 @@ from .results import console_items
 from .runs import Run
 from .settings import RunnerSettings
 
-class KernelDied(RuntimeError):
-    pass
+class _KernelManager(AsyncKernelManager):
+    """Hands the connection file to the kernel's user each time jupyter_client writes it
+    (as root, mode 0600, right before the launch)."""
+
+    file_owner: tuple[int, int] | None = None
+
+    def write_connection_file(self, **kwargs: Any) -> None:
+        super().write_connection_file(**kwargs)
+        if self.file_owner is not None:
+            os.chown(self.connection_file, *self.file_owner)
 
 
 class JupyterKernel:
     def __init__(self, settings: RunnerSettings, on_death: Callable[[int | None], None]) -> None:
         self.settings = settings
         self.on_death = on_death
-        self.km: AsyncKernelManager | None = None
+        self.km: _KernelManager | None = None
         self.kc: Any = None
         self.alive = False
         self._runs: dict[str, Run] = {}  # execute msg_id -> run
@@ -39,16 +47,16 @@ class JupyterKernel:
 
     async def start(self, environ: dict[str, str]) -> None:
         runtime = Path(tempfile.mkdtemp(prefix="kubernel-kernel-"))
-        self.km = AsyncKernelManager(kernel_name="python3", connection_file=str(runtime / "kernel.json"))
-        self.km.write_connection_file()
+        self.km = _KernelManager(kernel_name="python3", connection_file=str(runtime / "kernel.json"))
         launch: dict[str, Any] = {}
         if self.settings.drops_privileges:
             uid, gid = self.settings.uid, self.settings.gid
-            for path in (runtime, runtime / "kernel.json"):
-                os.chown(path, uid, gid)  # type: ignore[arg-type]
+            assert uid is not None and gid is not None
+            os.chown(runtime, uid, gid)
+            self.km.file_owner = (uid, gid)
             launch = {"user": uid, "group": gid, "extra_groups": []}
         env = {**os.environ, **environ, "HOME": str(self.settings.workdir)}
-        for name in [n for n in env if n.startswith("KUBERNEL_RUNNER_")]:
+        for name in [n for n in env if n.startswith("KUBERNEL_RUNNER_") or n == "IPYTHONDIR"]:
             del env[name]
         await self.km.start_kernel(env=env, cwd=str(self.settings.workdir), **launch)
         self.kc = self.km.client()

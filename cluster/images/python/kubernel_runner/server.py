@@ -54,7 +54,7 @@ class Runner:
 
     @property
     def environ(self) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNEL_RUNNER_")}
+        base = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNEL_RUNNER_") and k != "IPYTHONDIR"}
         return {**base, **(self.identity.environ if self.identity else {}), "HOME": str(self.settings.workdir)}
 
     async def bind(self, identity: Identity) -> None:
