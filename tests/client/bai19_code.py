@@ -48,7 +48,7 @@ async def main(token, image, workdir):
     out = {}
     async with AsyncSession() as session:
         kernel = await session.Kernel.get_or_create(image, client_token=token,
-                                                    resources={"cpu": "0.25", "mem": "256m"})
+                                                    resources={"cpu": "0.5", "mem": "256m"})
         out["status"] = kernel.status
         out["query"] = await run_loop(kernel, "x = 6 * 7\nprint(x)")
         out["state"] = await run_loop(kernel, "print(x + 1)")

@@ -93,7 +93,7 @@ async def test_backendai_client_19_09_runs_code(api: RunningApi, tmp_path: Path)
 
 async def test_backendai_cli_run_ps_logs(api: RunningApi) -> None:
     cli = [str(REPO / ".venv-bai19" / "bin" / "backend.ai")]
-    small = ["-r", "cpu=0.25", "-r", "mem=256m"]  # the real node has 2 CPUs
+    small = ["-r", "cpu=0.5", "-r", "mem=256m"]  # the real node has 2 CPUs
     env = client_env(api)
     code, out, err = await run_client([*cli, "run", "--rm", *small, "-c", "print(6*7)", "real/python"], env)
     assert code == 0 and "42" in out.splitlines(), (out, err)

@@ -10,6 +10,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, MultipartReader
 
@@ -63,7 +64,9 @@ async def save_uploads(reader: MultipartReader, workdir: Path, limit: int, uid: 
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader) or not part.filename:
             continue
-        target = _target(workdir, part.filename, uid, gid)
+        # aiohttp clients (the 19.09 client's too) percent-encode the name: data%2Fx.csv
+        name = unquote(part.filename)
+        target = _target(workdir, name, uid, gid)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "wb") as out:
             while chunk := await part.read_chunk(1 << 16):
@@ -74,7 +77,7 @@ async def save_uploads(reader: MultipartReader, workdir: Path, limit: int, uid: 
                     raise TooLarge(f"uploads are limited to {limit} bytes")
                 out.write(chunk)
         _owned(target, uid, gid)
-        saved.append(part.filename)
+        saved.append(name)
     return saved
 
 
