@@ -11,6 +11,9 @@ from __future__ import annotations
 PORT = 2001
 PORT_NAME = "runner"
 HEALTH_PATH = "/health"
+READINESS_WAIT_SECONDS = 8
+"""The readiness probe asks the runner to answer as soon as it is ready, within this
+long (``/health?wait=``), with a timeout just above: no failed probes while IPython starts."""
 IDENTITY_DIR = "/var/run/kubernel/identity"
 TOKEN_KEY = "token"
 IDENTITY_KEY = "identity.json"

@@ -129,11 +129,14 @@ def scheduling_fields(scheduling: Scheduling) -> dict:
 
 def runner_container_fields() -> dict:
     """The runner's port, and readiness on its health check: ``kernel_started`` (every Pod
-    Ready) then means the kernel can run code. A 1 s period keeps the start prompt."""
+    Ready) then means the kernel can run code. The check waits for readiness (see
+    ``READINESS_WAIT_SECONDS``), so the first probe succeeds the moment the kernel can."""
     return {
         "ports": [{"name": rn.PORT_NAME, "containerPort": rn.PORT, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": rn.HEALTH_PATH, "port": rn.PORT_NAME},
-                           "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 3},
+        "readinessProbe": {"httpGet": {"path": f"{rn.HEALTH_PATH}?wait={rn.READINESS_WAIT_SECONDS}",
+                                       "port": rn.PORT_NAME},
+                           "periodSeconds": 1, "timeoutSeconds": rn.READINESS_WAIT_SECONDS + 2,
+                           "failureThreshold": 3},
     }
 
 

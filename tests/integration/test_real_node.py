@@ -23,7 +23,7 @@ from kubernel import resource as r
 from ..waiting import wait_until
 from .sessions import SessionClient, events
 
-SMALL = {"cpu": "100m", "memory": "64Mi"}
+SMALL = {"cpu": "500m", "memory": "256Mi"}  # the runner starts IPython: ~1.5 CPU-seconds
 STARTUP = [("kernel_preparing", ""), ("kernel_pulling", ""), ("kernel_creating", ""), ("kernel_started", "")]
 STARTUP_PRESENT = [("kernel_preparing", ""), ("kernel_creating", ""), ("kernel_started", "")]
 

@@ -156,8 +156,8 @@ def test_a_runner_image_gets_the_identity_secret_port_and_readiness() -> None:
     container = pod["spec"]["containers"][0]
     assert "command" not in container  # the image's entrypoint: the runner
     assert container["ports"] == [{"name": "runner", "containerPort": 2001, "protocol": "TCP"}]
-    assert container["readinessProbe"] == {"httpGet": {"path": "/health", "port": "runner"}, "periodSeconds": 1,
-                                           "timeoutSeconds": 1, "failureThreshold": 3}
+    assert container["readinessProbe"] == {"httpGet": {"path": "/health?wait=8", "port": "runner"},
+                                           "periodSeconds": 1, "timeoutSeconds": 10, "failureThreshold": 3}
     assert container["volumeMounts"] == [{"name": "runner-identity", "mountPath": "/var/run/kubernel/identity",
                                           "readOnly": True}]
     assert pod["spec"]["volumes"] == [{"name": "runner-identity",

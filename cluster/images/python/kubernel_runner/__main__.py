@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
-import signal
-import sys
-import tempfile
+import socket
 
-from aiohttp import web
+# The port is open before anything heavy is imported: a readiness probe that comes
+# early waits in the backlog (and then in /health?wait) instead of being refused,
+# which the kubelet would record as a failed probe (a Warning Event).
+LISTENER = socket.create_server(("0.0.0.0", int(os.environ.get("KUBERNEL_RUNNER_PORT") or 0)), backlog=128)
+
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+
+from aiohttp import web  # noqa: E402
 
 # jupyter_client looks up the kernel spec through IPython, which makes ~/.ipython as
 # root in the kernel user's home; the runner's own goes elsewhere (the kernel's env drops it).
@@ -23,7 +30,7 @@ async def serve(settings: RunnerSettings) -> int:
     runner = Runner(settings)
     site_runner = web.AppRunner(make_app(runner), shutdown_timeout=2, access_log=None)  # probes: 1/s
     await site_runner.setup()
-    await web.TCPSite(site_runner, "0.0.0.0", settings.port).start()
+    await web.SockSite(site_runner, LISTENER).start()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, runner.stopping.set)

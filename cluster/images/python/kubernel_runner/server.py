@@ -7,6 +7,7 @@ problems without internals. docs/runner.md lists the calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -29,6 +30,7 @@ from .terminal import Terminal
 log = logging.getLogger("kubernel.runner")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BIND_POLL_SECONDS = 0.5
+HEALTH_WAIT_MAX = 30.0
 MODES = ("query", "batch", "continue", "input")
 
 
@@ -51,6 +53,7 @@ class Runner:
         self.active: Run | None = None
         self.exit_code: int | None = None
         self.stopping = asyncio.Event()
+        self.ready = asyncio.Event()  # bound, and the interpreter answers
 
     @property
     def environ(self) -> dict[str, str]:
@@ -64,6 +67,7 @@ class Runner:
         self.identity = identity
         await self.kernel.start(identity.environ)
         self.batch = Batch(self.settings, self.environ)
+        self.ready.set()
         print(f"kernel ready: pid {os.getpid()}, python {sys.version.split()[0]}", flush=True)
 
     async def bind_from_directory(self) -> None:
@@ -74,6 +78,7 @@ class Runner:
     def _kernel_died(self, code: int | None) -> None:
         """The interpreter is gone (os._exit, the OOM killer): answer what waits, then exit 1."""
         print(f"the kernel exited (status {code}); the runner stops", flush=True)
+        self.ready.clear()
         self.exit_code = 1
         if self.active is None or self.active.state == FINISHED:
             self.stopping.set()
@@ -131,7 +136,17 @@ def make_app(runner: Runner) -> web.Application:
             log.exception("runner call %s %s failed", request.method, request.path)
             return problem(500, "the runner failed")
 
-    async def health(_: web.Request) -> web.Response:
+    async def health(request: web.Request) -> web.Response:
+        """``?wait=N``: answer as soon as the kernel is ready, within N seconds (at most
+        30): a readiness probe with a longer timeout then succeeds the moment it can,
+        instead of failing (a Warning Event each time) until then."""
+        try:
+            wait = min(float(request.query.get("wait", "0")), HEALTH_WAIT_MAX)
+        except ValueError:
+            wait = 0.0
+        if wait > 0 and not runner.ready.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runner.ready.wait(), wait)
         if runner.identity is None:
             return web.json_response({"status": "unbound"}, status=503)
         if not runner.kernel.alive:
