@@ -297,13 +297,14 @@ async def test_the_execute_websocket_and_the_terminal(api: RunningApi) -> None:
     assert "42" in "".join(text(r["console"], "stdout") for r in seen)
     pty = await ws_connect(api.http, api.base_url, keypair, "/stream/kernel/code-ws/pty")
     await pty.send_str(json.dumps({"type": "stdin", "chars": _stdin("echo pty-$((6*7))\n")}))
-    output = ""
+    output = b""
 
-    async def echoed() -> bool:
+    async def echoed() -> bool:  # 19.09's frames: {"type": "out", "data": <base64>} (docs/runner.md)
         nonlocal output
-        message = await pty.receive(timeout=10)
-        output += message.data if isinstance(message.data, str) else message.data.decode(errors="replace")
-        return "pty-42" in output
+        frame = json.loads((await pty.receive(timeout=10)).data)
+        assert frame["type"] == "out", frame
+        output += base64.b64decode(frame["data"])
+        return b"pty-42" in output
 
     await wait_until(echoed, timeout=20, what="the terminal's answer")
     await pty.close()

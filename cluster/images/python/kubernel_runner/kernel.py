@@ -1,7 +1,9 @@
 """The interpreter: an ipykernel started and driven with jupyter_client.
 
-It keeps its state (variables, imports) between executions. Run as the kernel
-user when the runner is root; its connection file is that user's.
+It keeps its state (variables, imports) between executions. It runs as the kernel user
+when the runner is root; its connection file is that user's. A query's exit code is 0
+whether or not the code raised (19.09's semantics: the traceback is on stderr); a kernel
+that dies ends its runs with exit code 1 and a note on stderr.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,9 +19,30 @@ from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 
+from . import stats
 from .results import console_items
 from .runs import Run
 from .settings import RunnerSettings
+
+KERNEL_NAME = "python3"
+START_TIMEOUT = 60.0
+COMPLETE_TIMEOUT = 5.0
+DRAIN_SECONDS = 0.2
+"""After the kernel's process ended: time for output it sent just before to arrive."""
+
+
+def death_note(returncode: int | None, out_of_memory: bool) -> str:
+    """What a run whose kernel died says on stderr (pure)."""
+    if returncode is not None and returncode < 0:
+        try:
+            how = f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"killed by signal {-returncode}"
+    else:
+        how = f"exit status {returncode}"
+    cause = "; the container ran out of memory" if out_of_memory else ""
+    return f"\n[kubernel: the kernel died ({how}{cause}); its state is gone and the session ends]\n"
+
 
 class _KernelManager(AsyncKernelManager):
     """Hands the connection file to the kernel's user each time jupyter_client writes it
@@ -41,30 +65,29 @@ class JupyterKernel:
         self.alive = False
         self._runs: dict[str, Run] = {}  # execute msg_id -> run
         self._replies: dict[str, asyncio.Future[dict]] = {}  # other shell requests
-        self._pending_reply: dict[str, int] = {}  # msg_id -> exit code, until idle
-        self._idle: set[str] = set()
+        self._replied: set[str] = set()  # executions whose reply came, until their output is all in
+        self._idle: set[str] = set()  # executions whose output is all in, until their reply came
         self._tasks: list[asyncio.Task] = []
+        self._oom_kills = 0
 
-    async def start(self, environ: dict[str, str]) -> None:
+    async def start(self, env: dict[str, str]) -> None:
+        """Launch the interpreter with ``env`` in the working directory and wait until it answers."""
         runtime = Path(tempfile.mkdtemp(prefix="kubernel-kernel-"))
-        self.km = _KernelManager(kernel_name="python3", connection_file=str(runtime / "kernel.json"))
+        self.km = _KernelManager(kernel_name=KERNEL_NAME, connection_file=str(runtime / "kernel.json"))
         launch: dict[str, Any] = {}
         if self.settings.drops_privileges:
-            uid, gid = self.settings.uid, self.settings.gid
-            assert uid is not None and gid is not None
-            os.chown(runtime, uid, gid)
-            self.km.file_owner = (uid, gid)
-            launch = {"user": uid, "group": gid, "extra_groups": []}
-        env = {**os.environ, **environ, "HOME": str(self.settings.workdir)}
-        for name in [n for n in env if n.startswith("KUBERNEL_RUNNER_") or n == "IPYTHONDIR"]:
-            del env[name]
+            assert self.settings.uid is not None and self.settings.gid is not None
+            owner = (self.settings.uid, self.settings.gid)
+            os.chown(runtime, *owner)
+            self.km.file_owner = owner
+            launch = {"user": owner[0], "group": owner[1], "extra_groups": []}
+        self._oom_kills = stats.oom_kills(stats.read_files())
         await self.km.start_kernel(env=env, cwd=str(self.settings.workdir), **launch)
         self.kc = self.km.client()
         self.kc.start_channels()
-        await self.kc.wait_for_ready(timeout=60)
+        await self.kc.wait_for_ready(timeout=START_TIMEOUT)
         self.alive = True
-        self._tasks = [asyncio.create_task(loop()) for loop in (self._iopub, self._shell, self._stdin,
-                                                                 self._watch)]
+        self._tasks = [asyncio.create_task(loop()) for loop in (self._iopub, self._shell, self._stdin, self._watch)]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -74,6 +97,7 @@ class JupyterKernel:
         if self.km is not None:
             with contextlib.suppress(Exception):
                 await self.km.shutdown_kernel(now=True)
+        self.alive = False
 
     # -- requests ------------------------------------------------------------------
     def execute(self, code: str, run: Run) -> None:
@@ -84,26 +108,31 @@ class JupyterKernel:
         self.kc.input(text)
 
     async def interrupt(self) -> None:
-        assert self.km is not None
-        await self.km.interrupt_kernel()
+        if self.km is not None and self.alive:
+            await self.km.interrupt_kernel()
 
     async def complete(self, code: str, cursor: int) -> list[str]:
+        """The kernel's matches, or none when it does not answer in time."""
         msg_id = self.kc.complete(code, cursor)
         future: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
         self._replies[msg_id] = future
         try:
-            reply = await asyncio.wait_for(future, 10)
+            reply = await asyncio.wait_for(future, COMPLETE_TIMEOUT)
+        except TimeoutError:
+            return []
         finally:
             self._replies.pop(msg_id, None)
-        return list(reply.get("matches") or [])
+        return [str(m) for m in reply.get("matches") or []]
 
     # -- the channels ----------------------------------------------------------------
     def _finish_if_done(self, msg_id: str) -> None:
         """A run ends when its reply came and its output is all in (IOPub idle)."""
-        if msg_id in self._pending_reply and msg_id in self._idle:
-            run = self._runs.pop(msg_id)
+        if msg_id in self._replied and msg_id in self._idle:
+            self._replied.discard(msg_id)
             self._idle.discard(msg_id)
-            run.finish(self._pending_reply.pop(msg_id))
+            run = self._runs.pop(msg_id, None)
+            if run is not None:
+                run.finish(0)
 
     async def _iopub(self) -> None:
         while True:
@@ -124,9 +153,10 @@ class JupyterKernel:
             msg = await self.kc.get_shell_msg()
             parent = (msg.get("parent_header") or {}).get("msg_id", "")
             if parent in self._replies:
-                self._replies[parent].set_result(msg["content"])
+                if not self._replies[parent].done():
+                    self._replies[parent].set_result(msg["content"])
             elif parent in self._runs:
-                self._pending_reply[parent] = 0 if msg["content"].get("status") == "ok" else 1
+                self._replied.add(parent)
                 self._finish_if_done(parent)
 
     async def _stdin(self) -> None:
@@ -134,7 +164,7 @@ class JupyterKernel:
             msg = await self.kc.get_stdin_msg()
             run = self._runs.get((msg.get("parent_header") or {}).get("msg_id", ""))
             if run is not None and msg["msg_type"] == "input_request":
-                run.wait_input(msg["content"].get("prompt", ""), bool(msg["content"].get("password")))
+                run.wait_input(str(msg["content"].get("prompt", "")), bool(msg["content"].get("password")))
 
     async def _watch(self) -> None:
         """Wait for the interpreter's process to end (in a thread: Popen.wait blocks)."""
@@ -142,8 +172,10 @@ class JupyterKernel:
         process = self.km.provisioner.process  # type: ignore[attr-defined]
         code = await asyncio.get_running_loop().run_in_executor(None, process.wait)
         self.alive = False
+        await asyncio.sleep(DRAIN_SECONDS)
+        out_of_memory = stats.oom_kills(stats.read_files()) > self._oom_kills
         for run in list(self._runs.values()):
-            run.add("stderr", f"\n[the kernel died (exit status {code}): its state is gone]\n")
+            run.add("stderr", death_note(code, out_of_memory))
             run.finish(1)
         self._runs.clear()
         self.on_death(code)

@@ -9,36 +9,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 import os
+import signal
 import sys
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import MultipartWriter, WSMsgType, web
 
-from . import files, stats
+from . import calls, files, stats
 from .batch import Batch
-from .identity import Identity, read_identity
+from .identity import Identity, read_identity, session_environ
 from .kernel import JupyterKernel
 from .paths import OutsideWorkdir
 from .runs import FINISHED, WAITING_INPUT, Run
 from .settings import RunnerSettings
-from .terminal import Terminal
+from .terminal import Terminal, error_frame, parse_frame
 
 log = logging.getLogger("kubernel.runner")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BIND_POLL_SECONDS = 0.5
 HEALTH_WAIT_MAX = 30.0
-MODES = ("query", "batch", "continue", "input")
+DEATH_GRACE_SECONDS = 10.0
+"""After the kernel died: how long the runner waits for the pending run's last answer to be fetched."""
+TITLES = {400: "Bad request.", 401: "Authentication failed.", 404: "Not found.", 405: "Method not allowed.",
+          409: "Busy.", 413: "Request too large.", 503: "Not ready.", 500: "Internal error."}
 
 
 def problem(status: int, detail: str) -> web.Response:
-    titles = {400: "Bad request.", 401: "Authentication failed.", 404: "Not found.", 409: "Busy.",
-              413: "Request too large.", 503: "Not ready."}
-    return web.json_response({"type": "about:blank", "title": titles.get(status, "Error."), "status": status,
+    """An RFC 7807 answer."""
+    return web.json_response({"type": "about:blank", "title": TITLES.get(status, "Error."), "status": status,
                               "detail": detail}, status=status, content_type="application/problem+json")
+
+
+class Busy(Exception):
+    pass
 
 
 class Runner:
@@ -47,66 +54,95 @@ class Runner:
     def __init__(self, settings: RunnerSettings) -> None:
         self.settings = settings
         self.identity: Identity | None = None
+        self.environ: dict[str, str] = {}
         self.kernel = JupyterKernel(settings, self._kernel_died)
         self.batch: Batch | None = None
-        self.runs: dict[str, Run] = {}
+        self.runs: dict[str, Run] = {}  # runs whose last answer was not taken yet
         self.active: Run | None = None
         self.exit_code: int | None = None
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()  # bound, and the interpreter answers
+        self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._tasks: set[asyncio.Task] = set()
 
-    @property
-    def environ(self) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNEL_RUNNER_") and k != "IPYTHONDIR"}
-        return {**base, **(self.identity.environ if self.identity else {}), "HOME": str(self.settings.workdir)}
-
+    # -- binding ---------------------------------------------------------------------
     async def bind(self, identity: Identity) -> None:
-        """The one place a session's identity arrives; the interpreter starts only now."""
+        """The one place a session's identity arrives: its token guards the calls from now
+        on, and the interpreter starts only now, with the session's environment.
+
+        Today ``bind_from_directory`` calls it at start-up; a pre-started container (a
+        warm pool) could be bound later through another channel by calling it then.
+        """
         if self.identity is not None:
             raise RuntimeError("already bound")
         self.identity = identity
-        await self.kernel.start(identity.environ)
+        self.environ = session_environ(os.environ, identity, self.settings.workdir,
+                                       self.settings.user_name if self.settings.uid is not None else None)
+        await self.kernel.start(self.environ)
         self.batch = Batch(self.settings, self.environ)
         self.ready.set()
         print(f"kernel ready: pid {os.getpid()}, python {sys.version.split()[0]}", flush=True)
 
     async def bind_from_directory(self) -> None:
+        """Bind with the identity directory's files, waiting for them if they are not there yet."""
         while (identity := read_identity(self.settings.identity_dir)) is None:
-            await asyncio.sleep(BIND_POLL_SECONDS)  # a Secret volume is there at start; a pool would bind later
+            await asyncio.sleep(BIND_POLL_SECONDS)
         await self.bind(identity)
 
+    # -- the kernel's end --------------------------------------------------------------
     def _kernel_died(self, code: int | None) -> None:
         """The interpreter is gone (os._exit, the OOM killer): answer what waits, then exit 1."""
         print(f"the kernel exited (status {code}); the runner stops", flush=True)
         self.ready.clear()
         self.exit_code = 1
-        if self.active is None or self.active.state == FINISHED:
+        if not any(run.state == FINISHED and not run.final_taken for run in self.runs.values()):
             self.stopping.set()
+        else:  # the pending run's answer is fetched first (answered), or not at all
+            asyncio.get_running_loop().call_later(DEATH_GRACE_SECONDS, self.stopping.set)
 
     def answered(self, run: Run) -> None:
         """An answer went out: forget a finished run; stop after the last one of a dead kernel."""
-        if run.state == FINISHED:
+        if run.final_taken:
             self.runs.pop(run.id, None)
             if self.active is run:
                 self.active = None
             if self.exit_code is not None:
                 self.stopping.set()
 
-    def start_run(self, mode: str, code: str, options: dict[str, Any]) -> Run:
-        if self.active is not None and self.active.state != FINISHED:
-            raise Busy(f"run {self.active.id} is still going; continue it or interrupt it")
-        run = Run(self.settings.output_limit)
+    # -- runs --------------------------------------------------------------------------
+    async def start_run(self, call: calls.ExecuteRequest) -> Run:
+        active = self.active
+        if active is not None and active.state != FINISHED:
+            if active.state != WAITING_INPUT:
+                raise Busy(f"run {active.id} is still going: continue it or interrupt it")
+            # Abandoned at its input prompt: interrupted (its input() raises), and forgotten.
+            self.runs.pop(active.id, None)
+            await self.kernel.interrupt()
+        self.runs.clear()  # earlier runs whose last answer nobody fetched
+        run = Run(self.settings.output_limit, call.run_id)
         self.runs[run.id], self.active = run, run
-        if mode == "batch":
+        if call.mode == "batch":
             assert self.batch is not None
-            asyncio.create_task(self.batch.run(options, run))
+            task = asyncio.create_task(self.batch.run(call.options, run))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         else:
-            self.kernel.execute(code, run)
+            self.kernel.execute(call.code, run)
         return run
 
+    async def interrupt(self) -> None:
+        """The batch command if one runs (19.09 did the same), else the interpreter."""
+        if self.batch is not None and self.batch.process is not None:
+            self.batch.signal()
+        else:
+            await self.kernel.interrupt()
 
-class Busy(Exception):
-    pass
+    async def stop(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close()
+        if self.batch is not None:
+            self.batch.signal(signal.SIGKILL)
+        await self.kernel.stop()
 
 
 def make_app(runner: Runner) -> web.Application:
@@ -122,123 +158,150 @@ def make_app(runner: Runner) -> web.Application:
                 return problem(401, "this kernel accepts only its session's token")
         try:
             return await handler(request)
-        except (OutsideWorkdir, ValueError) as exc:  # bad paths, bad JSON, bad values
-            return problem(400, str(exc)[:500])
+        except (OutsideWorkdir, ValueError, NotADirectoryError, IsADirectoryError) as exc:  # paths, JSON, values
+            return problem(400, str(exc)[:500] or "the request is not usable")
         except FileNotFoundError as exc:
             return problem(404, str(exc)[:500])
         except files.TooLarge as exc:
             return problem(413, str(exc))
         except Busy as exc:
             return problem(409, str(exc))
-        except web.HTTPException:
+        except web.HTTPRequestEntityTooLarge:
+            return problem(413, "the request body is too large")
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return problem(exc.status, exc.reason)
+        except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("runner call %s %s failed", request.method, request.path)
             return problem(500, "the runner failed")
 
     async def health(request: web.Request) -> web.Response:
-        """``?wait=N``: answer as soon as the kernel is ready, within N seconds (at most
-        30): a readiness probe with a longer timeout then succeeds the moment it can,
-        instead of failing (a Warning Event each time) until then."""
+        """No token, nothing but the state. ``?wait=N``: answer as soon as the kernel is
+        ready, within N seconds (at most 30), so that a readiness probe with a longer
+        timeout succeeds the moment it can instead of failing until then."""
         try:
             wait = min(float(request.query.get("wait", "0")), HEALTH_WAIT_MAX)
         except ValueError:
             wait = 0.0
-        if wait > 0 and not runner.ready.is_set():
+        if wait > 0 and not runner.ready.is_set() and runner.exit_code is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(runner.ready.wait(), wait)
+        if runner.exit_code is not None:
+            return web.json_response({"status": "dead"}, status=503)
         if runner.identity is None:
             return web.json_response({"status": "unbound"}, status=503)
-        if not runner.kernel.alive:
-            return web.json_response({"status": "dead" if runner.exit_code else "starting"}, status=503)
+        if not runner.ready.is_set() or not runner.kernel.alive:
+            return web.json_response({"status": "starting"}, status=503)
         return web.json_response({"status": "ready"})
 
     async def execute(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        if not isinstance(body, dict) or body.get("mode", "query") not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}")
-        mode, code = body.get("mode", "query"), str(body.get("code") or "")
-        if not runner.kernel.alive:
-            return problem(503, "the kernel is not running")
-        if mode in ("query", "batch"):
-            run = runner.start_run(mode, code, body.get("options") or {})
+        call = calls.parse_execute(await request.json())
+        if call.mode in ("query", "batch"):
+            if not runner.kernel.alive or runner.exit_code is not None:
+                return problem(503, "the kernel is not running")
+            run = await runner.start_run(call)
         else:
-            run_id = str(body.get("runId") or "")
-            run = runner.runs.get(run_id) or _missing(run_id)
-            if mode == "input":
+            assert call.run_id is not None
+            run = runner.runs.get(call.run_id) or _missing(call.run_id)
+            if call.mode == "input":
                 if run.state != WAITING_INPUT:
-                    return problem(409, f"run {run_id} is not waiting for input")
+                    return problem(409, f"run {run.id} is not waiting for input")
                 run.resume()
-                runner.kernel.send_input(code)
-        answer = await run.answer(settings.continue_seconds)
-        response = web.json_response(answer)
+                runner.kernel.send_input(call.code)
+        response = web.json_response(await run.answer(settings.continue_seconds))
         await response.prepare(request)
         await response.write_eof()  # sent before a dead kernel's runner exits
         runner.answered(run)
         return response
 
     async def interrupt(_: web.Request) -> web.Response:
-        if runner.active is not None and runner.active.state != FINISHED and runner.batch is not None:
-            runner.batch.interrupt()
-        await runner.kernel.interrupt()
+        await runner.interrupt()
         return web.Response(status=204)
 
     async def complete(request: web.Request) -> web.Response:
-        body = await request.json()
-        code, options = str(body.get("code") or ""), body.get("options") or {}
-        line, post = str(options.get("line") or ""), str(options.get("post") or "")
-        text = code or line + post
-        cursor = len(code) if code else len(line)
-        matches = await runner.kernel.complete(text, cursor)
+        text, cursor = calls.parse_complete(await request.json())
+        active = runner.active
+        busy = active is not None and active.state != FINISHED  # the kernel would answer after the run
+        matches = [] if busy or not runner.kernel.alive else await runner.kernel.complete(text, cursor)
         return web.json_response({"result": {"status": "finished", "completions": matches}})
 
     async def list_files(request: web.Request) -> web.Response:
-        return web.json_response(files.listing(settings.workdir, request.query.get("path", ".")))
+        path = calls.parse_path(request.query.get("path"), ".")
+        return web.json_response(await asyncio.to_thread(files.listing, settings.workdir, path))
 
     async def upload(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > settings.upload_limit:
-            raise files.TooLarge(f"uploads are limited to {settings.upload_limit} bytes")
-        uid, gid = (settings.uid, settings.gid) if settings.drops_privileges else (None, None)
-        await files.save_uploads(await request.multipart(), settings.workdir, settings.upload_limit, uid, gid)
+            raise files.TooLarge(f"uploads are limited to {settings.upload_limit} bytes per request")
+        if not request.content_type.startswith("multipart/"):
+            raise ValueError("an upload is multipart/form-data")
+        owner = (settings.uid, settings.gid) if settings.drops_privileges else None
+        await files.save_uploads(await request.multipart(), settings.workdir, settings.upload_limit,
+                                 owner)  # type: ignore[arg-type]
         return web.Response(status=204)
 
     async def download(request: web.Request) -> web.Response:
-        names = request.query.getall("file", [])
-        if not names:
-            raise ValueError("name at least one file")
-        archives = [files.archive(settings.workdir, name) for name in names]  # all checked before sending
+        names = calls.parse_download(request.query.getall("file", []))
+        archives = []
+        try:
+            for name in names:  # all of them checked before anything is sent
+                archives.append(await asyncio.to_thread(files.archive, settings.workdir, name))
+        except BaseException:
+            for spool in archives:
+                spool.close()
+            raise
         writer = MultipartWriter("mixed")
-        for name, archive in zip(names, archives):
-            part = writer.append(archive, {"Content-Type": "application/x-tar"})
-            part.set_content_disposition("attachment", filename=os.path.basename(name) + ".tar")
+        for spool in archives:  # as 19.09: one tar archive per part
+            writer.append(spool, {"Content-Type": "application/octet-stream", "Content-Encoding": "identity"})
         return web.Response(body=writer)
 
     async def kernel_stats(_: web.Request) -> web.Response:
-        return web.json_response(stats.read())
+        return web.json_response(await asyncio.to_thread(stats.read))
 
     async def terminal(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 16)
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 20)
         await ws.prepare(request)
+        runner.sockets.add(ws)
         term = Terminal(settings, runner.environ, ws.send_str)
-        await term.start()
         try:
+            await term.start()
+        except OSError as exc:
+            await ws.send_str(error_frame(f"the terminal could not start: {exc.strerror or exc}"))
+            await ws.close()
+            return ws
+
+        async def receive() -> None:
             async for message in ws:
                 if message.type != WSMsgType.TEXT:
                     break
                 try:
-                    await term.handle(json.loads(message.data))
-                except (ValueError, TypeError, OSError):
-                    continue  # a malformed frame is ignored, as 19.09's relay did
+                    await term.handle(*parse_frame(message.data))
+                except (ValueError, OSError) as exc:
+                    await ws.send_str(error_frame(str(exc)[:500]))
+
+        tasks = [asyncio.create_task(receive()), asyncio.create_task(term.ended.wait())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for task in tasks:
+                task.cancel()
             await term.stop()
+            await ws.close()
         return ws
 
-    app = web.Application(middlewares=[guard], client_max_size=settings.upload_limit + (1 << 20))
+    async def on_shutdown(_: web.Application) -> None:
+        for ws in list(runner.sockets):
+            await ws.close()
+
+    app = web.Application(middlewares=[guard], client_max_size=1 << 22)
+    app.on_shutdown.append(on_shutdown)
     app.add_routes([web.get("/health", health), web.post("/execute", execute), web.post("/interrupt", interrupt),
                     web.post("/complete", complete), web.get("/files", list_files), web.post("/upload", upload),
                     web.get("/download", download), web.get("/stats", kernel_stats), web.get("/pty", terminal)])
     return app
 
 
-def _missing(run_id: str) -> Run:
-    raise FileNotFoundError(f"no run {run_id!r}")
+def _missing(run_id: str) -> Any:
+    raise FileNotFoundError(f"there is no run {run_id!r} (unknown, or finished and answered)")

@@ -1,9 +1,11 @@
-"""The runner's settings, read once from the environment the operator sets
-(``kubernel/runner.py`` defines the values on the other side)."""
+"""The runner's settings, read once from the environment the operator sets in the Pod
+spec (``kubernel/runner.py`` defines the values on the other side)."""
 
 from __future__ import annotations
 
 import os
+import pwd
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,40 +13,70 @@ from pathlib import Path
 @dataclass(frozen=True)
 class RunnerSettings:
     port: int
-    """The one TCP port, on every address [KUBERNEL_RUNNER_PORT]."""
+    """The one TCP port, bound on 0.0.0.0 [KUBERNEL_RUNNER_PORT, required]."""
     identity_dir: Path
-    """The session's identity: ``token`` and ``identity.json`` (a Secret volume) [KUBERNEL_RUNNER_IDENTITY]."""
+    """The session's identity: files ``token`` (the bearer secret) and ``identity.json``
+    (``sessionId``, ``ownerAccessKey``, ``environ``), a Secret volume [KUBERNEL_RUNNER_IDENTITY, required]."""
     workdir: Path = Path("/home/work")
-    """The kernel's working directory; file calls stay inside it [KUBERNEL_RUNNER_WORKDIR]."""
+    """The kernel's working directory; every file call stays inside it [KUBERNEL_RUNNER_WORKDIR]."""
     uid: int | None = None
-    """User of the interpreter, batch commands and terminals when the runner is root [KUBERNEL_RUNNER_UID]."""
+    """User of the interpreter, batch commands and terminals when the runner is root; the
+    runner itself stays root (the token file and its memory out of the user code's reach).
+    Unset: nobody changes user [KUBERNEL_RUNNER_UID]."""
     gid: int | None = None
-    """Their group [KUBERNEL_RUNNER_GID]."""
+    """Their group (default: the uid) [KUBERNEL_RUNNER_GID]."""
     continue_seconds: float = 3.0
-    """How long an execute call waits before answering ``continued`` [KUBERNEL_RUNNER_CONTINUE_SECONDS]."""
+    """How long one execute call waits before answering ``continued`` [KUBERNEL_RUNNER_CONTINUE_SECONDS]."""
     output_limit: int = 1 << 20
-    """Console bytes one run keeps; the rest is dropped with a note [KUBERNEL_RUNNER_OUTPUT_LIMIT]."""
+    """Console bytes one run keeps (and so one answer carries at most); the rest is
+    dropped and one stderr item says how much [KUBERNEL_RUNNER_OUTPUT_LIMIT]."""
     upload_limit: int = 64 << 20
-    """Largest upload request (413 beyond) [KUBERNEL_RUNNER_UPLOAD_LIMIT]."""
+    """Bytes one upload request may bring; more is 413 [KUBERNEL_RUNNER_UPLOAD_LIMIT]."""
+    reap_seconds: float = 5.0
+    """How often ended orphans (zombies) of the user's code are looked for [KUBERNEL_RUNNER_REAP_SECONDS]."""
 
     @property
     def drops_privileges(self) -> bool:
         return self.uid is not None and os.geteuid() == 0
 
+    @property
+    def user_name(self) -> str | None:
+        """The kernel user's name (USER in its environment), if it has one."""
+        try:
+            return pwd.getpwuid(self.uid if self.uid is not None else os.geteuid()).pw_name
+        except KeyError:
+            return None
+
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> RunnerSettings:
-        env = dict(os.environ if env is None else env)
-        missing = [n for n in ("KUBERNEL_RUNNER_PORT", "KUBERNEL_RUNNER_IDENTITY") if not env.get(n)]
-        if missing:
-            raise SystemExit(f"kubernel_runner: set {', '.join(missing)} (the operator does, in the Pod spec)")
-        uid, gid = env.get("KUBERNEL_RUNNER_UID"), env.get("KUBERNEL_RUNNER_GID")
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RunnerSettings:
+        """Raises ValueError naming the variable that is missing or wrong."""
+        env = os.environ if env is None else env
+
+        def number(name: str, default: str | None, kind: type, low: float, high: float) -> float | int:
+            text = env.get(name) or default
+            if text is None:
+                raise ValueError(f"{name} is required (the operator sets it in the Pod spec)")
+            try:
+                value = kind(text)
+            except ValueError:
+                raise ValueError(f"{name} must be a number, not {text!r}") from None
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be between {low} and {high}")
+            return value
+
+        identity = env.get("KUBERNEL_RUNNER_IDENTITY")
+        if not identity:
+            raise ValueError("KUBERNEL_RUNNER_IDENTITY is required (the operator sets it in the Pod spec)")
+        uid = int(number("KUBERNEL_RUNNER_UID", None, int, 0, 2**31)) if env.get("KUBERNEL_RUNNER_UID") else None
+        gid = int(number("KUBERNEL_RUNNER_GID", None, int, 0, 2**31)) if env.get("KUBERNEL_RUNNER_GID") else uid
         return cls(
-            port=int(env["KUBERNEL_RUNNER_PORT"]),
-            identity_dir=Path(env["KUBERNEL_RUNNER_IDENTITY"]),
-            workdir=Path(env.get("KUBERNEL_RUNNER_WORKDIR", "/home/work")),
-            uid=int(uid) if uid else None,
-            gid=int(gid) if gid else (int(uid) if uid else None),
-            continue_seconds=float(env.get("KUBERNEL_RUNNER_CONTINUE_SECONDS", "3")),
-            output_limit=int(env.get("KUBERNEL_RUNNER_OUTPUT_LIMIT", str(1 << 20))),
-            upload_limit=int(env.get("KUBERNEL_RUNNER_UPLOAD_LIMIT", str(64 << 20))),
+            port=int(number("KUBERNEL_RUNNER_PORT", None, int, 1, 65535)),
+            identity_dir=Path(identity),
+            workdir=Path(env.get("KUBERNEL_RUNNER_WORKDIR") or "/home/work"),
+            uid=uid,
+            gid=gid,
+            continue_seconds=float(number("KUBERNEL_RUNNER_CONTINUE_SECONDS", "3", float, 0.05, 600)),
+            output_limit=int(number("KUBERNEL_RUNNER_OUTPUT_LIMIT", str(1 << 20), int, 1024, 1 << 30)),
+            upload_limit=int(number("KUBERNEL_RUNNER_UPLOAD_LIMIT", str(64 << 20), int, 1, 1 << 40)),
+            reap_seconds=float(number("KUBERNEL_RUNNER_REAP_SECONDS", "5", float, 0.05, 3600)),
         )

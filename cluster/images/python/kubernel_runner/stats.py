@@ -51,9 +51,10 @@ def figures(files: dict[str, str | None]) -> dict[str, int]:
     """Stats from the cgroup files' contents (keys: their paths under /sys/fs/cgroup)."""
     if files.get("cgroup.controllers") is not None:  # v2
         read, write = io_stat_bytes(files.get("io.stat"))
+        current = _int(files.get("memory.current"))
         return {"cpu_used": cpu_stat_usec(files.get("cpu.stat")) // 1000,
-                "mem_cur_bytes": _int(files.get("memory.current")),
-                "mem_max_bytes": _int(files.get("memory.peak")),
+                "mem_cur_bytes": current,
+                "mem_max_bytes": max(current, _int(files.get("memory.peak"))),  # no memory.peak before Linux 5.19
                 "io_read_bytes": read, "io_write_bytes": write}
     cpu_ns = _int(files.get("cpuacct/cpuacct.usage") or files.get("cpu,cpuacct/cpuacct.usage"))
     read, write = blkio_bytes(files.get("blkio/blkio.throttle.io_service_bytes"))
@@ -63,16 +64,32 @@ def figures(files: dict[str, str | None]) -> dict[str, int]:
             "io_read_bytes": read, "io_write_bytes": write}
 
 
-FILES = ("cgroup.controllers", "cpu.stat", "memory.current", "memory.peak", "io.stat", "cpuacct/cpuacct.usage",
+def oom_kills(files: dict[str, str | None]) -> int:
+    """Processes of the container the OOM killer ended: ``oom_kill`` of v2 ``memory.events``
+    or v1 ``memory.oom_control`` (older v1 kernels lack it: 0)."""
+    for name in ("memory.events", "memory/memory.oom_control"):
+        for line in (files.get(name) or "").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return _int(value)
+    return 0
+
+
+FILES = ("cgroup.controllers", "memory.events", "memory/memory.oom_control", "cpu.stat", "memory.current", "memory.peak", "io.stat", "cpuacct/cpuacct.usage",
          "cpu,cpuacct/cpuacct.usage", "memory/memory.usage_in_bytes", "memory/memory.max_usage_in_bytes",
          "blkio/blkio.throttle.io_service_bytes")
 
 
-def read(root: Path = CGROUP) -> dict[str, int]:
+def read_files(root: Path = CGROUP) -> dict[str, str | None]:
+    """The cgroup files' contents; a missing or unreadable one is None."""
     contents: dict[str, str | None] = {}
     for name in FILES:
         try:
             contents[name] = (root / name).read_text()
         except OSError:
             contents[name] = None
-    return figures(contents)
+    return contents
+
+
+def read(root: Path = CGROUP) -> dict[str, int]:
+    return figures(read_files(root))
