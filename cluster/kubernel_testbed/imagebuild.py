@@ -89,6 +89,8 @@ class ImageSpec:
     """Empty: not set, the Pod's securityContext decides."""
     python_requirements: str = ""
     """A pinned requirements file of the folder: its wheels go to ``<files_dir>/lib`` (pip --target)."""
+    check: tuple[str, ...] = ()
+    """A command run in the finished rootfs (chroot, the image's environment); the build fails if it does."""
 
     @property
     def reference(self) -> str:
@@ -102,6 +104,7 @@ PYTHON = ImageSpec(
     files_dir="/opt/kubernel",
     python_requirements="requirements.txt",  # the code runner's: aiohttp, jupyter_client, ipykernel
     cmd=("/usr/bin/python3", "-m", "kubernel_runner"),  # Cmd, not Entrypoint: a Pod's args replace it
+    check=("/usr/bin/python3", "-m", "kubernel_runner", "--check"),  # imports, and finds ipykernel's spec
     # HOME too: pip --user and IPython write there even for a UID /etc/passwd lacks (runc: HOME=/).
     env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
          "PYTHONUNBUFFERED=1", f"HOME={KERNEL_HOME}", "PYTHONPATH=/opt/kubernel:/opt/kubernel/lib"),
@@ -420,6 +423,8 @@ def _fill_rootfs(spec: ImageSpec, rootfs: Path, cache: Path, steps: Iterator[str
         say(f"[images] {spec.reference}: pip install {spec.python_requirements} into {spec.files_dir}/lib: "
             f"{next(steps)}")
         _install_wheels(spec, rootfs)
+    if spec.check:
+        _run("chroot", rootfs, "/usr/bin/env", "-i", *spec.env, *spec.check)
 
 
 def _build(spec: ImageSpec, layout: Path, cache: Path, say: Say) -> None:

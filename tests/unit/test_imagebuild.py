@@ -184,6 +184,11 @@ def test_mounts_left_inside_a_rootfs_are_found_deepest_first() -> None:
         "/c/root fs/proc/sys/fs/binfmt_misc", "/c/root fs/proc"]
 
 
+def test_the_python_image_checks_its_runner_with_its_own_python() -> None:
+    assert PYTHON.check[:3] == PYTHON.cmd and PYTHON.check[3:] == ("--check",)
+    assert "PYTHONPATH=/opt/kubernel:/opt/kubernel/lib" in PYTHON.env
+
+
 def test_the_runners_wheels_are_pinned_and_installed_for_the_images_python() -> None:
     requirements = imagebuild.source_dir(PYTHON) / PYTHON.python_requirements
     pins = [line for line in requirements.read_text().splitlines() if line and not line.startswith("#")]
