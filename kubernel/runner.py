@@ -1,7 +1,7 @@
 """Where a kernel's code runner lives and how it is reached: shared by the operator
 (which builds the Pod and its Secret) and the API (which calls the runner).
 
-The runner (``runner/kubernel_runner``, in the kernel images) reads everything it
+The runner (``cluster/images/python/kubernel_runner``, in the kernel image) reads everything it
 needs from the environment the operator sets (``runner_env``), so these values are
 defined here once. docs/runner.md has its protocol.
 """
