@@ -5,9 +5,10 @@
 #
 # containerd, runc and the CNI plugins run the Pods; conntrack and iptables serve
 # kube-proxy; docker-registry is the local OCI registry; debootstrap, umoci and
-# skopeo build and push the kernel images without a Docker engine.
+# skopeo build and push the kernel images without a Docker engine; buildah builds the
+# service image from the Dockerfile (`make image`).
 set -euo pipefail
-packages=(containerd runc containernetworking-plugins conntrack iptables docker-registry debootstrap umoci skopeo)
+packages=(containerd runc containernetworking-plugins conntrack iptables docker-registry debootstrap umoci skopeo buildah)
 
 log() { printf '[node-packages %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
