@@ -322,7 +322,8 @@ def _debian_rootfs(base: DebianBase, cache: Path, step: str, say: Say) -> Path:
     for deb in (partial / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
     partial.rename(rootfs)
-    in_use = {base_dir_name(spec.base) for spec in IMAGES if spec.base}
+    # The rootfs just made is kept even if no spec here names it (serviceimage's own base).
+    in_use = {rootfs.name} | {base_dir_name(spec.base) for spec in IMAGES if spec.base}
     for stale in cache.iterdir():
         if stale.name not in in_use:  # a changed package list's old rootfs
             _remove_tree(stale)
