@@ -79,6 +79,10 @@ class ImageSpec:
     """None: the image holds only what this spec puts in (no distribution)."""
     go_binary: str = ""
     """Path in the image of the static binary built from the Go module in the folder."""
+    go_package: str = "."
+    """The main package ``go build`` builds in that module: ``.``, or one of a module it requires."""
+    go_ldflags: tuple[str, ...] = ()
+    """Linker flags after ``-s -w`` (e.g. ``-X`` of a version variable)."""
     files_dir: str = ""
     """Directory in the image that receives the folder's files as they are."""
     entrypoint: tuple[str, ...] = ()
@@ -111,6 +115,21 @@ PYTHON = ImageSpec(
     workdir=KERNEL_HOME,
 )
 IMAGES = (PAUSE, PYTHON)
+
+TRAEFIK_VERSION = "3.6.12"
+"""The Traefik release the ingress controller image builds (cluster/images/traefik/go.mod requires it)."""
+_TRAEFIK_VERSION_VAR = "github.com/traefik/traefik/v3/pkg/version"
+TRAEFIK = ImageSpec(
+    "traefik", TRAEFIK_VERSION,
+    go_binary="/traefik", go_package="github.com/traefik/traefik/v3/cmd/traefik",
+    # BuildDate: the release's date, not the build's, so the binary stays reproducible.
+    go_ldflags=(f"-X {_TRAEFIK_VERSION_VAR}.Version={TRAEFIK_VERSION}",
+                f"-X {_TRAEFIK_VERSION_VAR}.BuildDate=2026-03-26T09:54:04Z"),
+    entrypoint=("/traefik",), user="65532:65532",
+)
+ON_DEMAND = (TRAEFIK,)
+"""Images built only when something asks for them (``ensure_built(..., specs=...)``), never
+at ``make cluster``: Traefik's compile takes minutes and only ``make deploy`` needs it."""
 
 
 # -- pure ----------------------------------------------------------------------------
@@ -209,8 +228,8 @@ def history_entry(spec: ImageSpec) -> str:
         parts.append(" ".join(debootstrap_argv(spec.base, Path("/"), "<mirror>")[:-2])
                      + f"; useradd --uid {KERNEL_UID} {KERNEL_USER}")
     if spec.go_binary:
-        parts.append(f"CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-s -w' -o {spec.go_binary} "
-                     f"cluster/images/{spec.name}")
+        parts.append(f"(cd cluster/images/{spec.name}; CGO_ENABLED=0 "
+                     f"{' '.join(go_build_argv(spec, Path(spec.go_binary)))})")
     if spec.files_dir:
         parts.append(f"cp cluster/images/{spec.name}/* {spec.files_dir}/")
     return "; ".join(parts)
@@ -396,12 +415,17 @@ def _install_wheels(spec: ImageSpec, rootfs: Path) -> None:
     _run(*pip_target_argv(sys.executable, source_dir(spec) / spec.python_requirements, target))
 
 
+def go_build_argv(spec: ImageSpec, out: Path, go: str = "go") -> list[str]:
+    """``go build`` of the spec's package, run in its folder (the module whose go.mod
+    pins it). -buildvcs=false: the binary must not depend on the repository's git state."""
+    ldflags = " ".join(("-s", "-w", *spec.go_ldflags))
+    return [go, "build", "-trimpath", "-buildvcs=false", f"-ldflags={ldflags}", "-o", str(out), spec.go_package]
+
+
 def _build_go_binary(spec: ImageSpec, rootfs: Path) -> None:
     out = rootfs / spec.go_binary.lstrip("/")
     out.parent.mkdir(parents=True, exist_ok=True)
-    # -buildvcs=false: the binary must not depend on the repository's git state.
-    _run(_go(), "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out, ".",
-         cwd=source_dir(spec), env=_go_env())
+    _run(*go_build_argv(spec, out, _go()), cwd=source_dir(spec), env=_go_env())
     out.chmod(0o755)
 
 
@@ -469,16 +493,17 @@ def _open_layout(layout: Path) -> dict[str, str]:
         return {}
 
 
-def ensure_built(cache_dir: Path, say: Say) -> Path:
-    """The OCI layout (``<cache>/images/oci``) holding every image by ``layout_tag``,
-    each rebuilt only when its inputs digest differs from the one stored beside it."""
+def ensure_built(cache_dir: Path, say: Say, specs: tuple[ImageSpec, ...] = IMAGES) -> Path:
+    """The OCI layout (``<cache>/images/oci``) holding ``specs`` by ``layout_tag`` (the
+    others it holds stay as they are), each rebuilt only when its inputs digest differs
+    from the one stored beside it."""
     root = cache_dir / "images"
     layout = root / "oci"
     root.mkdir(parents=True, exist_ok=True)
     with _locked(root, exclusive=True):
         present = _open_layout(layout)
         built = False
-        for spec in IMAGES:
+        for spec in specs:
             stamp = root / f"{spec.name}.inputs"
             digest = current_digest(spec)
             if layout_tag(spec) in present and stamp.exists() and stamp.read_text().strip() == digest:
@@ -506,14 +531,14 @@ def _registry_digest(registry: str, spec: ImageSpec) -> str | None:
         return None
 
 
-def push(layout: Path, registry: str, say: Say) -> dict[str, str]:
-    """Copy every image to ``<registry>/kubernel/<name>:<tag>`` (plain HTTP); an image
-    the registry already holds under the same digest is not copied again. Returns
-    reference -> manifest digest."""
+def push(layout: Path, registry: str, say: Say, specs: tuple[ImageSpec, ...] = IMAGES) -> dict[str, str]:
+    """Copy ``specs`` (by default every image but the on-demand ones) to
+    ``<registry>/kubernel/<name>:<tag>`` (plain HTTP); an image the registry already
+    holds under the same digest is not copied again. Returns reference -> manifest digest."""
     pushed = {}
     with _locked(layout.parent, exclusive=False):
         digests = manifest_digests(json.loads((layout / "index.json").read_text()))
-        for spec in IMAGES:
+        for spec in specs:
             reference = registry_reference(registry, spec)
             digest = digests[layout_tag(spec)]
             if _registry_digest(registry, spec) != digest:
