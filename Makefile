@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 node-packages:
 	@[ "$${KUBERNEL_REAL_NODE:-1}" = 0 ] || bash cluster/node-packages.sh
 
-.PHONY: node-packages venv binaries cluster cluster-down run test unit fault bench crds kind kind-down clean
+.PHONY: node-packages venv binaries cluster cluster-down run test unit fault bench crds kind kind-down clean image
 
 $(STAMP): pyproject.toml
 	@echo "[make] creating the virtual environment in $(VENV) and installing the project"
@@ -66,6 +66,14 @@ crds: venv
 	@rm -f helm/kubernel/crds/*.yaml && cp crds/*.yaml helm/kubernel/crds/
 	@$(PY) -m kubernel.chartschema
 	@echo "[make] crds/ regenerated and copied into helm/kubernel/crds/; the chart's images schema regenerated"
+
+# The service image from the Dockerfile, without a Docker engine: buildah on a local
+# build of its python:3.11.14-slim-bookworm base (cached), pushed to the running test
+# bed's registry as registry.kubernel.test/kubernel/kubernel:$(IMAGE_TAG); prints the
+# reference by digest. Needs root and buildah (make node-packages). docs/image.md.
+IMAGE_TAG ?= dev
+image: venv
+	@$(PY) -m kubernel_testbed.serviceimage push --tag '$(IMAGE_TAG)'
 
 # A kind cluster with the chart installed from a locally built image. Needs Docker,
 # kind and helm on PATH. NOT RUN HERE: this machine has no Docker engine.
