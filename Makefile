@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 node-packages:
 	@[ "$${KUBERNEL_REAL_NODE:-1}" = 0 ] || bash cluster/node-packages.sh
 
-.PHONY: node-packages venv binaries cluster cluster-down run test unit fault bench crds kind kind-down clean image
+.PHONY: node-packages venv binaries cluster cluster-down deploy undeploy run test unit fault bench crds kind kind-down clean image
 
 $(STAMP): pyproject.toml
 	@echo "[make] creating the virtual environment in $(VENV) and installing the project"
@@ -40,6 +40,16 @@ cluster: venv binaries node-packages
 
 cluster-down: venv
 	@$(PY) -m kubernel_testbed down
+
+# The chart on the test bed's real node: the service image (make image), Traefik, and
+# `helm upgrade --install kubernel` in namespace kubernel; credentials in .local/deploy.env.
+deploy: cluster
+	@$(PY) -m kubernel_testbed.deploy up
+
+# The README's uninstall story: sessions first (the operator removes their finalizers),
+# then helm uninstall and the namespace.
+undeploy: venv
+	@$(PY) -m kubernel_testbed.deploy down
 
 # The whole service in the foreground: the control plane (unless KUBECONFIG names
 # a cluster), the CRDs, the bootstrap keypair (.local/backend.env), the operator

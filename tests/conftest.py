@@ -73,6 +73,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         if "fault" in item.path.parts:
             item.add_marker(pytest.mark.fault)
+        if "deploy" in item.path.parts:  # needs the control plane too: `make unit` leaves it out
+            item.add_marker(pytest.mark.deploy)
+            item.add_marker(pytest.mark.integration)
 
 
 def testbed_binary(name: str) -> str:

@@ -174,6 +174,23 @@ def test_the_ingress_suits_event_streams(helm_bin: str) -> None:
     assert not [o for o in render(helm_bin) if o["kind"] == "Ingress"], "the Ingress is optional"
 
 
+def test_an_ingress_host_left_empty_matches_every_host(helm_bin: str, tmp_path: Path) -> None:
+    """What `make deploy` installs (no DNS on the test bed): the rule has no host at all,
+    which Kubernetes reads as every host; the image is pinned by digest."""
+    from kubernel_testbed import deploy
+
+    digest = "sha256:" + "ab" * 32
+    values = deploy.chart_values(f"registry.kubernel.test/kubernel/kubernel@{digest}",
+                                 yaml.safe_load(deploy.DEV_IMAGE_TABLE.read_text()), "traefik")
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+    objects = render(helm_bin, "-f", str(tmp_path / "values.yaml"))
+    ingress = one(objects, "Ingress", "kn-kubernel-api")
+    assert ingress["spec"]["ingressClassName"] == "traefik"
+    assert [set(rule) for rule in ingress["spec"]["rules"]] == [{"http"}]
+    api = one(objects, "Deployment", "kn-kubernel-api")["spec"]["template"]["spec"]["containers"][0]
+    assert api["image"] == f"registry.kubernel.test/kubernel/kubernel@{digest}"
+
+
 def test_the_bootstrap_keypair_is_one_the_api_accepts(default: list[dict], helm_bin: str) -> None:
     secret = one(default, "Secret", "kn-kubernel-bootstrap-keypair")
     keypair = kp.from_secret(secret)

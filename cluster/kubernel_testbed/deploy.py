@@ -1,0 +1,192 @@
+"""`make deploy`: the Helm chart on the test bed's real node, as a platform team installs it.
+
+The operator and the API run as Pods from the service image (built without Docker and
+pushed to the local registry, ``serviceimage``), behind Traefik (``ingress``), with the
+kernel image table of ``make run`` (``cluster/images.dev.yaml``). The chart is installed
+as release ``kubernel`` in namespace ``kubernel``; the bootstrap keypair of its Secret and
+the ingress's address are written to ``.local/deploy.env`` for the client and the CLI.
+
+``undeploy`` is the README's uninstall story, in order: the sessions are deleted while
+the operator still runs (it ends them and removes their finalizers), ``helm uninstall``,
+the finalizer removed by hand from any session left without an operator (after a bare
+``helm uninstall``; their Pods follow by owner reference), then the namespace. The CRD
+stays, as Helm leaves it (other releases may use it).
+
+    python -m kubernel_testbed.deploy up | down
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import ingress, serviceimage
+from .launcher import Testbed
+from .polling import say, wait_for
+from .settings import REPO_ROOT, TestbedSettings
+
+RELEASE = "kubernel"
+NAMESPACE = "kubernel"
+CHART = REPO_ROOT / "helm" / "kubernel"
+DEV_IMAGE_TABLE = REPO_ROOT / "cluster" / "images.dev.yaml"
+ENV_FILE = REPO_ROOT / ".local" / "deploy.env"
+BOOTSTRAP_SECRET = f"{RELEASE}-bootstrap-keypair"
+"""The chart's `<fullname>-bootstrap-keypair`; the release name contains the chart name,
+so the full name is the release name."""
+HELM_TIMEOUT = "5m"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What a client needs: where the API is and the bootstrap keypair."""
+
+    endpoint: str
+    image: str
+    access_key: str
+    secret_key: str
+
+    def env(self) -> dict[str, str]:
+        return {"BACKEND_ENDPOINT": self.endpoint, "BACKEND_ACCESS_KEY": self.access_key,
+                "BACKEND_SECRET_KEY": self.secret_key, "BACKEND_ENDPOINT_TYPE": "api"}
+
+
+# -- pure ----------------------------------------------------------------------------
+def split_image(reference: str) -> tuple[str, str]:
+    """``repo@sha256:..`` -> (repo, digest): the chart pins the image by digest."""
+    repository, at, digest = reference.partition("@")
+    if not at or not digest.startswith("sha256:"):
+        raise ValueError(f"expected an image reference pinned by digest, got {reference!r}")
+    return repository, digest
+
+
+def chart_values(image: str, image_table: Mapping[str, Any], ingress_class: str) -> dict[str, Any]:
+    """The values `make deploy` installs the chart with (everything else: the chart's defaults)."""
+    repository, digest = split_image(image)
+    return {
+        "image": {"repository": repository, "digest": digest, "pullPolicy": "IfNotPresent"},
+        "images": dict(image_table),
+        # No DNS here: the rule matches any host, so the ingress's address is the endpoint.
+        "ingress": {"enabled": True, "className": ingress_class,
+                    "hosts": [{"host": "", "paths": [{"path": "/", "pathType": "Prefix"}]}]},
+    }
+
+
+def helm_upgrade_command(helm: Path, kubeconfig: Path, values_file: Path) -> list[str]:
+    return [str(helm), f"--kubeconfig={kubeconfig}", "upgrade", "--install", RELEASE, str(CHART),
+            "--namespace", NAMESPACE, "--create-namespace", "--values", str(values_file),
+            "--wait", f"--timeout={HELM_TIMEOUT}"]
+
+
+def env_file_text(deployment: Deployment) -> str:
+    lines = [f"export {key}={value}" for key, value in deployment.env().items()]
+    return "# Written by `make deploy`: the chart's API through the ingress.\n" + "\n".join(lines) + "\n"
+
+
+def decode_keypair(secret: Mapping[str, Any]) -> tuple[str, str]:
+    data = secret["data"]
+    return (base64.b64decode(data["access-key"]).decode(), base64.b64decode(data["secret-key"]).decode())
+
+
+# -- I/O -----------------------------------------------------------------------------
+def _kubectl(bed: Testbed, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(bed.layout.bin / "kubectl"), f"--kubeconfig={bed.layout.kubeconfig}", *args],
+                          capture_output=True, text=True, check=check, timeout=300)
+
+
+def _require_real_node(bed: Testbed) -> None:
+    if not bed.settings.real_node:
+        raise SystemExit("make deploy needs the test bed's real node (KUBERNEL_REAL_NODE=1)")
+    if not bed.running():
+        raise SystemExit("the test bed is not running: `make cluster` starts it (make deploy does)")
+
+
+def deploy(bed: Testbed) -> Deployment:
+    _require_real_node(bed)
+    say("[deploy 1/4] the service image (built without Docker, pushed to the local registry)")
+    image = serviceimage.ensure_service_image(bed.settings, say)
+    say("[deploy 2/4] the ingress controller (Traefik) on the real node")
+    endpoint = ingress.install(bed.layout.kubeconfig, say)
+    say(f"[deploy 3/4] helm upgrade --install {RELEASE} (namespace {NAMESPACE}, image {image}), "
+        f"waiting up to {HELM_TIMEOUT} for the rollout")
+    table = yaml.safe_load(DEV_IMAGE_TABLE.read_text())
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="kubernel-values-") as values:
+        yaml.safe_dump(chart_values(image, table, ingress.INGRESS_CLASS), values)
+        values.flush()
+        result = subprocess.run(helm_upgrade_command(bed.layout.bin / "helm", bed.layout.kubeconfig,
+                                                     Path(values.name)), capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"helm upgrade failed:\n{result.stdout}{result.stderr}")
+    say("[deploy 4/4] the bootstrap keypair, and the API through the ingress")
+    secret = json.loads(_kubectl(bed, "-n", NAMESPACE, "get", "secret", BOOTSTRAP_SECRET, "-o", "json").stdout)
+    access_key, secret_key = decode_keypair(secret)
+    deployment = Deployment(endpoint, image, access_key, secret_key)
+    wait_for(f"the API answering at {endpoint}/", lambda: _answers(endpoint), timeout=60, interval=0.5)
+    ENV_FILE.parent.mkdir(parents=True, exist_ok=True)
+    ENV_FILE.write_text(env_file_text(deployment))
+    ENV_FILE.chmod(0o600)
+    return deployment
+
+
+def _answers(endpoint: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{endpoint}/", timeout=5) as response:
+            return json.load(response).get("version") == "v4.20190615"
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def undeploy(bed: Testbed) -> None:
+    """The README's uninstall story; each step is a no-op when there is nothing to do, so
+    it also cleans up after a bare `helm uninstall` (sessions left with their finalizer)."""
+    if not bed.running():
+        say("the test bed is not running: nothing to undeploy")
+        return
+    operator_runs = bool(_kubectl(bed, "-n", NAMESPACE, "get", "deployment", f"{RELEASE}-operator",
+                                  "--ignore-not-found", "-o", "name", check=False).stdout.strip())
+    if operator_runs:
+        say(f"[undeploy 1/4] ending the sessions in {NAMESPACE} while the operator runs (Pods, lifecycle, finalizer)")
+        _kubectl(bed, "-n", NAMESPACE, "delete", "kernelsessions", "--all", "--wait", "--timeout=120s")
+    say(f"[undeploy 2/4] helm uninstall {RELEASE}")
+    subprocess.run([str(bed.layout.bin / "helm"), f"--kubeconfig={bed.layout.kubeconfig}", "uninstall", RELEASE,
+                    "--namespace", NAMESPACE, "--wait", "--timeout=120s", "--ignore-not-found"],
+                   capture_output=True, text=True, check=True)
+    left = _kubectl(bed, "-n", NAMESPACE, "get", "kernelsessions", "-o", "name", check=False).stdout.split()
+    say(f"[undeploy 3/4] sessions left without an operator: {len(left)} (finalizer removed; Pods follow by owner)")
+    for name in left:
+        _kubectl(bed, "-n", NAMESPACE, "patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
+                 check=False)  # gone meanwhile is fine
+    say(f"[undeploy 4/4] deleting namespace {NAMESPACE}")
+    _kubectl(bed, "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait", "--timeout=120s")
+    ENV_FILE.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kubernel_testbed.deploy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up", "down"])
+    args = parser.parse_args(argv)
+    bed = Testbed(TestbedSettings.from_env())
+    if args.command == "down":
+        undeploy(bed)
+        return 0
+    deployment = deploy(bed)
+    say(f"deployed: {deployment.endpoint} (credentials in {ENV_FILE.relative_to(REPO_ROOT)})")
+    print(f"source {ENV_FILE.relative_to(REPO_ROOT)} && backend.ai run -c 'print(42)' python:3.6")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
