@@ -94,6 +94,8 @@ def traefik_args(node_ip: str = node.NODE_IP, timeouts: Timeouts = Timeouts()) -
     transport = "--serverstransport.forwardingtimeouts"
     return [
         f"{web}.address=:{WEB_PORT}/tcp",
+        # Ingress routes on this entry point only, not also on the ping one (Traefik's default: all).
+        f"{web}.asdefault=true",
         f"{web}.transport.respondingtimeouts.readtimeout={timeouts.read}",
         f"{web}.transport.respondingtimeouts.writetimeout={timeouts.write}",
         f"{web}.transport.respondingtimeouts.idletimeout={timeouts.idle}",
@@ -112,6 +114,7 @@ def traefik_args(node_ip: str = node.NODE_IP, timeouts: Timeouts = Timeouts()) -
         "--global.checknewversion=false",
         "--global.sendanonymoususage=false",
         "--log.level=INFO",
+        "--log.nocolor=true",  # a log file, not a terminal
         "--accesslog=true",
     ]
 
@@ -302,6 +305,12 @@ def install(kubeconfig: str | Path | None = None, say: Say = testbed_say, timeou
         raise TimeoutError(f"{exc}\n{pods}") from None
     say(f"ingress ready in {time.monotonic() - started:.1f}s: {url} (IngressClass {INGRESS_CLASS})")
     return url
+
+
+def installed(kubeconfig: str | Path | None = None) -> bool:
+    """Traefik's Deployment exists (``make deploy`` or a test installed it)."""
+    cluster = Cluster.from_env(kubeconfig)
+    return not _gone(cluster, "-n", NAMESPACE, f"deployment/{NAME}")
 
 
 def _gone(cluster: Cluster, *args: str) -> bool:

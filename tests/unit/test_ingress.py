@@ -12,6 +12,7 @@ from kubernel_testbed.imagebuild import PAUSE, PYTHON, TRAEFIK
 
 TRAEFIK_ARGS = [
     "--entrypoints.web.address=:8000/tcp",
+    "--entrypoints.web.asdefault=true",
     "--entrypoints.web.transport.respondingtimeouts.readtimeout=60s",
     "--entrypoints.web.transport.respondingtimeouts.writetimeout=0s",
     "--entrypoints.web.transport.respondingtimeouts.idletimeout=180s",
@@ -27,6 +28,7 @@ TRAEFIK_ARGS = [
     "--global.checknewversion=false",
     "--global.sendanonymoususage=false",
     "--log.level=INFO",
+    "--log.nocolor=true",
     "--accesslog=true",
 ]
 LABELS = {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/component": "ingress-controller",
