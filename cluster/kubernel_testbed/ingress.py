@@ -274,10 +274,14 @@ def _answers(url: str) -> bool:
 
 def ensure_image(cluster: Cluster, say: Say) -> str:
     """Build Traefik's image if its inputs changed (minutes, once), push it if the
-    registry lacks it. Returns the reference the node pulls."""
+    registry lacks it. Returns the reference the node pulls, pinned to the digest: a
+    rebuilt image under the same tag changes the Deployment, and the node pulls it
+    (IfNotPresent would keep running the old one)."""
     layout = imagebuild.ensure_built(cluster.settings.cache_dir, say, specs=(imagebuild.TRAEFIK,))
-    imagebuild.push(layout, cluster.registry(), say, specs=(imagebuild.TRAEFIK,))
-    return IMAGE
+    registry = cluster.registry()
+    digest = imagebuild.push(layout, registry, say, specs=(imagebuild.TRAEFIK,))[
+        imagebuild.registry_reference(registry, imagebuild.TRAEFIK)]
+    return f"{IMAGE}@{digest}"
 
 
 def install(kubeconfig: str | Path | None = None, say: Say = testbed_say, timeout: float = 120) -> str:
