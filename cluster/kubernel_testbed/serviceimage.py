@@ -73,9 +73,16 @@ path-include /usr/share/locale/locale.alias
 path-exclude /usr/share/lintian/*
 """
 APT_SLIM = """\
-// No .deb stays in /var/cache/apt/archives once installed: it would stay in a layer.
+// Nothing apt caches may stay in a layer: no .deb once installed, and no package
+// caches (pkgcache.bin and srcpkgcache.bin are 40 MB each after an update).
 APT::Keep-Downloaded-Packages "false";
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
 """
+BUILD_HOME = "/root"
+"""Where the build's RUN steps find pip's configuration (HOME of root): a read-only
+volume over the image's own /root, which therefore keeps its content in every layer."""
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 @dataclass(frozen=True)
@@ -167,14 +174,22 @@ def buildah_argv(storage: Storage, *args: str) -> list[str]:
             "--storage-driver", storage.driver, *args]
 
 
+def pip_conf(cert: str) -> str:
+    """pip's user configuration in the build: trust the CA bundle at ``cert``."""
+    return f"[global]\ncert = {cert}\n"
+
+
 def bud_argv(storage: Storage, containerfile: Path, context: Path, name: str,
-             build_args: Mapping[str, str]) -> list[str]:
+             build_args: Mapping[str, str], build_home: Path) -> list[str]:
     """``buildah bud`` as this machine allows: chroot isolation (no runc, no user
     namespaces needed), never a pull (the base is local; Docker Hub is unreachable),
-    every layer cached, and no container left behind by a failed step."""
+    every layer cached, no container left behind by a failed step, and ``build_home``
+    as root's home in RUN steps: pip trusts this machine's CAs there (its TLS may be
+    intercepted by a CA only the host knows), and nothing of it lands in a layer."""
     args = [f"--build-arg={key}={value}" for key, value in sorted(build_args.items())]
     return buildah_argv(storage, "bud", "--isolation", "chroot", "--pull=never", "--layers", "--force-rm",
-                        *args, "--file", str(containerfile), "--tag", name, str(context))
+                        f"--volume={build_home}:{BUILD_HOME}:ro", *args, "--file", str(containerfile),
+                        "--tag", name, str(context))
 
 
 def push_argv(storage: Storage, name: str, registry: str, repository_tag: str, digestfile: Path) -> list[str]:
@@ -309,6 +324,16 @@ def _debian_tar(rootfs: Path, target: Path, files: Mapping[str, str]) -> None:
         imagebuild._remove_tree(work)
 
 
+def _build_home(settings: TestbedSettings) -> Path:
+    """A home for the build's root: pip's configuration and this machine's CA bundle."""
+    home = _work_dir(settings) / "build-home"
+    (home / ".config" / "pip").mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)
+    shutil.copyfile(HOST_CA_BUNDLE, home / "ca-certificates.crt")
+    (home / ".config" / "pip" / "pip.conf").write_text(pip_conf(f"{BUILD_HOME}/ca-certificates.crt"))
+    return home
+
+
 def _recipe() -> str:
     """The code that shapes the base's build context (not the rest of this module: a
     change to the push must not recompile Python)."""
@@ -344,7 +369,7 @@ def ensure_base(settings: TestbedSettings, say: Say, step: Callable[[], str]) ->
     try:
         _debian_tar(rootfs, context / DEBIAN_TAR, files)
         shutil.copyfile(zip_path, context / CPYTHON_ZIP)
-        _run_logged(bud_argv(storage, BASE_CONTAINERFILE, context, name, args),
+        _run_logged(bud_argv(storage, BASE_CONTAINERFILE, context, name, args, _build_home(settings)),
                     _work_dir(settings) / "logs" / "python-base.log")
     finally:
         _unmount_all(storage)
@@ -373,7 +398,7 @@ def build(settings: TestbedSettings, say: Say, tag: str = DEFAULT_TAG, steps: in
         started = time.monotonic()
         say(f"[image {next(counter)}] {name}: buildah bud Dockerfile (PYTHON_IMAGE={base})")
         try:
-            _run_logged(bud_argv(storage, DOCKERFILE, REPO_ROOT, name, {"PYTHON_IMAGE": base}),
+            _run_logged(bud_argv(storage, DOCKERFILE, REPO_ROOT, name, {"PYTHON_IMAGE": base}, _build_home(settings)),
                         _work_dir(settings) / "logs" / "service.log")
         finally:
             _unmount_all(storage)

@@ -136,10 +136,19 @@ def test_local_names(function, argument: tuple[str, ...], name: str) -> None:  #
 
 def test_the_build_is_chrooted_never_pulls_and_caches_layers() -> None:
     argv = serviceimage.bud_argv(STORAGE, Path("/repo/Dockerfile"), Path("/repo"), "localhost/kubernel/kubernel:dev",
-                                 {"PYTHON_IMAGE": "localhost/kubernel/python-base:3.11.14-x", "A": "1"})
+                                 {"PYTHON_IMAGE": "localhost/kubernel/python-base:3.11.14-x", "A": "1"},
+                                 Path("/cache/service-image/build-home"))
     assert argv == [*PREFIX, "bud", "--isolation", "chroot", "--pull=never", "--layers", "--force-rm",
-                    "--build-arg=A=1", "--build-arg=PYTHON_IMAGE=localhost/kubernel/python-base:3.11.14-x",
+                    "--volume=/cache/service-image/build-home:/root:ro", "--build-arg=A=1", "--build-arg=PYTHON_IMAGE=localhost/kubernel/python-base:3.11.14-x",
                     "--file", "/repo/Dockerfile", "--tag", "localhost/kubernel/kubernel:dev", "/repo"]
+
+
+@pytest.mark.parametrize(("cert", "conf"), [
+    ("/root/ca-certificates.crt", "[global]\ncert = /root/ca-certificates.crt\n"),
+    ("/etc/ssl/certs/ca-certificates.crt", "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n"),
+])
+def test_pip_in_the_build_trusts_the_bundle_it_is_given(cert: str, conf: str) -> None:
+    assert serviceimage.pip_conf(cert) == conf
 
 
 def test_the_push_is_plain_http_and_records_the_digest() -> None:
