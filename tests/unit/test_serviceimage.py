@@ -177,8 +177,8 @@ def test_anything_but_a_manifest_digest_is_refused(digest: str) -> None:
     ({"config": {"size": 1500}, "layers": [{"size": 29_000_000}, {"size": 3_500_000}]}, 32_501_500),
     ({"config": {"size": 10}, "layers": []}, 10),
 ])
-def test_the_compressed_size_counts_config_and_layers(manifest: dict[str, object], size: int) -> None:
-    assert serviceimage.compressed_size(manifest) == size
+def test_the_image_size_counts_config_and_layers(manifest: dict[str, object], size: int) -> None:
+    assert serviceimage.manifest_size(manifest) == size
 
 
 @pytest.mark.parametrize(("names", "keep", "removed"), [
