@@ -20,6 +20,11 @@ LABEL org.opencontainers.image.title="kubernel" \
       org.opencontainers.image.description="Backend.AI kernel-session API (v4.20190615) on Kubernetes" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/kubernel/kubernel"
+# A name for UID 10001: kopf's peering identity (getpass.getuser) and anything else that
+# looks the running user up in /etc/passwd fails without one.
+RUN groupadd --gid 10001 kubernel \
+ && useradd --uid 10001 --gid 10001 --no-log-init --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin kubernel
 COPY --from=build /opt/kubernel /opt/kubernel
 COPY kubernel /app/kubernel
 COPY operator/kubernel_operator /app/kubernel_operator
