@@ -22,7 +22,8 @@ from kubernel_testbed import ingress, launcher, node, settings
 from ..waiting import wait_until
 
 HOST = "sse.ingress.test"
-"""The Ingress rule's host: Traefik routes on it, and the backend echoes the Host it got."""
+"""The Ingress rule's host (the test's is ``<namespace>.ingress.test``: two runs, or a
+leftover Ingress, must not share a route): Traefik routes on it, the backend echoes it."""
 BACKEND_PORT = 8080
 BACKEND = r"""
 import http.server, json, time, urllib.parse
@@ -120,10 +121,10 @@ def apply(kubeconfig: str, items: list[dict[str, object]]) -> None:
     cluster.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
 
 
-async def plain_page(http: aiohttp.ClientSession, url: str) -> dict | None:
+async def plain_page(http: aiohttp.ClientSession, url: str, host: str) -> dict | None:
     """The backend's page through Traefik, once it routes there (404 until then)."""
     try:
-        async with http.get(url + "/", headers={"Host": HOST}) as response:
+        async with http.get(url + "/", headers={"Host": host}) as response:
             return await response.json() if response.status == 200 else None
     except aiohttp.ClientError:
         return None
@@ -145,15 +146,16 @@ async def read_events(response: aiohttp.ClientResponse) -> list[tuple[dict, floa
 @pytest.mark.timeout(1800)  # the first install compiles Traefik (~10 min on 2 cores); cached after
 async def test_plain_page_and_an_unbuffered_event_stream_through_traefik(traefik: str, kubeconfig: str,
                                                                          namespace: str) -> None:
-    apply(kubeconfig, backend_manifests(namespace))
+    host = f"{namespace}.ingress.test"
+    apply(kubeconfig, backend_manifests(namespace, host))
     timeout = aiohttp.ClientTimeout(total=30, sock_read=10)
     async with aiohttp.ClientSession(timeout=timeout) as http:
-        page = await wait_until(lambda: plain_page(http, traefik), timeout=60, what=f"{HOST} routed by Traefik")
-        assert page == {"page": "plain", "host": HOST}  # the Host header unchanged: signatures cover it
+        page = await wait_until(lambda: plain_page(http, traefik, host), timeout=60, what=f"{host} routed by Traefik")
+        assert page == {"page": "plain", "host": host}  # the Host header unchanged: signatures cover it
 
         every = 1.5  # apart enough that a held-back event shows, even on a busy machine
         async with http.get(f"{traefik}/events?count=4&every={every}",
-                            headers={"Host": HOST, "Last-Event-ID": "41"}) as response:
+                            headers={"Host": host, "Last-Event-ID": "41"}) as response:
             assert response.status == 200
             assert response.headers["Content-Type"] == "text/event-stream"
             events = await read_events(response)
