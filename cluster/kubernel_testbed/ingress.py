@@ -219,6 +219,16 @@ def cluster_scoped() -> list[str]:
     return [f"{m['kind'].lower()}/{m['metadata']['name']}" for m in manifests() if "namespace" not in m["metadata"]]
 
 
+def users(ingresses: list[Manifest], terminating: set[str]) -> list[str]:
+    """``namespace/name`` of the Ingresses Traefik serves (class ``traefik`` by name or
+    by the old annotation), but for those in namespaces being deleted: while there are
+    some, removing Traefik cuts someone off (``make deploy``'s API, a test's backend)."""
+    return [f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in ingresses
+            if i["metadata"]["namespace"] not in terminating
+            and INGRESS_CLASS in (i.get("spec", {}).get("ingressClassName"),
+                                  i["metadata"].get("annotations", {}).get("kubernetes.io/ingress.class"))]
+
+
 def deployment_ready(status: Manifest, generation: int) -> bool:
     """The Deployment's current generation rolled out with its one Pod Ready."""
     return (int(status.get("observedGeneration", 0)) >= generation
@@ -322,10 +332,25 @@ def _gone(cluster: Cluster, *args: str) -> bool:
     return done.returncode == 0 and not done.stdout.strip()
 
 
-def uninstall(kubeconfig: str | Path | None = None, say: Say = testbed_say, timeout: float = 120) -> None:
-    """Delete everything ``install`` made and wait until it is gone (the namespace and
-    its Pod included). The image stays in the registry and the build cache."""
+def in_use(kubeconfig: str | Path | None = None) -> list[str]:
+    """The Ingresses that would lose their route if Traefik went (see ``users``)."""
     cluster = Cluster.from_env(kubeconfig)
+    ingresses = json.loads(cluster.kubectl("get", "ingresses", "--all-namespaces", "-o", "json").stdout)["items"]
+    namespaces = json.loads(cluster.kubectl("get", "namespaces", "-o", "json").stdout)["items"]
+    terminating = {n["metadata"]["name"] for n in namespaces if n.get("status", {}).get("phase") == "Terminating"}
+    return users(ingresses, terminating)
+
+
+def uninstall(kubeconfig: str | Path | None = None, say: Say = testbed_say, timeout: float = 120,
+              force: bool = False) -> None:
+    """Delete everything ``install`` made and wait until it is gone (the namespace and
+    its Pod included). The image stays in the registry and the build cache. Refuses
+    while Ingresses of class traefik use it (the test bed is shared), unless ``force``."""
+    cluster = Cluster.from_env(kubeconfig)
+    using = in_use(kubeconfig)
+    if using and not force:
+        raise RuntimeError(f"Ingresses of class {INGRESS_CLASS} still use Traefik: {', '.join(using)}; "
+                           "delete them first (make undeploy), or force")
     say(f"ingress: deleting Traefik, {NAMESPACE} and the IngressClass {INGRESS_CLASS}")
     cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-",
                     stdin=_manifest_list(list(reversed(manifests()))))
@@ -342,11 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
                         help="default: $KUBECONFIG, else the test bed's")
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for Ready or gone")
+    parser.add_argument("--force", action="store_true", help="uninstall even while Ingresses of class traefik exist")
     args = parser.parse_args(argv)
     if args.command == "install":
         print(install(args.kubeconfig, timeout=args.timeout))
     else:
-        uninstall(args.kubeconfig, timeout=args.timeout)
+        uninstall(args.kubeconfig, timeout=args.timeout, force=args.force)
     return 0
 
 

@@ -167,3 +167,21 @@ def test_manifests_in_apply_order_and_what_uninstall_waits_for() -> None:
 ])
 def test_deployment_ready(status: dict[str, int], generation: int, ready: bool) -> None:
     assert ingress.deployment_ready(status, generation) is ready
+
+
+def ingress_object(namespace: str, name: str, class_name: str | None = None,
+                   annotation: str | None = None) -> dict:
+    meta: dict = {"namespace": namespace, "name": name}
+    if annotation:
+        meta["annotations"] = {"kubernetes.io/ingress.class": annotation}
+    return {"metadata": meta, "spec": {"ingressClassName": class_name} if class_name else {}}
+
+
+def test_the_ingresses_that_keep_traefik_in_use() -> None:
+    found = [ingress_object("kubernel", "kubernel-api", "traefik"),
+             ingress_object("t-1", "backend", "traefik"),           # its namespace is being deleted
+             ingress_object("web", "old", annotation="traefik"),      # the pre-IngressClass annotation
+             ingress_object("web", "nginx", "nginx"),
+             ingress_object("web", "classless")]
+    assert ingress.users(found, terminating={"t-1"}) == ["kubernel/kubernel-api", "web/old"]
+    assert ingress.users([], terminating=set()) == []
