@@ -369,10 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for Ready or gone")
     parser.add_argument("--force", action="store_true", help="uninstall even while Ingresses of class traefik exist")
     args = parser.parse_args(argv)
-    if args.command == "install":
-        print(install(args.kubeconfig, timeout=args.timeout))
-    else:
-        uninstall(args.kubeconfig, timeout=args.timeout, force=args.force)
+    try:
+        if args.command == "install":
+            print(install(args.kubeconfig, timeout=args.timeout))
+        else:
+            uninstall(args.kubeconfig, timeout=args.timeout, force=args.force)
+    except (RuntimeError, TimeoutError) as exc:
+        testbed_say(f"ingress {args.command} failed: {exc}")
+        return 1
     return 0
 
 
