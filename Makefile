@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 node-packages:
 	@[ "$${KUBERNEL_REAL_NODE:-1}" = 0 ] || bash cluster/node-packages.sh
 
-.PHONY: node-packages venv binaries cluster cluster-down deploy undeploy run test unit fault bench crds kind kind-down clean image
+.PHONY: node-packages venv binaries cluster cluster-down deploy deploy-images undeploy run test unit fault bench crds kind kind-down clean image
 
 $(STAMP): pyproject.toml
 	@echo "[make] creating the virtual environment in $(VENV) and installing the project"
@@ -106,7 +106,12 @@ kind:
 kind-down:
 	kind delete cluster --name '$(KIND_CLUSTER)'
 
-test: venv binaries node-packages $(BAI_STAMP)
+# The images the deploy tests install (service image, Traefik), built before pytest starts:
+# minutes on a cold cache (a CPython and a Traefik compile), seconds when cached.
+deploy-images: venv node-packages
+	@$(PY) -m kubernel_testbed.deploy build
+
+test: venv binaries node-packages $(BAI_STAMP) deploy-images
 	@$(PY) -m pytest
 
 clean: cluster-down

@@ -12,7 +12,7 @@ the finalizer removed by hand from any session left without an operator (after a
 ``helm uninstall``; their Pods follow by owner reference), then the namespace. The CRD
 stays, as Helm leaves it (other releases may use it).
 
-    python -m kubernel_testbed.deploy up | down
+    python -m kubernel_testbed.deploy up | down | build
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from . import ingress, serviceimage
+from . import imagebuild, ingress, serviceimage
 from .launcher import Testbed
 from .polling import say, wait_for
 from .settings import REPO_ROOT, TestbedSettings
@@ -148,6 +148,18 @@ def _answers(endpoint: str) -> bool:
         return False
 
 
+def build_images(settings: TestbedSettings) -> None:
+    """What `make deploy` runs, built ahead without a cluster (`make test` does this before
+    pytest, so no test waits minutes in a fixture): the service image and Traefik's."""
+    if not settings.real_node:
+        say("no real node (KUBERNEL_REAL_NODE=0): the deploy images are not needed")
+        return
+    say("[deploy images 1/2] the service image (the base's CPython compile runs once, then is cached)")
+    serviceimage.build(settings, say)
+    say("[deploy images 2/2] Traefik (compiled once, then cached)")
+    imagebuild.ensure_built(settings.cache_dir, say, specs=(imagebuild.TRAEFIK,))
+
+
 def undeploy(bed: Testbed) -> None:
     """The README's uninstall story; each step is a no-op when there is nothing to do, so
     it also cleans up after a bare `helm uninstall` (sessions left with their finalizer)."""
@@ -176,9 +188,12 @@ def undeploy(bed: Testbed) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kubernel_testbed.deploy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument("command", choices=["up", "down", "build"])
     args = parser.parse_args(argv)
     bed = Testbed(TestbedSettings.from_env())
+    if args.command == "build":
+        build_images(bed.settings)
+        return 0
     if args.command == "down":
         undeploy(bed)
         return 0

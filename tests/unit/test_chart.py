@@ -116,6 +116,19 @@ def test_the_api_deployment(default: list[dict]) -> None:
     assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
 
 
+@pytest.mark.parametrize(("drain", "pre_stop", "grace"), [
+    (None, {"exec": {"command": ["sleep", "5"]}}, 35),
+    (12, {"exec": {"command": ["sleep", "12"]}}, 42),
+    (0, None, 30),
+])
+def test_a_leaving_api_pod_keeps_serving_while_proxies_catch_up(helm_bin: str, drain: int | None,
+                                                                 pre_stop: dict | None, grace: int) -> None:
+    objects = render(helm_bin, *([] if drain is None else ["--set", f"api.drainSeconds={drain}"]))
+    pod = one(objects, "Deployment", "kn-kubernel-api")["spec"]["template"]["spec"]
+    assert pod["containers"][0].get("lifecycle", {}).get("preStop") == pre_stop
+    assert pod["terminationGracePeriodSeconds"] == grace
+
+
 def test_the_operator_deployment(default: list[dict]) -> None:
     deployment = one(default, "Deployment", "kn-kubernel-operator")
     assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
