@@ -39,6 +39,7 @@ RELEASE = "kubernel"
 NAMESPACE = "kubernel"
 CHART = REPO_ROOT / "helm" / "kubernel"
 DEV_IMAGE_TABLE = REPO_ROOT / "cluster" / "images.dev.yaml"
+TRAEFIK_VALUES = REPO_ROOT / "helm" / "examples" / "ingress-traefik.yaml"
 ENV_FILE = REPO_ROOT / ".local" / "deploy.env"
 BOOTSTRAP_SECRET = f"{RELEASE}-bootstrap-keypair"
 """The chart's `<fullname>-bootstrap-keypair`; the release name contains the chart name,
@@ -69,15 +70,15 @@ def split_image(reference: str) -> tuple[str, str]:
     return repository, digest
 
 
-def chart_values(image: str, image_table: Mapping[str, Any], ingress_class: str) -> dict[str, Any]:
-    """The values `make deploy` installs the chart with (everything else: the chart's defaults)."""
+def chart_values(image: str, image_table: Mapping[str, Any], ingress_values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values `make deploy` installs the chart with (everything else: the chart's defaults).
+    ``ingress_values``: the README's Traefik example (no DNS here: its rule has no host, so
+    the ingress's address is the endpoint)."""
     repository, digest = split_image(image)
     return {
         "image": {"repository": repository, "digest": digest, "pullPolicy": "IfNotPresent"},
         "images": dict(image_table),
-        # No DNS here: the rule matches any host, so the ingress's address is the endpoint.
-        "ingress": {"enabled": True, "className": ingress_class,
-                    "hosts": [{"host": "", "paths": [{"path": "/", "pathType": "Prefix"}]}]},
+        "ingress": dict(ingress_values),
     }
 
 
@@ -120,7 +121,8 @@ def deploy(bed: Testbed) -> Deployment:
         f"waiting up to {HELM_TIMEOUT} for the rollout")
     table = yaml.safe_load(DEV_IMAGE_TABLE.read_text())
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="kubernel-values-") as values:
-        yaml.safe_dump(chart_values(image, table, ingress.INGRESS_CLASS), values)
+        ingress_values = yaml.safe_load(TRAEFIK_VALUES.read_text())["ingress"]
+        yaml.safe_dump(chart_values(image, table, ingress_values), values)
         values.flush()
         result = subprocess.run(helm_upgrade_command(bed.layout.bin / "helm", bed.layout.kubeconfig,
                                                      Path(values.name)), capture_output=True, text=True)

@@ -194,7 +194,8 @@ def test_an_ingress_host_left_empty_matches_every_host(helm_bin: str, tmp_path: 
 
     digest = "sha256:" + "ab" * 32
     values = deploy.chart_values(f"registry.kubernel.test/kubernel/kubernel@{digest}",
-                                 yaml.safe_load(deploy.DEV_IMAGE_TABLE.read_text()), "traefik")
+                                 yaml.safe_load(deploy.DEV_IMAGE_TABLE.read_text()),
+                                 yaml.safe_load(deploy.TRAEFIK_VALUES.read_text())["ingress"])
     (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
     objects = render(helm_bin, "-f", str(tmp_path / "values.yaml"))
     ingress = one(objects, "Ingress", "kn-kubernel-api")

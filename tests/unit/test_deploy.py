@@ -26,11 +26,11 @@ def test_an_image_not_pinned_by_digest_is_refused(reference: str) -> None:
 
 def test_the_chart_values() -> None:
     table = {"aliases": {"python:3.6": {"image": "registry.kubernel.test/kubernel/python:3.11"}}}
-    assert deploy.chart_values("r/k@sha256:" + "1" * 64, table, "traefik") == {
+    ingress = {"enabled": True, "className": "traefik"}
+    assert deploy.chart_values("r/k@sha256:" + "1" * 64, table, ingress) == {
         "image": {"repository": "r/k", "digest": "sha256:" + "1" * 64, "pullPolicy": "IfNotPresent"},
         "images": {"aliases": {"python:3.6": {"image": "registry.kubernel.test/kubernel/python:3.11"}}},
-        "ingress": {"enabled": True, "className": "traefik",
-                    "hosts": [{"host": "", "paths": [{"path": "/", "pathType": "Prefix"}]}]},
+        "ingress": {"enabled": True, "className": "traefik"},
     }
 
 
