@@ -12,7 +12,8 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/kubernel
 COPY docker/requirements.txt /tmp/requirements.txt
-RUN /opt/kubernel/bin/pip install --no-compile -r /tmp/requirements.txt \
+# Wheels only: no package's build script runs during the build (every pin has one).
+RUN /opt/kubernel/bin/pip install --no-compile --only-binary=:all: -r /tmp/requirements.txt \
  && /opt/kubernel/bin/pip uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE}

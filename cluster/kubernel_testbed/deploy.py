@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ from typing import Any
 import yaml
 
 from . import imagebuild, ingress, serviceimage
-from .launcher import Testbed
+from .launcher import Testbed, external_cluster_reachable
 from .polling import say, wait_for
 from .settings import REPO_ROOT, TestbedSettings
 
@@ -99,16 +100,23 @@ def decode_keypair(secret: Mapping[str, Any]) -> tuple[str, str]:
 
 
 # -- I/O -----------------------------------------------------------------------------
+class DeployError(RuntimeError):
+    """A step of deploy or undeploy failed; the message carries the tool's own words."""
+
+
 def _kubectl(bed: Testbed, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(bed.layout.bin / "kubectl"), f"--kubeconfig={bed.layout.kubeconfig}", *args],
-                          capture_output=True, text=True, check=check, timeout=300)
+    done = subprocess.run([str(bed.layout.bin / "kubectl"), f"--kubeconfig={bed.layout.kubeconfig}", *args],
+                          capture_output=True, text=True, timeout=300)
+    if check and done.returncode != 0:
+        raise DeployError(f"kubectl {' '.join(args[:4])} ... failed: {done.stderr.strip() or done.stdout.strip()}")
+    return done
 
 
 def _require_real_node(bed: Testbed) -> None:
     if not bed.settings.real_node:
-        raise SystemExit("make deploy needs the test bed's real node (KUBERNEL_REAL_NODE=1)")
+        raise DeployError("make deploy needs the test bed's real node (KUBERNEL_REAL_NODE=1)")
     if not bed.running():
-        raise SystemExit("the test bed is not running: `make cluster` starts it (make deploy does)")
+        raise DeployError("the test bed is not running: `make cluster` starts it (make deploy does)")
 
 
 def deploy(bed: Testbed) -> Deployment:
@@ -127,16 +135,23 @@ def deploy(bed: Testbed) -> Deployment:
         result = subprocess.run(helm_upgrade_command(bed.layout.bin / "helm", bed.layout.kubeconfig,
                                                      Path(values.name)), capture_output=True, text=True)
     if result.returncode != 0:
-        raise SystemExit(f"helm upgrade failed:\n{result.stdout}{result.stderr}")
+        raise DeployError(f"helm upgrade failed:\n{result.stdout}{result.stderr}")
     say("[deploy 4/4] the bootstrap keypair, and the API through the ingress")
     secret = json.loads(_kubectl(bed, "-n", NAMESPACE, "get", "secret", BOOTSTRAP_SECRET, "-o", "json").stdout)
     access_key, secret_key = decode_keypair(secret)
     deployment = Deployment(endpoint, image, access_key, secret_key)
     wait_for(f"the API answering at {endpoint}/", lambda: _answers(endpoint), timeout=60, interval=0.5)
-    ENV_FILE.parent.mkdir(parents=True, exist_ok=True)
-    ENV_FILE.write_text(env_file_text(deployment))
-    ENV_FILE.chmod(0o600)
+    write_private(ENV_FILE, env_file_text(deployment))
     return deployment
+
+
+def write_private(path: Path, text: str) -> None:
+    """A file of credentials, readable by its owner only from the first byte on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
 
 
 def _answers(endpoint: str) -> bool:
@@ -153,8 +168,8 @@ def _answers(endpoint: str) -> bool:
 def build_images(settings: TestbedSettings) -> None:
     """What `make deploy` runs, built ahead without a cluster (`make test` does this before
     pytest, so no test waits minutes in a fixture): the service image and Traefik's."""
-    if not settings.real_node:
-        say("no real node (KUBERNEL_REAL_NODE=0): the deploy images are not needed")
+    if not settings.real_node or external_cluster_reachable():
+        say("no local real node (KUBERNEL_REAL_NODE=0 or KUBECONFIG names a cluster): the deploy images are not needed")
         return
     say("[deploy images 1/2] the service image (the base's CPython compile runs once, then is cached)")
     serviceimage.build(settings, say)
@@ -172,11 +187,16 @@ def undeploy(bed: Testbed) -> None:
                                   "--ignore-not-found", "-o", "name", check=False).stdout.strip())
     if operator_runs:
         say(f"[undeploy 1/4] ending the sessions in {NAMESPACE} while the operator runs (Pods, lifecycle, finalizer)")
-        _kubectl(bed, "-n", NAMESPACE, "delete", "kernelsessions", "--all", "--wait", "--timeout=120s")
+        ended = _kubectl(bed, "-n", NAMESPACE, "delete", "kernelsessions", "--all", "--wait", "--timeout=120s",
+                         check=False)
+        if ended.returncode != 0:  # a broken operator: step 3 removes what it left
+            say(f"[undeploy 1/4] not all ended: {ended.stderr.strip()}")
     say(f"[undeploy 2/4] helm uninstall {RELEASE}")
-    subprocess.run([str(bed.layout.bin / "helm"), f"--kubeconfig={bed.layout.kubeconfig}", "uninstall", RELEASE,
-                    "--namespace", NAMESPACE, "--wait", "--timeout=120s", "--ignore-not-found"],
-                   capture_output=True, text=True, check=True)
+    uninstalled = subprocess.run([str(bed.layout.bin / "helm"), f"--kubeconfig={bed.layout.kubeconfig}", "uninstall",
+                                  RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout=120s", "--ignore-not-found"],
+                                 capture_output=True, text=True)
+    if uninstalled.returncode != 0:
+        raise DeployError(f"helm uninstall failed: {uninstalled.stderr.strip()}")
     left = _kubectl(bed, "-n", NAMESPACE, "get", "kernelsessions", "-o", "name", check=False).stdout.split()
     say(f"[undeploy 3/4] sessions left without an operator: {len(left)} (finalizer removed; Pods follow by owner)")
     for name in left:
@@ -193,13 +213,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "build"])
     args = parser.parse_args(argv)
     bed = Testbed(TestbedSettings.from_env())
-    if args.command == "build":
-        build_images(bed.settings)
-        return 0
-    if args.command == "down":
-        undeploy(bed)
-        return 0
-    deployment = deploy(bed)
+    try:
+        if args.command == "build":
+            build_images(bed.settings)
+            return 0
+        if args.command == "down":
+            undeploy(bed)
+            return 0
+        deployment = deploy(bed)
+    except (DeployError, RuntimeError, TimeoutError) as exc:
+        say(f"failed: {exc}")
+        return 1
     say(f"deployed: {deployment.endpoint} (credentials in {ENV_FILE.relative_to(REPO_ROOT)})")
     print(f"source {ENV_FILE.relative_to(REPO_ROOT)} && backend.ai run -c 'print(42)' python:3.6")
     return 0

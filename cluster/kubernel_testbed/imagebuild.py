@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .polling import run_logged
 from .settings import REPO_ROOT, TestbedSettings
 
 IMAGES_SOURCE = REPO_ROOT / "cluster" / "images"
@@ -419,13 +420,15 @@ def go_build_argv(spec: ImageSpec, out: Path, go: str = "go") -> list[str]:
     """``go build`` of the spec's package, run in its folder (the module whose go.mod
     pins it). -buildvcs=false: the binary must not depend on the repository's git state."""
     ldflags = " ".join(("-s", "-w", *spec.go_ldflags))
-    return [go, "build", "-trimpath", "-buildvcs=false", f"-ldflags={ldflags}", "-o", str(out), spec.go_package]
+    # -v: each package's name as it is compiled, which the progress lines show.
+    return [go, "build", "-v", "-trimpath", "-buildvcs=false", f"-ldflags={ldflags}", "-o", str(out), spec.go_package]
 
 
-def _build_go_binary(spec: ImageSpec, rootfs: Path) -> None:
+def _build_go_binary(spec: ImageSpec, rootfs: Path, cache: Path, say: Say) -> None:
     out = rootfs / spec.go_binary.lstrip("/")
     out.parent.mkdir(parents=True, exist_ok=True)
-    _run(*go_build_argv(spec, out, _go()), cwd=source_dir(spec), env=_go_env())
+    run_logged(go_build_argv(spec, out, _go()), cache / "logs" / f"go-build-{spec.name}.log",
+               f"go build {spec.go_package}", say, cwd=source_dir(spec), env=_go_env())
     out.chmod(0o755)
 
 
@@ -441,7 +444,7 @@ def _fill_rootfs(spec: ImageSpec, rootfs: Path, cache: Path, steps: Iterator[str
         rootfs.mkdir(mode=0o755)
     if spec.go_binary:
         say(f"[images] {spec.reference}: go build {spec.go_binary} (static): {next(steps)}")
-        _build_go_binary(spec, rootfs)
+        _build_go_binary(spec, rootfs, cache, say)
     if spec.files_dir:
         _install_files(spec, rootfs)
     if spec.python_requirements:

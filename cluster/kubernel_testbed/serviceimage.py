@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import imagebuild, node
+from .polling import run_logged
 from .settings import REPO_ROOT, TestbedSettings
 
 Say = Callable[[str], None]
@@ -246,14 +247,9 @@ def _require_buildah() -> None:
                            "into the build, and the layers keep their files' owners")
 
 
-def _run_logged(argv: list[str], log: Path) -> None:
-    """A long build: its output goes to ``log``; a failure shows the end of it."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as out:
-        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        tail = log.read_text(errors="replace")[-4000:]
-        raise RuntimeError(f"`buildah {argv[7]}` failed ({done.returncode}); whole log: {log}\n{tail}")
+def _run_logged(argv: list[str], log: Path, say: Say) -> None:
+    """A long build: its output goes to ``log``, with a progress line every 30 s."""
+    run_logged(argv, log, f"buildah {log.stem}", say)
 
 
 def _unmount_all(storage: Storage) -> None:
@@ -377,7 +373,7 @@ def ensure_base(settings: TestbedSettings, say: Say, step: Callable[[], str]) ->
         _debian_tar(rootfs, context / DEBIAN_TAR, files)
         shutil.copyfile(zip_path, context / CPYTHON_ZIP)
         _run_logged(bud_argv(storage, BASE_CONTAINERFILE, context, name, args, _build_home(settings)),
-                    _work_dir(settings) / "logs" / "python-base.log")
+                    _work_dir(settings) / "logs" / "python-base.log", say)
     finally:
         _unmount_all(storage)
         imagebuild._remove_tree(context)
@@ -406,7 +402,7 @@ def build(settings: TestbedSettings, say: Say, tag: str = DEFAULT_TAG, steps: in
         say(f"[image {next(counter)}] {name}: buildah bud Dockerfile (PYTHON_IMAGE={base})")
         try:
             _run_logged(bud_argv(storage, DOCKERFILE, REPO_ROOT, name, {"PYTHON_IMAGE": base}, _build_home(settings)),
-                        _work_dir(settings) / "logs" / "service.log")
+                        _work_dir(settings) / "logs" / "service.log", say)
         finally:
             _unmount_all(storage)
         say(f"[image] {name}: done in {imagebuild.format_duration(time.monotonic() - started)}")

@@ -40,5 +40,7 @@ def installed(kubeconfig: str) -> Iterator[Installed]:
     bed = Testbed(TestbedSettings.from_env())
     if not bed.settings.real_node or str(bed.layout.kubeconfig) != kubeconfig:
         pytest.skip("needs the local test bed's real node (KUBERNEL_REAL_NODE=1, no external KUBECONFIG)")
-    yield Installed(bed, deploy.deploy(bed))
-    deploy.undeploy(bed)  # a no-op after the uninstall test
+    try:
+        yield Installed(bed, deploy.deploy(bed))
+    finally:  # also after a deploy that failed half-way
+        deploy.undeploy(bed)  # a no-op after the uninstall test

@@ -49,3 +49,16 @@ def test_the_env_file_and_the_bootstrap_secret() -> None:
     assert text.splitlines()[1:] == [
         "export BACKEND_ENDPOINT=http://10.0.0.1:80", "export BACKEND_ACCESS_KEY=AKIAEXAMPLE0000000001",
         f"export BACKEND_SECRET_KEY={'s' * 40}", "export BACKEND_ENDPOINT_TYPE=api"]
+
+
+def test_the_credentials_file_is_private_from_the_start(tmp_path: Path) -> None:
+    target = tmp_path / "local" / "deploy.env"
+    target.parent.mkdir()
+    target.write_text("old")
+    target.chmod(0o644)  # a file left by an older version keeps no wider mode
+    deploy.write_private(target, "export BACKEND_SECRET_KEY=s\n")
+    assert target.read_text() == "export BACKEND_SECRET_KEY=s\n"
+    assert target.stat().st_mode & 0o777 == 0o600
+    fresh = tmp_path / "new" / "deploy.env"
+    deploy.write_private(fresh, "x")
+    assert fresh.stat().st_mode & 0o777 == 0o600

@@ -46,12 +46,12 @@ def test_traefik_is_built_on_demand_only() -> None:
 
 def test_go_build_of_a_required_module_s_package_with_version_flags() -> None:
     assert imagebuild.go_build_argv(TRAEFIK, Path("/r/traefik")) == [
-        "go", "build", "-trimpath", "-buildvcs=false",
+        "go", "build", "-v", "-trimpath", "-buildvcs=false",
         "-ldflags=-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=3.6.12"
         " -X github.com/traefik/traefik/v3/pkg/version.BuildDate=2026-03-26T09:54:04Z",
         "-o", "/r/traefik", "github.com/traefik/traefik/v3/cmd/traefik"]
     assert imagebuild.go_build_argv(PAUSE, Path("/r/pause"), "/usr/local/go/bin/go") == [
-        "/usr/local/go/bin/go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", "/r/pause", "."]
+        "/usr/local/go/bin/go", "build", "-v", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", "/r/pause", "."]
 
 
 def test_the_module_requires_the_version_the_image_is_tagged_with() -> None:
