@@ -106,8 +106,9 @@ kind:
 kind-down:
 	kind delete cluster --name '$(KIND_CLUSTER)'
 
-# The images the deploy tests install (service image, Traefik), built before pytest starts:
-# minutes on a cold cache (a CPython and a Traefik compile), seconds when cached.
+# Every image of the real node (its own, the service image, Traefik), built before pytest
+# starts: minutes on a cold cache (debootstrap, a CPython and a Traefik compile), seconds
+# when cached.
 deploy-images: venv node-packages
 	@$(PY) -m kubernel_testbed.deploy build
 

@@ -166,14 +166,17 @@ def _answers(endpoint: str) -> bool:
 
 
 def build_images(settings: TestbedSettings) -> None:
-    """What `make deploy` runs, built ahead without a cluster (`make test` does this before
-    pytest, so no test waits minutes in a fixture): the service image and Traefik's."""
+    """Every image the real node runs, built ahead without a cluster (`make test` does this
+    before pytest, so no test waits minutes in a fixture): the node's own (which `up` would
+    build), the service image and Traefik's."""
     if not settings.real_node or external_cluster_reachable():
         say("no local real node (KUBERNEL_REAL_NODE=0 or KUBECONFIG names a cluster): the deploy images are not needed")
         return
-    say("[deploy images 1/2] the service image (the base's CPython compile runs once, then is cached)")
+    say("[deploy images 1/3] the node's own images (pause, the Python kernel), which the test bed needs too")
+    imagebuild.ensure_built(settings.cache_dir, say)
+    say("[deploy images 2/3] the service image (the base's CPython compile runs once, then is cached)")
     serviceimage.build(settings, say)
-    say("[deploy images 2/2] Traefik (compiled once, then cached)")
+    say("[deploy images 3/3] Traefik (compiled once, then cached)")
     imagebuild.ensure_built(settings.cache_dir, say, specs=(imagebuild.TRAEFIK,))
 
 

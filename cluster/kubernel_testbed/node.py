@@ -335,12 +335,19 @@ def mounts_under(mountinfo: str, root: Path) -> list[str]:
     return sorted(set(points), key=lambda p: (-p.count("/"), p))
 
 
+PORTMAP_CHAINS = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
+"""The portmap plugin's shared chains (hostPort), made on the first hostPort's Pod."""
+
+
 def our_iptables_rules(save: str) -> tuple[list[str], list[str]]:
-    """From ``iptables-save -t nat`` output: the rules the CNI bridge plugin added for our
-    network (as ``-D`` arguments) and its per-container chains, for a crash clean-up."""
+    """From ``iptables-save -t nat`` output: the rules the CNI bridge and portmap plugins
+    added for our network's containers (as ``-D`` arguments) and their per-container
+    chains. The kubelet deletes them with each Pod; a stopped node leaves them behind, and
+    a stale hostPort rule would send the next node's traffic to a dead address."""
     rules, chains = [], []
     for line in save.splitlines():  # iptables-save escapes the comment's quotes
-        if line.startswith("-A POSTROUTING") and f'name: \\"{CNI_NETWORK}\\"' in line:
+        if (line.startswith(("-A POSTROUTING ", "-A CNI-HOSTPORT-DNAT "))
+                and f'name: \\"{CNI_NETWORK}\\"' in line):
             rules.append(line[3:])
     for rule in rules:
         parts = rule.split()
@@ -349,6 +356,16 @@ def our_iptables_rules(save: str) -> tuple[list[str], list[str]]:
             if target.startswith("CNI-") and target not in chains:
                 chains.append(target)
     return rules, chains
+
+
+def unused_portmap_chains(save: str) -> list[str]:
+    """The portmap plugin's shared chains once no container's hostPort is left in them
+    (``iptables-save -t nat`` after our rules went): empty, so they go too."""
+    if not any(line.startswith(f":{c} ") for line in save.splitlines() for c in PORTMAP_CHAINS):
+        return []
+    if any(line.startswith("-A CNI-HOSTPORT-DNAT ") for line in save.splitlines()):
+        return []  # another network's hostPorts still use them
+    return list(PORTMAP_CHAINS)
 
 
 IPTABLES_TABLES = ("filter", "nat", "mangle")

@@ -126,14 +126,23 @@ def _unmount_all(root: Path) -> None:
         _run("umount", "-l", point, check=False)
 
 
+def _remove_chains(chains: list[str], save: str) -> None:
+    for rule in node.rules_into(save, set(chains)):
+        _run("iptables", "-t", "nat", "-D", *shlex.split(rule), check=False)
+    for chain in chains:
+        _run("iptables", "-t", "nat", "-F", chain, check=False)
+    for chain in chains:
+        _run("iptables", "-t", "nat", "-X", chain, check=False)
+
+
 def _remove_iptables() -> None:
     save = _run("iptables-save", "-t", "nat", check=False).stdout
     rules, chains = node.our_iptables_rules(save)
     for rule in rules:
         _run("iptables", "-t", "nat", "-D", *shlex.split(rule), check=False)
-    for chain in chains:
-        _run("iptables", "-t", "nat", "-F", chain, check=False)
-        _run("iptables", "-t", "nat", "-X", chain, check=False)
+    _remove_chains(chains, _run("iptables-save", "-t", "nat", check=False).stdout)
+    save = _run("iptables-save", "-t", "nat", check=False).stdout
+    _remove_chains(node.unused_portmap_chains(save), save)
 
 
 def _remove_cgroups() -> None:
@@ -210,4 +219,8 @@ def leftovers(layout: node.NodeLayout) -> list[str]:
             continue
     if layout.machine_state.exists():
         found.append(f"unrestored {layout.machine_state}")
+    save = _iptables_save("nat")
+    rules, chains = node.our_iptables_rules(save)
+    found += [f"iptables nat rule {rule}" for rule in rules]
+    found += [f"iptables nat chain {chain}" for chain in node.unused_portmap_chains(save)]
     return found

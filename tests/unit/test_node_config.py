@@ -7,6 +7,8 @@ import json
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from kubernel_testbed import node
 
 LAYOUT = node.NodeLayout(root=Path("/state/node"))
@@ -88,6 +90,37 @@ def test_the_cni_plugins_masquerade_rules_of_our_network_only() -> None:
     rules, chains = node.our_iptables_rules(save)
     assert rules == ['POSTROUTING -s 10.245.0.16/32 -m comment --comment "name: \\"kubernel\\" id: \\"bf83\\"" -j CNI-16e4']
     assert chains == ["CNI-16e4"]
+
+
+PORTMAP_SAVE = "\n".join([
+    ":CNI-HOSTPORT-DNAT - [0:0]",
+    ":CNI-HOSTPORT-MASQ - [0:0]",
+    ":CNI-HOSTPORT-SETMARK - [0:0]",
+    ":CNI-DN-f8dab - [0:0]",
+    "-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
+    '-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"kubernel\\" id: \\"0998\\"" '
+    "-m multiport --dports 80 -j CNI-DN-f8dab",
+    '-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"other\\" id: \\"77\\"" '
+    "-m multiport --dports 8080 -j CNI-DN-0ther",
+    "-A CNI-DN-f8dab -d 10.246.0.1/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.245.0.26:8000",
+])
+
+
+def test_a_stopped_node_s_host_ports_are_ours_to_remove() -> None:
+    rules, chains = node.our_iptables_rules(PORTMAP_SAVE)
+    assert rules == ['CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"kubernel\\" id: \\"0998\\"" '
+                     "-m multiport --dports 80 -j CNI-DN-f8dab"]
+    assert chains == ["CNI-DN-f8dab"]
+
+
+@pytest.mark.parametrize(("save", "unused"), [
+    ("", []),  # the plugin never ran here
+    (PORTMAP_SAVE, []),  # host ports still in use (ours, and another network's)
+    ("\n".join(line for line in PORTMAP_SAVE.splitlines() if not line.startswith("-A CNI-HOSTPORT-DNAT")),
+     ["CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"]),
+])
+def test_the_portmap_chains_go_once_no_host_port_uses_them(save: str, unused: list[str]) -> None:
+    assert node.unused_portmap_chains(save) == unused
 
 
 SAVE_FILTER = """*filter
