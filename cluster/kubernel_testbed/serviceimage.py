@@ -393,19 +393,23 @@ def _drop_old_bases(storage: Storage, keep: str) -> None:
 def build(settings: TestbedSettings, say: Say, tag: str = DEFAULT_TAG, steps: int = 4) -> str:
     """The base (cached), then the Dockerfile on it. Returns the local image name."""
     _require_buildah()
+    with _locked(_work_dir(settings)):
+        return _build_locked(settings, say, tag, steps)
+
+
+def _build_locked(settings: TestbedSettings, say: Say, tag: str, steps: int) -> str:
     counter = iter(f"{n}/{steps}" for n in range(1, steps + 1))
     storage = storage_of(settings)
-    with _locked(_work_dir(settings)):
-        base = ensure_base(settings, say, lambda: next(counter))
-        name = local_service_name(tag)
-        started = time.monotonic()
-        say(f"[image {next(counter)}] {name}: buildah bud Dockerfile (PYTHON_IMAGE={base})")
-        try:
-            _run_logged(bud_argv(storage, DOCKERFILE, REPO_ROOT, name, {"PYTHON_IMAGE": base}, _build_home(settings)),
-                        _work_dir(settings) / "logs" / "service.log", say)
-        finally:
-            _unmount_all(storage)
-        say(f"[image] {name}: done in {imagebuild.format_duration(time.monotonic() - started)}")
+    base = ensure_base(settings, say, lambda: next(counter))
+    name = local_service_name(tag)
+    started = time.monotonic()
+    say(f"[image {next(counter)}] {name}: buildah bud Dockerfile (PYTHON_IMAGE={base})")
+    try:
+        _run_logged(bud_argv(storage, DOCKERFILE, REPO_ROOT, name, {"PYTHON_IMAGE": base}, _build_home(settings)),
+                    _work_dir(settings) / "logs" / "service.log", say)
+    finally:
+        _unmount_all(storage)
+    say(f"[image] {name}: done in {imagebuild.format_duration(time.monotonic() - started)}")
     return name
 
 
@@ -462,9 +466,11 @@ def ensure_service_image(settings: TestbedSettings, say: Say, tag: str = DEFAULT
     if registry is None:
         raise RuntimeError(_no_registry_message(settings))
     started = time.monotonic()
-    name = build(settings, say, tag, steps=5)
-    say(f"[image 5/5] push to the test bed's registry ({registry})")
+    # One lock over both: another build of the same tag (a second clone sharing the
+    # cache) cannot slip in between, so what is pushed is what was just built.
     with _locked(_work_dir(settings)):
+        name = _build_locked(settings, say, tag, steps=5)
+        say(f"[image 5/5] push to the test bed's registry ({registry})")
         reference = push(settings, say, name, tag, registry)
     say(f"[image] done in {imagebuild.format_duration(time.monotonic() - started)}: {reference}")
     return reference
