@@ -24,6 +24,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,9 +157,7 @@ def write_private(path: Path, text: str) -> None:
 
 
 def _answers(endpoint: str) -> bool:
-    import urllib.error
-    import urllib.request
-
+    """The API (not just the proxy) answers at the endpoint."""
     try:
         with urllib.request.urlopen(f"{endpoint}/", timeout=5) as response:
             return json.load(response).get("version") == "v4.20190615"

@@ -262,11 +262,11 @@ class Cluster:
 
     def registry(self) -> str:
         """HOST:PORT of the real node's registry (its port changes with each test bed start)."""
-        ports_file = realnode.node_layout(self.layout).root / "ports.json"
-        if not ports_file.exists():
+        try:
+            return node.registry_address(realnode.node_ports(self.layout))
+        except FileNotFoundError:
             raise RuntimeError("Traefik runs on the test bed's real node, which is not running here "
-                               "(`make cluster` with KUBERNEL_REAL_NODE=1)")
-        return node.registry_address(node.NodePorts(**json.loads(ports_file.read_text())))
+                               "(`make cluster` with KUBERNEL_REAL_NODE=1)") from None
 
 
 def _manifest_list(items: list[Manifest]) -> str:

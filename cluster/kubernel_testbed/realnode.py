@@ -125,9 +125,9 @@ def start(host: Host, oci: Path, registry_storage: Path, say: Callable[[str], No
     return ports
 
 
-def node_ports(host: Host) -> node.NodePorts:
-    """The ports the running real node uses."""
-    return node.NodePorts(**json.loads((node_layout(host.layout).root / "ports.json").read_text()))
+def node_ports(layout: Layout) -> node.NodePorts:
+    """The ports the running real node uses (FileNotFoundError when it never ran)."""
+    return node.NodePorts(**json.loads((node_layout(layout).root / "ports.json").read_text()))
 
 
 def start_registry(host: Host, ports: node.NodePorts) -> None:

@@ -39,9 +39,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import imagebuild, node
+from . import imagebuild, node, realnode
+from .components import Layout
 from .polling import run_logged
-from .settings import REPO_ROOT, TestbedSettings
+from .settings import REPO_ROOT, TestbedSettings, bin_dir
 
 Say = Callable[[str], None]
 
@@ -416,8 +417,8 @@ def _build_locked(settings: TestbedSettings, say: Say, tag: str, steps: int) -> 
 def registry_address(settings: TestbedSettings) -> str | None:
     """HOST:PORT of the running test bed's registry, or None when it does not answer."""
     try:
-        ports = node.NodePorts(**json.loads((settings.state_dir / "node" / "ports.json").read_text()))
-        address = node.registry_address(ports)
+        layout = Layout(state=settings.state_dir, bin=bin_dir(settings.cache_dir))
+        address = node.registry_address(realnode.node_ports(layout))
         with urllib.request.urlopen(f"http://{address}/v2/", timeout=3) as response:
             return address if response.status == 200 else None
     except (OSError, ValueError, TypeError, urllib.error.URLError):

@@ -17,7 +17,6 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -30,15 +29,13 @@ from kubernel import resource as r
 from ..integration.api_client import ApiClient
 from ..integration.sse import EventStream, Message
 from ..integration.test_api_stream import is_startup, startup_of, stream
+from ..integration.test_backendai_client import CLIENT_PYTHON, SCENARIO, run_client
 from ..waiting import wait_until
 from .conftest import Installed
 
 # The install (helm --wait) and the kill test's waits are minutes at worst on 2 cores.
 pytestmark = pytest.mark.timeout(900)
 
-REPO = Path(__file__).resolve().parents[2]
-CLIENT_PYTHON = REPO / ".venv-bai19" / "bin" / "python"
-SCENARIO = REPO / "tests" / "client" / "bai19_scenario.py"
 NODE = "kubernel-node-0"
 SERVICE_UID = 10001
 HEARTBEAT_SECONDS = 15  # the chart's default api.config.heartbeatSeconds
@@ -101,11 +98,8 @@ async def test_the_published_client_through_the_ingress(installed: Installed) ->
     assert CLIENT_PYTHON.exists(), "the client's virtualenv is missing: run `make test` (it builds .venv-bai19)"
     env = {**os.environ, **installed.deployment.env()}
     env.pop("PYTHONPATH", None)
-    proc = await asyncio.create_subprocess_exec(str(CLIENT_PYTHON), str(SCENARIO), "through-ingress", "python:3.6",
-                                                env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 240)
-    assert proc.returncode == 0, err.decode()[-3000:]
+    code, out, err = await run_client([str(CLIENT_PYTHON), str(SCENARIO), "through-ingress", "python:3.6"], env)
+    assert code == 0, err[-3000:]
     seen = json.loads(out)
     assert seen["hello"]["version"] == "v4.20190615"
     assert seen["created"]["created"] is True and seen["info"]["status"] == "RUNNING"

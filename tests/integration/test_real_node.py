@@ -65,7 +65,7 @@ async def the_pod(sessions: SessionClient, name: str) -> client.V1Pod:
 
 
 async def test_first_pull_then_an_image_already_present(sessions: SessionClient, testbed: launcher.Testbed) -> None:
-    registry = node.registry_address(realnode.node_ports(testbed))
+    registry = node.registry_address(realnode.node_ports(testbed.layout))
     fresh = "registry.kubernel.test/kubernel/python:fresh"
     imagebuild.retag(registry, "kubernel/python:3.11", "kubernel/python:fresh")
     ctr(testbed, "images", "rm", fresh)  # the node has never pulled it, as far as the kubelet can tell
@@ -109,7 +109,7 @@ async def test_a_registry_that_is_down_fails_the_pull(sessions: SessionClient, t
         assert events(body)[-1] == ("kernel_terminated", "image-pull-failed")
         assert "connection refused" in body["status"]["message"], body["status"]["message"]
     finally:
-        realnode.start_registry(testbed, realnode.node_ports(testbed))
+        realnode.start_registry(testbed, realnode.node_ports(testbed.layout))
 
 
 @pytest.mark.parametrize(("code", "reason", "result"), [(0, "task-finished", "SUCCESS"),
