@@ -11,6 +11,8 @@ File format (``KUBERNEL_IMAGES``, or ``images:`` in the Helm values)::
         image: docker.io/lablup/python:3.6-ubuntu18.04
         command: [sleep, infinity]
         runner: false           # true: the image runs Kubernel's code runner (docs/runner.md)
+        servicePorts:           # app services, listed in the API's servicePorts
+          - {name: jupyter, protocol: http, ports: [8080]}
         scheduling:             # replaces the table's scheduling for this alias
           nodeSelector: {pool: cpu}
           tolerations: [{key: pool, operator: Equal, value: cpu, effect: NoSchedule}]
@@ -66,8 +68,18 @@ class Scheduling(_Config):
     priority_class_name: Subdomain | None = None
 
 
+class ServicePort(_Config):
+    """An app service the image offers (Backend.AI's ``ai.backend.service-ports`` label)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+    protocol: Literal["tcp", "http", "pty", "preopen"] = "tcp"
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(min_length=1, max_length=8)
+
+
 class ImageAlias(_Config):
     image: str = Field(min_length=1, max_length=512)
+    service_ports: list[ServicePort] = Field(default_factory=list, max_length=32)
+    """The app services its kernels offer, listed in the API's ``servicePorts``."""
     command: list[str] | None = None
     """The kernel's command; unset: the table's ``defaultCommand``; ``[]``: the image's own entrypoint."""
     runner: bool = False
@@ -108,6 +120,10 @@ class ImageTable(_Config):
             f"image {requested!r} is not a known alias and its registry {registry_of(requested)!r} "
             f"is not allowed (allowed: {', '.join(self.allowed_registries) or 'none'})")
 
+
+    def service_ports(self, requested: str) -> list[ServicePort]:
+        alias = self.aliases.get(requested)
+        return list(alias.service_ports) if alias is not None else []
 
     def pinned(self, requested: str, image: str) -> ResolvedImage:
         """What runs ``image``, pinned earlier for ``requested``: the alias's command and

@@ -13,6 +13,11 @@ class LifecycleEvent(StrEnum):
     PULLING = "kernel_pulling"
     CREATING = "kernel_creating"
     STARTED = "kernel_started"
+    # The ending, written together with kernel_terminated (docs/lifecycle.md, "Ends"):
+    CANCELLED = "kernel_cancelled"  # ended before it ever started
+    TERMINATING = "kernel_terminating"  # a started session's end was asked for (DELETE, idle timeout)
+    SUCCESS = "kernel_success"  # a batch task exited with 0
+    FAILURE = "kernel_failure"  # a batch task exited non-zero
     TERMINATED = "kernel_terminated"
 
 
@@ -41,6 +46,8 @@ class Reason(StrEnum):
     OOM_KILLED = "oom-killed"  # ours: the container exceeded its memory limit
     VOLUME_NOT_FOUND = "volume-not-found"  # ours: a mount names a missing PersistentVolumeClaim
     UNKNOWN = "unknown"
+    TASK_SUCCESS = "task-success"  # the reason of kernel_success (Backend.AI's)
+    TASK_FAILURE = "task-failure"  # the reason of kernel_failure (Backend.AI's)
 
 
 # Ends that mean something went wrong: Warning Events, whatever the session type.
@@ -72,8 +79,16 @@ PHASE_AFTER: dict[LifecycleEvent, Phase] = {
     LifecycleEvent.PULLING: Phase.PULLING,
     LifecycleEvent.CREATING: Phase.CREATING,
     LifecycleEvent.STARTED: Phase.RUNNING,
+    LifecycleEvent.CANCELLED: Phase.TERMINATING,
+    LifecycleEvent.TERMINATING: Phase.TERMINATING,
+    LifecycleEvent.SUCCESS: Phase.TERMINATING,
+    LifecycleEvent.FAILURE: Phase.TERMINATING,
     LifecycleEvent.TERMINATED: Phase.TERMINATED,
 }
+
+# Ends that were asked for, rather than done by the kernel itself: announced with
+# kernel_terminating first, as Backend.AI's manager does when it destroys a session.
+REQUESTED_ENDS = frozenset({Reason.USER_REQUESTED, Reason.FORCE_TERMINATED, Reason.IDLE_TIMEOUT})
 
 # What the REST API reports as `status` (Backend.AI's KernelStatus words).
 API_STATUS: dict[Phase, str] = {

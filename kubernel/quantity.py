@@ -33,16 +33,41 @@ def memory_kib(quantity: str) -> int:
     return int(parse_quantity(quantity)) // 1024
 
 
+_BINARY_POWERS = {suffix: 1024 ** power for power, suffix in enumerate(" kmgtpezy")}
+_SIZE_ENDINGS = ("ibytes", "ibyte", "ib", "bytes", "byte", "b")
+_LARGEST_SIZE = 2 ** 90  # far above any memory; keeps a hostile exponent from costing us
+
+
 def binary_size(value: str | int | float) -> int:
-    """Backend.AI's memory notation ("4g", "512m", 1073741824) in bytes. Raises ValueError."""
-    if isinstance(value, bool):
+    """A size in bytes, read as Backend.AI's ``BinarySize.from_str`` reads it: an integer
+    is bytes; otherwise a decimal with a binary suffix (k, m, g, t, p, e, z, y; any case),
+    optionally followed by b, byte(s), ib or ibyte(s): ``4g``, ``1.5G``, ``512MiB``.
+    Underscores are ignored. Kubernetes' ``4Gi`` is read too. Raises ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"not a size: {value!r}")
-    if isinstance(value, (int, float)):
-        if value < 0:
+    if isinstance(value, int | float):
+        if not 0 <= value <= _LARGEST_SIZE:
             raise ValueError(f"not a size: {value!r}")
         return int(value)
-    match = _BINARY_SIZE.match(value.strip())
-    if not match:
+    text = value.strip().replace("_", "").lower()
+    if not text or len(text) > 64:
         raise ValueError(f"not a size: {value!r}")
-    power = " kmgtpe".index(match[2].lower() or " ")
-    return int(Decimal(match[1]) * (1024 ** power))
+    if text.isascii() and text.isdigit():
+        number, suffix = text, " "
+    else:
+        ending = next((e for e in _SIZE_ENDINGS if text.endswith(e)), "")
+        if not ending and text.endswith("i"):
+            ending = "i"  # Kubernetes: Ki, Mi, Gi...
+        body = text[:len(text) - len(ending)]
+        if body and not body[-1].isdigit():
+            number, suffix = body[:-1], body[-1]
+        elif not ending:
+            number, suffix = body, " "
+        else:
+            raise ValueError(f"not a size: {value!r}")  # "512b": the reference wants a unit before b
+    if suffix not in _BINARY_POWERS or not re.fullmatch(r"[0-9]*\.?[0-9]+|[0-9]+\.", number.strip()):
+        raise ValueError(f"not a size: {value!r}")
+    size = Decimal(number.strip()) * _BINARY_POWERS[suffix]
+    if size > _LARGEST_SIZE:
+        raise ValueError(f"not a size: {value!r} is too large")
+    return int(size)

@@ -4,8 +4,9 @@
 - a domain admin (``admin``): every session whose owner is in its domain;
 - a superadmin: every session.
 Naming another owner (``owner_access_key`` / ``ownerAccessKey``) is for admins:
-a user naming anyone but itself gets 403, and so does an admin naming a key
-outside its domain.
+a user naming anyone but itself gets 403, and so does a domain admin naming a
+key outside its domain or a superadmin's key (it would borrow the superadmin's
+role and limits), as in Backend.AI 19.09's ``get_access_key_scopes``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def acting_owner(caller: Keypair, requested: str | None, lookup: Callable[[str],
     if owner is None or not can_see(caller, owner.access_key, owner.domain):
         # An admin may learn that a key is outside its reach, not whether it exists.
         raise Problem(ProblemType.FORBIDDEN, "owner_access_key names no keypair this admin manages")
+    if owner.role == Role.SUPERADMIN and caller.role != Role.SUPERADMIN:
+        raise Problem(ProblemType.FORBIDDEN, "domain admins cannot act on behalf of superadmins")
     return owner
 
 
@@ -48,10 +51,12 @@ def check_group(caller: Keypair, owner: Keypair, group: str | None) -> str:
         return owner.default_group
     if group in owner.groups or caller.role == Role.SUPERADMIN:
         return group
-    raise Problem(ProblemType.FORBIDDEN, f"the owner is not a member of group {group!r}")
+    # 400, as 19.09's manager answers ("Invalid group").
+    raise Problem(ProblemType.INVALID_PARAMETERS, f"invalid group: the owner is not a member of group {group!r}")
 
 
 def check_domain(caller: Keypair, owner: Keypair, domain: str | None) -> str:
     if domain and domain != owner.domain:
-        raise Problem(ProblemType.FORBIDDEN, f"the owner does not belong to domain {domain!r}")
+        raise Problem(ProblemType.INVALID_PARAMETERS,
+                      f"invalid domain: you can only set the domain to the owner's domain, not {domain!r}")
     return owner.domain

@@ -92,8 +92,9 @@ def ids_for(base: str, until: str, count: int, *, first: int = 0) -> list[str]:
 
 
 def message(entry: Entry, message_id: str) -> bytes:
+    # No reason is null, as Backend.AI's manager sends it (an ordinary start-up step).
     data: dict[str, object] = {"sessionId": entry.session_id, "ownerAccessKey": entry.owner_access_key,
-                               "reason": entry.reason}
+                               "reason": entry.reason or None}
     if entry.event == LifecycleEvent.TERMINATED:
         data["result"] = entry.result or "UNDEFINED"
     return f"id: {message_id}\nevent: {entry.event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()

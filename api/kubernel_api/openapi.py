@@ -26,8 +26,14 @@ _OWNER = {"name": "owner_access_key", "in": "query", "required": False,
 
 
 def _problem(*kinds: ProblemType) -> dict:
-    return {str(k.status): {"description": k.title, "content": {PROBLEM_CONTENT_TYPE: {
-        "schema": {"$ref": "#/components/schemas/Problem"}}}} for k in kinds}
+    """One response per status; several problems of one status share it (titles and types listed)."""
+    by_status: dict[int, list[ProblemType]] = {}
+    for kind in kinds:
+        if kind not in by_status.setdefault(kind.status, []):
+            by_status[kind.status].append(kind)
+    return {str(status): {"description": " / ".join(f"{k.title} ({k.slug})" for k in group),
+                          "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            for status, group in by_status.items()}
 
 
 def _json(description: str, ref: str) -> dict:
@@ -62,6 +68,10 @@ def _schemas(*models: type) -> dict:
     return schemas
 
 
+_SERVICE_PORTS = {"type": "array", "description": "The app services of a RUNNING session (the image table's).",
+                  "items": {"type": "object", "required": ["name", "protocol", "ports"], "properties": {
+                      "name": {"type": "string"}, "protocol": {"type": "string"},
+                      "ports": {"type": "array", "items": {"type": "integer"}}}}}
 _ANY_JSON = {"description": "The runner's answer (docs/runner.md).", "content": {"application/json": {"schema": {}}}}
 _RESULT = {"description": "The execution result object under `result` (docs/api.md, Code).",
            "content": {"application/json": {"schema": {"type": "object", "required": ["result"]}}}}
@@ -76,8 +86,8 @@ def _create_operation(operation_id: str) -> dict:
         "responses": {"201": _json("Created (and started, unless enqueueOnly or TIMEOUT).", "CreateResponse"),
                       "200": _json("An existing session with this token and image (created: false).",
                                    "CreateResponse"),
-                      **_problem(ProblemType.INVALID_PARAMETERS, ProblemType.IMAGE_NOT_ALLOWED,
-                                 ProblemType.FORBIDDEN, ProblemType.LIMIT_EXCEEDED, ProblemType.SESSION_EXISTS,
+                      **_problem(ProblemType.INVALID_PARAMETERS, ProblemType.IMAGE_NOT_FOUND, ProblemType.KERNEL_EXISTS,
+                                 ProblemType.FORBIDDEN, ProblemType.LIMIT_EXCEEDED,
                                  ProblemType.QUOTA_EXCEEDED, ProblemType.TOO_LARGE, *_COMMON)},
     }
 
@@ -103,7 +113,7 @@ def document() -> dict:
                     "kernelId": {"type": "string"}, "created": {"type": "boolean"},
                     "status": {"type": "string", "enum": ["PENDING", "PREPARING", "PULLING", "BUILDING", "RUNNING",
                                                           "RESTARTING", "TERMINATING", "TERMINATED", "TIMEOUT"]},
-                    "servicePorts": {"type": "array", "items": {}}}},
+                    "servicePorts": _SERVICE_PORTS}},
                 "KernelInfo": {"type": "object", "required": ["lang", "status", "age", "memoryLimit",
                                                               "numQueriesExecuted", "cpuCreditUsed"], "properties": {
                     "lang": {"type": "string"}, "image": {"type": "string"}, "type": {"type": "string"},
@@ -117,7 +127,7 @@ def document() -> dict:
                     "terminationTime": {"type": ["string", "null"], "format": "date-time"},
                     "tag": {"type": ["string", "null"]}, "clusterSize": {"type": "integer"},
                     "domain": {"type": "string"}, "group": {"type": "string"},
-                    "ownerAccessKey": {"type": "string"}, "servicePorts": {"type": "array", "items": {}}}},
+                    "ownerAccessKey": {"type": "string"}, "servicePorts": _SERVICE_PORTS}},
                 "DestroyResponse": {"type": "object", "required": ["stats"], "properties": {"stats": {
                     "type": "object", "properties": {
                         "cpu_used": {"type": "integer", "description": "ms"},
@@ -126,7 +136,8 @@ def document() -> dict:
                         "status": {"type": "string"}}}}},
                 "Problem": {"type": "object", "required": ["type", "title", "status"], "properties": {
                     "type": {"type": "string", "format": "uri"}, "title": {"type": "string"},
-                    "status": {"type": "integer"}, "detail": {"type": "string"}}},
+                    "status": {"type": "integer"}, "detail": {"type": "string"},
+                    "msg": {"type": "string", "description": "The detail again, where the 19.09 CLI reads it."}}},
             },
         },
         "paths": {

@@ -15,23 +15,25 @@ TYPE_BASE = "https://api.backend.ai/probs/"
 
 
 class ProblemType(Enum):
-    """slug, HTTP status, title."""
+    """slug, HTTP status, title (the 19.09 manager's title where it has the type)."""
 
     INVALID_PARAMETERS = ("invalid-api-params", 400, "Missing or invalid API parameters.")
     UNSUPPORTED_VERSION = ("unsupported-api-version", 400, "Unsupported API version.")
-    IMAGE_NOT_ALLOWED = ("image-not-allowed", 400, "The image is not available on this server.")
-    AUTH_FAILED = ("auth-failed", 401, "Authentication failed.")
+    INVALID_AUTH_PARAMETERS = ("invalid-auth-params", 400, "Missing or invalid authorization parameters.")
+    KERNEL_EXISTS = ("kernel-already-exists", 400, "The kernel already exists with a different runtime type (language).")
+    AUTH_FAILED = ("auth-failed", 401, "Credential/signature mismatch.")
     FORBIDDEN = ("generic-forbidden", 403, "Forbidden operation.")
     KERNEL_NOT_FOUND = ("kernel-not-found", 404, "No such kernel.")
-    URL_NOT_FOUND = ("url-not-found", 404, "Unknown URL path.")
-    METHOD_NOT_ALLOWED = ("method-not-allowed", 405, "Method not allowed.")
+    GROUP_NOT_FOUND = ("group-not-found", 404, "No such user group.")
+    IMAGE_NOT_FOUND = ("image-not-found", 404, "No such environment image.")
+    URL_NOT_FOUND = ("generic-not-found", 404, "Unknown URL path.")
+    METHOD_NOT_ALLOWED = ("method-not-allowed", 405, "HTTP Method Not Allowed.")
     LIMIT_EXCEEDED = ("resource-limit-exceeded", 406, "The requested resources exceed the server's limits.")
     KERNEL_OBJECT_NOT_FOUND = ("kernel-object-not-found", 404, "No such run or file in the kernel.")
-    SESSION_EXISTS = ("session-already-exists", 409, "A session with this token already exists.")
     KERNEL_NOT_RUNNING = ("kernel-not-running", 409, "The kernel is not running.")
     NO_CODE_RUNNER = ("kernel-cannot-execute", 409, "This session's kernel cannot execute code.")
     KERNEL_BUSY = ("kernel-busy", 409, "The kernel is running another execution.")
-    QUOTA_EXCEEDED = ("quota-exceeded", 412, "Quota exceeded.")
+    QUOTA_EXCEEDED = ("quota-exceeded", 412, "You have reached your resource limit.")
     TOO_LARGE = ("request-too-large", 413, "Request body too large.")
     UNSUPPORTED_MEDIA_TYPE = ("unsupported-media-type", 415, "Unsupported media type.")
     INTERNAL = ("internal-server-error", 500, "Something went wrong on our side.")
@@ -63,7 +65,8 @@ class Problem(Exception):
     def body(self) -> dict[str, object]:
         body: dict[str, object] = {"type": self.kind.uri, "title": self.kind.title, "status": self.kind.status}
         if self.detail:
-            body["detail"] = self.detail
+            # The 19.09 CLI prints `title` and `msg` (its manager's key for the detail).
+            body["detail"] = body["msg"] = self.detail
         return body
 
 

@@ -9,11 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kubernel import model as m
 from kubernel.images import ImageNotAllowed, ImageTable
-from kubernel.quantity import binary_size, parse_quantity
 
+from . import slots
 from .problems import Problem, ProblemType
 
-GPU_SLOTS = ("cuda.device", "cuda.devices", "gpu")
 _ENV_NAME = re.compile(m.ENV_NAME_PATTERN)
 
 
@@ -26,10 +25,20 @@ class CreationConfig(BaseModel):
                                         description="Legacy memory per kernel, in KiB (used when resources.mem is absent).")
     environ: dict[str, str] | None = Field(None, description="Environment variables.")
     mounts: list[str] | None = Field(None, max_length=32, description="Virtual folders: `name` or `name:path`.")
-    resources: dict[str, int | float | str] | None = Field(
-        None, description='Per kernel: {"cpu": 2, "mem": "4g", "cuda.device": 1}.')
-    resource_opts: dict[str, int | float | str] | None = Field(None, description="Accepted and ignored.")
-    scaling_group: str | None = Field(None, alias="scalingGroup", description="Accepted and ignored.")
+    resources: dict[str, int | float | str | None] | None = Field(
+        None, max_length=16, description='Per kernel: {"cpu": 2, "mem": "4g", "cuda.device": 1}; '
+                                         'numbers or strings ("1", "1.00").')
+    resource_opts: dict[str, int | float | str | None] | None = Field(
+        None, max_length=16, description="Accepted and ignored (also `resourceOpts`).")
+    scaling_group: str | None = Field(None, alias="scalingGroup", max_length=64,
+                                      description="Accepted and ignored (also `scaling_group`).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _other_spellings(cls, data: object) -> object:
+        # The 19.09 manager's aliases under this API version.
+        return _aliased(data, {"cluster_size": "clusterSize", "scaling_group": "scalingGroup",
+                               "resourceOpts": "resource_opts"})
 
 
 class CreateRequest(BaseModel):
@@ -59,6 +68,13 @@ class CreateRequest(BaseModel):
                                   description="false: an existing session with the token is an error.")
     owner_access_key: str | None = Field(None, max_length=128, description="Create for another keypair (admins).")
     config: CreationConfig = Field(default_factory=CreationConfig, description="Creation options.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _other_spellings(cls, data: object) -> object:
+        # The 19.09 manager's aliases under this API version.
+        return _aliased(data, {"sessionType": "type", "groupName": "group", "group_name": "group",
+                               "domainName": "domain", "domain_name": "domain"})
 
     @field_validator("config", mode="before")
     @classmethod
@@ -108,13 +124,23 @@ class StreamQuery(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _reference_client_spelling(cls, data: object) -> object:
-        # The reference client sends owner_access_key; the spec says ownerAccessKey.
-        if isinstance(data, dict) and "owner_access_key" in data:
-            data = dict(data)
-            legacy = data.pop("owner_access_key")
-            data.setdefault("ownerAccessKey", legacy)
+    def _other_spellings(cls, data: object) -> object:
+        # The 19.09 client sends owner_access_key (its manager refused it); the seed says
+        # ownerAccessKey. The manager also reads groupName.
+        return _aliased(data, {"owner_access_key": "ownerAccessKey", "groupName": "group"})
+
+
+def _aliased(data: object, aliases: dict[str, str]) -> object:
+    """``data`` with each alias renamed to its canonical key; both given is a 400."""
+    if not isinstance(data, dict) or not any(a in data for a in aliases):
         return data
+    data = dict(data)
+    for alias, canonical in aliases.items():
+        if alias in data:
+            if canonical in data:
+                raise ValueError(f"{alias} and {canonical} are the same parameter; give one")
+            data[canonical] = data.pop(alias)
+    return data
 
 
 def describe(error: ValidationError) -> str:
@@ -133,47 +159,6 @@ def parse(model: type[BaseModel], data: object) -> BaseModel:
         raise Problem(ProblemType.INVALID_PARAMETERS, describe(exc)) from None
 
 
-def _resources(config: CreationConfig) -> m.Resources:
-    slots = dict(config.resources or {})
-    fields: dict[str, object] = {}
-
-    def bad(slot: str, why: str) -> Problem:
-        return Problem(ProblemType.INVALID_PARAMETERS, f"config.resources.{slot}: {why}")
-
-    if "cpu" in slots:
-        cpu = slots.pop("cpu")
-        try:
-            positive = parse_quantity(cpu) > 0
-        except ValueError:
-            positive = False
-        if not positive:
-            raise bad("cpu", f"{cpu!r} is not a positive number of cores")
-        fields["cpu"] = str(cpu)
-    for slot in ("mem", "memory"):
-        if slot in slots:
-            value = slots.pop(slot)
-            try:
-                size = binary_size(value)
-            except ValueError:
-                size = 0
-            if size <= 0:
-                raise bad(slot, f"{value!r} is not a size such as 4g, 512m or a number of bytes")
-            fields["memory"] = str(size)
-    if "memory" not in fields and config.instance_memory:
-        fields["memory"] = f"{config.instance_memory}Ki"
-    for slot in GPU_SLOTS:
-        if slot in slots:
-            gpu = slots.pop(slot)
-            if isinstance(gpu, str) or float(gpu) != int(gpu) or int(gpu) < 0:
-                raise bad(slot, f"{gpu!r} is not a whole number of devices")
-            fields["gpu"] = int(gpu)
-    if slots:
-        raise Problem(ProblemType.INVALID_PARAMETERS,
-                      f"config.resources: unsupported slot(s) {', '.join(sorted(slots))} "
-                      f"(supported: cpu, mem, {', '.join(GPU_SLOTS)})")
-    return m.Resources(**fields)
-
-
 def _mounts(config: CreationConfig) -> list[m.Mount]:
     mounts = []
     for item in config.mounts or []:
@@ -188,14 +173,14 @@ def to_spec(request: CreateRequest, *, access_key: str, domain: str, group: str,
     try:
         resolved = images.resolve(request.requested_image)
     except ImageNotAllowed as exc:
-        raise Problem(ProblemType.IMAGE_NOT_ALLOWED, str(exc)) from None
+        raise Problem(ProblemType.IMAGE_NOT_FOUND, str(exc)) from None
     try:
         return m.KernelSessionSpec(
             session_id=request.client_session_token,
             owner=m.Owner(access_key=access_key, domain=domain, group=group),
             image=request.requested_image, resolved_image=resolved.image, type=request.type,
             startup_command=request.startup_command, cluster_size=request.config.cluster_size or 1,
-            resources=_resources(request.config), environ=_environ(request.config),
+            resources=slots.resources(request.config.resources, request.config.instance_memory), environ=_environ(request.config),
             mounts=_mounts(request.config), tag=request.tag, idle_timeout_seconds=idle_timeout_seconds,
         )
     except ValidationError as exc:

@@ -12,10 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import kubernel
 from kubernel import model as m
-from kubernel.resource import session_name
 
 from . import access, views
 from .events import Cursor, comment
+from .keypairs import Role
 from .keys import CALLER, HUB, KEYPAIR_INFORMER, KEYPAIRS, KUBE, METRICS, RUNNER, SERVICE, SESSIONS, SETTINGS
 from .problems import Problem, ProblemType
 from .requests import CreateRequest, DestroyQuery, OwnerQuery, StreamQuery, parse, to_spec
@@ -50,6 +50,11 @@ def query_of(request: web.Request) -> dict[str, str]:
     return query
 
 
+def requested_image_of(body: dict) -> str:
+    """The image (alias) a session was asked for."""
+    return (body.get("spec") or {}).get("image", "")
+
+
 def kernel_id_of(request: web.Request) -> str:
     kernel_id = request.match_info["kernel_id"]
     if not _TOKEN.match(kernel_id) or not 4 <= len(kernel_id) <= 64:
@@ -70,8 +75,9 @@ async def create(request: web.Request) -> web.Response:
     spec = to_spec(body, access_key=owner.access_key, domain=domain, group=group, images=app[SETTINGS].images,
                    idle_timeout_seconds=app[SETTINGS].default_idle_timeout_seconds)
     outcome = await app[SERVICE].get_or_create(body, owner, spec)
+    offered = app[SETTINGS].images.service_ports(requested_image_of(outcome.body))
     return web.json_response(views.create_response(outcome.body, created=outcome.created,
-                                                   timed_out=outcome.timed_out),
+                                                   timed_out=outcome.timed_out, offered=offered),
                              status=201 if outcome.created else 200)
 
 
@@ -84,7 +90,8 @@ async def get_info(request: web.Request) -> web.Response:
     measured = None
     if not views.is_terminated(found):
         found, measured = await asyncio.gather(service.record_access(found), app[RUNNER].stats(found))
-    return web.json_response(views.kernel_info(found, _now(), measured))
+    offered = app[SETTINGS].images.service_ports(requested_image_of(found))
+    return web.json_response(views.kernel_info(found, _now(), measured, offered))
 
 
 async def restart(request: web.Request) -> web.Response:
@@ -124,19 +131,20 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         owner_key = access.acting_owner(caller, owner_key, app[KEYPAIRS].get).access_key
     session_id = None if query.session_id == "*" else query.session_id
     if session_id is not None:
+        # A session that does not exist yet is fine: opening the stream first is the
+        # race-free way to see a session's whole life (as Backend.AI's manager allows).
         owner_key = owner_key or caller.access_key
-        name = session_name(owner_key, session_id)
-        await app[SESSIONS].loaded
-        # The cache may not have a session created a moment ago: ask the API server then.
-        if app[SESSIONS].get((app[SETTINGS].namespace, name)) is None and await app[KUBE].get_session(name) is None:
-            raise Problem(ProblemType.KERNEL_NOT_FOUND, f"no kernel {session_id!r}")
+    group = None if query.group == "*" else query.group
+    if group is not None and not app[KEYPAIRS].group_exists(
+            group, None if caller.role == Role.SUPERADMIN else caller.domain):
+        raise Problem(ProblemType.GROUP_NOT_FOUND, f"no group {group!r}")
     cursor = None
     if request.headers.get("Last-Event-ID"):
         try:
             cursor = Cursor.decode(request.headers["Last-Event-ID"])
         except ValueError as exc:
             raise Problem(ProblemType.INVALID_PARAMETERS, f"Last-Event-ID: {exc}") from None
-    stream_filter = StreamFilter(caller, session_id, owner_key, None if query.group == "*" else query.group)
+    stream_filter = StreamFilter(caller, session_id, owner_key, group)
     hub, metrics, settings = app[HUB], app[METRICS], app[SETTINGS]
     preface, subscriber = await hub.open(stream_filter, cursor, app[KUBE].sessions_at)
     response = web.StreamResponse(headers=SSE_HEADERS)

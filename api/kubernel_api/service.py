@@ -23,7 +23,7 @@ from .limits import exceeded
 from .problems import Problem, ProblemType
 from .requests import CreateRequest
 from .settings import ApiSettings
-from .views import is_settled, is_terminated, parse_session
+from .views import is_restarted, is_settled, is_terminated, parse_session
 
 
 def now() -> datetime:
@@ -105,16 +105,17 @@ class SessionService:
             if ended:
                 await self._replace_ended(name, existing)
                 continue
-            return self._reuse(request, existing)
+            return self._reuse(request, existing, spec.resolved_image)
         raise Problem(ProblemType.UNAVAILABLE, "the session with this token kept changing; try again")
 
-    def _reuse(self, request: CreateRequest, existing: dict) -> Outcome:
+    def _reuse(self, request: CreateRequest, existing: dict, resolved_image: str | None) -> Outcome:
+        """As 19.09's manager: the same resolved image is reused (``python:3.6`` and the
+        reference it stands for are one image), unless reuseIfExists is false."""
+        token = request.client_session_token
+        if parse_session(existing).spec.resolved_image != resolved_image:
+            raise Problem(ProblemType.KERNEL_EXISTS, f"session {token!r} exists with another image")
         if not request.reuse_if_exists:
-            raise Problem(ProblemType.SESSION_EXISTS,
-                          f"session {request.client_session_token!r} exists and reuseIfExists is false")
-        if parse_session(existing).spec.image != request.requested_image:
-            raise Problem(ProblemType.SESSION_EXISTS,
-                          f"session {request.client_session_token!r} exists with another image")
+            raise Problem(ProblemType.KERNEL_EXISTS, f"session {token!r} exists and reuseIfExists is false")
         return Outcome(existing, False)
 
     async def _replace_ended(self, name: str, ended: dict) -> None:
@@ -170,14 +171,17 @@ class SessionService:
         return body  # counted next time; the figures may be a few seconds stale by contract
 
     async def restart(self, body: dict) -> None:
-        """Bump spec.restartCount (optimistically: two restarts asked at once are two restarts)."""
-        name = body["metadata"]["name"]
+        """Bump spec.restartCount (optimistically: two restarts asked at once are two
+        restarts) and wait, as 19.09's manager does, until the new kernel runs (or the
+        session ended, or the wait is over: the restart then goes on without us)."""
+        name, uid = body["metadata"]["name"], body["metadata"]["uid"]
         for _ in range(8):
+            wanted = (body.get("spec") or {}).get("restartCount", 0) + 1
             try:
                 await self.kube.patch_session(name, {
                     "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
-                    "spec": {"restartCount": (body.get("spec") or {}).get("restartCount", 0) + 1}})
-                return
+                    "spec": {"restartCount": wanted}})
+                break
             except ApiException as exc:
                 if exc.status != 409:
                     raise
@@ -185,7 +189,12 @@ class SessionService:
             if fresh is None or is_terminated(fresh):
                 raise Problem(ProblemType.KERNEL_NOT_FOUND, "the kernel ended meanwhile")
             body = fresh
-        raise Problem(ProblemType.UNAVAILABLE, "the session kept changing; try again")
+        else:
+            raise Problem(ProblemType.UNAVAILABLE, "the session kept changing; try again")
+        with contextlib.suppress(TimeoutError):
+            await self.sessions.wait_for(
+                self.key(name), lambda b: b is None or b["metadata"]["uid"] != uid or is_restarted(b, wanted),
+                timeout=self.settings.destroy_wait_seconds)
 
     async def destroy(self, body: dict, *, forced: bool) -> tuple[dict, bool]:
         """Ask the operator to end the session; the final state, and whether it ended in time."""

@@ -30,12 +30,13 @@ class ApiSettings:
     [KUBERNEL_KEYPAIR_NAMESPACE]."""
     clock_skew_seconds: int = 900
     """How far a request's Date may be from the server's clock [KUBERNEL_API_CLOCK_SKEW]."""
-    max_wait_seconds: int = 300
-    """Server-side cap of how long POST /kernel waits for the start; also the wait
-    used for maxWaitSeconds=0 [KUBERNEL_API_MAX_WAIT]."""
+    max_wait_seconds: int = 3600
+    """Server-side cap of how long POST /kernel waits for the start. maxWaitSeconds=0
+    waits until the session starts or ends, as Backend.AI's manager does; the
+    operator's start deadline ends that wait first [KUBERNEL_API_MAX_WAIT]."""
     destroy_wait_seconds: float = 30.0
     """How long DELETE /kernel/:id waits for kernel_terminated to report final
-    stats [KUBERNEL_API_DESTROY_WAIT]."""
+    stats, and PATCH for the restarted kernel [KUBERNEL_API_DESTROY_WAIT]."""
     max_body_bytes: int = 1 << 20
     """Largest accepted request body; larger gets 413 [KUBERNEL_API_MAX_BODY]."""
     heartbeat_seconds: float = 15.0
@@ -86,7 +87,7 @@ class ApiSettings:
             namespace=_env("KUBERNEL_API_NAMESPACE", _pod_namespace() or "default"),
             keypair_namespace=_env("KUBERNEL_KEYPAIR_NAMESPACE", ""),
             clock_skew_seconds=int(_env("KUBERNEL_API_CLOCK_SKEW", "900")),
-            max_wait_seconds=int(_env("KUBERNEL_API_MAX_WAIT", "300")),
+            max_wait_seconds=int(_env("KUBERNEL_API_MAX_WAIT", "3600")),
             destroy_wait_seconds=float(_env("KUBERNEL_API_DESTROY_WAIT", "30")),
             max_body_bytes=int(_env("KUBERNEL_API_MAX_BODY", str(1 << 20))),
             heartbeat_seconds=float(_env("KUBERNEL_API_HEARTBEAT", "15")),

@@ -11,11 +11,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 
 API_VERSION_HEADER = "X-BackendAI-Version"
-DATE_HEADERS = ("X-BackendAI-Date", "Date")
+# As the 19.09 manager reads them: Date, and X-BackendAI-Date when there is no Date
+# (browsers may not set Date).
+DATE_HEADERS = ("Date", "X-BackendAI-Date")
 # The content type the reference client signs when it sends none (event streams).
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _AUTHORIZATION = re.compile(
@@ -25,6 +29,10 @@ SUPPORTED_HASHES = frozenset({"sha256", "sha384", "sha512", "sha1"})
 
 class SignatureError(ValueError):
     """The request is not signed, or not signed right. The message is for logs only."""
+
+
+class ClockSkew(SignatureError):
+    """The request's date is too far from the server's clock (the client may be told)."""
 
 
 @dataclass(frozen=True)
@@ -58,16 +66,32 @@ def parse_authorization(header: str | None) -> Credential:
     return Credential(match["key"], match["sig"].lower(), hash_name)
 
 
+def request_date(headers: Mapping[str, str]) -> str | None:
+    """The date a request is signed with, as sent (the first non-empty of DATE_HEADERS)."""
+    return next((headers[h] for h in DATE_HEADERS if headers.get(h)), None)
+
+
 def parse_date(raw: str | None) -> datetime:
+    """ISO 8601 (what the reference client sends) or an HTTP date; no zone means UTC,
+    as the 19.09 manager reads it."""
     if not raw:
         raise SignatureError("no Date or X-BackendAI-Date header")
     try:
         parsed = datetime.fromisoformat(raw.strip())
-    except ValueError as exc:
-        raise SignatureError("Date is not ISO 8601") from exc
-    if parsed.tzinfo is None:
-        raise SignatureError("Date has no time zone")
-    return parsed
+    except ValueError:
+        try:
+            parsed = parsedate_to_datetime(raw.strip())
+        except (TypeError, ValueError, IndexError):
+            raise SignatureError("the date is neither ISO 8601 nor an HTTP date") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def check_date(raw: str | None, *, now: datetime, max_skew: timedelta) -> datetime:
+    """The request's date, if it is there, readable and within ``max_skew`` of ``now``."""
+    date = parse_date(raw)
+    if abs(now - date) > max_skew:
+        raise ClockSkew(f"the request's date is more than {max_skew} from the server's clock")
+    return date
 
 
 def string_to_sign(request: SignedRequest, hash_name: str) -> str:
@@ -87,9 +111,7 @@ def signature(request: SignedRequest, secret_key: str, hash_name: str) -> str:
 def verify(request: SignedRequest, credential: Credential, secret_key: str, *, now: datetime,
            max_skew: timedelta) -> None:
     """Raise SignatureError unless the request is signed with ``secret_key`` and dated near ``now``."""
-    date = parse_date(request.date)
-    if abs(now - date) > max_skew:
-        raise SignatureError(f"Date {request.date} is more than {max_skew} from the server's clock")
+    check_date(request.date, now=now, max_skew=max_skew)
     expected = signature(request, secret_key, credential.hash_name)
     if not hmac.compare_digest(expected, credential.signature):
         raise SignatureError("signature mismatch")

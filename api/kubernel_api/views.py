@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from kubernel.images import ServicePort
 from kubernel.lifecycle import API_STATUS, Phase
 from kubernel.model import KernelSession, KernelSessionStatus
 from kubernel.quantity import memory_kib
@@ -27,6 +28,13 @@ def is_settled(body: dict) -> bool:
     return (body.get("status") or {}).get("phase") in (Phase.RUNNING, Phase.TERMINATED)
 
 
+def is_restarted(body: dict, restart: int) -> bool:
+    """Restart number ``restart`` has happened: its kernel runs, or the session ended."""
+    status = body.get("status") or {}
+    return status.get("phase") == Phase.TERMINATED or (
+        status.get("observedRestart", 0) >= restart and status.get("phase") == Phase.RUNNING)
+
+
 def _created(body: dict, status: KernelSessionStatus) -> datetime:
     return status.created_at or datetime.fromisoformat(body["metadata"]["creationTimestamp"])
 
@@ -36,7 +44,8 @@ def cpu_credit_ms(status: KernelSessionStatus, now: datetime) -> int:
     return status.cpu_credit_ms + max(0, int(running))
 
 
-def kernel_info(body: dict, now: datetime, measured: dict | None = None) -> dict:
+def kernel_info(body: dict, now: datetime, measured: dict | None = None,
+                offered: list[ServicePort] | None = None) -> dict:
     """GET /kernel/:id; ``measured``: the runner's stats, whose CPU time is the credit
     while the kernel runs code (else the time it has been running)."""
     session = parse_session(body)
@@ -61,7 +70,7 @@ def kernel_info(body: dict, now: datetime, measured: dict | None = None) -> dict
         "domain": spec.owner.domain,
         "group": spec.owner.group,
         "ownerAccessKey": spec.owner.access_key,
-        "servicePorts": [],
+        "servicePorts": service_ports(body, offered or []),
     }
 
 
@@ -70,14 +79,22 @@ def _cpu_used(measured: dict | None) -> int | None:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else None
 
 
-def create_response(body: dict, *, created: bool, timed_out: bool) -> dict:
-    """POST /kernel."""
+def service_ports(body: dict, offered: list[ServicePort]) -> list[dict]:
+    """The app services of a running session, as 19.09's create answer lists them."""
+    if (body.get("status") or {}).get("phase") != Phase.RUNNING:
+        return []
+    return [{"name": p.name, "protocol": p.protocol, "ports": list(p.ports)} for p in offered]
+
+
+def create_response(body: dict, *, created: bool, timed_out: bool, offered: list[ServicePort]) -> dict:
+    """POST /kernel (a reused session's answer has the same keys: 19.09 spelled its
+    ports ``service_ports`` there, which its own client does not read)."""
     session = parse_session(body)
     return {
         "kernelId": session.spec.session_id,
         "created": created,
         "status": "TIMEOUT" if timed_out else API_STATUS[Phase(_status(session).phase)],
-        "servicePorts": [],
+        "servicePorts": [] if timed_out else service_ports(body, offered),
     }
 
 
@@ -88,15 +105,16 @@ KERNEL_STATS = ("cpu_used", "mem_max_bytes", "mem_cur_bytes", "io_read_bytes", "
 def final_stats(body: dict, now: datetime, measured: dict | None = None) -> dict:
     """DELETE /kernel/:id: 19.09's version-1 stats (numbers, and the status): the
     runner's figures for the container (``measured``, read just before it ended),
-    else the CPU credit we count. How it ended is in GET's statusInfo."""
+    else the CPU credit we count. ``status`` is 19.09's word: ``terminated``, or
+    ``cancelled`` for a session that never started. How it ended is in GET's statusInfo."""
     status = _status(parse_session(body))
-    stats = {key: 0 for key in KERNEL_STATS}
+    stats: dict[str, int | str] = {key: 0 for key in KERNEL_STATS}
     stats["cpu_used"] = cpu_credit_ms(status, status.terminated_at or now)
     for key in KERNEL_STATS:
         value = (measured or {}).get(key)
         if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
             stats[key] = int(value)
-    stats["status"] = API_STATUS[Phase(status.phase)]
+    stats["status"] = "cancelled" if status.started_at is None else "terminated"
     return stats
 
 

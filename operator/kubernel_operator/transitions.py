@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from kubernel.lifecycle import PHASE_AFTER, STARTUP_ORDER, LifecycleEvent, Phase, Reason, Result
+from kubernel.lifecycle import PHASE_AFTER, REQUESTED_ENDS, STARTUP_ORDER, LifecycleEvent, Phase, Reason, Result
 from kubernel.model import LIFECYCLE_LOG_LIMIT, Condition, KernelSessionSpec, KernelSessionStatus, LifecycleEntry
 
 from .facts import KernelFacts
@@ -162,12 +162,30 @@ def _close_running(status: KernelSessionStatus, now: datetime) -> None:
         status.running_since = None
 
 
+def ending_events(status: KernelSessionStatus, ending: Ending) -> list[tuple[LifecycleEvent, str]]:
+    """The events that announce an end, before kernel_terminated (Backend.AI's own):
+    kernel_cancelled if the session never started; else kernel_terminating if the end
+    was asked for; and a batch task's kernel_success / kernel_failure."""
+    events: list[tuple[LifecycleEvent, str]] = []
+    if status.started_at is None:
+        events.append((LifecycleEvent.CANCELLED, ending.reason))
+    elif ending.reason in REQUESTED_ENDS:
+        events.append((LifecycleEvent.TERMINATING, ending.reason))
+    if ending.reason == Reason.TASK_FINISHED:
+        events.append((LifecycleEvent.SUCCESS, Reason.TASK_SUCCESS))
+    elif ending.reason == Reason.TASK_FAILED:
+        events.append((LifecycleEvent.FAILURE, Reason.TASK_FAILURE))
+    return events
+
+
 def terminate(status: KernelSessionStatus, ending: Ending, now: datetime) -> KernelSessionStatus:
-    """Record the end (once): kernel_terminated, final figures, conditions."""
+    """Record the end (once): the ending events, kernel_terminated, final figures, conditions."""
     if status.phase == Phase.TERMINATED:
         return status
     new = status.model_copy(deep=True)
     _close_running(new, now)
+    for event, reason in ending_events(status, ending):
+        _append(new, event, reason, now)
     _append(new, LifecycleEvent.TERMINATED, ending.reason, now, result=ending.result)
     new.result = ending.result
     new.message = ending.message

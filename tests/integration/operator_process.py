@@ -15,7 +15,9 @@ scheduling:
   nodeSelector: {kubernel.io/simulated-node: "true"}
   tolerations: [{key: kubernel.io/simulated-node, operator: Exists, effect: NoSchedule}]
 aliases:
-  python:3.6: {image: registry.example/lablup/python:3.6-ubuntu18.04}
+  python:3.6:
+    image: registry.example/lablup/python:3.6-ubuntu18.04
+    servicePorts: [{name: jupyter, protocol: http, ports: [8080]}]
   real/python: {image: registry.kubernel.test/kubernel/python:3.11, command: [], runner: true, scheduling: {}}
   real/fresh: {image: registry.kubernel.test/kubernel/python:fresh, command: [], runner: true, scheduling: {}}
   real/missing: {image: registry.kubernel.test/kubernel/python:no-such-tag, command: [], scheduling: {}}

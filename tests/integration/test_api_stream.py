@@ -59,10 +59,13 @@ async def test_stream_format_headers_ids_retry_heartbeat(api: RunningApi) -> Non
         assert is_startup([m.event for m in messages]), messages
         assert messages[0].retry == 3000 and all(m.retry is None for m in messages[1:])
         assert all(m.id for m in messages) and len({m.id for m in messages}) == len(messages)
+        # An ordinary start-up step has no reason: null, as 19.09's manager sends it.
         assert messages[-1].data == {"sessionId": "sse-01", "ownerAccessKey": api.keypairs["alice"].access_key,
-                                     "reason": ""}
+                                     "reason": None}
         await events.comment("heartbeat", timeout=5)
         await alice.call("DELETE", "/kernel/sse-01")
+        ending = await events.next(10)
+        assert (ending.event, ending.data["reason"]) == ("kernel_terminating", "user-requested")
         ended = await events.next(10)
         assert ended.event == "kernel_terminated"
         assert ended.data["reason"] == "user-requested" and ended.data["result"] == "UNDEFINED"
@@ -100,7 +103,9 @@ async def test_stream_parameters_follow_the_roles(api: RunningApi) -> None:
     assert (await api.client("alice").create("p-01")).body["status"] == "RUNNING"
     async with stream(api.client("bob"), {"ownerAccessKey": alice_key}, expect=403):
         pass
-    async with stream(api.client("bob"), {"sessionId": "p-01"}, expect=404):
+    async with stream(api.client("alice"), {"group": "no-such-group"}, expect=404):
+        pass
+    async with stream(api.client("carol"), {"groupName": "research"}, expect=404):  # a group of another domain
         pass
     async with stream(api.client("otheradmin"), {"sessionId": "p-01", "owner_access_key": alice_key}, expect=403):
         pass
@@ -110,6 +115,44 @@ async def test_stream_parameters_follow_the_roles(api: RunningApi) -> None:
         assert (await api.client("alice").call("PATCH", "/kernel/p-01")).status == 204
         restarted = await until_started(events, {"p-01"})
     assert is_startup([m.event for m in restarted]) and {m.data["reason"] for m in restarted} == {"restarting"}
+
+
+async def test_stream_first_then_create_sees_the_whole_life(api: RunningApi) -> None:
+    """19.09's only race-free pattern: open the stream for a session id that does not
+    exist yet, then create it. Another user's stream for the same id sees nothing of it."""
+    alice, bob = api.client("alice"), api.client("bob")
+    async with stream(alice, {"sessionId": "first-01"}) as mine, \
+            stream(bob, {"sessionId": "first-01"}) as theirs, \
+            stream(alice, {"groupName": "research"}) as research:
+        assert (await alice.create("first-01", enqueueOnly=True)).status == 201
+        seen = await until_started(mine, {"first-01"})
+        assert is_startup([m.event for m in seen]), seen
+        assert (await alice.call("DELETE", "/kernel/first-01")).status == 200
+        assert [(await mine.next(10)).event for _ in range(2)] == ["kernel_terminating", "kernel_terminated"]
+        # bob's stream carries only bob's session of that id.
+        assert (await bob.create("first-01", enqueueOnly=True)).status == 201
+        bobs = await until_started(theirs, {"first-01"})
+        assert {m.data["ownerAccessKey"] for m in bobs} == {api.keypairs["bob"].access_key}
+        # The research group's stream saw none of these (default group).
+        assert (await alice.create("first-02", group="research", enqueueOnly=True)).status == 201
+        assert {m.data["sessionId"] for m in await until_started(research, {"first-02"})} == {"first-02"}
+
+
+async def test_a_session_that_never_started_is_cancelled_then_terminated(api: RunningApi) -> None:
+    alice = api.client("alice")
+    async with stream(alice, {"sessionId": "never-01"}) as events:
+        # 5 GPUs fit no simulated node: the Pod stays unschedulable until we destroy it.
+        assert (await alice.create("never-01", enqueueOnly=True, config={"resources": {"cuda.device": 5}})
+                ).status == 201
+        destroyed = await alice.call("DELETE", "/kernel/never-01")
+        assert destroyed.body["stats"]["status"] == "cancelled"
+        got = []
+        while not got or got[-1].event != "kernel_terminated":
+            message = await events.next(10)
+            assert message is not None
+            got.append(message)
+    assert [m.event for m in got][-2:] == ["kernel_cancelled", "kernel_terminated"]
+    assert {m.data["reason"] for m in got[-2:]} == {"user-requested"}
 
 
 async def test_resume_with_last_event_id_gets_each_event_once(api: RunningApi) -> None:

@@ -91,10 +91,15 @@ def test_runner_errors_become_ours(status: int, body: bytes, kind: ProblemType, 
 
 def test_final_stats_are_numbers_and_prefer_the_runners_figures() -> None:
     ended = session(phase="Terminated")
-    ended["status"].update({"terminatedAt": "2026-11-22T11:00:05Z", "cpuCreditMs": 4000})
+    ended["status"].update({"terminatedAt": "2026-11-22T11:00:05Z", "cpuCreditMs": 4000,
+                            "startedAt": "2026-11-22T11:00:01Z"})
     assert final_stats(ended, NOW) == {"cpu_used": 4000, "mem_max_bytes": 0, "mem_cur_bytes": 0, "io_read_bytes": 0,
                                        "io_write_bytes": 0, "net_rx_bytes": 0, "net_tx_bytes": 0,
-                                       "status": "TERMINATED"}
+                                       "status": "terminated"}
+    # 19.09's word for a session that never started.
+    never = session(phase="Terminated")
+    never["status"]["terminatedAt"] = "2026-11-22T11:00:05Z"
+    assert final_stats(never, NOW)["status"] == "cancelled"
     measured = {"cpu_used": 123, "mem_max_bytes": 5 << 20, "io_read_bytes": -1, "net_rx_bytes": "9", "x": 1}
     stats = final_stats(ended, NOW, measured)
     assert (stats["cpu_used"], stats["mem_max_bytes"], stats["io_read_bytes"], stats["net_rx_bytes"]) == (

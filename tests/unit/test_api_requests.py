@@ -11,7 +11,6 @@ from kubernel_api.requests import CreateRequest, StreamQuery, parse, to_spec
 
 from kubernel.images import ImageAlias, ImageTable
 from kubernel.model import Resources
-from kubernel.quantity import binary_size
 
 IMAGES = ImageTable(allowed_registries=["registry.example"],
                     aliases={"python:3.6": ImageAlias(image="registry.example/python:3.6")})
@@ -49,17 +48,30 @@ def test_instance_memory_is_kib() -> None:
     assert spec_of({**CLIENT_BODY, "config": {"instanceMemory": 51240}}).resources.memory == "51240Ki"
 
 
-@pytest.mark.parametrize(("value", "size"), [("4g", 4 << 30), ("512m", 512 << 20), ("1.5G", 3 << 29),
-                                             (1024, 1024), ("2GiB", 2 << 30), ("100", 100)])
-def test_binary_sizes(value: object, size: int) -> None:
-    assert binary_size(value) == size
+@pytest.mark.parametrize(("alias", "canonical", "value"), [
+    ("sessionType", "type", "batch"), ("groupName", "group", "g2"), ("group_name", "group", "g2"),
+    ("domainName", "domain", "d1"), ("domain_name", "domain", "d1"),
+])
+def test_the_references_spellings(alias: str, canonical: str, value: str) -> None:
+    body = {**CLIENT_BODY, alias: value, "startupCommand": "run"}
+    del body[canonical]
+    assert getattr(parse(CreateRequest, body), canonical) == value
+    with pytest.raises(Problem):  # both spellings at once: which one would count?
+        parse(CreateRequest, {**body, canonical: value})
+
+
+@pytest.mark.parametrize(("alias", "field"), [("cluster_size", "cluster_size"), ("scaling_group", "scaling_group"),
+                                              ("resourceOpts", "resource_opts")])
+def test_the_references_config_spellings(alias: str, field: str) -> None:
+    value = {"cluster_size": 2, "scaling_group": "default", "resourceOpts": {"shmem": "1g"}}[alias]
+    assert getattr(parse(CreateRequest, {**CLIENT_BODY, "config": {alias: value}}).config, field) == value
 
 
 @pytest.mark.parametrize(("change", "kind"), [
     ({"clientSessionToken": "a b c d"}, ProblemType.INVALID_PARAMETERS),
     ({"image": None}, ProblemType.INVALID_PARAMETERS),
     ({"type": "batch"}, ProblemType.INVALID_PARAMETERS),
-    ({"image": "evil.example/x:1"}, ProblemType.IMAGE_NOT_ALLOWED),
+    ({"image": "evil.example/x:1"}, ProblemType.IMAGE_NOT_FOUND),
     ({"config": {"resources": {"cpu": -1}}}, ProblemType.INVALID_PARAMETERS),
     ({"config": {"resources": {"cuda.device": 0.5}}}, ProblemType.INVALID_PARAMETERS),
     ({"config": {"mounts": ["../etc"]}}, ProblemType.INVALID_PARAMETERS),
@@ -78,9 +90,10 @@ def test_limits() -> None:
     assert exceeded(Resources(cpu="64"), 1, Limits()) == []
 
 
-def test_stream_query_accepts_both_owner_spellings() -> None:
+def test_stream_query_accepts_the_spellings() -> None:
     assert parse(StreamQuery, {"owner_access_key": "AK1"}).owner_access_key == "AK1"
     assert parse(StreamQuery, {"ownerAccessKey": "AK2"}).owner_access_key == "AK2"
+    assert parse(StreamQuery, {"groupName": "g"}).group == "g"
     assert parse(StreamQuery, {}).session_id == "*"
 
 
@@ -105,13 +118,17 @@ def test_acting_for_another_owner() -> None:
     assert access.acting_owner(USER, "AKIAUSER", lookup) is USER
     assert access.acting_owner(ADMIN, "AKIAUSER", lookup) is USER
     assert access.acting_owner(ROOT, "AKIAOTHER", lookup) is OTHER
-    for caller, target in ((USER, "AKIAOTHER"), (ADMIN, "AKIAOTHER"), (ADMIN, "AKIANOBODY")):
+    assert access.acting_owner(ROOT, "AKIAADMIN", lookup) is ADMIN
+    # A domain admin may not borrow a superadmin's role and limits, even in its own domain.
+    for caller, target in ((USER, "AKIAOTHER"), (ADMIN, "AKIAOTHER"), (ADMIN, "AKIANOBODY"), (ADMIN, "AKIAROOT"),
+                           (USER, "AKIAROOT"), (USER, "AKIAADMIN")):
         with pytest.raises(Problem) as caught:
             access.acting_owner(caller, target, lookup)
         assert caught.value.kind is ProblemType.FORBIDDEN
     assert access.check_group(USER, USER, None) == "g1" and access.check_group(USER, USER, "g2") == "g2"
-    with pytest.raises(Problem):
+    with pytest.raises(Problem) as caught:
         access.check_group(USER, USER, "g3")
+    assert caught.value.kind is ProblemType.INVALID_PARAMETERS  # 19.09: "Invalid group"
 
 
 def test_keypair_secret_round_trip() -> None:

@@ -8,12 +8,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from kubernel_api.signing import (
+    ClockSkew,
     Credential,
     SignatureError,
     SignedRequest,
     authorization_header,
     parse_authorization,
     parse_date,
+    request_date,
     signature,
     verify,
 )
@@ -68,7 +70,7 @@ def test_clock_skew_window(offset: int, ok: bool) -> None:
     if ok:
         check()
     else:
-        with pytest.raises(SignatureError):
+        with pytest.raises(ClockSkew):
             check()
 
 
@@ -84,7 +86,24 @@ def test_authorization_header_round_trip() -> None:
     assert parsed == Credential("AKIAX", "abcdef01", "sha256")
 
 
-@pytest.mark.parametrize("raw", [None, "", "yesterday", "2026-11-21T23:30:00"])
-def test_dates_need_iso_8601_with_a_zone(raw: str | None) -> None:
+@pytest.mark.parametrize("raw", [None, "", "yesterday", "2026-13-21T23:30:00", "Sat, 32 Nov 2026 23:30:00 GMT"])
+def test_unreadable_dates_are_refused(raw: str | None) -> None:
     with pytest.raises(SignatureError):
         parse_date(raw)
+
+
+@pytest.mark.parametrize("raw", ["2026-11-21T23:30:00+00:00", "2026-11-22T00:30:00+01:00", "2026-11-21T23:30:00",
+                                 "Sat, 21 Nov 2026 23:30:00 GMT"])
+def test_dates_the_reference_reads(raw: str) -> None:
+    """ISO 8601 with or without a zone (none is UTC) and HTTP dates, as 19.09's dateutil reads them."""
+    assert parse_date(raw) == NOW
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"Date": "a", "X-BackendAI-Date": "b"}, "a"),  # the reference reads Date first
+    ({"X-BackendAI-Date": "b"}, "b"),
+    ({"Date": "", "X-BackendAI-Date": "b"}, "b"),
+    ({}, None),
+])
+def test_date_header_precedence(headers: dict[str, str], expected: str | None) -> None:
+    assert request_date(headers) == expected

@@ -22,14 +22,15 @@ INTERACTIVE = KernelSessionSpec.model_validate({"sessionId": "real-01", "owner":
 BATCH = INTERACTIVE.model_copy(update={"type": "batch", "startup_command": "exit 3"})
 
 P, PU, C, S, T = "kernel_preparing", "kernel_pulling", "kernel_creating", "kernel_started", "kernel_terminated"
+CANCELLED, SUCCESS, FAILURE = "kernel_cancelled", "kernel_success", "kernel_failure"
 
 
 @pytest.mark.parametrize(("fixture", "spec", "expected", "ending"), [
     ("first-pull", INTERACTIVE, [P, PU, C, S], None),
     ("image-present", INTERACTIVE, [P, C, S], None),
-    ("tag-missing", INTERACTIVE, [P, PU, T], ("image-pull-failed", "UNDEFINED", None)),
-    ("exit-0", BATCH, [P, C, S, T], ("task-finished", "SUCCESS", 0)),
-    ("exit-3", BATCH, [P, C, S, T], ("task-failed", "FAILURE", 3)),
+    ("tag-missing", INTERACTIVE, [P, PU, CANCELLED, T], ("image-pull-failed", "UNDEFINED", None)),
+    ("exit-0", BATCH, [P, C, S, SUCCESS, T], ("task-finished", "SUCCESS", 0)),
+    ("exit-3", BATCH, [P, C, S, FAILURE, T], ("task-failed", "FAILURE", 3)),
     ("oom", BATCH, [P, C, S, T], ("oom-killed", "FAILURE", 137)),
 ])
 def test_the_real_kubelets_sequence(fixture: str, spec: KernelSessionSpec, expected: list[str],

@@ -6,7 +6,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from kubernel_operator.facts import KernelFacts, kernel_facts
-from kubernel_operator.transitions import Ending, Need, advance, begin_restart, need_of, overdue, terminate
+from kubernel_operator.transitions import (
+    Ending,
+    Need,
+    advance,
+    begin_restart,
+    ending_events,
+    need_of,
+    overdue,
+    terminate,
+)
 
 from kubernel.lifecycle import Reason, Result
 from kubernel.model import KernelSessionSpec, KernelSessionStatus
@@ -87,7 +96,35 @@ def test_endings(spec, kernel, missing, reason, result) -> None:
 
 def test_a_batch_that_exits_before_it_was_seen_ready_still_reports_started() -> None:
     new = advance(started(), BATCH, [facts(scheduled=True, pulled=True, ran=True, exit_code=0)], [], NOW)
-    assert names(new) == ["kernel_preparing", "kernel_creating", "kernel_started", "kernel_terminated"]
+    assert names(new) == ["kernel_preparing", "kernel_creating", "kernel_started", "kernel_success",
+                          "kernel_terminated"]
+
+
+NEVER_STARTED = started()
+RAN = started(started_at=NOW)
+
+
+@pytest.mark.parametrize(("status", "reason", "expected"), [
+    # Ended before it ever started: cancelled (Backend.AI's word), whatever the reason.
+    (NEVER_STARTED, Reason.USER_REQUESTED, [("kernel_cancelled", "user-requested")]),
+    (NEVER_STARTED, Reason.IMAGE_PULL_FAILED, [("kernel_cancelled", "image-pull-failed")]),
+    (NEVER_STARTED, Reason.FAILED_TO_START, [("kernel_cancelled", "failed-to-start")]),
+    # Started, and the end was asked for: terminating first.
+    (RAN, Reason.USER_REQUESTED, [("kernel_terminating", "user-requested")]),
+    (RAN, Reason.FORCE_TERMINATED, [("kernel_terminating", "force-terminated")]),
+    (RAN, Reason.IDLE_TIMEOUT, [("kernel_terminating", "idle-timeout")]),
+    # Started, and the kernel ended by itself: nothing before kernel_terminated...
+    (RAN, Reason.SELF_TERMINATED, []),
+    (RAN, Reason.OOM_KILLED, []),
+    # ...but a batch task's outcome, as kernel_success / kernel_failure.
+    (RAN, Reason.TASK_FINISHED, [("kernel_success", "task-success")]),
+    (RAN, Reason.TASK_FAILED, [("kernel_failure", "task-failure")]),
+])
+def test_ending_events(status: KernelSessionStatus, reason: Reason, expected: list[tuple[str, str]]) -> None:
+    assert ending_events(status, Ending(reason)) == expected
+    ended = terminate(status, Ending(reason), NOW)
+    assert [(e.event, e.reason) for e in ended.lifecycle] == [*expected, ("kernel_terminated", reason)]
+    assert ended.phase == "Terminated"
 
 
 def test_terminate_is_once_and_closes_cpu_credit() -> None:

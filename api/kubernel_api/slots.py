@@ -1,0 +1,80 @@
+"""Backend.AI resource slots (``config.resources``) -> the kernels' Resources (pure).
+
+Values are read as Backend.AI 19.09's manager reads them (``ResourceSlot.
+from_user_input``): numbers or strings; counts as decimals (``"1"``, ``"1.00"``,
+``0.5``); ``mem`` as a binary size (``kubernel.quantity.binary_size``); ``null``
+as absent. What a Pod cannot have is refused with a 400 that says why.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from kubernel import model as m
+from kubernel.quantity import binary_size
+
+from .problems import Problem, ProblemType
+
+GPU_SLOTS = ("cuda.device", "cuda.devices", "gpu")  # whole devices: nvidia.com/gpu
+MEMORY_SLOTS = ("mem", "memory")
+SHARED_GPU_SLOT = "cuda.shares"  # fractional GPUs: Backend.AI's own device plugin
+SUPPORTED = ("cpu", *MEMORY_SLOTS, *GPU_SLOTS, SHARED_GPU_SLOT)
+_MAX_TEXT = 64  # longer slot values are not numbers anyone means
+
+
+def _bad(slot: str, why: str) -> Problem:
+    return Problem(ProblemType.INVALID_PARAMETERS, f"config.resources.{slot}: {why}")
+
+
+def count(slot: str, value: object) -> Decimal:
+    """A count slot's value as the reference reads it: any finite decimal, from a number or a string."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str) or len(str(value)) > _MAX_TEXT:
+        raise _bad(slot, f"{value!r} is not a number")
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise _bad(slot, f"{value!r} is not a number") from None
+    if not number.is_finite() or number < 0:
+        raise _bad(slot, f"{value!r} is not a number of at least 0")
+    return number
+
+
+def resources(slots: dict[str, object] | None, instance_memory_kib: int | None) -> m.Resources:
+    """``config.resources`` (and the legacy ``instanceMemory``) as the spec's Resources."""
+    given = {k: v for k, v in (slots or {}).items() if v is not None}
+    unknown = sorted(k for k in given if k not in SUPPORTED)
+    if unknown:
+        raise Problem(ProblemType.INVALID_PARAMETERS,
+                      f"config.resources: unsupported slot(s) {', '.join(unknown)} (supported: {', '.join(SUPPORTED)})")
+    fields: dict[str, object] = {}
+    if "cpu" in given:
+        cpu = count("cpu", given["cpu"])
+        if cpu <= 0:
+            raise _bad("cpu", f"{given['cpu']!r} is not a positive number of cores")
+        fields["cpu"] = format(cpu.normalize(), "f")
+    memory = [s for s in MEMORY_SLOTS if s in given]
+    if len(memory) > 1:
+        raise Problem(ProblemType.INVALID_PARAMETERS, "config.resources: give mem or memory, not both")
+    if memory:
+        value = given[memory[0]]
+        try:
+            size = binary_size(value)  # type: ignore[arg-type]  # checked inside
+        except (ValueError, TypeError):
+            size = 0
+        if size <= 0:
+            raise _bad(memory[0], f"{value!r} is not a size such as 4g, 512m, 1.5g or a number of bytes")
+        fields["memory"] = str(size)
+    elif instance_memory_kib:
+        fields["memory"] = f"{instance_memory_kib}Ki"
+    gpus = [count(s, given[s]) for s in GPU_SLOTS if s in given]
+    if len(gpus) > 1:
+        raise Problem(ProblemType.INVALID_PARAMETERS, f"config.resources: give one of {', '.join(GPU_SLOTS)}")
+    if gpus:
+        if gpus[0] != gpus[0].to_integral_value():
+            slot = next(s for s in GPU_SLOTS if s in given)
+            raise _bad(slot, f"{given[slot]!r} is not a whole number of devices")
+        fields["gpu"] = int(gpus[0])
+    if SHARED_GPU_SLOT in given and count(SHARED_GPU_SLOT, given[SHARED_GPU_SLOT]) != 0:
+        raise _bad(SHARED_GPU_SLOT, "fractional GPU shares need Backend.AI's own GPU sharing, which a Kubernetes "
+                                    "cluster does not have; ask for whole GPUs with cuda.device")
+    return m.Resources(**fields)  # type: ignore[arg-type]  # pydantic checks the ranges
