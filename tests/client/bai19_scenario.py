@@ -11,8 +11,10 @@ import sys
 from ai.backend.client.session import AsyncSession
 
 
-async def follow(kernel, events, until):
+async def follow(kernel, events, until, connected=None):
     async with kernel.stream_events() as response:
+        if connected is not None:
+            connected.set()
         async for event in response.fetch_events():
             events.append({"event": event["event"], "id": event.get("id"), "data": json.loads(event["data"])})
             if event["event"] == until:
@@ -30,9 +32,12 @@ async def main(token, image):
         again = await session.Kernel.get_or_create(image, client_token=token)
         out["again"] = {"kernelId": again.kernel_id, "created": again.created, "status": again.status}
         out["info"] = await kernel.get_info()
+        restart_events, connected = [], asyncio.Event()
+        # The restart answers once it has happened: follow its events from before it.
+        following = asyncio.ensure_future(follow(kernel, restart_events, "kernel_started", connected))
+        await asyncio.wait_for(connected.wait(), 30)
         await kernel.restart()
-        restart_events = []
-        await asyncio.wait_for(follow(kernel, restart_events, "kernel_started"), 60)
+        await asyncio.wait_for(following, 60)
         out["info_after_restart"] = await kernel.get_info()
         out["destroy"] = await kernel.destroy()
         out["events"], out["restart_events"] = events, restart_events

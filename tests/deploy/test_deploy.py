@@ -106,7 +106,7 @@ async def test_the_published_client_through_the_ingress(installed: Installed) ->
     assert is_startup([e["event"] for e in seen["events"]]), seen["events"]
     restart = [e["event"] for e in seen["restart_events"]]
     assert restart[-1] == "kernel_started" and {e["data"]["reason"] for e in seen["restart_events"]} == {"restarting"}
-    assert seen["destroy"]["stats"]["status"] == "TERMINATED"
+    assert seen["destroy"]["stats"]["status"] == "terminated"
     session = sessions_of(installed)["through-ingress"]
     assert session["status"]["phase"] == "Terminated"
 

@@ -37,7 +37,7 @@ async def test_backendai_client_19_09_full_session(api: RunningApi) -> None:
         assert key in info
     assert seen["info_after_restart"]["statusInfo"] == "restarting"
     assert seen["info_after_restart"]["numQueriesExecuted"] > info["numQueriesExecuted"]
-    assert seen["destroy"]["stats"]["status"] == "TERMINATED"
+    assert seen["destroy"]["stats"]["status"] == "terminated"
     events = [e["event"] for e in seen["events"]]
     assert events in (STARTUP, [e for e in STARTUP if e != "kernel_pulling"]), events
     assert all(e["data"]["sessionId"] == "client-01" and e["id"] for e in seen["events"])
@@ -91,12 +91,57 @@ async def test_backendai_client_19_09_runs_code(api: RunningApi, tmp_path: Path)
     assert all(isinstance(v, int) for k, v in seen["destroy"]["stats"].items() if k != "status")
 
 
+async def test_backendai_client_19_09_flows(api: RunningApi) -> None:
+    """docs/conformance.md, "The client's flows": each as a user of the client writes it."""
+    env = {"BACKEND_ENDPOINT": api.base_url, **os.environ}
+    for role, name in (("USER", "alice"), ("OTHER", "bob"), ("ADMIN", "admin")):
+        env[f"{role}_ACCESS_KEY"] = api.keypairs[name].access_key
+        env[f"{role}_SECRET_KEY"] = api.keypairs[name].secret_key
+    env.pop("PYTHONPATH", None)
+    code, out, err = await run_client([str(CLIENT_PYTHON), str(REPO / "tests" / "client" / "bai19_flows.py"),
+                                       "flow", "python:3.6"], env)
+    assert code == 0, err[-3000:]
+    seen = json.loads(out)
+    startup = [e for e in STARTUP if e != "kernel_pulling"]
+    assert seen["stream_then_create"] in (STARTUP, startup), seen["stream_then_create"]
+    assert seen["restart_status"] == "RUNNING"
+    assert [e for e, _ in seen["restart_events"]] in (STARTUP, startup)
+    assert {r for _, r in seen["restart_events"]} == {"restarting"}
+    assert seen["destroy_events"] == [["kernel_terminating", "user-requested"], ["kernel_terminated", "user-requested"]]
+    assert seen["destroy"]["stats"]["status"] == "terminated"
+    assert seen["enqueued"] == {"created": True, "status": "PENDING"} and seen["queued_status"] == "RUNNING"
+    for name in ("no_reuse", "other_image"):
+        assert seen[name]["status"] == 400 and seen[name]["type"] == "kernel-already-exists", seen[name]
+        assert seen[name]["msg"], seen[name]  # what the CLI prints under the title
+    assert seen["reused"] == {"created": False, "status": "RUNNING"}
+    assert seen["admin_for_user"] == api.keypairs["alice"].access_key and seen["admin_reads"]
+    assert seen["user_for_user"]["status"] == 403 and seen["user_reads_other"]["status"] == 403
+    assert seen["tagged"] == {"tag": "nightly", "domain": "default", "group": "research"}
+    assert seen["foreign_group"]["status"] == 400 and "invalid group" in seen["foreign_group"]["msg"]
+
+
+async def test_backendai_cli_gpu_resources_and_rm_stats(api: RunningApi) -> None:
+    """The CLI sends -r values as strings ("1"); `rm -s` formats every stat with int()."""
+    cli = [str(REPO / ".venv-bai19" / "bin" / "backend.ai")]
+    env = client_env(api)
+    code, out, err = await run_client([*cli, "start", "-t", "cli-gpu", "-r", "cuda.device=1", "-r", "mem=1g",
+                                       "-r", "cpu=1.00", "python:3.6"], env)
+    assert code == 0 and "created and ready" in out + err, (out, err)
+    info = (await api.client("alice").call("GET", "/kernel/cli-gpu")).body
+    assert info["memoryLimit"] == 1 << 20 and info["status"] == "RUNNING"
+    code, out, err = await run_client([*cli, "rm", "-s", "cli-gpu"], env)
+    assert code == 0 and "cpu_used_msec" in out and "Traceback" not in out + err, (out, err)
+    code, out, err = await run_client([*cli, "start", "-t", "cli-shares", "-r", "cuda.shares=0.5", "python:3.6"], env)
+    assert code != 0 and "Missing or invalid API parameters" in out + err and "whole GPUs" in out + err, (out, err)
+
+
 async def test_backendai_cli_run_ps_logs(api: RunningApi) -> None:
     cli = [str(REPO / ".venv-bai19" / "bin" / "backend.ai")]
     small = ["-r", "cpu=0.5", "-r", "mem=256m"]  # the real node has 2 CPUs
     env = client_env(api)
-    code, out, err = await run_client([*cli, "run", "--rm", *small, "-c", "print(6*7)", "real/python"], env)
+    code, out, err = await run_client([*cli, "run", "--rm", "-s", *small, "-c", "print(6*7)", "real/python"], env)
     assert code == 0 and "42" in out.splitlines(), (out, err)
+    assert "cpu_used_msec" in out + err and "Error while printing stats" not in out + err, (out, err)
     code, out, err = await run_client([*cli, "run", "-t", "cli-kept", *small, "-c", "print('kept')", "real/python"],
                                       env)
     assert code == 0 and "kept" in out, (out, err)
