@@ -9,6 +9,7 @@ from enum import StrEnum
 
 
 class LifecycleEvent(StrEnum):
+    ENQUEUED = "kernel_enqueued"  # the operator accepted the session and created its Pods
     PREPARING = "kernel_preparing"
     PULLING = "kernel_pulling"
     CREATING = "kernel_creating"
@@ -75,6 +76,7 @@ class Phase(StrEnum):
 
 
 PHASE_AFTER: dict[LifecycleEvent, Phase] = {
+    LifecycleEvent.ENQUEUED: Phase.PENDING,
     LifecycleEvent.PREPARING: Phase.PREPARING,
     LifecycleEvent.PULLING: Phase.PULLING,
     LifecycleEvent.CREATING: Phase.CREATING,

@@ -76,11 +76,14 @@ def entries_after(before: Mapping[str, int], after: Iterable[dict]) -> list[Entr
         seen = before.get(meta["uid"], 0)
         for raw in (body.get("status") or {}).get("lifecycle") or []:
             if raw["seq"] > seen:
+                reason = raw.get("reason") or ""
+                if not reason and raw["event"] == LifecycleEvent.PULLING:
+                    reason = spec.get("resolvedImage") or ""  # what 19.09's agent says: the image pulled
                 found.append(Entry(
                     uid=meta["uid"], namespace=meta["namespace"], name=meta["name"],
                     session_id=spec.get("sessionId", ""), owner_access_key=owner.get("accessKey", ""),
                     owner_domain=owner.get("domain", "default"), group=owner.get("group", "default"),
-                    seq=raw["seq"], event=raw["event"], reason=raw.get("reason") or "",
+                    seq=raw["seq"], event=raw["event"], reason=reason,
                     result=raw.get("result"), time=datetime.fromisoformat(raw["time"])))
     found.sort(key=lambda e: (e.time, e.namespace, e.name, e.seq))
     return found

@@ -69,7 +69,9 @@ async def hello(_: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     app, caller = request.app, request[CALLER]
     body = parse(CreateRequest, await json_object(request))
-    owner = access.acting_owner(caller, body.owner_access_key, app[KEYPAIRS].get)
+    # As 19.09's manager: an owner_access_key in the query wins over the body's.
+    named_owner = parse(OwnerQuery, {k: v for k, v in query_of(request).items() if k == "owner_access_key"})
+    owner = access.acting_owner(caller, named_owner.owner_access_key or body.owner_access_key, app[KEYPAIRS].get)
     domain = access.check_domain(caller, owner, body.domain)
     group = access.check_group(caller, owner, body.group)
     spec = to_spec(body, access_key=owner.access_key, domain=domain, group=group, images=app[SETTINGS].images,

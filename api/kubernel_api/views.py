@@ -8,7 +8,8 @@ from datetime import datetime
 from kubernel.images import ServicePort
 from kubernel.lifecycle import API_STATUS, Phase
 from kubernel.model import KernelSession, KernelSessionStatus
-from kubernel.quantity import memory_kib
+from kubernel.images import registry_of
+from kubernel.quantity import memory_kib, parse_quantity
 
 
 def parse_session(body: dict) -> KernelSession:
@@ -71,7 +72,23 @@ def kernel_info(body: dict, now: datetime, measured: dict | None = None,
         "group": spec.owner.group,
         "ownerAccessKey": spec.owner.access_key,
         "servicePorts": service_ports(body, offered or []),
+        # 19.09's manager's own keys (its client does not read them; scripts may).
+        "domainName": spec.owner.domain,
+        "groupId": spec.owner.group,
+        "registry": registry_of(spec.resolved_image or spec.image),
+        "containerId": status.pods[0] if status.pods else None,
+        "occupiedSlots": json.dumps(occupied_slots(session)),
+        "lastStat": measured or None,
     }
+
+
+def occupied_slots(session: KernelSession) -> dict[str, str]:
+    """Backend.AI's slot names and values (strings, as its manager stores them)."""
+    res = session.spec.resources
+    slots = {"cpu": str(parse_quantity(res.cpu).normalize()), "mem": str(int(parse_quantity(res.memory)))}
+    if res.gpu:
+        slots["cuda.device"] = str(res.gpu)
+    return slots
 
 
 def _cpu_used(measured: dict | None) -> int | None:
@@ -131,7 +148,7 @@ def compute_session(body: dict, now: datetime) -> dict:
         "role": "master",
         "image": spec.resolved_image or spec.image,
         "lang": spec.image,
-        "registry": (spec.resolved_image or spec.image).split("/", 1)[0],
+        "registry": registry_of(spec.resolved_image or spec.image),
         "tag": spec.tag,
         "domain_name": spec.owner.domain,
         "group_name": spec.owner.group,
@@ -145,8 +162,7 @@ def compute_session(body: dict, now: datetime) -> dict:
         "result": status.result,
         "agent": None,
         "container_id": None,
-        "occupied_slots": json.dumps({"cpu": spec.resources.cpu, "mem": spec.resources.memory,
-                                      **({"cuda.device": spec.resources.gpu} if spec.resources.gpu else {})}),
+        "occupied_slots": json.dumps(occupied_slots(session)),
         "service_ports": "[]",
         "mounts": [m.name for m in spec.mounts],
         "num_queries": status.access_count,

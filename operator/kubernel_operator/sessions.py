@@ -32,7 +32,7 @@ from .facts import KernelFacts, kernel_facts
 from .kube import Kube
 from .observed import Observed, with_reasons
 from .settings import OperatorSettings
-from .transitions import Ending, Need, advance, begin_restart, need_of, overdue, result_for, terminate
+from .transitions import Ending, Need, advance, begin_restart, enqueue, need_of, overdue, result_for, terminate
 
 log = logging.getLogger("kubernel.operator")
 Key = tuple[str, str]
@@ -215,9 +215,11 @@ class Sessions:
                 if status.created_at is not None:
                     return None
                 # The conditions too, so the new Pod's first event finds nothing to write.
-                return advance(status.model_copy(update={
-                    "created_at": now(), "observed_restart": generation, "pods": created.pods,
-                    "memory_limit_kib": memory_kib(current.spec.resources.memory)}), current.spec, [], [], now())
+                moment = now()
+                return advance(enqueue(status.model_copy(update={
+                    "created_at": moment, "observed_restart": generation, "pods": created.pods,
+                    "memory_limit_kib": memory_kib(current.spec.resources.memory)}), moment),
+                    current.spec, [], [], moment)
 
             await self._write(key, record)
         if not created.fresh:

@@ -251,6 +251,13 @@ def advance(status: KernelSessionStatus, spec: KernelSessionSpec, kernels: list[
     return new
 
 
+def enqueue(status: KernelSessionStatus, now: datetime) -> KernelSessionStatus:
+    """The session's first entry, kernel_enqueued (Backend.AI's), written with the record of its Pods."""
+    new = status.model_copy(deep=True)
+    _append(new, LifecycleEvent.ENQUEUED, Reason.NONE, now)
+    return new
+
+
 def begin_restart(status: KernelSessionStatus, spec: KernelSessionSpec, now: datetime) -> KernelSessionStatus:
     """A restart was requested: new Pods come; age and CPU credit carry on; idle time resets."""
     new = status.model_copy(deep=True)

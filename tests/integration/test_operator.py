@@ -11,7 +11,8 @@ from ..waiting import wait_until
 from .images import fresh_image
 from .sessions import SessionClient, events, seqs
 
-STARTUP = [("kernel_preparing", ""), ("kernel_pulling", ""), ("kernel_creating", ""), ("kernel_started", "")]
+STARTUP = [("kernel_enqueued", ""), ("kernel_preparing", ""), ("kernel_pulling", ""), ("kernel_creating", ""),
+           ("kernel_started", "")]
 
 
 @pytest.fixture
@@ -77,7 +78,8 @@ async def test_batch_session_ends_with_its_exit_code(sessions: SessionClient, co
     body = await sessions.wait_phase(name, "Terminated")
     last = body["status"]["lifecycle"][-1]
     assert (last["event"], last["reason"], last["result"]) == ("kernel_terminated", reason, result)
-    assert [e for e, _ in events(body)][:-1] == [e for e, _ in STARTUP]
+    outcome = "kernel_success" if code == "0" else "kernel_failure"
+    assert [e for e, _ in events(body)][:-1] == [*(e for e, _ in STARTUP), outcome]
     assert body["status"]["exitCode"] == int(code)
     assert body["status"]["result"] == result
 

@@ -24,8 +24,9 @@ from ..waiting import wait_until
 from .sessions import SessionClient, events
 
 SMALL = {"cpu": "500m", "memory": "256Mi"}  # the runner starts IPython: ~1.5 CPU-seconds
-STARTUP = [("kernel_preparing", ""), ("kernel_pulling", ""), ("kernel_creating", ""), ("kernel_started", "")]
-STARTUP_PRESENT = [("kernel_preparing", ""), ("kernel_creating", ""), ("kernel_started", "")]
+STARTUP = [("kernel_enqueued", ""), ("kernel_preparing", ""), ("kernel_pulling", ""), ("kernel_creating", ""),
+           ("kernel_started", "")]
+STARTUP_PRESENT = [("kernel_enqueued", ""), ("kernel_preparing", ""), ("kernel_creating", ""), ("kernel_started", "")]
 
 
 @pytest.fixture(scope="module")

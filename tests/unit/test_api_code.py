@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import json
 import pytest
 from kubernel_api.code_requests import DownloadRequest, ExecuteRequest, StreamExecuteRequest
 from kubernel_api.graphql import visible_sessions
@@ -143,3 +144,14 @@ def test_who_sees_which_sessions(caller: Keypair, access_key: str | None, status
                                  expected: list[str]) -> None:
     seen = visible_sessions(caller, BODIES, access_key, statuses)
     assert [b["metadata"]["name"] for b in seen] == expected
+
+
+def test_info_carries_the_references_own_keys_too() -> None:
+    body = session()
+    body["spec"]["resources"] = {"cpu": "500m", "memory": "2Gi", "gpu": 1}
+    body["status"]["pods"] = ["sess-1-r0-0"]
+    info = kernel_info(body, NOW, {"cpu_used": 5})
+    assert json.loads(info["occupiedSlots"]) == {"cpu": "0.5", "mem": str(2 << 30), "cuda.device": "1"}
+    assert (info["domainName"], info["groupId"], info["registry"]) == ("default", "default", "registry.test")
+    assert info["containerId"] == "sess-1-r0-0" and info["lastStat"] == {"cpu_used": 5}
+    assert kernel_info(session(), NOW)["lastStat"] is None

@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from kubernel_api.events import Cursor, entries_after, ids_for
+from kubernel_api.events import Cursor, entries_after, ids_for, message
 from kubernel_api.informer import Informer
 from kubernel_api.keypairs import Keypair, Role
 from kubernel_api.metrics import Metrics
@@ -90,3 +90,12 @@ async def test_resume_after_every_message_is_exactly_once() -> None:
         for session in "abc":
             assert [e for s, e in got if s == session] == [e for s, e in everything if s == session]
     await asyncio.sleep(0)
+
+
+def test_message_reasons_as_the_reference_sends_them() -> None:
+    """No reason is null; kernel_pulling names the image pulled (19.09's agent does)."""
+    session = body("u1", "a", 4, 1)
+    session["spec"]["resolvedImage"] = "registry.test/python:3.11"
+    session["status"]["lifecycle"][3]["reason"] = "restarting"
+    data = [json.loads(message(e, "1").decode().split("data: ", 1)[1]) for e in entries_after({}, [session])]
+    assert [d["reason"] for d in data] == [None, "registry.test/python:3.11", None, "restarting"]

@@ -12,6 +12,7 @@ from kubernel_operator.transitions import (
     advance,
     begin_restart,
     ending_events,
+    enqueue,
     need_of,
     overdue,
     terminate,
@@ -267,3 +268,11 @@ def test_the_runner_address_is_recorded_while_running_and_cleared_at_restart_and
 ])
 def test_runner_address_of_a_pod(pod: dict, expected: str | None) -> None:
     assert kernel_facts(pod).runner_address == expected
+
+
+def test_enqueued_comes_first_and_the_startup_follows() -> None:
+    queued = enqueue(started(), NOW)
+    assert names(queued) == ["kernel_enqueued"] and queued.phase == "Pending"
+    new = advance(queued, SPEC, [facts(scheduled=True, pulled=True, ready=True, ran=True)], [], NOW)
+    assert names(new) == ["kernel_enqueued", "kernel_preparing", "kernel_creating", "kernel_started"]
+    assert [e.seq for e in new.lifecycle] == [1, 2, 3, 4]
