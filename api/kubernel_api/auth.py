@@ -61,23 +61,24 @@ class KeypairIndex:
 def authenticate(request: web.Request, index: KeypairIndex, max_skew: timedelta) -> Keypair:
     """The active keypair that signed ``request``. Raises Problem.
 
-    In the 19.09 manager's order: the date first (missing, unreadable or too far
-    from our clock: 400 ``invalid-auth-params``), then the credentials (none:
-    401; malformed, or no API version: 400 ``invalid-auth-params``, saying what
-    is wrong), then the key and signature (401 ``auth-failed``, saying nothing).
+    No credentials at all: 401. Then in the 19.09 manager's order: the date
+    (missing, unreadable or too far from our clock: 400 ``invalid-auth-params``),
+    the credentials (malformed, or no API version: 400 ``invalid-auth-params``,
+    saying what is wrong), the key and signature (401 ``auth-failed``, saying
+    nothing).
     """
     version = request.headers.get(API_VERSION_HEADER)
     if version is not None and version not in SUPPORTED_VERSIONS:
         raise Problem(ProblemType.UNSUPPORTED_VERSION,
                       f"{API_VERSION_HEADER} {version!r} is not supported; use {', '.join(SUPPORTED_VERSIONS)}")
+    authorization = request.headers.get("Authorization")
+    if not authorization:  # no credentials at all: 401, whatever else is missing
+        raise Problem(ProblemType.AUTH_FAILED, "no Authorization header")
     date = request_date(request.headers)
     try:
         check_date(date, now=datetime.now(timezone.utc), max_skew=max_skew)
     except SignatureError as exc:
         raise Problem(ProblemType.INVALID_AUTH_PARAMETERS, f"date/time sync error: {exc}") from None
-    authorization = request.headers.get("Authorization")
-    if not authorization:
-        raise Problem(ProblemType.AUTH_FAILED, "no Authorization header")
     try:
         credential = parse_authorization(authorization)
         if version is None:

@@ -40,7 +40,8 @@ def _json(description: str, ref: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
 
 
-_COMMON = (ProblemType.AUTH_FAILED, ProblemType.UNSUPPORTED_VERSION, ProblemType.UNAVAILABLE)
+_COMMON = (ProblemType.AUTH_FAILED, ProblemType.INVALID_AUTH_PARAMETERS, ProblemType.UNSUPPORTED_VERSION,
+           ProblemType.UNAVAILABLE)
 # A call that runs in the kernel: the session must be RUNNING with a code runner.
 _KERNEL = (ProblemType.KERNEL_NOT_FOUND, ProblemType.FORBIDDEN, ProblemType.INVALID_PARAMETERS,
            ProblemType.KERNEL_NOT_RUNNING, ProblemType.RUNNER_FAILED, *_COMMON)

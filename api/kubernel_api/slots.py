@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from kubernel import model as m
-from kubernel.quantity import binary_size
+from kubernel.quantity import binary_size, parse_quantity
 
 from .problems import Problem, ProblemType
 
@@ -20,6 +20,10 @@ MEMORY_SLOTS = ("mem", "memory")
 SHARED_GPU_SLOT = "cuda.shares"  # fractional GPUs: Backend.AI's own device plugin
 SUPPORTED = ("cpu", *MEMORY_SLOTS, *GPU_SLOTS, SHARED_GPU_SLOT)
 _MAX_TEXT = 64  # longer slot values are not numbers anyone means
+_QUANTUM = Decimal("0.001")  # counts are kept to 3 decimals, as the reference does
+# Below this no container starts. A bare number is bytes (the CLI's help says MiB, its
+# manager reads bytes), so "mem=256" is a mistake worth a clear answer.
+MIN_MEMORY_BYTES = 4 << 20
 
 
 def _bad(slot: str, why: str) -> Problem:
@@ -27,16 +31,20 @@ def _bad(slot: str, why: str) -> Problem:
 
 
 def count(slot: str, value: object) -> Decimal:
-    """A count slot's value as the reference reads it: any finite decimal, from a number or a string."""
+    """A count slot's value as the reference reads it: any finite decimal, from a number or
+    a string; Kubernetes quantities (``500m``) are read too."""
     if isinstance(value, bool) or not isinstance(value, int | float | str) or len(str(value)) > _MAX_TEXT:
         raise _bad(slot, f"{value!r} is not a number")
     try:
         number = Decimal(str(value).strip())
     except InvalidOperation:
-        raise _bad(slot, f"{value!r} is not a number") from None
+        try:
+            number = parse_quantity(str(value))
+        except ValueError:
+            raise _bad(slot, f"{value!r} is not a number") from None
     if not number.is_finite() or number < 0:
         raise _bad(slot, f"{value!r} is not a number of at least 0")
-    return number
+    return number.quantize(_QUANTUM)
 
 
 def resources(slots: dict[str, object] | None, instance_memory_kib: int | None) -> m.Resources:
@@ -63,6 +71,9 @@ def resources(slots: dict[str, object] | None, instance_memory_kib: int | None) 
             size = 0
         if size <= 0:
             raise _bad(memory[0], f"{value!r} is not a size such as 4g, 512m, 1.5g or a number of bytes")
+        if size < MIN_MEMORY_BYTES:
+            raise _bad(memory[0], f"{value!r} is {size} bytes, below the {MIN_MEMORY_BYTES >> 20} MiB a kernel needs "
+                                  "(a bare number is bytes: did you mean a unit, e.g. 256m?)")
         fields["memory"] = str(size)
     elif instance_memory_kib:
         fields["memory"] = f"{instance_memory_kib}Ki"

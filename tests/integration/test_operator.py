@@ -24,7 +24,7 @@ async def test_session_starts_with_the_full_lifecycle(sessions: SessionClient) -
     name = await sessions.create("start-01", image=fresh_image(), resources={"cpu": "500m", "memory": "2Gi"})
     body = await sessions.wait_phase(name, "Running")
     assert events(body) == STARTUP
-    assert seqs(body) == [1, 2, 3, 4]
+    assert seqs(body) == [1, 2, 3, 4, 5]
     status = body["status"]
     assert status["memoryLimitKib"] == 2 * 1024 * 1024
     assert status["startedAt"] and status["scheduledAt"] and status["createdAt"]
@@ -153,7 +153,9 @@ async def test_idle_session_times_out(sessions: SessionClient) -> None:
 async def test_unschedulable_session_fails_to_start(sessions: SessionClient) -> None:
     name = await sessions.create("huge-01", image=fresh_image(), resources={"cpu": "1000", "memory": "1Gi"})
     body = await sessions.wait_phase(name, "Terminated", timeout=30)
-    assert events(body) == [("kernel_terminated", "failed-to-start")]
+    # Enqueued (its Pod was made), never started: cancelled, then terminated.
+    assert events(body) == [("kernel_enqueued", ""), ("kernel_cancelled", "failed-to-start"),
+                            ("kernel_terminated", "failed-to-start")]
     assert "Insufficient cpu" in body["status"]["message"]
 
 
@@ -203,7 +205,7 @@ async def test_mounts_existing_claim_and_fails_on_a_missing_one(sessions: Sessio
 
     missing = await sessions.create("mount-missing", image=fresh_image(), mounts=[{"name": "nosuch"}])
     body = await sessions.wait_phase(missing, "Terminated")
-    assert events(body) == [("kernel_terminated", "volume-not-found")]
+    assert events(body) == [("kernel_cancelled", "volume-not-found"), ("kernel_terminated", "volume-not-found")]
     assert "nosuch" in body["status"]["message"]
 
 

@@ -19,6 +19,8 @@ GiB = 1 << 30
     ({"cpu": "1.00", "cuda.device": "2.00"}, Resources(cpu="1", gpu=2)),
     ({"cpu": 0.5, "mem": 536870912}, Resources(cpu="0.5", memory=str(GiB // 2))),
     ({"cpu": "1.50"}, Resources(cpu="1.5")),
+    ({"cpu": "500m"}, Resources(cpu="0.5")),  # Kubernetes' notation, beyond the reference
+    ({"cpu": "1.23456", "cuda.device": "1.0004"}, Resources(cpu="1.235", gpu=1)),  # 3 decimals, as the reference
     ({"cuda.devices": 1}, Resources(gpu=1)),
     ({"gpu": "0"}, Resources(gpu=0)),
     ({"memory": "2Gi"}, Resources(memory=str(2 * GiB))),
@@ -39,6 +41,7 @@ def test_slots_the_reference_accepts(slots: dict, expected: Resources) -> None:
     ({"mem": "lots"}, "size"),
     ({"mem": "512b"}, "size"),  # the reference wants a unit before "b"
     ({"mem": "0"}, "size"),
+    ({"mem": "256"}, "did you mean a unit"),  # bytes, as the reference reads it; the CLI's help says MiB
     ({"mem": "1" * 5000}, "size"),  # no 500 however many digits
     ({"mem": "1e999999999g"}, "size"),
     ({"cuda.device": "1.5"}, "whole number"),

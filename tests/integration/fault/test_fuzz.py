@@ -22,7 +22,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from kubernel_api import keypairs as kp
 from schemathesis import GenerationMode
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
 from ..api_client import signed_headers
 from ..api_process import ApiProcess
@@ -31,8 +31,11 @@ from ..conftest import make_keypairs
 EXAMPLES_PER_OPERATION = 25
 # Not checked: that every schema-valid request is accepted. Valid-shaped requests are
 # refused for the server's state, as the document declares: an image outside the
-# image table (400), over the limits (406), over the quota (412), another image
-# under a live token (409).
+# image table (404), over the limits (406), over the quota (412), another image
+# under a live token (400).
+# Nor schemathesis's ignored_auth: its probes send no date, or an Authorization that
+# is not ours, which is 400 invalid-auth-params as in Backend.AI 19.09, where the
+# check wants 401/403. test_api.py's TestSignatures tries every way in.
 SUPERADMIN = kp.Keypair(access_key="AKIAFUZZROOT", secret_key="secret-of-the-fuzzer-0123",
                         role=kp.Role.SUPERADMIN)
 
@@ -101,7 +104,7 @@ def test_the_api_keeps_to_its_document(fuzzed_api: ApiProcess, method: str, path
         # sign over; where a negative case leaves it out on purpose, it goes unsigned.
         signed = "Authorization" in (case.headers or {})
         response = case.call_and_validate(base_url=fuzzed_api.base_url, auth=signer if signed else None, timeout=30,
-                                          excluded_checks=[positive_data_acceptance])
+                                          excluded_checks=[positive_data_acceptance, ignored_auth])
         statuses.append(response.status_code)
 
     statuses: list[int] = []
