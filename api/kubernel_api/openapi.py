@@ -215,12 +215,16 @@ def document() -> dict:
                     {"name": "owner_access_key", "in": "query", "schema": {"type": "string", "maxLength": 128}},
                     {"name": "group", "in": "query", "schema": {"type": "string", "maxLength": 64},
                      "description": "A group name, or * (default)."},
+                    {"name": "groupName", "in": "query", "schema": {"type": "string", "maxLength": 64},
+                     "description": "Backend.AI 19.09's spelling of `group`."},
                     {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string", "maxLength": 64},
                      "description": "Resume after this message id."}],
-                "responses": {"200": {"description": "text/event-stream: kernel_preparing, kernel_pulling, "
-                                                     "kernel_creating, kernel_started, kernel_terminated",
+                "responses": {"200": {"description": "text/event-stream: kernel_enqueued, kernel_preparing, "
+                                                     "kernel_pulling, kernel_creating, kernel_started, "
+                                                     "kernel_cancelled, kernel_terminating, kernel_success, "
+                                                     "kernel_failure, kernel_terminated (docs/lifecycle.md)",
                                       "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-                              **_problem(ProblemType.KERNEL_NOT_FOUND, ProblemType.FORBIDDEN,
+                              **_problem(ProblemType.GROUP_NOT_FOUND, ProblemType.FORBIDDEN,
                                          ProblemType.INVALID_PARAMETERS, *_COMMON)}}},
             "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness",
                                  "responses": {"200": {"description": "Alive"}}}},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -16,10 +17,26 @@ from .problems import Problem, ProblemType
 _ENV_NAME = re.compile(m.ENV_NAME_PATTERN)
 
 
+CONFIG_ALIASES = {"cluster_size": "clusterSize", "scaling_group": "scalingGroup", "resourceOpts": "resource_opts"}
+CREATE_ALIASES = {"sessionType": "type", "groupName": "group", "group_name": "group", "domainName": "domain",
+                  "domain_name": "domain"}
+
+
+def _documented(aliases: dict[str, str], extra: dict | None = None) -> Callable[[dict], None]:
+    """The JSON schema with each alias as a property of its own (the OpenAPI document)."""
+    def add(schema: dict) -> None:
+        properties = schema.setdefault("properties", {})
+        for alias, canonical in aliases.items():
+            properties[alias] = {**properties[canonical],
+                                 "description": f"Backend.AI 19.09's spelling of `{canonical}`."}
+        schema.update(extra or {})
+    return add
+
+
 class CreationConfig(BaseModel):
     """The ``config`` object of POST /kernel."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra=_documented(CONFIG_ALIASES))
     cluster_size: int | None = Field(None, alias="clusterSize", ge=1, description="Number of kernels (>= 1).")
     instance_memory: int | None = Field(None, alias="instanceMemory", ge=1,
                                         description="Legacy memory per kernel, in KiB (used when resources.mem is absent).")
@@ -36,21 +53,19 @@ class CreationConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _other_spellings(cls, data: object) -> object:
-        # The 19.09 manager's aliases under this API version.
-        return _aliased(data, {"cluster_size": "clusterSize", "scaling_group": "scalingGroup",
-                               "resourceOpts": "resource_opts"})
+        return _aliased(data, CONFIG_ALIASES)  # the 19.09 manager's, under this API version
 
 
 class CreateRequest(BaseModel):
     """POST /kernel and POST /kernel/create."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra={
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra=_documented(CREATE_ALIASES, {
         # _rules below, stated in the schema too (the OpenAPI document, and the fuzzer reading it).
         "anyOf": [{"required": ["image"], "properties": {"image": {"type": "string"}}},
                   {"required": ["lang"], "properties": {"lang": {"type": "string"}}}],
         "if": {"required": ["type"], "properties": {"type": {"const": "batch"}}},
         "then": {"required": ["startupCommand"], "properties": {"startupCommand": {"type": "string", "pattern": r"\S"}}},
-    })
+    }))
     client_session_token: m.Token = Field(alias="clientSessionToken",
                                           description=r"The session id: ^(?=.{4,64}$)\w[\w.-]*\w$ (ASCII).")
     image: str | None = Field(None, min_length=1, max_length=512, description="Image or alias, e.g. python:3.6.")
@@ -72,9 +87,7 @@ class CreateRequest(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _other_spellings(cls, data: object) -> object:
-        # The 19.09 manager's aliases under this API version.
-        return _aliased(data, {"sessionType": "type", "groupName": "group", "group_name": "group",
-                               "domainName": "domain", "domain_name": "domain"})
+        return _aliased(data, CREATE_ALIASES)  # the 19.09 manager's, under this API version
 
     @field_validator("config", mode="before")
     @classmethod
