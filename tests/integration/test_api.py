@@ -255,6 +255,11 @@ async def test_roles_decide_who_sees_what(api: RunningApi) -> None:
     # An admin creates for a user of its domain; the session is the user's.
     made = await api.client("admin").create("for-alice", owner_access_key=alice_key, enqueueOnly=True)
     assert made.status == 201
+    # As 19.09: an owner_access_key in the query wins over the body's.
+    by_query = await api.client("admin").call("POST", "/kernel", params={"owner_access_key": alice_key}, body={
+        "clientSessionToken": "for-alice-q", "image": "python:3.6", "enqueueOnly": True, "owner_access_key": None})
+    assert by_query.status == 201, by_query.body
+    assert (await api.client("alice").call("GET", "/kernel/for-alice-q")).status == 200
     assert (await api.client("alice").call("GET", "/kernel/for-alice")).body["ownerAccessKey"] == alice_key
     forced = await api.client("admin").call("DELETE", "/kernel/for-alice",
                                             params={"owner_access_key": alice_key, "forced": "true"})

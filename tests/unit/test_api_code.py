@@ -155,3 +155,11 @@ def test_info_carries_the_references_own_keys_too() -> None:
     assert (info["domainName"], info["groupId"], info["registry"]) == ("default", "default", "registry.test")
     assert info["containerId"] == "sess-1-r0-0" and info["lastStat"] == {"cpu_used": 5}
     assert kernel_info(session(), NOW)["lastStat"] is None
+
+
+def test_problems_carry_msg_for_the_19_09_cli() -> None:
+    body = Problem(ProblemType.KERNEL_EXISTS, "session 'x' exists with another image").body()
+    assert body == {"type": "https://api.backend.ai/probs/kernel-already-exists",
+                    "title": "The kernel already exists with a different runtime type (language).", "status": 400,
+                    "detail": "session 'x' exists with another image", "msg": "session 'x' exists with another image"}
+    assert "msg" not in Problem(ProblemType.AUTH_FAILED).body()  # nothing to add: the title says it

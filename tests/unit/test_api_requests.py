@@ -145,3 +145,14 @@ def test_a_keypair_secret_is_found_by_its_content_not_its_name() -> None:
     assert find_secret(secrets, ADMIN.access_key) is renamed
     assert find_secret(secrets, USER.access_key)["metadata"]["name"] == to_secret(USER)["metadata"]["name"]
     assert find_secret(secrets, "AKIANOSUCHKEY0000000") is None
+
+
+def test_a_create_wait_without_limit_outlasts_any_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """maxWaitSeconds 0 is "until it starts or ends" (19.09): by default the server's cap is
+    far above the operator's start deadline, which ends a session that cannot start."""
+    from kubernel_api.settings import ApiSettings
+    from kubernel_operator.settings import OperatorSettings
+
+    for name in ("KUBERNEL_API_MAX_WAIT", "KUBERNEL_START_DEADLINE"):
+        monkeypatch.delenv(name, raising=False)
+    assert ApiSettings.from_env().max_wait_seconds >= 2 * OperatorSettings.from_env().start_deadline_seconds
