@@ -48,10 +48,11 @@ class Resources(_Model):
 
 class Mount(_Model):
     name: str = Field(min_length=1, max_length=253, pattern=MOUNT_NAME_PATTERN,
-                      description="Virtual folder: the PersistentVolumeClaim of this name in the session's namespace.")
+                      description="Virtual folder: the PersistentVolumeClaim of this name in the session's namespace, "
+                                  "which its labels must give to the session's owner (docs/folders.md).")
     path: str | None = Field(None, max_length=1024, pattern=MOUNT_PATH_PATTERN,
-                             description="Mount path; relative paths are under /home/work. "
-                                         "Default: /home/work/<name>.")
+                             description="Mount path inside /home/work (relative to it). Default: /home/work/<name>.")
+    read_only: bool = Field(False, description="Mount read-only (name:ro, or a folder that is read-only for the owner).")
 
 
 class KernelSessionSpec(_Model):

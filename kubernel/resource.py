@@ -39,18 +39,40 @@ _NOT_DNS = re.compile(r"[^a-z0-9-]+")
 _LABEL_VALUE_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+# Hex digits of the (owner, token) digest in a session's name: 96 bits, so finding a
+# token whose name collides with someone else's is out of reach. Names are still
+# never trusted alone: every lookup compares the stored owner and token (owns).
+DIGEST_HEX = 24
+SLUG_LENGTH = 20
+
+
 def session_name(access_key: str, token: str) -> str:
     """The KernelSession's name for (owner access key, client session token).
 
     Deterministic, so two concurrent creates of one token collide at the API
     server and exactly one wins. The readable prefix is the lower-cased token;
-    the hash of the exact pair keeps ``Abc`` and ``abc`` (or two owners) apart.
+    the digest of the exact pair keeps ``Abc`` and ``abc`` (or two owners) apart.
     The result is a DNS-1123 label of at most 45 characters, leaving room for
     Pod suffixes.
     """
-    digest = hashlib.sha256(f"{access_key}\0{token}".encode()).hexdigest()[:10]
-    slug = _NOT_DNS.sub("-", token.lower()).strip("-")[:32].strip("-")
-    return f"{slug}-{digest}" if slug else f"ks-{digest}"
+    digest = hashlib.sha256(f"{access_key}\0{token}".encode()).hexdigest()[:DIGEST_HEX]
+    slug = _NOT_DNS.sub("-", token.lower()).strip("-")[:SLUG_LENGTH].strip("-")
+    return "-".join(part for part in (slug or "ks", digest) if part)
+
+
+def owns(body: dict, access_key: str, token: str) -> bool:
+    """Whether the KernelSession ``body`` is (owner ``access_key``, token ``token``)'s:
+    a name stands for an owner only once this says so."""
+    spec = body.get("spec") or {}
+    return (spec.get("owner") or {}).get("accessKey") == access_key and spec.get("sessionId") == token
+
+
+def owner_uid(obj: dict) -> str | None:
+    """The uid of the KernelSession that owns ``obj`` (a Pod, Service or Secret), if any."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(GROUP + "/"):
+            return ref.get("uid")
+    return None
 
 
 def label_value(value: str) -> str:

@@ -128,9 +128,9 @@ def make_app(settings: ApiSettings, kube: Kube) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes,
                           middlewares=[metrics_middleware, problems_middleware, auth_middleware])
     metrics = Metrics()
-    keypair_index = KeypairIndex()
     sessions = Informer("KernelSessions", kube.list_sessions)
     hub = Hub(sessions, metrics, settings.stream_queue_size)
+    keypair_index = KeypairIndex(on_revoke=hub.revoke)
     sessions.on_change = hub.on_change
     keypair_informer = Informer("keypairs", kube.list_keypairs, on_change=keypair_index.on_change,
                                 label_selector=kp.SELECTOR)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from aiohttp import web
 
 from .informer import Change
-from .keypairs import Keypair, from_secret
+from .keypairs import Keypair, from_secret, revokes
 from .problems import Problem, ProblemType
 from .signing import (
     API_VERSION_HEADER,
@@ -26,11 +27,16 @@ SUPPORTED_VERSIONS = frozenset({"v4.20190615"})
 
 
 class KeypairIndex:
-    """Keypairs by access key, kept current by the keypair Secrets' informer."""
+    """Keypairs by access key, kept current by the keypair Secrets' informer.
 
-    def __init__(self) -> None:
+    ``on_revoke`` hears the access keys whose grants a change ended (deleted,
+    deactivated, another role...): open streams authenticated as them close.
+    """
+
+    def __init__(self, on_revoke: Callable[[set[str]], None] | None = None) -> None:
         self._by_key: dict[str, Keypair] = {}
         self._key_of_secret: dict[tuple[str, str], str] = {}
+        self.on_revoke = on_revoke
 
     def get(self, access_key: str) -> Keypair | None:
         return self._by_key.get(access_key)
@@ -41,21 +47,25 @@ class KeypairIndex:
         return any(group in k.groups and (domain is None or k.domain == domain) for k in self._by_key.values())
 
     def on_change(self, _previous: str, _rv: str, changes: list[Change]) -> None:
+        revoked: set[str] = set()
         for old, new in changes:
             secret_key = (old or new or {}).get("metadata", {})
             ident = (secret_key.get("namespace", ""), secret_key.get("name", ""))
             stale = self._key_of_secret.pop(ident, None)
-            if stale is not None:
-                self._by_key.pop(stale, None)
-            if new is None:
-                continue
-            try:
-                keypair = from_secret(new)
-            except (ValueError, KeyError) as exc:
-                log.warning("ignoring malformed keypair Secret %s/%s: %s", *ident, exc)
-                continue
-            self._by_key[keypair.access_key] = keypair
-            self._key_of_secret[ident] = keypair.access_key
+            before = self._by_key.pop(stale, None) if stale is not None else None
+            keypair = None
+            if new is not None:
+                try:
+                    keypair = from_secret(new)
+                except (ValueError, KeyError) as exc:
+                    log.warning("ignoring malformed keypair Secret %s/%s: %s", *ident, exc)
+            if before is not None and revokes(before, keypair if keypair and keypair.access_key == stale else None):
+                revoked.add(before.access_key)
+            if keypair is not None:
+                self._by_key[keypair.access_key] = keypair
+                self._key_of_secret[ident] = keypair.access_key
+        if revoked and self.on_revoke is not None:
+            self.on_revoke(revoked)
 
 
 def authenticate(request: web.Request, index: KeypairIndex, max_skew: timedelta) -> Keypair:

@@ -18,7 +18,7 @@ from ariadne import QueryType, ScalarType, graphql, make_executable_schema
 from graphql import GraphQLError, GraphQLResolveInfo
 
 from kubernel.lifecycle import API_STATUS, Phase
-from kubernel.resource import session_name
+from kubernel.resource import owns, session_name
 
 from . import access, views
 from .keypairs import Keypair, Role
@@ -183,7 +183,7 @@ def resolve_session(_: Any, info: GraphQLResolveInfo, sess_id: str, access_key: 
     owner_key = _owner_filter(caller, access_key, _lookup(info)) or caller.access_key
     app = info.context["request"].app
     body = app[SESSIONS].get((app[SETTINGS].namespace, session_name(owner_key, sess_id)))
-    if body is None or not visible_sessions(caller, [body], None, None):
+    if body is None or not owns(body, owner_key, sess_id) or not visible_sessions(caller, [body], None, None):
         return None
     return views.compute_session(body, datetime.now(timezone.utc))
 

@@ -57,6 +57,13 @@ class Keypair(BaseModel):
         return self.groups[0] if self.groups else "default"
 
 
+def revokes(before: Keypair, after: Keypair | None) -> bool:
+    """Whether a change ends what ``before`` was granted (its open streams): deleted,
+    deactivated, another role, domain or groups, or a new secret key."""
+    return after is None or not after.active or (before.role, before.domain, before.groups, before.secret_key) != (
+        after.role, after.domain, after.groups, after.secret_key)
+
+
 def generate(role: Role, domain: str, groups: tuple[str, ...], limits: Limits, now: datetime) -> Keypair:
     """A new keypair in Backend.AI's shapes: AKIA + 16 characters, a 40-character secret."""
     alphabet = string.ascii_uppercase + string.digits

@@ -6,6 +6,7 @@ Every call carries a timeout, so an unreachable API server turns into a quick
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 
@@ -103,6 +104,21 @@ class Kube:
             raise
         encoded = (secret.get("data") or {}).get(TOKEN_KEY)
         return base64.b64decode(encoded).decode() if encoded else None
+
+    async def claim_labels(self, names: set[str]) -> dict[str, dict[str, str] | None]:
+        """The labels of each named PersistentVolumeClaim (None: there is none)."""
+        async def labels_of(name: str) -> dict[str, str] | None:
+            try:
+                claim = await self.core.read_namespaced_persistent_volume_claim(
+                    name, self.namespace, _request_timeout=self.timeout)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            return dict(claim.metadata.labels or {})
+
+        found = await asyncio.gather(*(labels_of(n) for n in sorted(names)))
+        return dict(zip(sorted(names), found))
 
     async def pod_log(self, pod: str, container: str, limit_bytes: int) -> str:
         """The container's last ``LOG_TAIL_LINES`` lines, at most ``limit_bytes`` of them."""

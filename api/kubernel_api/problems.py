@@ -25,6 +25,7 @@ class ProblemType(Enum):
     FORBIDDEN = ("generic-forbidden", 403, "Forbidden operation.")
     KERNEL_NOT_FOUND = ("kernel-not-found", 404, "No such kernel.")
     GROUP_NOT_FOUND = ("group-not-found", 404, "No such user group.")
+    VFOLDER_NOT_FOUND = ("vfolder-not-found", 404, "No such virtual folder.")
     IMAGE_NOT_FOUND = ("image-not-found", 404, "No such environment image.")
     URL_NOT_FOUND = ("generic-not-found", 404, "Unknown URL path.")
     METHOD_NOT_ALLOWED = ("method-not-allowed", 405, "HTTP Method Not Allowed.")

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from kubernel import folders
 from kubernel import model as m
 from kubernel.images import ImageNotAllowed, ImageTable
 
@@ -172,16 +173,33 @@ def parse(model: type[BaseModel], data: object) -> BaseModel:
         raise Problem(ProblemType.INVALID_PARAMETERS, describe(exc)) from None
 
 
-def _mounts(config: CreationConfig) -> list[m.Mount]:
+def mount_requests(config: CreationConfig) -> list[folders.MountRequest]:
+    """``config.mounts`` as requests: ``name[:path][:ro|:rw]``, paths kept in the working directory."""
+    try:
+        return [folders.parse_mount(item) for item in config.mounts or []]
+    except folders.BadMount as exc:
+        raise Problem(ProblemType.INVALID_PARAMETERS, f"config.mounts: {exc}") from None
+
+
+def grant_mounts(wanted: list[folders.MountRequest], claims: dict[str, dict[str, str] | None],
+                 owner: m.Owner) -> list[dict]:
+    """The mounts ``owner`` may have, read-only where the folder or the request says so.
+    A claim that is missing and one that is not the owner's get the same 404: no oracle."""
     mounts = []
-    for item in config.mounts or []:
-        name, _, path = item.partition(":")
-        mounts.append({"name": name, "path": path or None})
-    return mounts  # type: ignore[return-value]  # validated by the spec below
+    for request in wanted:
+        granted = folders.access_of(claims.get(request.name), access_key=owner.access_key, domain=owner.domain,
+                                    group=owner.group)
+        if granted is None:
+            raise Problem(ProblemType.VFOLDER_NOT_FOUND, f"no virtual folder {request.name!r} for this owner")
+        flag = folders.read_only(request.mode, granted)
+        if flag is None:
+            raise Problem(ProblemType.FORBIDDEN, f"virtual folder {request.name!r} is read-only for this owner")
+        mounts.append({"name": request.name, "path": request.path, "readOnly": flag})
+    return mounts
 
 
 def to_spec(request: CreateRequest, *, access_key: str, domain: str, group: str, images: ImageTable,
-            idle_timeout_seconds: int | None) -> m.KernelSessionSpec:
+            idle_timeout_seconds: int | None, mounts: list[dict] | None = None) -> m.KernelSessionSpec:
     """The KernelSession spec for a validated request. Raises Problem on what the spec rejects."""
     try:
         resolved = images.resolve(request.requested_image)
@@ -194,7 +212,7 @@ def to_spec(request: CreateRequest, *, access_key: str, domain: str, group: str,
             image=request.requested_image, resolved_image=resolved.image, type=request.type,
             startup_command=request.startup_command, cluster_size=request.config.cluster_size or 1,
             resources=slots.resources(request.config.resources, request.config.instance_memory), environ=_environ(request.config),
-            mounts=_mounts(request.config), tag=request.tag, idle_timeout_seconds=idle_timeout_seconds,
+            mounts=mounts or [], tag=request.tag, idle_timeout_seconds=idle_timeout_seconds,
         )
     except ValidationError as exc:
         raise Problem(ProblemType.INVALID_PARAMETERS, describe(exc)) from None

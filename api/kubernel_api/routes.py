@@ -18,7 +18,16 @@ from .events import Cursor, comment
 from .keypairs import Role
 from .keys import CALLER, HUB, KEYPAIR_INFORMER, KEYPAIRS, KUBE, METRICS, RUNNER, SERVICE, SESSIONS, SETTINGS
 from .problems import Problem, ProblemType
-from .requests import CreateRequest, DestroyQuery, OwnerQuery, StreamQuery, parse, to_spec
+from .requests import (
+    CreateRequest,
+    DestroyQuery,
+    OwnerQuery,
+    StreamQuery,
+    grant_mounts,
+    mount_requests,
+    parse,
+    to_spec,
+)
 from .stream import CLOSE, StreamFilter
 
 _TOKEN = re.compile(m.TOKEN_PATTERN)
@@ -74,8 +83,11 @@ async def create(request: web.Request) -> web.Response:
     owner = access.acting_owner(caller, named_owner.owner_access_key or body.owner_access_key, app[KEYPAIRS].get)
     domain = access.check_domain(caller, owner, body.domain)
     group = access.check_group(caller, owner, body.group)
+    wanted = mount_requests(body.config)
+    claims = await app[KUBE].claim_labels({w.name for w in wanted}) if wanted else {}
+    mounts = grant_mounts(wanted, claims, m.Owner(access_key=owner.access_key, domain=domain, group=group))
     spec = to_spec(body, access_key=owner.access_key, domain=domain, group=group, images=app[SETTINGS].images,
-                   idle_timeout_seconds=app[SETTINGS].default_idle_timeout_seconds)
+                   idle_timeout_seconds=app[SETTINGS].default_idle_timeout_seconds, mounts=mounts)
     outcome = await app[SERVICE].get_or_create(body, owner, spec)
     offered = app[SETTINGS].images.service_ports(requested_image_of(outcome.body))
     return web.json_response(views.create_response(outcome.body, created=outcome.created,

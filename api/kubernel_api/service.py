@@ -97,6 +97,10 @@ class SessionService:
                     if exc.status != 409:
                         raise
             existing = await self.kube.get_session(name)
+            if existing is not None and not r.owns(existing, owner.access_key, spec.session_id):
+                # Another owner's session holds the name (a digest collision): never hand it out.
+                raise Problem(ProblemType.KERNEL_EXISTS,
+                              f"the name of token {spec.session_id!r} is taken; choose another token")
             ended = existing is not None and (is_terminated(existing) or existing["metadata"].get("deletionTimestamp"))
             if over_quota and (existing is None or ended):  # a live session of this token is reused even so
                 raise Problem(ProblemType.QUOTA_EXCEEDED, f"keypair {owner.access_key} may run {limit} session(s)")
@@ -147,6 +151,8 @@ class SessionService:
 
     async def find(self, owner: Keypair, kernel_id: str, *, live_only: bool) -> dict:
         body = await self.kube.get_session(r.session_name(owner.access_key, kernel_id))
+        if body is not None and not r.owns(body, owner.access_key, kernel_id):
+            body = None  # a name is not an owner: another's session does not exist for this caller
         if body is None or (live_only and (is_terminated(body) or body["metadata"].get("deletionTimestamp"))):
             raise Problem(ProblemType.KERNEL_NOT_FOUND, f"no kernel {kernel_id!r}")
         return body
@@ -164,7 +170,7 @@ class SessionService:
                 if exc.status != 409:
                     raise
             fresh = await self.kube.get_session(name)
-            if fresh is None:
+            if fresh is None or fresh["metadata"]["uid"] != body["metadata"]["uid"]:
                 raise Problem(ProblemType.KERNEL_NOT_FOUND, "the kernel ended meanwhile")
             body = fresh
             await asyncio.sleep(0)
@@ -186,7 +192,7 @@ class SessionService:
                 if exc.status != 409:
                     raise
             fresh = await self.kube.get_session(name)
-            if fresh is None or is_terminated(fresh):
+            if fresh is None or fresh["metadata"]["uid"] != uid or is_terminated(fresh):
                 raise Problem(ProblemType.KERNEL_NOT_FOUND, "the kernel ended meanwhile")
             body = fresh
         else:

@@ -136,6 +136,17 @@ class Hub:
             self.subscribers.discard(subscriber)
             self.metrics.open_streams.dec()
 
+    def revoke(self, access_keys: set[str]) -> None:
+        """End the streams authenticated as ``access_keys`` (deleted, deactivated, role
+        changed): what a stream may carry was decided when it opened."""
+        for subscriber in list(self.subscribers):
+            if subscriber.filter.caller.access_key in access_keys and not subscriber.dropped:
+                subscriber.dropped = True
+                while not subscriber.queue.empty():
+                    subscriber.queue.get_nowait()
+                subscriber.queue.put_nowait(CLOSE)
+                log.info("closing an event stream of %s: its keypair changed", subscriber.filter.caller.access_key)
+
     def shutdown(self) -> None:
         """End every open stream (server shutdown)."""
         for subscriber in list(self.subscribers):

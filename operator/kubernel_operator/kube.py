@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import kopf
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -55,6 +56,14 @@ class Kube:
         except ApiException as exc:
             if exc.status != 409:
                 raise
+            if manifest["kind"] == "Pod":
+                existing = await read_json(await self.core.read_namespaced_pod(
+                    manifest["metadata"]["name"], namespace, _preload_content=False))
+                if r.owner_uid(existing) != r.owner_uid(manifest):
+                    # A Pod of the same name belongs to an earlier session of this name
+                    # (still being deleted): never adopt it; try again once it is gone.
+                    raise kopf.TemporaryError(f"Pod {manifest['metadata']['name']} of an earlier session is "
+                                              "still being deleted", delay=1) from None
             return False
         return True
 
@@ -69,13 +78,16 @@ class Kube:
             if exc.status != 404:
                 raise
 
-    async def missing_claims(self, namespace: str, names: list[str]) -> list[str]:
-        missing = []
+    async def claim_labels(self, namespace: str, names: list[str]) -> dict[str, dict[str, str] | None]:
+        """The labels of each named PersistentVolumeClaim (None: there is none)."""
+        found: dict[str, dict[str, str] | None] = {}
         for name in names:
             try:
-                await self.core.read_namespaced_persistent_volume_claim(name, namespace)
+                claim = await self.core.read_namespaced_persistent_volume_claim(name, namespace)
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-                missing.append(name)
-        return missing
+                found[name] = None
+            else:
+                found[name] = dict(claim.metadata.labels or {})
+        return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import posixpath
 
+from kubernel import folders
 from kubernel import resource as r
 from kubernel import runner as rn
 from kubernel.images import ResolvedImage, Scheduling
@@ -25,9 +26,8 @@ def hostname(index: int) -> str:
 
 
 def mount_path(mount: Mount) -> str:
-    if not mount.path:
-        return posixpath.join(HOME, mount.name)
-    return mount.path if mount.path.startswith("/") else posixpath.join(HOME, mount.path)
+    """Inside the working directory (the operator's preflight refused anything else)."""
+    return posixpath.join(HOME, folders.confined(mount.path or mount.name))
 
 
 def session_labels(name: str, spec: KernelSessionSpec) -> dict[str, str]:
@@ -70,9 +70,10 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
         {"name": "BACKENDAI_CLUSTER_SIZE", "value": str(spec.cluster_size)},
         {"name": "BACKENDAI_CLUSTER_HOST", "value": hostname(index)},
     ]
-    volumes = [{"name": f"vfolder-{i}", "persistentVolumeClaim": {"claimName": m.name}}
+    volumes = [{"name": f"vfolder-{i}", "persistentVolumeClaim": {"claimName": m.name, "readOnly": m.read_only}}
                for i, m in enumerate(spec.mounts)]
-    mounts = [{"name": f"vfolder-{i}", "mountPath": mount_path(m)} for i, m in enumerate(spec.mounts)]
+    mounts = [{"name": f"vfolder-{i}", "mountPath": mount_path(m), "readOnly": m.read_only}
+              for i, m in enumerate(spec.mounts)]
     runner: dict = {}
     if runs_runner(spec, image):
         env += rn.runner_env()

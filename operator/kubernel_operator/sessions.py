@@ -32,7 +32,18 @@ from .facts import KernelFacts, kernel_facts
 from .kube import Kube
 from .observed import Observed, with_reasons
 from .settings import OperatorSettings
-from .transitions import Ending, Need, advance, begin_restart, enqueue, need_of, overdue, result_for, terminate
+from .transitions import (
+    Ending,
+    Need,
+    advance,
+    begin_restart,
+    enqueue,
+    mounts_refused,
+    need_of,
+    overdue,
+    result_for,
+    terminate,
+)
 
 log = logging.getLogger("kubernel.operator")
 Key = tuple[str, str]
@@ -226,11 +237,9 @@ class Sessions:
             await self.reconcile(key)
 
     async def _preflight(self, namespace: str, spec: KernelSessionSpec) -> Ending | None:
-        missing = await self.kube.missing_claims(namespace, [m.name for m in spec.mounts])
-        if missing:
-            return Ending(Reason.VOLUME_NOT_FOUND, result_for(spec, success=False),
-                          f"PersistentVolumeClaim {', '.join(missing)} not found in namespace {namespace}")
-        return None
+        """Checked again here, whoever made the KernelSession: each folder is the owner's."""
+        claims = await self.kube.claim_labels(namespace, sorted({m.name for m in spec.mounts}))
+        return mounts_refused(spec, claims, namespace)
 
     def _image(self, spec: KernelSessionSpec) -> ResolvedImage:
         """The image to run: the pinned ``resolvedImage`` if set, else the table's. Raises ImageNotAllowed."""
@@ -275,6 +284,9 @@ class Sessions:
         the lifecycle is derived from; skipping those reconciles was the operator's main
         load with 1,000 sessions (docs/performance.md).
         """
+        latest = self.latest(key)
+        if latest is not None and r.owner_uid(pod) not in (None, latest["metadata"]["uid"]):
+            return  # a Pod of an earlier session of this name: a name is not an owner
         if self.observed.pod_event(key, event_type, pod):
             await self.reconcile(key)
 
@@ -291,8 +303,10 @@ class Sessions:
         restart = str(status.get("observedRestart", 0))
         kernels = self.observed.kernels(key, restart, status.get("pods") or [])
         if kernels is None:
+            uid = (self.latest(key) or {}).get("metadata", {}).get("uid")
             pods = [p for p in await self.kube.list_pods(namespace, name)
-                    if p["metadata"]["labels"].get(r.LABEL_RESTART) == restart]
+                    if p["metadata"]["labels"].get(r.LABEL_RESTART) == restart
+                    and r.owner_uid(p) in (None, uid)]
             kernels = [kernel_facts(p, self.observed.reasons(key, p["metadata"]["name"])) for p in pods]
         main = next((k for k in kernels if k.index == 0), None)
         # A Pod that ran before its Pulled Event reached us: ask whether a pull happened.

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
+from kubernel import folders
 from kubernel.lifecycle import PHASE_AFTER, REQUESTED_ENDS, STARTUP_ORDER, LifecycleEvent, Phase, Reason, Result
 from kubernel.model import LIFECYCLE_LOG_LIMIT, Condition, KernelSessionSpec, KernelSessionStatus, LifecycleEntry
 
@@ -91,6 +92,29 @@ def ending_of(spec: KernelSessionSpec, kernels: list[KernelFacts], missing: list
             return Ending(Reason.SELF_TERMINATED, result_for(spec, success=False), f"Pod {k.name} was deleted")
     if missing:
         return Ending(Reason.SELF_TERMINATED, result_for(spec, success=False), f"Pod {missing[0]} was deleted")
+    return None
+
+
+def mounts_refused(spec: KernelSessionSpec, claims: dict[str, dict[str, str] | None],
+                   namespace: str) -> Ending | None:
+    """The end of a session that names a folder its owner may not mount (missing and not
+    theirs read the same), asks a read-only one for writing, or a path outside its home."""
+    owner = spec.owner
+    for mount in spec.mounts:
+        granted = folders.access_of(claims.get(mount.name), access_key=owner.access_key, domain=owner.domain,
+                                    group=owner.group)
+        why = None
+        if granted is None:
+            why = f"PersistentVolumeClaim {mount.name} not found in namespace {namespace}, or not the owner's"
+        elif granted == "ro" and not mount.read_only:
+            why = f"PersistentVolumeClaim {mount.name} is read-only for the owner"
+        else:
+            try:
+                folders.confined(mount.path or mount.name)
+            except folders.BadMount as exc:
+                why = str(exc)
+        if why:
+            return Ending(Reason.VOLUME_NOT_FOUND, result_for(spec, success=False), why)
     return None
 
 

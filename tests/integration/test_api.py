@@ -403,3 +403,62 @@ async def test_health_metrics_and_openapi(api: RunningApi) -> None:
     async with api.http.get(api.base_url + "/openapi.json") as resp:
         doc = await resp.json()
         assert doc["openapi"].startswith("3.") and "/kernel/{kernel_id}" in doc["paths"]
+
+
+async def test_folders_belong_to_someone(api: RunningApi, kube: client.ApiClient, namespace: str) -> None:
+    """A claim is mountable by whom its labels name, read-only where they say so; a claim
+    that is missing and one that is not the caller's get the same 404 (no oracle)."""
+    core = client.CoreV1Api(kube)
+    alice_key = api.keypairs["alice"].access_key
+    for name, labels in (("alice-data", {"kubernel.io/access-key": alice_key}),
+                         ("research-data", {"kubernel.io/group": "research", "kubernel.io/domain": "default",
+                                            "kubernel.io/access": "ro"}),
+                         ("plain", {})):
+        await core.create_namespaced_persistent_volume_claim(namespace, {
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    alice, bob = api.client("alice"), api.client("bob")
+
+    async def mounting(who, token: str, mounts: list[str], **fields):
+        return await who.create(token, enqueueOnly=True, config={"mounts": mounts}, **fields)
+
+    made = await mounting(alice, "fold-01", ["alice-data", "alice-data:inputs:ro"])
+    assert made.status == 201, made.body
+    body = await client.CustomObjectsApi(kube).get_namespaced_custom_object(
+        r.GROUP, r.VERSION, namespace, r.PLURAL, r.session_name(alice_key, "fold-01"))
+    assert body["spec"]["mounts"] == [{"name": "alice-data", "readOnly": False},
+                                      {"name": "alice-data", "path": "inputs", "readOnly": True}]
+    research = await mounting(alice, "fold-02", ["research-data"], group="research")
+    assert research.status == 201
+    # Not theirs, missing, nobody's: one answer, whatever the reason.
+    refusals = [await mounting(bob, "fold-03", ["alice-data"]), await mounting(bob, "fold-04", ["nosuch"]),
+                await mounting(alice, "fold-05", ["plain"]), await mounting(alice, "fold-06", ["research-data"])]
+    for refused in refusals:
+        assert refused.status == 404 and refused.problem_type == problem("vfolder-not-found"), refused.body
+    assert {r_.body["msg"].split("'")[0] for r_ in refusals} == {"no virtual folder "}
+    # Read-only for the group: asking to write is refused; paths stay at home.
+    writing = await mounting(alice, "fold-07", ["research-data:rw"], group="research")
+    assert writing.status == 403 and "read-only" in writing.body["msg"]
+    for path in ("alice-data:../etc", "alice-data:/etc", "alice-data:/home/work"):
+        assert (await mounting(alice, "fold-08", [path])).status == 400
+
+
+async def test_a_name_collision_hands_no_one_another_owners_session(api: RunningApi,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names are a slug of the token and a digest of (owner, token); with the digest cut to
+    nothing (as a collision found by search would be), two owners' tokens share a name.
+    Neither may touch the other's session, and the second create is refused, not handed
+    the first one's session ("squatting")."""
+    monkeypatch.setattr(r, "DIGEST_HEX", 0)
+    alice, bob = api.client("alice"), api.client("bob")
+    assert r.session_name(api.keypairs["alice"].access_key, "shared-01") == r.session_name(
+        api.keypairs["bob"].access_key, "Shared_01")
+    assert (await alice.create("shared-01", enqueueOnly=True)).status == 201
+    squat = await bob.create("Shared_01", enqueueOnly=True)
+    assert squat.status == 400 and "taken" in squat.body["msg"], squat.body
+    for method in ("GET", "PATCH", "DELETE"):
+        for token in ("shared-01", "Shared_01"):
+            assert (await bob.call(method, f"/kernel/{token}")).status == 404, (method, token)
+    mine = await alice.call("GET", "/kernel/shared-01")
+    assert mine.status == 200 and mine.body["ownerAccessKey"] == api.keypairs["alice"].access_key
+    assert (await alice.call("DELETE", "/kernel/shared-01")).status == 200

@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
+from kubernel_api import keypairs as kp
+from kubernetes_asyncio import client
 
 from .api_client import ApiClient
 from .conftest import RunningApi, api_settings, start_api
@@ -172,6 +174,24 @@ async def test_resume_with_last_event_id_gets_each_event_once(api: RunningApi) -
     async with stream(alice, last_event_id=first[-1].id) as events:
         rest = await until_started(events, {"r-01"})
     assert is_startup([m.event for m in first + rest]), first + rest
+
+
+async def test_revoking_a_keypair_closes_its_open_streams(api: RunningApi, kube: client.ApiClient,
+                                                         namespace: str) -> None:
+    """Deactivating a keypair, or changing its role, ends the streams it opened within
+    seconds; other keypairs' streams go on."""
+    core = client.CoreV1Api(kube)
+    bob, carol = api.keypairs["bob"], api.keypairs["carol"]
+    async with stream(api.client("bob")) as bobs, stream(api.client("carol")) as carols, \
+            stream(api.client("alice")) as alices:
+        await core.patch_namespaced_secret(kp.secret_name(bob.access_key), namespace, kp.activation_patch(False))
+        assert await bobs.next(10) is None  # the end of the stream
+        promoted = kp.to_secret(carol.model_copy(update={"role": kp.Role.ADMIN}))
+        await core.replace_namespaced_secret(kp.secret_name(carol.access_key), namespace, promoted)
+        assert await carols.next(10) is None
+        # alice's stream is still open and still delivers.
+        assert (await api.client("alice").create("after-revoke", enqueueOnly=True)).status == 201
+        assert (await alices.next(30)).data["sessionId"] == "after-revoke"
 
 
 async def test_shutdown_ends_open_streams_cleanly(kube, namespace: str, keypairs: dict, operator: object) -> None:

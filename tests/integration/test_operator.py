@@ -9,7 +9,7 @@ from kubernel import resource as r
 
 from ..waiting import wait_until
 from .images import fresh_image
-from .sessions import SessionClient, events, seqs
+from .sessions import ACCESS_KEY, SessionClient, events, seqs
 
 STARTUP = [("kernel_enqueued", ""), ("kernel_preparing", ""), ("kernel_pulling", ""), ("kernel_creating", ""),
            ("kernel_started", "")]
@@ -182,7 +182,7 @@ async def test_mounts_existing_claim_and_fails_on_a_missing_one(sessions: Sessio
                  "persistentVolumeReclaimPolicy": "Retain"},
     })
     await sessions.core.create_namespaced_persistent_volume_claim(sessions.namespace, {
-        "metadata": {"name": "mydata"},
+        "metadata": {"name": "mydata", "labels": {"kubernel.io/access-key": ACCESS_KEY}},  # the owner's folder
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
                  "volumeName": pv, "storageClassName": ""},
     })
@@ -194,18 +194,27 @@ async def test_mounts_existing_claim_and_fails_on_a_missing_one(sessions: Sessio
     try:
         await wait_until(bound, timeout=30, what="claim mydata Bound")
         ok = await sessions.create("mount-ok", image=fresh_image(),
-                                   mounts=[{"name": "mydata"}, {"name": "mydata", "path": ".local/lib"}])
+                                   mounts=[{"name": "mydata"}, {"name": "mydata", "path": ".local/lib",
+                                                                "readOnly": True}])
         await sessions.wait_phase(ok, "Running")
     finally:
         await sessions.core.delete_persistent_volume(pv)
     [pod] = await sessions.pods(ok)
     mounts = {m.mount_path for m in pod.spec.containers[0].volume_mounts}
     assert mounts == {"/home/work/mydata", "/home/work/.local/lib"}
+    assert {m.mount_path: m.read_only for m in pod.spec.containers[0].volume_mounts
+            if m.name.startswith("vfolder")} == {"/home/work/mydata": False, "/home/work/.local/lib": True}
     assert {v.persistent_volume_claim.claim_name for v in pod.spec.volumes} == {"mydata"}
 
     missing = await sessions.create("mount-missing", image=fresh_image(), mounts=[{"name": "nosuch"}])
     body = await sessions.wait_phase(missing, "Terminated")
     assert events(body) == [("kernel_cancelled", "volume-not-found"), ("kernel_terminated", "volume-not-found")]
+    # Another owner's session naming the claim (made with kubectl, past the API): refused the same way.
+    foreign = await sessions.create("mount-foreign", image=fresh_image(), access_key="AKIASOMEONEELSE01",
+                                    mounts=[{"name": "mydata"}])
+    body = await sessions.wait_phase(foreign, "Terminated")
+    assert events(body)[-1] == ("kernel_terminated", "volume-not-found")
+    assert "not the owner's" in body["status"]["message"] and not await sessions.pods(foreign)
     assert "nosuch" in body["status"]["message"]
 
 

@@ -7,10 +7,10 @@ from kubernel_api import access
 from kubernel_api.keypairs import Keypair, Role, find_secret, from_secret, to_secret
 from kubernel_api.limits import Limits, exceeded
 from kubernel_api.problems import Problem, ProblemType
-from kubernel_api.requests import CreateRequest, StreamQuery, parse, to_spec
+from kubernel_api.requests import CreateRequest, StreamQuery, grant_mounts, mount_requests, parse, to_spec
 
 from kubernel.images import ImageAlias, ImageTable
-from kubernel.model import Resources
+from kubernel.model import Owner, Resources
 
 IMAGES = ImageTable(allowed_registries=["registry.example"],
                     aliases={"python:3.6": ImageAlias(image="registry.example/python:3.6")})
@@ -22,10 +22,14 @@ CLIENT_BODY = {"tag": None, "clientSessionToken": "tok-01", "config": {
     "maxWaitSeconds": 0, "reuseIfExists": True, "startupCommand": None, "image": "python:3.6"}
 
 
-def spec_of(body: dict):
+def spec_of(body: dict, claims: dict | None = None):
+    """As the create route does it: mounts checked against the claims' labels (all AKIAX's here)."""
     request = parse(CreateRequest, body)
+    wanted = mount_requests(request.config)
+    owned = {w.name: {"kubernel.io/access-key": "AKIAX"} for w in wanted} if claims is None else claims
+    mounts = grant_mounts(wanted, owned, Owner(access_key="AKIAX", domain="default", group="default"))
     return to_spec(request, access_key="AKIAX", domain="default", group="default", images=IMAGES,
-                   idle_timeout_seconds=None)
+                   idle_timeout_seconds=None, mounts=mounts)
 
 
 def test_the_reference_clients_body_is_accepted() -> None:
@@ -41,7 +45,27 @@ def test_config_maps_onto_the_spec() -> None:
                                            "resources": {"cpu": 0.5, "mem": "4g", "cuda.device": 1}}})
     assert spec.type == "batch" and spec.startup_command == "echo" and spec.tag == "x"
     assert spec.resources == Resources(cpu="0.5", memory=str(4 << 30), gpu=1)
-    assert [(m.name, m.path) for m in spec.mounts] == [("data", None), ("pkgs", ".local/x")]
+    assert [(m.name, m.path, m.read_only) for m in spec.mounts] == [("data", None, False), ("pkgs", ".local/x", False)]
+
+
+@pytest.mark.parametrize(("mounts", "claims", "kind"), [
+    (["theirs"], {"theirs": {"kubernel.io/access-key": "AKIAOTHER"}}, ProblemType.VFOLDER_NOT_FOUND),
+    (["nosuch"], {"nosuch": None}, ProblemType.VFOLDER_NOT_FOUND),  # the same answer: no oracle
+    (["plain"], {"plain": {}}, ProblemType.VFOLDER_NOT_FOUND),  # nobody's claim
+    (["shared:rw"], {"shared": {"kubernel.io/domain": "default", "kubernel.io/access": "ro"}}, ProblemType.FORBIDDEN),
+])
+def test_mounts_of_folders_the_owner_may_not_use(mounts: list[str], claims: dict, kind: ProblemType) -> None:
+    with pytest.raises(Problem) as caught:
+        spec_of({**CLIENT_BODY, "config": {"mounts": mounts}}, claims)
+    assert caught.value.kind is kind
+
+
+def test_read_only_mounts() -> None:
+    claims = {"shared": {"kubernel.io/domain": "default", "kubernel.io/access": "ro"},
+              "mine": {"kubernel.io/access-key": "AKIAX"}}
+    spec = spec_of({**CLIENT_BODY, "config": {"mounts": ["shared", "mine:ro", "mine:data:rw"]}}, claims)
+    assert [(m.name, m.path, m.read_only) for m in spec.mounts] == [
+        ("shared", None, True), ("mine", None, True), ("mine", "data", False)]
 
 
 def test_instance_memory_is_kib() -> None:
@@ -156,3 +180,23 @@ def test_a_create_wait_without_limit_outlasts_any_start(monkeypatch: pytest.Monk
     for name in ("KUBERNEL_API_MAX_WAIT", "KUBERNEL_START_DEADLINE"):
         monkeypatch.delenv(name, raising=False)
     assert ApiSettings.from_env().max_wait_seconds >= 2 * OperatorSettings.from_env().start_deadline_seconds
+
+
+@pytest.mark.parametrize(("change", "revoked"), [
+    ({"active": False}, True), ({"role": Role.ADMIN}, True), ({"domain": "d9"}, True), ({"groups": ("g1",)}, True),
+    ({"secret_key": "t" * 20}, True), ({"limits": Limits(cpu="1")}, False), ({}, False),
+])
+def test_which_keypair_changes_close_its_streams(change: dict, revoked: bool) -> None:
+    from kubernel_api.auth import KeypairIndex
+
+    heard: list[set[str]] = []
+    index = KeypairIndex(on_revoke=heard.append)
+    secret = to_secret(USER)
+    secret["metadata"]["namespace"] = "ns"
+    index.on_change("", "1", [(None, secret)])
+    changed = to_secret(USER.model_copy(update=change))
+    changed["metadata"]["namespace"] = "ns"
+    index.on_change("1", "2", [(secret, changed)])
+    assert heard == ([{USER.access_key}] if revoked else [])
+    index.on_change("2", "3", [(changed, None)])  # deleted: always
+    assert heard[-1] == {USER.access_key} and index.get(USER.access_key) is None

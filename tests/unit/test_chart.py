@@ -151,7 +151,8 @@ def test_rbac_is_least_privilege(default: list[dict]) -> None:
     api = rules_of(one(default, "Role", "kn-kubernel-api"))
     assert api == {("kubernel.io", "kernelsessions", v) for v in ("get", "list", "watch", "create", "patch", "delete")
                    } | {("kubernel.io", "kernelsessions/status", v) for v in ("get", "patch")
-                        } | {("", "secrets", "get"), ("", "pods/log", "get")}  # runner tokens, kernel logs
+                        } | {("", "secrets", "get"), ("", "pods/log", "get"),  # runner tokens, kernel logs
+                             ("", "persistentvolumeclaims", "get")}  # whose folder a claim is
     assert rules_of(one(default, "Role", "kn-kubernel-api-keypairs")) == {("", "secrets", v)
                                                                          for v in ("get", "list", "watch")}
     operator = rules_of(one(default, "Role", "kn-kubernel-operator"))

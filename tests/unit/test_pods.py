@@ -10,13 +10,13 @@ from kubernel_operator.pods import build_pod, build_runner_secret, build_service
 from kubernel.images import DEFAULT_TABLE, ImageNotAllowed, ImageTable
 from kubernel.model import KernelSessionSpec
 from kubernel.quantity import memory_kib
-from kubernel.resource import session_name
+from kubernel.resource import owner_uid, owns, session_name
 
 SPEC = KernelSessionSpec.model_validate({
     "sessionId": "MySession-01", "owner": {"accessKey": "AKIA1", "domain": "default", "group": "lab"},
     "image": "python:3.6", "type": "batch", "startupCommand": "python train.py", "clusterSize": 2,
     "resources": {"cpu": "2", "memory": "4Gi", "gpu": 1}, "environ": {"B": "2", "A": "1"},
-    "mounts": [{"name": "mydata"}, {"name": "pkgs", "path": ".local/lib"}], "restartCount": 3,
+    "mounts": [{"name": "mydata"}, {"name": "pkgs", "path": ".local/lib", "readOnly": True}], "restartCount": 3,
 })
 
 
@@ -53,11 +53,11 @@ def test_main_kernel_pod() -> None:
                     {"name": "BACKENDAI_CLUSTER_HOST", "value": "main"},
                 ],
                 "resources": {"requests": limits, "limits": limits},
-                "volumeMounts": [{"name": "vfolder-0", "mountPath": "/home/work/mydata"},
-                                 {"name": "vfolder-1", "mountPath": "/home/work/.local/lib"}],
+                "volumeMounts": [{"name": "vfolder-0", "mountPath": "/home/work/mydata", "readOnly": False},
+                                 {"name": "vfolder-1", "mountPath": "/home/work/.local/lib", "readOnly": True}],
             }],
-            "volumes": [{"name": "vfolder-0", "persistentVolumeClaim": {"claimName": "mydata"}},
-                        {"name": "vfolder-1", "persistentVolumeClaim": {"claimName": "pkgs"}}],
+            "volumes": [{"name": "vfolder-0", "persistentVolumeClaim": {"claimName": "mydata", "readOnly": False}},
+                        {"name": "vfolder-1", "persistentVolumeClaim": {"claimName": "pkgs", "readOnly": True}}],
         },
     }
 
@@ -89,6 +89,14 @@ def test_session_names_are_dns_labels_and_case_and_owner_sensitive() -> None:
     for name in names | {long, session_name("AK", "____")}:
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 45
     assert session_name("AK1", "Abc_1.x") == session_name("AK1", "Abc_1.x")
+    assert len(session_name("AK1", "x" * 64).rsplit("-", 1)[1]) >= 24  # 96 bits: no collision can be searched for
+
+
+@pytest.mark.parametrize(("owner", "token", "mine"), [
+    ("AK1", "Abc_1.x", True), ("AK2", "Abc_1.x", False), ("AK1", "abc_1.x", False), ("AK1", "Abc-1.x", False)])
+def test_a_name_stands_for_an_owner_only_when_the_spec_says_so(owner: str, token: str, mine: bool) -> None:
+    body = {"spec": {"sessionId": "Abc_1.x", "owner": {"accessKey": "AK1"}}}
+    assert owns(body, owner, token) is mine
 
 
 def test_image_table() -> None:
@@ -190,3 +198,11 @@ def test_runner_secret() -> None:
         "stringData": {"token": "tok", "identity.json":
                        '{"environ": {"A": "1", "B": "2"}, "ownerAccessKey": "AKIA1", "sessionId": "MySession-01"}'},
     }
+
+
+def test_the_owner_of_a_pod_is_its_kernelsession_uid() -> None:
+    ref = {"apiVersion": "kubernel.io/v1alpha1", "kind": "KernelSession", "name": "s", "uid": "u1"}
+    assert owner_uid({"metadata": {"ownerReferences": [{"kind": "ReplicaSet", "apiVersion": "apps/v1",
+                                                        "uid": "x"}, ref]}}) == "u1"
+    assert owner_uid({"metadata": {"ownerReferences": [{**ref, "apiVersion": "other.io/v1"}]}}) is None
+    assert owner_uid({"metadata": {}}) is None

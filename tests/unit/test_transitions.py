@@ -13,13 +13,14 @@ from kubernel_operator.transitions import (
     begin_restart,
     ending_events,
     enqueue,
+    mounts_refused,
     need_of,
     overdue,
     terminate,
 )
 
 from kubernel.lifecycle import Reason, Result
-from kubernel.model import KernelSessionSpec, KernelSessionStatus
+from kubernel.model import KernelSessionSpec, KernelSessionStatus, Mount
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
 SPEC = KernelSessionSpec(session_id="abcd", owner={"access_key": "AK"}, image="python:3.6")
@@ -276,3 +277,24 @@ def test_enqueued_comes_first_and_the_startup_follows() -> None:
     new = advance(queued, SPEC, [facts(scheduled=True, pulled=True, ready=True, ran=True)], [], NOW)
     assert names(new) == ["kernel_enqueued", "kernel_preparing", "kernel_creating", "kernel_started"]
     assert [e.seq for e in new.lifecycle] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(("mounts", "claims", "refused"), [
+    ([], {}, False),
+    ([{"name": "mine"}], {"mine": {"kubernel.io/access-key": "AK"}}, False),
+    ([{"name": "mine"}], {"mine": None}, True),
+    ([{"name": "theirs"}], {"theirs": {"kubernel.io/access-key": "AK2"}}, True),
+    ([{"name": "plain"}], {"plain": {}}, True),
+    ([{"name": "shared"}], {"shared": {"kubernel.io/domain": "default", "kubernel.io/access": "ro"}}, True),
+    ([{"name": "shared", "readOnly": True}], {"shared": {"kubernel.io/domain": "default",
+                                                         "kubernel.io/access": "ro"}}, False),
+    ([{"name": "mine", "path": "/etc"}], {"mine": {"kubernel.io/access-key": "AK"}}, True),
+    ([{"name": "mine", "path": "../x"}], {"mine": {"kubernel.io/access-key": "AK"}}, True),
+])
+def test_the_operator_checks_folders_again(mounts: list[dict], claims: dict, refused: bool) -> None:
+    """Whoever made the KernelSession (the API, or kubectl), its folders must be the owner's."""
+    spec = SPEC.model_copy(update={"mounts": [Mount.model_validate(m) for m in mounts]})
+    ending = mounts_refused(spec, claims, "ns")
+    assert (ending is not None) is refused
+    if ending is not None:
+        assert ending.reason == Reason.VOLUME_NOT_FOUND
