@@ -87,7 +87,8 @@ def _create_operation(operation_id: str) -> dict:
         "responses": {"201": _json("Created (and started, unless enqueueOnly or TIMEOUT).", "CreateResponse"),
                       "200": _json("An existing session with this token and image (created: false).",
                                    "CreateResponse"),
-                      **_problem(ProblemType.INVALID_PARAMETERS, ProblemType.IMAGE_NOT_FOUND, ProblemType.KERNEL_EXISTS,
+                      **_problem(ProblemType.INVALID_PARAMETERS, ProblemType.IMAGE_NOT_FOUND, ProblemType.VFOLDER_NOT_FOUND,
+                                 ProblemType.KERNEL_EXISTS,
                                  ProblemType.FORBIDDEN, ProblemType.LIMIT_EXCEEDED,
                                  ProblemType.QUOTA_EXCEEDED, ProblemType.TOO_LARGE, *_COMMON)},
     }
