@@ -8,6 +8,9 @@ defined here once. docs/runner.md has its protocol.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 PORT = 2001
 PORT_NAME = "runner"
 HEALTH_PATH = "/health"
@@ -21,6 +24,21 @@ KERNEL_UID = 1000
 """``work`` in the kernel images: user code, batch commands and terminals run as it; the
 runner stays root so the token file (mode 0400) is out of the user code's reach."""
 WORKDIR = "/home/work"
+
+
+KEY_ENV = "KUBERNEL_RUNNER_KEY"
+KEY_FILE_ENV = "KUBERNEL_RUNNER_KEY_FILE"
+MIN_KEY_BYTES = 32
+MISSING_KEY = (f"no runner key: set {KEY_FILE_ENV} (a file) or {KEY_ENV} to at least {MIN_KEY_BYTES} bytes "
+               "shared by the operator and the API (the Helm chart makes one; make run and the tests too)")
+
+
+def token(key: bytes, namespace: str, session: str, uid: str) -> str:
+    """A session's runner token, derived from the key the operator and the API share:
+    the operator writes it into the session's Secret for the runner, and the API
+    derives it again, so the API reads no Secrets in the sessions' namespace. A new
+    session (new uid) of the same name gets another token."""
+    return hmac.new(key, f"{namespace}/{session}/{uid}".encode(), hashlib.sha256).hexdigest()
 
 
 def secret_name(session: str) -> str:

@@ -15,6 +15,8 @@ from kubernel.connect import connect
 from . import cli
 from .app import make_app
 from .kube import Kube
+from kubernel.runner import MIN_KEY_BYTES, MISSING_KEY
+
 from .settings import ApiSettings
 
 
@@ -29,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = ApiSettings.from_env()
     if args.command == "keypair":
         return asyncio.run(_admin(args, settings))
+    if len(settings.runner_key) < MIN_KEY_BYTES:
+        print(MISSING_KEY, file=sys.stderr)
+        return 2
     asyncio.run(_serve(settings))
     return 0
 

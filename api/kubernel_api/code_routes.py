@@ -43,7 +43,7 @@ async def _session(request: web.Request) -> dict:
 
 async def _runner(request: web.Request) -> tuple[dict, Target]:
     found = await _session(request)
-    return found, await request.app[RUNNER].target(found)
+    return found, request.app[RUNNER].target(found)
 
 
 async def execute(request: web.Request) -> web.Response:

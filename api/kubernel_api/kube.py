@@ -7,15 +7,13 @@ Every call carries a timeout, so an unreachable API server turns into a quick
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubernel import resource as r
-from kubernel.raw import read_bytes, read_items, read_json
-from kubernel.runner import TOKEN_KEY, secret_name
+from kubernel.raw import read_bytes, read_items
 
 from . import keypairs as kp
 
@@ -93,18 +91,6 @@ class Kube:
                 raise
 
     # -- kernels ----------------------------------------------------------------
-    async def runner_token(self, session: str) -> str | None:
-        """The token of a session's code runner (its Secret, made by the operator)."""
-        try:
-            secret = await read_json(await self.core.read_namespaced_secret(
-                secret_name(session), self.namespace, _request_timeout=self.timeout, _preload_content=False))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        encoded = (secret.get("data") or {}).get(TOKEN_KEY)
-        return base64.b64decode(encoded).decode() if encoded else None
-
     async def claim_labels(self, names: set[str]) -> dict[str, dict[str, str] | None]:
         """The labels of each named PersistentVolumeClaim (None: there is none)."""
         async def labels_of(name: str) -> dict[str, str] | None:

@@ -2,13 +2,13 @@
 
 The runner (docs/runner.md) listens on the main kernel Pod's IP and accepts only
 requests with its session's token, which the operator keeps in a Secret the
-session's user never sees. Every answer is read up to ``runner_response_bytes``.
+session's user never sees; the API derives the same token from the key the two
+share (``kubernel.runner.token``) and reads no Secret. Every answer is read up to ``runner_response_bytes``.
 """
 
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,13 +16,13 @@ from typing import Any
 
 import aiohttp
 
+from kubernel import runner as rn
 from kubernel.lifecycle import API_STATUS, Phase
 
 from .kube import Kube
 from .problems import Problem, ProblemType
 from .settings import ApiSettings
 
-TOKEN_CACHE_SIZE = 4096
 STATS_TIMEOUT = 1.0  # GET and DELETE answer without them rather than wait
 # What a runner's error status means to our client (its problem detail is kept).
 RUNNER_STATUS = {400: ProblemType.INVALID_PARAMETERS, 404: ProblemType.KERNEL_OBJECT_NOT_FOUND,
@@ -72,7 +72,6 @@ class RunnerClient:
     def __init__(self, kube: Kube, settings: ApiSettings) -> None:
         self.kube = kube
         self.settings = settings
-        self._tokens: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -88,18 +87,11 @@ class RunnerClient:
         assert self._http is not None, "RunnerClient.start() not called"
         return self._http
 
-    async def target(self, body: Mapping[str, Any]) -> Target:
+    def target(self, body: Mapping[str, Any]) -> Target:
         address = runner_address(body)
         meta = body["metadata"]
-        key = (meta["name"], meta["uid"])
-        token = self._tokens.get(key)
-        if token is None:
-            token = await self.kube.runner_token(meta["name"])
-            if token is None:
-                raise Problem(ProblemType.UNAVAILABLE, "the kernel's runner identity is missing; try again")
-            self._tokens[key] = token
-            if len(self._tokens) > TOKEN_CACHE_SIZE:
-                self._tokens.popitem(last=False)
+        token = rn.token(self.settings.runner_key, meta.get("namespace") or self.settings.namespace, meta["name"],
+                         meta["uid"])
         return Target(f"http://{address}", token)
 
     @asynccontextmanager
@@ -134,7 +126,7 @@ class RunnerClient:
         if status.get("phase") != Phase.RUNNING or not status.get("kernelAddress"):
             return None
         try:
-            answer = await self.call(await self.target(body), "GET", "/stats", timeout=STATS_TIMEOUT)
+            answer = await self.call(self.target(body), "GET", "/stats", timeout=STATS_TIMEOUT)
         except Problem:
             return None
         return answer if isinstance(answer, dict) else None

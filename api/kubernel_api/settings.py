@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from kubernel.connect import runner_key
 from kubernel.images import ImageTable
 
 from .limits import Limits
@@ -28,6 +29,9 @@ class ApiSettings:
     keypair_namespace: str = ""
     """Namespace of the keypair Secrets; empty means the session namespace
     [KUBERNEL_KEYPAIR_NAMESPACE]."""
+    runner_key: bytes = field(default=b"", repr=False)
+    """The key runner tokens are derived from, shared with the operator
+    [KUBERNEL_RUNNER_KEY_FILE, else KUBERNEL_RUNNER_KEY]."""
     clock_skew_seconds: int = 900
     """How far a request's Date may be from the server's clock [KUBERNEL_API_CLOCK_SKEW]."""
     max_wait_seconds: int = 3600
@@ -86,6 +90,7 @@ class ApiSettings:
             port=int(_env("KUBERNEL_API_PORT", "8090")),
             namespace=_env("KUBERNEL_API_NAMESPACE", _pod_namespace() or "default"),
             keypair_namespace=_env("KUBERNEL_KEYPAIR_NAMESPACE", ""),
+            runner_key=runner_key(os.environ),
             clock_skew_seconds=int(_env("KUBERNEL_API_CLOCK_SKEW", "900")),
             max_wait_seconds=int(_env("KUBERNEL_API_MAX_WAIT", "3600")),
             destroy_wait_seconds=float(_env("KUBERNEL_API_DESTROY_WAIT", "30")),

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from kubernel.runner import KEY_ENV, KEY_FILE_ENV
+
 from .launcher import say
 
 REPO = Path(__file__).resolve().parents[2]
 ENV_FILE = REPO / ".local" / "backend.env"
+RUNNER_KEY_FILE = REPO / ".local" / "runner.key"
 
 
 async def _pipe(name: str, stream: asyncio.StreamReader) -> None:
@@ -63,8 +67,21 @@ async def _run(env: dict[str, str]) -> int:
     return 0
 
 
+def runner_key_file() -> Path:
+    """The key runner tokens are derived from (docs/runner.md), kept across runs so that
+    sessions started by an earlier `make run` stay reachable."""
+    if not RUNNER_KEY_FILE.exists():
+        RUNNER_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(RUNNER_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return RUNNER_KEY_FILE
+
+
 def main() -> int:
     env = dict(os.environ)
+    if not env.get(KEY_ENV):
+        env.setdefault(KEY_FILE_ENV, str(runner_key_file()))
     env.setdefault("KUBERNEL_IMAGES", str(REPO / "cluster" / "images.dev.yaml"))
     env.setdefault("KUBERNEL_API_HOST", "127.0.0.1")
     env.setdefault("KUBERNEL_API_PORT", "8090")

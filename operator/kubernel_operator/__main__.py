@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import kopf
 
 from . import handlers  # noqa: F401 - registers the handlers
+from kubernel.runner import MIN_KEY_BYTES, MISSING_KEY
+
 from .settings import OperatorSettings
 
 
 def main() -> None:
     settings = OperatorSettings.from_env()
+    if len(settings.runner_key) < MIN_KEY_BYTES:
+        sys.exit(MISSING_KEY)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # kopf reports every handler and timer run at INFO ("Timer 'deadlines' succeeded" each
     # second per session); our own lines say what happened to sessions.

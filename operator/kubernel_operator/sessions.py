@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubernel import resource as r
+from kubernel import runner as rn
 from kubernel.images import ImageNotAllowed, ResolvedImage
 from kubernel.lifecycle import FAILURE_REASONS, LifecycleEvent, Phase, Reason, Result
 from kubernel.model import KernelSession, KernelSessionSpec, KernelSessionStatus
@@ -264,7 +264,8 @@ class Sessions:
             kopf.adopt(manifest, owner=owner)
         try:
             if builders.runs_runner(spec, image):  # before the Pods, which mount it (an existing one keeps its token)
-                secret = builders.build_runner_secret(name, spec, secrets.token_urlsafe(32))
+                secret = builders.build_runner_secret(
+                    name, spec, rn.token(self.settings.runner_key, namespace, name, owner["metadata"]["uid"]))
                 kopf.adopt(secret, owner=owner)
                 await self.kube.create(namespace, secret)
             fresh = await asyncio.gather(*(self.kube.create(namespace, m) for m in manifests))

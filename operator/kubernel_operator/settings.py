@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from kubernel.connect import runner_key
 from kubernel.images import ImageTable
 
 
@@ -37,6 +38,9 @@ class OperatorSettings:
     """Port of the liveness endpoint /healthz [KUBERNEL_OPERATOR_HEALTH_PORT]."""
     health_host: str = "0.0.0.0"
     """Address of the liveness endpoint [KUBERNEL_OPERATOR_HEALTH_HOST]."""
+    runner_key: bytes = field(default=b"", repr=False)
+    """The key runner tokens are derived from, shared with the API
+    [KUBERNEL_RUNNER_KEY_FILE, else KUBERNEL_RUNNER_KEY]."""
     peering: str = ""
     """kopf peering object that keeps one operator active among replicas (the
     Helm chart sets it and installs kopf's peering CRDs); empty runs standalone
@@ -63,4 +67,5 @@ class OperatorSettings:
             health_port=int(_env("KUBERNEL_OPERATOR_HEALTH_PORT", "8081")),
             health_host=_env("KUBERNEL_OPERATOR_HEALTH_HOST", "0.0.0.0"),
             peering=_env("KUBERNEL_PEERING", ""),
+            runner_key=runner_key(os.environ),
         )

@@ -22,7 +22,7 @@ from kubernel.images import ImageTable
 from ..waiting import wait_until
 from .api_client import ApiClient
 from .operator_process import TEST_IMAGES
-from .processes import free_port
+from .processes import RUNNER_KEY, free_port
 
 # name -> (role, domain, groups, limits)
 KEYPAIRS = {
@@ -39,6 +39,7 @@ KEYPAIRS = {
 def api_settings(namespace: str, **overrides: object) -> ApiSettings:
     return replace(ApiSettings(
         host="127.0.0.1", port=0, namespace=namespace, images=ImageTable.model_validate(yaml.safe_load(TEST_IMAGES)),
+        runner_key=RUNNER_KEY.encode(),
         heartbeat_seconds=0.5, max_wait_seconds=30, destroy_wait_seconds=15, kube_timeout_seconds=3,
         server_limits=Limits(cpu="16", memory="64Gi", gpu=8, cluster_size=4)), **overrides)
 

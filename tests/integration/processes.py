@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import signal
 import socket
 import subprocess
@@ -9,6 +10,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from kubernel.runner import KEY_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,9 +22,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The key runner tokens are derived from: one per test run, shared by every operator
+# and API process the tests start (and the in-process APIs: conftest.api_settings).
+RUNNER_KEY = secrets.token_hex(32)
+
+
 class ServiceProcess:
     def __init__(self, what: str, module_args: list[str], env: dict[str, str], log: Path, ready_url: str) -> None:
-        self.what, self.module_args, self.env, self.log, self.ready_url = what, module_args, env, log, ready_url
+        self.what, self.module_args, self.log, self.ready_url = what, module_args, log, ready_url
+        self.env = {KEY_ENV: RUNNER_KEY, **env}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:

@@ -6,6 +6,7 @@ RBAC against a real kube-apiserver.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from pathlib import Path
@@ -96,7 +97,8 @@ def test_both_deployments_run_locked_down(default: list[dict]) -> None:
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
         assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-        assert {m["mountPath"] for m in container["volumeMounts"]} == {"/etc/kubernel", "/tmp"}
+        assert {m["mountPath"] for m in container["volumeMounts"]} == {"/etc/kubernel", "/tmp",
+                                                                       "/var/run/kubernel/runner-key"}
         assert container["image"] == "ghcr.io/kubernel/kubernel:0.1.0"
 
 
@@ -151,8 +153,8 @@ def test_rbac_is_least_privilege(default: list[dict]) -> None:
     api = rules_of(one(default, "Role", "kn-kubernel-api"))
     assert api == {("kubernel.io", "kernelsessions", v) for v in ("get", "list", "watch", "create", "patch", "delete")
                    } | {("kubernel.io", "kernelsessions/status", v) for v in ("get", "patch")
-                        } | {("", "secrets", "get"), ("", "pods/log", "get"),  # runner tokens, kernel logs
-                             ("", "persistentvolumeclaims", "get")}  # whose folder a claim is
+                        } | {("", "pods/log", "get"),  # kernel logs
+                             ("", "persistentvolumeclaims", "get")}  # whose folder a claim is; no Secret
     assert rules_of(one(default, "Role", "kn-kubernel-api-keypairs")) == {("", "secrets", v)
                                                                          for v in ("get", "list", "watch")}
     operator = rules_of(one(default, "Role", "kn-kubernel-operator"))
@@ -219,7 +221,19 @@ def test_the_bootstrap_keypair_is_one_the_api_accepts(default: list[dict], helm_
                 "Secret", "kn-kubernel-bootstrap-keypair")
     assert kp.from_secret(given).access_key == "AKIAGIVEN" and given["metadata"]["labels"][
         "kubernel.io/access-key"] == "AKIAGIVEN"
-    assert not [o for o in render(helm_bin, "--set", "keypairs.bootstrap.enabled=false") if o["kind"] == "Secret"]
+    assert [o["metadata"]["name"] for o in render(helm_bin, "--set", "keypairs.bootstrap.enabled=false")
+            if o["kind"] == "Secret"] == ["kn-kubernel-runner-key"]
+
+
+def test_both_services_share_the_mounted_runner_key(default: list[dict]) -> None:
+    """Runner tokens are derived from one key mounted into both: the API reads no Secret for them."""
+    key = one(default, "Secret", "kn-kubernel-runner-key")
+    assert len(base64.b64decode(key["data"]["key"])) >= 32
+    for name in ("kn-kubernel-api", "kn-kubernel-operator"):
+        pod = one(default, "Deployment", name)["spec"]["template"]["spec"]
+        assert {"name": "runner-key", "secret": {"secretName": "kn-kubernel-runner-key", "defaultMode": 0o400}} in (
+            pod["volumes"])
+        assert env_of(one(default, "Deployment", name))["KUBERNEL_RUNNER_KEY_FILE"] == "/var/run/kubernel/runner-key/key"
 
 
 def test_optional_parts_follow_their_values(helm_bin: str) -> None:

@@ -77,6 +77,10 @@ app.kubernetes.io/component: {{ .component }}
 - name: tmp
   emptyDir:
     sizeLimit: 64Mi
+- name: runner-key
+  secret:
+    secretName: {{ include "kubernel.fullname" . }}-runner-key
+    defaultMode: 0400
 {{- end }}
 
 {{- define "kubernel.volumeMounts" -}}
@@ -85,4 +89,11 @@ app.kubernetes.io/component: {{ .component }}
   readOnly: true
 - name: tmp
   mountPath: /tmp
+- name: runner-key
+  mountPath: /var/run/kubernel/runner-key
+  readOnly: true
+{{- end }}
+
+{{- define "kubernel.runnerKeyEnv" -}}
+- {name: KUBERNEL_RUNNER_KEY_FILE, value: /var/run/kubernel/runner-key/key}
 {{- end }}
