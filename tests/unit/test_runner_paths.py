@@ -60,3 +60,22 @@ def test_a_walk_never_follows_a_link_and_can_make_directories(tree: Path, tmp_pa
             walk(root, ("nope",))
         os.close(walk(root, ("made", "deep"), create=True))
     assert (tree / "made" / "deep").is_dir()
+
+
+def test_runner_tokens_are_derived_per_session() -> None:
+    from kubernel.runner import token
+
+    key = b"k" * 32
+    base = token(key, "ns", "s1", "uid-1")
+    assert base == token(key, "ns", "s1", "uid-1") and len(base) == 64
+    assert len({base, token(key, "ns", "s1", "uid-2"), token(key, "ns", "s2", "uid-1"), token(key, "ns2", "s1", "uid-1"),
+                token(b"j" * 32, "ns", "s1", "uid-1")}) == 5
+
+
+def test_the_runner_key_comes_from_a_file_first(tmp_path) -> None:
+    from kubernel.connect import runner_key
+
+    (tmp_path / "key").write_text("from-the-file\n")
+    assert runner_key({"KUBERNEL_RUNNER_KEY_FILE": str(tmp_path / "key"), "KUBERNEL_RUNNER_KEY": "env"}) == (
+        b"from-the-file")
+    assert runner_key({"KUBERNEL_RUNNER_KEY": "env"}) == b"env" and runner_key({}) == b""
