@@ -70,10 +70,10 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
         {"name": "BACKENDAI_CLUSTER_SIZE", "value": str(spec.cluster_size)},
         {"name": "BACKENDAI_CLUSTER_HOST", "value": hostname(index)},
     ]
-    volumes = [{"name": f"vfolder-{i}", "persistentVolumeClaim": {"claimName": m.name, "readOnly": m.read_only}}
+    read_only = [{"readOnly": True} if m.read_only else {} for m in spec.mounts]  # false is the default: omitted
+    volumes = [{"name": f"vfolder-{i}", "persistentVolumeClaim": {"claimName": m.name, **read_only[i]}}
                for i, m in enumerate(spec.mounts)]
-    mounts = [{"name": f"vfolder-{i}", "mountPath": mount_path(m), "readOnly": m.read_only}
-              for i, m in enumerate(spec.mounts)]
+    mounts = [{"name": f"vfolder-{i}", "mountPath": mount_path(m), **read_only[i]} for i, m in enumerate(spec.mounts)]
     runner: dict = {}
     if runs_runner(spec, image):
         env += rn.runner_env()

@@ -161,10 +161,14 @@ def service_account_kubeconfig(install: Install, account: str, path: Path) -> st
 
 
 def chart_env(install: Install, deployment: str, images: Path) -> dict[str, str]:
-    """The environment the chart gives a container, with the image table as a local file."""
+    """The environment the chart gives a container, with the image table and the chart's
+    runner key (its Secret, which the Pods mount) as local files."""
     container = install.get("deployment", deployment)["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"]}
-    return env | {"KUBERNEL_IMAGES": str(images)}
+    key = images.parent / "runner.key"
+    key.write_bytes(base64.b64decode(install.get("secret", f"{FULLNAME}-runner-key")["data"]["key"]))
+    assert env["KUBERNEL_RUNNER_KEY_FILE"].startswith("/var/run/kubernel/runner-key/")
+    return env | {"KUBERNEL_IMAGES": str(images), "KUBERNEL_RUNNER_KEY_FILE": str(key)}
 
 
 @pytest.fixture(scope="module")

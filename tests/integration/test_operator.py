@@ -202,7 +202,7 @@ async def test_mounts_existing_claim_and_fails_on_a_missing_one(sessions: Sessio
     [pod] = await sessions.pods(ok)
     mounts = {m.mount_path for m in pod.spec.containers[0].volume_mounts}
     assert mounts == {"/home/work/mydata", "/home/work/.local/lib"}
-    assert {m.mount_path: m.read_only for m in pod.spec.containers[0].volume_mounts
+    assert {m.mount_path: bool(m.read_only) for m in pod.spec.containers[0].volume_mounts
             if m.name.startswith("vfolder")} == {"/home/work/mydata": False, "/home/work/.local/lib": True}
     assert {v.persistent_volume_claim.claim_name for v in pod.spec.volumes} == {"mydata"}
 

@@ -53,10 +53,10 @@ def test_main_kernel_pod() -> None:
                     {"name": "BACKENDAI_CLUSTER_HOST", "value": "main"},
                 ],
                 "resources": {"requests": limits, "limits": limits},
-                "volumeMounts": [{"name": "vfolder-0", "mountPath": "/home/work/mydata", "readOnly": False},
+                "volumeMounts": [{"name": "vfolder-0", "mountPath": "/home/work/mydata"},
                                  {"name": "vfolder-1", "mountPath": "/home/work/.local/lib", "readOnly": True}],
             }],
-            "volumes": [{"name": "vfolder-0", "persistentVolumeClaim": {"claimName": "mydata", "readOnly": False}},
+            "volumes": [{"name": "vfolder-0", "persistentVolumeClaim": {"claimName": "mydata"}},
                         {"name": "vfolder-1", "persistentVolumeClaim": {"claimName": "pkgs", "readOnly": True}}],
         },
     }
