@@ -209,13 +209,13 @@ async def test_mounts_existing_claim_and_fails_on_a_missing_one(sessions: Sessio
     missing = await sessions.create("mount-missing", image=fresh_image(), mounts=[{"name": "nosuch"}])
     body = await sessions.wait_phase(missing, "Terminated")
     assert events(body) == [("kernel_cancelled", "volume-not-found"), ("kernel_terminated", "volume-not-found")]
+    assert "nosuch" in body["status"]["message"]
     # Another owner's session naming the claim (made with kubectl, past the API): refused the same way.
     foreign = await sessions.create("mount-foreign", image=fresh_image(), access_key="AKIASOMEONEELSE01",
                                     mounts=[{"name": "mydata"}])
     body = await sessions.wait_phase(foreign, "Terminated")
     assert events(body)[-1] == ("kernel_terminated", "volume-not-found")
     assert "not the owner's" in body["status"]["message"] and not await sessions.pods(foreign)
-    assert "nosuch" in body["status"]["message"]
 
 
 async def _all_started(sessions: SessionClient, names: list[str], timeout: float) -> list[dict]:
