@@ -40,6 +40,7 @@ from .settings import REPO_ROOT, TestbedSettings
 
 RELEASE = "kubernel"
 NAMESPACE = "kubernel"
+KEYPAIR_NAMESPACE = f"{NAMESPACE}-keypairs"  # the chart's default: keypairs live apart
 CHART = REPO_ROOT / "helm" / "kubernel"
 DEV_IMAGE_TABLE = REPO_ROOT / "cluster" / "images.dev.yaml"
 TRAEFIK_VALUES = REPO_ROOT / "helm" / "examples" / "ingress-traefik.yaml"
@@ -139,7 +140,8 @@ def deploy(bed: Testbed) -> Deployment:
     if result.returncode != 0:
         raise DeployError(f"helm upgrade failed:\n{result.stdout}{result.stderr}")
     say("[deploy 4/4] the bootstrap keypair, and the API through the ingress")
-    secret = json.loads(_kubectl(bed, "-n", NAMESPACE, "get", "secret", BOOTSTRAP_SECRET, "-o", "json").stdout)
+    secret = json.loads(_kubectl(bed, "-n", KEYPAIR_NAMESPACE, "get", "secret", BOOTSTRAP_SECRET, "-o",
+                                 "json").stdout)
     access_key, secret_key = decode_keypair(secret)
     deployment = Deployment(endpoint, image, access_key, secret_key)
     wait_for(f"the API answering at {endpoint}/", lambda: _answers(endpoint), timeout=60, interval=0.5)
@@ -205,8 +207,10 @@ def undeploy(bed: Testbed) -> None:
     for name in left:
         _kubectl(bed, "-n", NAMESPACE, "patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
                  check=False)  # gone meanwhile is fine
-    say(f"[undeploy 4/4] deleting namespace {NAMESPACE}")
-    _kubectl(bed, "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait", "--timeout=120s")
+    say(f"[undeploy 4/4] deleting namespaces {NAMESPACE} and {KEYPAIR_NAMESPACE} (the chart keeps the keypairs' "
+        "on uninstall; undeploy removes everything)")
+    _kubectl(bed, "delete", "namespace", NAMESPACE, KEYPAIR_NAMESPACE, "--ignore-not-found", "--wait",
+             "--timeout=120s")
     ENV_FILE.unlink(missing_ok=True)
 
 

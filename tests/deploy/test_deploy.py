@@ -177,10 +177,10 @@ async def test_an_idle_stream_through_the_ingress_lives_past_two_minutes(install
 
 async def apply_keypair(installed: Installed, keypair: kp.Keypair) -> None:
     secret = kp.to_secret(keypair)
-    secret.setdefault("metadata", {})["namespace"] = deploy.NAMESPACE
+    secret.setdefault("metadata", {})["namespace"] = deploy.KEYPAIR_NAMESPACE
     proc = await asyncio.create_subprocess_exec(
         str(installed.bed.layout.bin / "kubectl"), f"--kubeconfig={installed.bed.layout.kubeconfig}",
-        "-n", deploy.NAMESPACE, "create", "-f", "-", stdin=asyncio.subprocess.PIPE,
+        "-n", deploy.KEYPAIR_NAMESPACE, "create", "-f", "-", stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate(json.dumps(secret, default=str).encode())
     assert proc.returncode == 0, err.decode()
@@ -334,9 +334,12 @@ def test_helm_uninstall_then_the_documented_clean_up_leaves_nothing_behind(insta
     # With the operator gone, nothing ends the session: it keeps its finalizer and its Pod.
     left = installed.get("kernelsession", kept["metadata"]["name"])
     assert r.FINALIZER in left["metadata"]["finalizers"]
+    # The keypairs' namespace outlives the release (the users' credentials): kept by Helm.
+    assert installed.kubectl("get", "namespace", deploy.KEYPAIR_NAMESPACE, "-o", "name").stdout.strip()
     deploy.undeploy(installed.bed)  # the README's clean-up
-    namespaces = installed.kubectl("get", "namespace", deploy.NAMESPACE, "--ignore-not-found", "-o", "name").stdout
-    assert namespaces == "", "the namespace is gone, so nothing in it kept a finalizer"
+    namespaces = installed.kubectl("get", "namespace", deploy.NAMESPACE, deploy.KEYPAIR_NAMESPACE,
+                                   "--ignore-not-found", "-o", "name").stdout
+    assert namespaces == "", "the namespaces are gone, so nothing in them kept a finalizer"
     everywhere = json.loads(installed.kubectl("get", "kernelsessions", "-A", "-o", "json").stdout)["items"]
     assert not [s for s in everywhere if s["spec"]["owner"]["accessKey"] == installed.deployment.access_key]
     pods = json.loads(installed.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]

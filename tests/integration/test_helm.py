@@ -53,10 +53,17 @@ class Install:
         assert result.returncode in (0, 1), result.stderr
         return result.returncode == 0
 
-    def get(self, *args: str) -> dict:
-        out = subprocess.run([*self.kubectl, "get", *args, "-n", self.namespace, "-o", "json"],
+    @property
+    def keypair_namespace(self) -> str:
+        return f"{self.namespace}-keypairs"  # the chart's default: keypairs live apart
+
+    def get(self, *args: str, namespace: str | None = None) -> dict:
+        out = subprocess.run([*self.kubectl, "get", *args, "-n", namespace or self.namespace, "-o", "json"],
                              check=True, capture_output=True, text=True).stdout
         return json.loads(out)
+
+    def bootstrap_secret(self) -> dict:
+        return self.get("secret", f"{FULLNAME}-bootstrap-keypair", namespace=self.keypair_namespace)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +84,8 @@ def install(kubeconfig: str, kubectl_bin: str, helm_bin: str, crds: None) -> Ite
     assert "BACKEND_ACCESS_KEY" in result.stdout, "NOTES.txt says where the credentials are"
     yield Install(namespace, kubeconfig, kubectl, helm)
     subprocess.run([*helm, "uninstall", RELEASE, "--wait", "--timeout=60s"], capture_output=True)
-    subprocess.run([*kubectl, "delete", "namespace", namespace, "--wait=false"], capture_output=True)
+    subprocess.run([*kubectl, "delete", "namespace", namespace, f"{namespace}-keypairs", "--wait=false"],
+                   capture_output=True)
 
 
 def test_the_release_is_up(install: Install) -> None:
@@ -87,7 +95,7 @@ def test_the_release_is_up(install: Install) -> None:
     assert install.get("pdb", f"{FULLNAME}-api")["status"]["currentHealthy"] == 2
     assert install.get("service", f"{FULLNAME}-api")["spec"]["ports"][0]["targetPort"] == "http"
     assert install.get("kopfpeering", FULLNAME)["metadata"]["name"] == FULLNAME
-    keypair = kp.from_secret(install.get("secret", f"{FULLNAME}-bootstrap-keypair"))
+    keypair = kp.from_secret(install.bootstrap_secret())
     assert keypair.role is kp.Role.SUPERADMIN and keypair.active
 
 
@@ -97,7 +105,8 @@ RBAC = [
     (API_SA, "watch", "kernelsessions.kubernel.io", True, True),
     (API_SA, "delete", "kernelsessions.kubernel.io", True, True),
     (API_SA, "patch", "kernelsessions.kubernel.io/status", True, True),
-    (API_SA, "list", "secrets", True, True),
+    (API_SA, "list", "secrets", True, False),  # keypairs live apart; runner tokens are derived
+    (API_SA, "get", "secrets", True, False),
     (API_SA, "get", "pods/log", True, True),
     (API_SA, "create", "pods", True, False),
     (API_SA, "create", "pods/exec", True, False),
@@ -130,13 +139,30 @@ def test_rbac(install: Install, account: str, verb: str, resource: str, here: bo
     assert install.can_i(account, verb, resource, None if here else "default") is allowed
 
 
+def test_the_api_reads_secrets_only_where_keypairs_live(install: Install, tmp_path: Path) -> None:
+    keypairs = install.keypair_namespace
+    for verb in ("get", "list", "watch"):
+        assert install.can_i(API_SA, verb, "secrets", keypairs)
+    for verb in ("create", "update", "delete"):
+        assert not install.can_i(API_SA, verb, "secrets", keypairs)
+    assert not install.can_i(OPERATOR_SA, "get", "secrets", keypairs)
+    # What the Secret rights give, really: the bootstrap keypair is there, and it is all there is.
+    names = [s["metadata"]["name"] for s in install.get("secrets", namespace=keypairs)["items"]]
+    assert names == [f"{FULLNAME}-bootstrap-keypair"]
+    # A real request with the API's own token: the Secrets beside it (the runner key) are refused.
+    as_api = service_account_kubeconfig(install, API_SA, tmp_path / "api.kubeconfig")
+    refused = subprocess.run([install.kubectl[0], f"--kubeconfig={as_api}", "get", "secret", f"{FULLNAME}-runner-key",
+                              "-n", install.namespace], capture_output=True, text=True)
+    assert refused.returncode != 0 and "forbidden" in refused.stderr.lower(), refused.stderr
+
+
 def test_an_upgrade_keeps_the_bootstrap_keypair(install: Install) -> None:
-    before = install.get("secret", f"{FULLNAME}-bootstrap-keypair")["data"]
+    before = install.bootstrap_secret()["data"]
     result = subprocess.run([*install.helm, "upgrade", RELEASE, str(REPO / "helm" / "kubernel"), "--reuse-values",
                              "--set", "sessions.idleTimeoutSeconds=600", "--wait", "--timeout=120s"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert install.get("secret", f"{FULLNAME}-bootstrap-keypair")["data"] == before
+    assert install.bootstrap_secret()["data"] == before
     operator = install.get("deployment", OPERATOR_SA)["spec"]["template"]["spec"]["containers"][0]
     assert {"name": "KUBERNEL_IDLE_TIMEOUT", "value": "600"} in operator["env"]
 
@@ -194,7 +220,7 @@ def services(install: Install, tmp_path_factory: pytest.TempPathFactory) -> Iter
 async def test_the_chart_accounts_are_enough_to_serve_a_session(install: Install, kube: client.ApiClient,
                                                                 services: tuple[OperatorProcess, ApiProcess]) -> None:
     operator, api = services
-    keypair = kp.from_secret(install.get("secret", f"{FULLNAME}-bootstrap-keypair"))
+    keypair = kp.from_secret(install.bootstrap_secret())
     async with aiohttp.ClientSession() as http:
         bai = ApiClient(api.base_url, keypair, http)
         created = await bai.create("helm-1", maxWaitSeconds=60)

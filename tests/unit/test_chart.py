@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "kubernel"
 EXAMPLES = sorted((REPO / "helm" / "examples").glob("*.yaml"))
 RELEASE, NAMESPACE = "kn", "kubernel"
+KEYPAIR_NAMESPACE = "kubernel-keypairs"  # keypairs live apart by default
 
 
 def render(helm_bin: str, *args: str) -> list[dict]:
@@ -83,7 +84,13 @@ def test_every_object_is_labelled_and_namespaced(default: list[dict]) -> None:
         labels = obj["metadata"]["labels"]
         assert labels["app.kubernetes.io/instance"] == RELEASE and labels["app.kubernetes.io/part-of"] == "kubernel"
         assert "app.kubernetes.io/component" in labels, obj["metadata"]["name"]
-        assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
+        if obj["kind"] == "Namespace":  # the keypairs' own
+            assert obj["metadata"]["name"] == KEYPAIR_NAMESPACE
+        elif obj["kind"] == "Secret" and labels["app.kubernetes.io/component"] == "keypair" or obj["metadata"][
+                "name"] == "kn-kubernel-api-keypairs":
+            assert obj["metadata"]["namespace"] == KEYPAIR_NAMESPACE, obj["metadata"]["name"]
+        else:
+            assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
 
 
 def test_both_deployments_run_locked_down(default: list[dict]) -> None:
@@ -108,7 +115,7 @@ def test_the_api_deployment(default: list[dict]) -> None:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     env = env_of(deployment)
-    assert env["KUBERNEL_API_NAMESPACE"] == NAMESPACE and env["KUBERNEL_KEYPAIR_NAMESPACE"] == NAMESPACE
+    assert env["KUBERNEL_API_NAMESPACE"] == NAMESPACE and env["KUBERNEL_KEYPAIR_NAMESPACE"] == KEYPAIR_NAMESPACE
     assert Limits.model_validate_json(env["KUBERNEL_API_LIMITS"]) == Limits(cpu="64", memory="256Gi", gpu=8,
                                                                              cluster_size=16)
     assert env["KUBERNEL_API_MAX_BODY"] == "1048576"
@@ -223,6 +230,18 @@ def test_the_bootstrap_keypair_is_one_the_api_accepts(default: list[dict], helm_
         "kubernel.io/access-key"] == "AKIAGIVEN"
     assert [o["metadata"]["name"] for o in render(helm_bin, "--set", "keypairs.bootstrap.enabled=false")
             if o["kind"] == "Secret"] == ["kn-kubernel-runner-key"]
+
+
+def test_keypairs_live_apart_by_default(default: list[dict], helm_bin: str) -> None:
+    """The API's only right to Secrets is in a namespace holding keypairs alone (kept on
+    uninstall); a namespace given, or the release's own, is not created."""
+    namespace = one(default, "Namespace", KEYPAIR_NAMESPACE)
+    assert namespace["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert {(o["kind"], o["metadata"]["name"]) for o in default if o["metadata"].get("namespace") == KEYPAIR_NAMESPACE} == {
+        ("Secret", "kn-kubernel-bootstrap-keypair"), ("Role", "kn-kubernel-api-keypairs"),
+        ("RoleBinding", "kn-kubernel-api-keypairs")}
+    for given in (("--set", "keypairs.namespace=kubernel"), ("--set", "keypairs.createNamespace=false")):
+        assert not [o for o in render(helm_bin, *given) if o["kind"] == "Namespace"]
 
 
 def test_both_services_share_the_mounted_runner_key(default: list[dict]) -> None:

@@ -41,7 +41,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{- define "kubernel.keypairNamespace" -}}
-{{- default (include "kubernel.sessionNamespace" .) .Values.keypairs.namespace }}
+{{- default (printf "%s-keypairs" .Release.Namespace | trunc 63 | trimSuffix "-") .Values.keypairs.namespace }}
 {{- end }}
 
 {{- define "kubernel.image" -}}
