@@ -27,8 +27,8 @@ class Installed:
         return subprocess.run([str(self.bed.layout.bin / "kubectl"), f"--kubeconfig={self.bed.layout.kubeconfig}",
                                *args], capture_output=True, text=True, check=check, timeout=timeout)
 
-    def get(self, *args: str) -> Any:
-        return json.loads(self.kubectl("-n", deploy.NAMESPACE, "get", *args, "-o", "json").stdout)
+    def get(self, *args: str, namespace: str = deploy.NAMESPACE) -> Any:
+        return json.loads(self.kubectl("-n", namespace, "get", *args, "-o", "json").stdout)
 
     def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(self.bed.layout.bin / "helm"), f"--kubeconfig={self.bed.layout.kubeconfig}",

@@ -310,12 +310,12 @@ async def test_helm_upgrade_keeps_the_keypair_and_the_sessions(installed: Instal
     session = sessions_of(installed)["kept"]
     pod_before = installed.get("pods", "-l", f"{r.LABEL_SESSION}={session['metadata']['name']}")["items"]
     api_before = {p["metadata"]["name"] for p in api_pods(installed)}
-    secret_before = installed.get("secret", deploy.BOOTSTRAP_SECRET)["data"]
+    secret_before = installed.get("secret", deploy.BOOTSTRAP_SECRET, namespace=deploy.KEYPAIR_NAMESPACE)["data"]
     # A changed setting of the API's Pods, so the upgrade really rolls them.
     result = installed.helm("upgrade", deploy.RELEASE, str(deploy.CHART), "--reuse-values",
                             "--set", "api.config.heartbeatSeconds=14", "--wait", "--timeout=5m")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert installed.get("secret", deploy.BOOTSTRAP_SECRET)["data"] == secret_before
+    assert installed.get("secret", deploy.BOOTSTRAP_SECRET, namespace=deploy.KEYPAIR_NAMESPACE)["data"] == secret_before
     api_after = {p["metadata"]["name"] for p in api_pods(installed) if ready(p)}
     assert api_after and not api_after & api_before, "the API's Pods were replaced"
     after = sessions_of(installed)["kept"]
