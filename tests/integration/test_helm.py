@@ -241,3 +241,81 @@ async def test_the_chart_accounts_are_enough_to_serve_a_session(install: Install
     for proc in (operator, api):
         log = proc.log.read_text()
         assert "Forbidden" not in log and " 403" not in log, log[-3000:]
+
+
+# -- cluster-wide scope: Pod writes only where sessions may run, kernel-shaped only ------
+CW_RELEASE = "kw"
+CW_OPERATOR_SA = f"{CW_RELEASE}-kubernel-operator"
+
+
+@pytest.fixture(scope="module")
+def cluster_wide(kubeconfig: str, kubectl_bin: str, helm_bin: str, crds: None) -> Iterator[tuple[Install, str]]:
+    """A cluster-wide release whose sessions run in one namespace of their own."""
+    namespace = f"h-{uuid.uuid4().hex[:10]}"
+    sessions = f"{namespace}-s"
+    kubectl = [kubectl_bin, f"--kubeconfig={kubeconfig}"]
+    helm = [helm_bin, f"--kubeconfig={kubeconfig}", "-n", namespace]
+    for name in (namespace, sessions):
+        subprocess.run([*kubectl, "create", "namespace", name], check=True, capture_output=True)
+    placement = [f"--set-json={part}.{key}={json.dumps(SIMULATED_SCHEDULING[key])}"
+                 for part in ("api", "operator") for key in ("nodeSelector", "tolerations")]
+    result = subprocess.run([*helm, "install", CW_RELEASE, str(REPO / "helm" / "kubernel"), "--wait", "--timeout=120s",
+                             "--set", "scope.clusterWide=true", "--set", f"sessions.namespace={sessions}",
+                             "--set", "operator.peering.enabled=false", *placement], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    yield Install(namespace, kubeconfig, kubectl, helm), sessions
+    subprocess.run([*helm, "uninstall", CW_RELEASE, "--wait", "--timeout=60s"], capture_output=True)
+    subprocess.run([*kubectl, "delete", "namespace", namespace, sessions, f"{namespace}-keypairs", "--wait=false"],
+                   capture_output=True)
+
+
+KERNEL_POD = {
+    "apiVersion": "v1", "kind": "Pod",
+    "metadata": {"generateName": "probe-", "labels": {"app.kubernetes.io/managed-by": "kubernel",
+                                                     "app.kubernetes.io/component": "kernel"}},
+    "spec": {"automountServiceAccountToken": False, "nodeSelector": {"kubernel.io/nowhere": "true"},
+             "containers": [{"name": "kernel", "image": "registry.example/kernels/python:probe"}]},
+}
+
+
+def create_as(install: Install, account: str, namespace: str, pod: dict) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*install.kubectl, "create", "-f", "-", "-n", namespace,
+                           f"--as=system:serviceaccount:{install.namespace}:{account}"],
+                          input=json.dumps(pod), capture_output=True, text=True)
+
+
+def test_a_cluster_wide_operator_writes_pods_only_where_sessions_may_run(cluster_wide: tuple[Install, str]) -> None:
+    install, sessions = cluster_wide
+    assert install.can_i(CW_OPERATOR_SA, "create", "pods", sessions)
+    for elsewhere in ("kube-system", "default", install.namespace):
+        assert not install.can_i(CW_OPERATOR_SA, "create", "pods", elsewhere), elsewhere
+    assert install.can_i(CW_OPERATOR_SA, "watch", "pods", "kube-system")  # it follows Pods everywhere
+    refused = create_as(install, CW_OPERATOR_SA, "kube-system", KERNEL_POD)
+    assert refused.returncode != 0 and "forbidden" in refused.stderr.lower(), refused.stderr
+    made = create_as(install, CW_OPERATOR_SA, sessions, KERNEL_POD)
+    assert made.returncode == 0, made.stderr
+
+
+@pytest.mark.parametrize("breakage", ["privileged", "capability", "host network", "host path", "token", "unlabelled",
+                                      "init container"])
+def test_the_admission_policy_refuses_pods_that_are_not_kernels(cluster_wide: tuple[Install, str],
+                                                                breakage: str) -> None:
+    install, sessions = cluster_wide
+    pod = json.loads(json.dumps(KERNEL_POD))
+    spec, container = pod["spec"], pod["spec"]["containers"][0]
+    if breakage == "privileged":
+        container["securityContext"] = {"privileged": True}
+    elif breakage == "capability":
+        container["securityContext"] = {"capabilities": {"add": ["NET_ADMIN"]}}
+    elif breakage == "host network":
+        spec["hostNetwork"] = True
+    elif breakage == "host path":
+        spec["volumes"] = [{"name": "root", "hostPath": {"path": "/"}}]
+    elif breakage == "token":
+        spec["automountServiceAccountToken"] = True
+    elif breakage == "unlabelled":
+        pod["metadata"]["labels"] = {}
+    elif breakage == "init container":
+        spec["initContainers"] = [{"name": "init", "image": "registry.example/x:1"}]
+    refused = create_as(install, CW_OPERATOR_SA, sessions, pod)
+    assert refused.returncode != 0 and "ValidatingAdmissionPolicy" in refused.stderr, refused.stderr

@@ -185,6 +185,26 @@ def test_cluster_wide_scope(helm_bin: str) -> None:
     assert one(objects, "Secret", "kn-kubernel-bootstrap-keypair")["metadata"]["namespace"] == "kubernel-keys"
 
 
+def test_a_cluster_wide_operator_writes_pods_only_where_sessions_may_run(helm_bin: str) -> None:
+    objects = render(helm_bin, "-f", str(REPO / "helm" / "examples" / "cluster-wide.yaml"),
+                     "--set-json", 'scope.sessionNamespaces=["kernels","team-a"]')
+    reads = rules_of(one(objects, "ClusterRole", "kubernel-kn-kubernel-operator"))
+    assert ("", "pods", "watch") in reads and not {v for g, r_, v in reads if r_ == "pods"} - {"get", "list", "watch"}
+    writes = one(objects, "ClusterRole", "kubernel-kn-kubernel-operator-sessions")
+    assert ("", "pods", "create") in rules_of(writes)
+    bindings = [o for o in objects if o["kind"] == "RoleBinding" and o["roleRef"]["name"] == writes["metadata"]["name"]]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["kernels", "team-a"]
+    assert not [o for o in objects if o["kind"] == "ClusterRoleBinding"
+                and o["roleRef"]["name"] == writes["metadata"]["name"]], "no cluster-wide Pod writes"
+    policy = one(objects, "ValidatingAdmissionPolicy", "kubernel-kn-kubernel-kernel-pods")
+    assert policy["spec"]["matchConditions"][0]["expression"] == (
+        'request.userInfo.username == "system:serviceaccount:kubernel:kn-kubernel-operator"')
+    assert one(objects, "ValidatingAdmissionPolicyBinding", "kubernel-kn-kubernel-kernel-pods")["spec"][
+        "validationActions"] == ["Deny"]
+    namespaced = render(helm_bin)
+    assert not [o for o in namespaced if o["kind"].startswith("ValidatingAdmission")]
+
+
 def test_the_ingress_suits_event_streams(helm_bin: str) -> None:
     objects = render(helm_bin, "-f", str(REPO / "helm" / "examples" / "ingress-nginx.yaml"))
     ingress = one(objects, "Ingress", "kn-kubernel-api")

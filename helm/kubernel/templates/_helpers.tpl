@@ -97,3 +97,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "kubernel.runnerKeyEnv" -}}
 - {name: KUBERNEL_RUNNER_KEY_FILE, value: /var/run/kubernel/runner-key/key}
 {{- end }}
+
+{{- /* The namespaces where a cluster-wide operator may run sessions' Pods (JSON list). */}}
+{{- define "kubernel.operatorNamespaces" -}}
+{{- $listed := .Values.scope.sessionNamespaces | default (list (include "kubernel.sessionNamespace" .)) }}
+{{- toJson (uniq $listed) }}
+{{- end }}
