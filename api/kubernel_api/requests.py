@@ -218,11 +218,25 @@ def to_spec(request: CreateRequest, *, access_key: str, domain: str, group: str,
         raise Problem(ProblemType.INVALID_PARAMETERS, describe(exc)) from None
 
 
+# Bounds on config.environ: it is copied into every kernel Pod of the session (and
+# into its runner's Secret), so its size multiplies by clusterSize in etcd.
+ENVIRON_MAX_VARIABLES = 64
+ENVIRON_MAX_NAME = 128
+ENVIRON_MAX_VALUE = 4096
+ENVIRON_MAX_TOTAL = 32768
+
+
 def _environ(config: CreationConfig) -> dict[str, str]:
     environ = config.environ or {}
-    bad = [k for k in environ if not _ENV_NAME.match(k)]
+    bad = [k for k in environ if not _ENV_NAME.match(k) or len(k) > ENVIRON_MAX_NAME]
     if bad:
         raise Problem(ProblemType.INVALID_PARAMETERS,
-                      f"config.environ: invalid variable name(s) {', '.join(sorted(bad)[:5])}")
+                      f"config.environ: invalid variable name(s) {', '.join(sorted(k[:40] for k in bad)[:5])}")
+    long = sorted(k for k, v in environ.items() if len(v) > ENVIRON_MAX_VALUE)
+    total = sum(len(k) + len(v) for k, v in environ.items())
+    if len(environ) > ENVIRON_MAX_VARIABLES or long or total > ENVIRON_MAX_TOTAL:
+        raise Problem(ProblemType.INVALID_PARAMETERS,
+                      f"config.environ: at most {ENVIRON_MAX_VARIABLES} variables, {ENVIRON_MAX_VALUE} characters "
+                      f"per value and {ENVIRON_MAX_TOTAL} in all" + (f" ({', '.join(long[:5])} too long)" if long else ""))
     return environ
 

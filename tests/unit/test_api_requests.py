@@ -200,3 +200,22 @@ def test_which_keypair_changes_close_its_streams(change: dict, revoked: bool) ->
     assert heard == ([{USER.access_key}] if revoked else [])
     index.on_change("2", "3", [(changed, None)])  # deleted: always
     assert heard[-1] == {USER.access_key} and index.get(USER.access_key) is None
+
+
+@pytest.mark.parametrize(("environ", "ok"), [
+    ({"A": "x" * 4096}, True),
+    ({f"V{i}": "x" for i in range(64)}, True),
+    ({"A": "x" * 4097}, False),
+    ({f"V{i}": "x" for i in range(65)}, False),
+    ({f"V{i}": "x" * 4000 for i in range(9)}, False),  # 36 KB in all
+    ({"A" * 129: "x"}, False),
+])
+def test_environ_is_bounded(environ: dict, ok: bool) -> None:
+    """environ goes into every kernel Pod (clusterSize of them): bounded, with a clear 400."""
+    body = {**CLIENT_BODY, "config": {"environ": environ}}
+    if ok:
+        assert spec_of(body).environ == environ
+    else:
+        with pytest.raises(Problem) as caught:
+            spec_of(body)
+        assert caught.value.kind is ProblemType.INVALID_PARAMETERS and "config.environ" in caught.value.detail
