@@ -142,6 +142,7 @@ async def test_token_rules(api: RunningApi) -> None:
     ({"clientSessionToken": "slot-01", "image": "python:3.6", "config": {"resources": {"tpu": 1}}}, "tpu"),
     ({"clientSessionToken": "mem-01", "image": "python:3.6", "config": {"resources": {"mem": "lots"}}}, "mem"),
     ({"clientSessionToken": "env-01", "image": "python:3.6", "config": {"environ": {"1X": "y"}}}, "environ"),
+    ({"clientSessionToken": "env-02", "image": "python:3.6", "config": {"environ": {"A": "x" * 5000}}}, "environ"),
     ({"clientSessionToken": "mnt-01", "image": "python:3.6", "config": {"mounts": ["Bad_Name"]}}, "mounts"),
     ({"clientSessionToken": "cs-01", "image": "python:3.6", "config": {"clusterSize": 0}}, "clusterSize"),
     ({"clientSessionToken": "wait-01", "image": "python:3.6", "maxWaitSeconds": -1}, "maxWaitSeconds"),
