@@ -26,10 +26,10 @@ from typing import Literal
 
 from . import resource as r
 from .model import MOUNT_NAME_PATTERN
+from .runner import WORKDIR as HOME
 
 _CLAIM_NAME = re.compile(MOUNT_NAME_PATTERN)
 
-HOME = "/home/work"
 LABEL_FOLDER_ACCESS = f"{r.GROUP}/access"  # ro | rw
 MODES = ("ro", "rw")
 Access = Literal["ro", "rw"]

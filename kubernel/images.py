@@ -120,7 +120,6 @@ class ImageTable(_Config):
             f"image {requested!r} is not a known alias and its registry {registry_of(requested)!r} "
             f"is not allowed (allowed: {', '.join(self.allowed_registries) or 'none'})")
 
-
     def service_ports(self, requested: str) -> list[ServicePort]:
         alias = self.aliases.get(requested)
         return list(alias.service_ports) if alias is not None else []

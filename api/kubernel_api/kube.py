@@ -6,14 +6,13 @@ Every call carries a timeout, so an unreachable API server turns into a quick
 
 from __future__ import annotations
 
-import asyncio
 import functools
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubernel import resource as r
-from kubernel.raw import read_bytes, read_items
+from kubernel.raw import claim_labels, read_bytes, read_items
 
 from . import keypairs as kp
 
@@ -92,19 +91,7 @@ class Kube:
 
     # -- kernels ----------------------------------------------------------------
     async def claim_labels(self, names: set[str]) -> dict[str, dict[str, str] | None]:
-        """The labels of each named PersistentVolumeClaim (None: there is none)."""
-        async def labels_of(name: str) -> dict[str, str] | None:
-            try:
-                claim = await self.core.read_namespaced_persistent_volume_claim(
-                    name, self.namespace, _request_timeout=self.timeout)
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                raise
-            return dict(claim.metadata.labels or {})
-
-        found = await asyncio.gather(*(labels_of(n) for n in sorted(names)))
-        return dict(zip(sorted(names), found))
+        return await claim_labels(self.core, self.namespace, names, _request_timeout=self.timeout)
 
     async def pod_log(self, pod: str, container: str, limit_bytes: int) -> str:
         """The container's last ``LOG_TAIL_LINES`` lines, at most ``limit_bytes`` of them."""

@@ -211,8 +211,8 @@ def to_spec(request: CreateRequest, *, access_key: str, domain: str, group: str,
             owner=m.Owner(access_key=access_key, domain=domain, group=group),
             image=request.requested_image, resolved_image=resolved.image, type=request.type,
             startup_command=request.startup_command, cluster_size=request.config.cluster_size or 1,
-            resources=slots.resources(request.config.resources, request.config.instance_memory), environ=_environ(request.config),
-            mounts=mounts or [], tag=request.tag, idle_timeout_seconds=idle_timeout_seconds,
+            resources=slots.resources(request.config.resources, request.config.instance_memory),
+            environ=_environ(request.config), mounts=mounts or [], tag=request.tag, idle_timeout_seconds=idle_timeout_seconds,
         )
     except ValidationError as exc:
         raise Problem(ProblemType.INVALID_PARAMETERS, describe(exc)) from None

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import kubernel
 from kubernel import model as m
+from kubernel.images import ServicePort
 
 from . import access, views
 from .events import Cursor, comment
@@ -59,9 +60,9 @@ def query_of(request: web.Request) -> dict[str, str]:
     return query
 
 
-def requested_image_of(body: dict) -> str:
-    """The image (alias) a session was asked for."""
-    return (body.get("spec") or {}).get("image", "")
+def offered_ports(app: web.Application, body: dict) -> list[ServicePort]:
+    """The app services the image table gives the session's image (alias)."""
+    return app[SETTINGS].images.service_ports((body.get("spec") or {}).get("image", ""))
 
 
 def kernel_id_of(request: web.Request) -> str:
@@ -89,9 +90,8 @@ async def create(request: web.Request) -> web.Response:
     spec = to_spec(body, access_key=owner.access_key, domain=domain, group=group, images=app[SETTINGS].images,
                    idle_timeout_seconds=app[SETTINGS].default_idle_timeout_seconds, mounts=mounts)
     outcome = await app[SERVICE].get_or_create(body, owner, spec)
-    offered = app[SETTINGS].images.service_ports(requested_image_of(outcome.body))
-    return web.json_response(views.create_response(outcome.body, created=outcome.created,
-                                                   timed_out=outcome.timed_out, offered=offered),
+    return web.json_response(views.create_response(outcome.body, created=outcome.created, timed_out=outcome.timed_out,
+                                                   offered=offered_ports(app, outcome.body)),
                              status=201 if outcome.created else 200)
 
 
@@ -104,8 +104,7 @@ async def get_info(request: web.Request) -> web.Response:
     measured = None
     if not views.is_terminated(found):
         found, measured = await asyncio.gather(service.record_access(found), app[RUNNER].stats(found))
-    offered = app[SETTINGS].images.service_ports(requested_image_of(found))
-    return web.json_response(views.kernel_info(found, _now(), measured, offered))
+    return web.json_response(views.kernel_info(found, _now(), measured, offered_ports(app, found)))
 
 
 async def restart(request: web.Request) -> web.Response:

@@ -85,11 +85,16 @@ class Hub:
                     self._drop(subscriber)
 
     def _drop(self, subscriber: Subscriber) -> None:
-        subscriber.dropped = True
         self.metrics.dropped_streams.inc()
         log.warning("SSE client of %s fell %d messages behind; disconnecting it",
                     subscriber.filter.caller.access_key, self.queue_size)
-        while not subscriber.queue.empty():  # free its backlog now; it resumes with Last-Event-ID
+        self._end(subscriber)
+
+    @staticmethod
+    def _end(subscriber: Subscriber) -> None:
+        """Close a stream now: its backlog is freed (a client resumes with Last-Event-ID)."""
+        subscriber.dropped = True
+        while not subscriber.queue.empty():
             subscriber.queue.get_nowait()
         subscriber.queue.put_nowait(CLOSE)
 
@@ -141,10 +146,7 @@ class Hub:
         changed): what a stream may carry was decided when it opened."""
         for subscriber in list(self.subscribers):
             if subscriber.filter.caller.access_key in access_keys and not subscriber.dropped:
-                subscriber.dropped = True
-                while not subscriber.queue.empty():
-                    subscriber.queue.get_nowait()
-                subscriber.queue.put_nowait(CLOSE)
+                self._end(subscriber)
                 log.info("closing an event stream of %s: its keypair changed", subscriber.filter.caller.access_key)
 
     def shutdown(self) -> None:

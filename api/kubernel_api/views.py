@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from kubernel.images import ServicePort
+from kubernel.images import ServicePort, registry_of
 from kubernel.lifecycle import API_STATUS, Phase
 from kubernel.model import KernelSession, KernelSessionStatus
-from kubernel.images import registry_of
 from kubernel.quantity import memory_kib, parse_quantity
 
 

@@ -7,7 +7,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubernel import resource as r
-from kubernel.raw import read_items, read_json
+from kubernel.raw import claim_labels, read_items, read_json
 
 
 class Kube:
@@ -79,15 +79,4 @@ class Kube:
                 raise
 
     async def claim_labels(self, namespace: str, names: list[str]) -> dict[str, dict[str, str] | None]:
-        """The labels of each named PersistentVolumeClaim (None: there is none)."""
-        found: dict[str, dict[str, str] | None] = {}
-        for name in names:
-            try:
-                claim = await self.core.read_namespaced_persistent_volume_claim(name, namespace)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                found[name] = None
-            else:
-                found[name] = dict(claim.metadata.labels or {})
-        return found
+        return await claim_labels(self.core, namespace, names)

@@ -263,7 +263,7 @@ class Sessions:
         for manifest in manifests:
             kopf.adopt(manifest, owner=owner)
         try:
-            if builders.runs_runner(spec, image):  # before the Pods, which mount it (an existing one keeps its token)
+            if builders.runs_runner(spec, image):  # before the Pods, which mount it (its token: the session's uid's)
                 secret = builders.build_runner_secret(
                     name, spec, rn.token(self.settings.runner_key, namespace, name, owner["metadata"]["uid"]))
                 kopf.adopt(secret, owner=owner)
