@@ -32,13 +32,13 @@ from datetime import datetime
 from pathlib import Path
 
 import aiohttp
+from kubernetes_asyncio import client, config, watch
+
+from kubernel import resource as r
 from kubernel_api import keypairs as kp
 from kubernel_testbed.launcher import Testbed, say
 from kubernel_testbed.node import PYTHON_IMAGE, SIMULATED_SCHEDULING
 from kubernel_testbed.settings import NodeShape, SimulatedDelays, TestbedSettings
-from kubernetes_asyncio import client, config, watch
-
-from kubernel import resource as r
 from tests.integration.api_client import ApiClient
 from tests.integration.processes import REPO, ServiceProcess, free_port
 from tests.waiting import wait_until
@@ -58,10 +58,16 @@ from .sse import Keys, StreamReader
 
 IMAGE = "registry.example/lablup/python:3.6-ubuntu18.04"
 # python:3.6 runs on the simulated nodes; real/python on the real node, from its registry.
-IMAGES_FILE = json.dumps({
-    "allowedRegistries": ["registry.example"], "scheduling": SIMULATED_SCHEDULING,
-    "aliases": {"python:3.6": {"image": IMAGE},
-                "real/python": {"image": PYTHON_IMAGE, "command": [], "runner": True, "scheduling": {}}}})
+IMAGES_FILE = json.dumps(
+    {
+        "allowedRegistries": ["registry.example"],
+        "scheduling": SIMULATED_SCHEDULING,
+        "aliases": {
+            "python:3.6": {"image": IMAGE},
+            "real/python": {"image": PYTHON_IMAGE, "command": [], "runner": True, "scheduling": {}},
+        },
+    }
+)
 REAL_RESOURCES = {"cpu": "100m", "memory": "64Mi"}
 NAMESPACE = "bench"
 
@@ -87,7 +93,15 @@ class BenchSettings:
 
     @classmethod
     def quick(cls) -> BenchSettings:
-        return cls(counted=5, sequential=10, real_sequential=4, burst=50, subscribers=100, fanout_sessions=50, live_sessions=200)
+        return cls(
+            counted=5,
+            sequential=10,
+            real_sequential=4,
+            burst=50,
+            subscribers=100,
+            fanout_sessions=50,
+            live_sessions=200,
+        )
 
 
 # -- processes ---------------------------------------------------------------------
@@ -124,13 +138,32 @@ def services(kubeconfig: str, work: Path) -> tuple[ServiceProcess, ServiceProces
     images.write_text(IMAGES_FILE)
     common = {**os.environ, "KUBECONFIG": kubeconfig, "KUBERNEL_IMAGES": str(images)}
     health, port = free_port(), free_port()
-    operator = ServiceProcess("operator", ["kubernel_operator"], {
-        **common, "KUBERNEL_NAMESPACES": NAMESPACE, "KUBERNEL_OPERATOR_HEALTH_HOST": "127.0.0.1",
-        "KUBERNEL_OPERATOR_HEALTH_PORT": str(health)}, work / "operator.log", f"http://127.0.0.1:{health}/healthz")
+    operator = ServiceProcess(
+        "operator",
+        ["kubernel_operator"],
+        {
+            **common,
+            "KUBERNEL_NAMESPACES": NAMESPACE,
+            "KUBERNEL_OPERATOR_HEALTH_HOST": "127.0.0.1",
+            "KUBERNEL_OPERATOR_HEALTH_PORT": str(health),
+        },
+        work / "operator.log",
+        f"http://127.0.0.1:{health}/healthz",
+    )
     base_url = f"http://127.0.0.1:{port}"
-    api = ServiceProcess("API", ["kubernel_api", "serve"], {
-        **common, "KUBERNEL_API_HOST": "127.0.0.1", "KUBERNEL_API_PORT": str(port), "KUBERNEL_API_NAMESPACE": NAMESPACE,
-        "KUBERNEL_API_MAX_WAIT": "120"}, work / "api.log", base_url + "/readyz")
+    api = ServiceProcess(
+        "API",
+        ["kubernel_api", "serve"],
+        {
+            **common,
+            "KUBERNEL_API_HOST": "127.0.0.1",
+            "KUBERNEL_API_PORT": str(port),
+            "KUBERNEL_API_NAMESPACE": NAMESPACE,
+            "KUBERNEL_API_MAX_WAIT": "120",
+        },
+        work / "api.log",
+        base_url + "/readyz",
+    )
     return operator, api, base_url
 
 
@@ -152,9 +185,12 @@ class PodsReady:
                 listed = await self.core.list_namespaced_pod(NAMESPACE)
                 for pod in listed.items:
                     self._seen(pod)
-                async for event in watch.Watch().stream(self.core.list_namespaced_pod, NAMESPACE,
-                                                         resource_version=listed.metadata.resource_version,
-                                                         timeout_seconds=300):
+                async for event in watch.Watch().stream(
+                    self.core.list_namespaced_pod,
+                    NAMESPACE,
+                    resource_version=listed.metadata.resource_version,
+                    timeout_seconds=300,
+                ):
                     if event["type"] in ("ADDED", "MODIFIED"):
                         self._seen(event["object"])
             except asyncio.CancelledError:
@@ -165,8 +201,11 @@ class PodsReady:
 
     def _seen(self, pod: client.V1Pod) -> None:
         name = pod.metadata.name
-        if name not in self.ready and pod.status.phase == "Running" and any(
-                c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []):
+        if (
+            name not in self.ready
+            and pod.status.phase == "Running"
+            and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+        ):
             self.ready[name] = time.perf_counter()
             waiter = self.waiters.pop(name, None)
             if waiter and not waiter.done():
@@ -193,11 +232,24 @@ async def api_requests(kube: client.ApiClient) -> Counter[str]:
 
 
 def plain_pod(name: str) -> dict:
-    return {"metadata": {"name": name, "labels": {"bench": "plain"}}, "spec": {
-        "terminationGracePeriodSeconds": 0, "containers": [{
-            "name": "main", "image": IMAGE, "command": ["sleep", "infinity"],
-            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}],
-        **SIMULATED_SCHEDULING}}
+    return {
+        "metadata": {"name": name, "labels": {"bench": "plain"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": IMAGE,
+                    "command": ["sleep", "infinity"],
+                    "resources": {
+                        "requests": {"cpu": "1", "memory": "1Gi"},
+                        "limits": {"cpu": "1", "memory": "1Gi"},
+                    },
+                }
+            ],
+            **SIMULATED_SCHEDULING,
+        },
+    }
 
 
 async def plain_burst(core: client.CoreV1Api, pods: PodsReady, settings: BenchSettings) -> Burst:
@@ -210,7 +262,9 @@ async def plain_burst(core: client.CoreV1Api, pods: PodsReady, settings: BenchSe
 
 
 async def delete_plain_pods(core: client.CoreV1Api) -> None:
-    await core.delete_collection_namespaced_pod(NAMESPACE, label_selector="bench=plain", grace_period_seconds=0)
+    await core.delete_collection_namespaced_pod(
+        NAMESPACE, label_selector="bench=plain", grace_period_seconds=0
+    )
     await until(lambda: _count_pods(core, "bench=plain"), 0, "plain Pods deleted")
 
 
@@ -237,19 +291,32 @@ async def delete_sessions(custom: client.CustomObjectsApi) -> None:
 
 def real_pod(name: str) -> dict:
     """A plain Pod of the kernel image on the real node (no scheduling: the simulated nodes are tainted)."""
-    return {"metadata": {"name": name, "labels": {"bench": "real"}}, "spec": {
-        "terminationGracePeriodSeconds": 0, "containers": [{
-            "name": "main", "image": PYTHON_IMAGE, "command": ["sleep", "infinity"],  # not the runner
-            "resources": {"requests": REAL_RESOURCES, "limits": REAL_RESOURCES}}]}}
+    return {
+        "metadata": {"name": name, "labels": {"bench": "real"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": PYTHON_IMAGE,
+                    "command": ["sleep", "infinity"],  # not the runner
+                    "resources": {"requests": REAL_RESOURCES, "limits": REAL_RESOURCES},
+                }
+            ],
+        },
+    }
 
 
-async def real_node(core: client.CoreV1Api, custom: client.CustomObjectsApi, bai: ApiClient,
-                    settings: BenchSettings) -> dict:
+async def real_node(
+    core: client.CoreV1Api, custom: client.CustomObjectsApi, bai: ApiClient, settings: BenchSettings
+) -> dict:
     """Create -> started on the real node, one at a time, a plain Pod and a session
     alternately; each is removed before the next (the node has this machine's CPUs)."""
     pods = PodsReady(core)
     await pods.start()
-    say(f"real node: {settings.real_sequential} plain Pods and {settings.real_sequential} sessions, alternating")
+    say(
+        f"real node: {settings.real_sequential} plain Pods and {settings.real_sequential} sessions, alternating"
+    )
     plain_s, session_s, first_result_s = [], [], []
     for i in range(-1, settings.real_sequential):  # -1: a warm-up pair, not counted (the first pull)
         name, token = f"real-plain-{i + 1}", f"real-{i + 1:03}"
@@ -258,9 +325,15 @@ async def real_node(core: client.CoreV1Api, custom: client.CustomObjectsApi, bai
         ready = await asyncio.wait_for(pods.wait(name), 120) - began
         await core.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=0)
         began = time.perf_counter()
-        answer = await bai.call("POST", "/kernel/create", body={
-            "clientSessionToken": token, "image": "real/python",
-            "config": {"resources": {"cpu": 0.5, "mem": "256m"}}})
+        answer = await bai.call(
+            "POST",
+            "/kernel/create",
+            body={
+                "clientSessionToken": token,
+                "image": "real/python",
+                "config": {"resources": {"cpu": 0.5, "mem": "256m"}},
+            },
+        )
         if answer.status != 201 or answer.body.get("status") != "RUNNING":
             raise RuntimeError(f"create {token}: {answer.status} {answer.body}")
         answered = time.perf_counter() - began
@@ -276,8 +349,11 @@ async def real_node(core: client.CoreV1Api, custom: client.CustomObjectsApi, bai
     pods.stop()
     await until(lambda: _count_pods(core, "bench=real"), 0, "real-node plain Pods deleted")
     await delete_sessions(custom)
-    return {"baseline": Latency.of(plain_s), "kubernel": Latency.of(session_s),
-            "first_result": Latency.of(first_result_s)}
+    return {
+        "baseline": Latency.of(plain_s),
+        "kubernel": Latency.of(session_s),
+        "first_result": Latency.of(first_result_s),
+    }
 
 
 # -- the Kubernel side ---------------------------------------------------------------
@@ -286,7 +362,9 @@ async def open_stream(bai: ApiClient, keys: Keys, on_message=None) -> StreamRead
     _, reader = await asyncio.get_running_loop().create_connection(
         # HTTP/1.0: the stream comes without chunked encoding to undo.
         lambda: StreamReader(bai.raw_head("GET", "/stream/kernel/_/events", http="1.0"), keys, on_message),
-        host, int(port))
+        host,
+        int(port),
+    )
     await asyncio.wait_for(reader.opened, 30)
     return reader
 
@@ -322,14 +400,17 @@ class StartedOnStream:
 
 async def create_session(bai: ApiClient, token: str) -> float:
     """POST /kernel/create, waiting for the start; the moment of the response."""
-    answer = await bai.call("POST", "/kernel/create", body={"clientSessionToken": token, "image": "python:3.6"})
+    answer = await bai.call(
+        "POST", "/kernel/create", body={"clientSessionToken": token, "image": "python:3.6"}
+    )
     if answer.status != 201 or answer.body.get("status") != "RUNNING":
         raise RuntimeError(f"create {token}: {answer.status} {answer.body}")
     return time.perf_counter()
 
 
-async def creations(core: client.CoreV1Api, custom: client.CustomObjectsApi, bai: ApiClient,
-                    settings: BenchSettings) -> dict:
+async def creations(
+    core: client.CoreV1Api, custom: client.CustomObjectsApi, bai: ApiClient, settings: BenchSettings
+) -> dict:
     """Plain Pods and sessions, one at a time and in bursts, under the same conditions."""
     pods, stream = PodsReady(core), StartedOnStream()
     await pods.start()
@@ -374,12 +455,19 @@ async def creations(core: client.CoreV1Api, custom: client.CustomObjectsApi, bai
     stream.reader.close()
     await delete_sessions(custom)
     return {
-        "baseline": {"one_at_a_time": Latency.of(plain_s), "burst": base_burst,
-                     "requests_per_item": per_item(before, middle, settings.counted)},
-        "kubernel": {"response": Latency.of(response_s), "started_event": Latency.of(event_s),
-                     "burst_response": Burst(settings.burst, max(answered) - began),
-                     "burst_started_event": Burst(settings.burst, max(seen) - began),
-                     "requests_per_item": per_item(middle, after, settings.counted)}}
+        "baseline": {
+            "one_at_a_time": Latency.of(plain_s),
+            "burst": base_burst,
+            "requests_per_item": per_item(before, middle, settings.counted),
+        },
+        "kubernel": {
+            "response": Latency.of(response_s),
+            "started_event": Latency.of(event_s),
+            "burst_response": Burst(settings.burst, max(answered) - began),
+            "burst_started_event": Burst(settings.burst, max(seen) - began),
+            "requests_per_item": per_item(middle, after, settings.counted),
+        },
+    }
 
 
 ENTRY_LAG = "kubernel_api_lifecycle_entry_lag_seconds"
@@ -391,22 +479,32 @@ async def entry_lag(bai: ApiClient) -> dict[float, float]:
         return histogram_buckets(await response.text(), ENTRY_LAG)
 
 
-async def fanout(bai: ApiClient, custom: client.CustomObjectsApi, api: ServiceProcess,
-                 settings: BenchSettings) -> dict:
+async def fanout(
+    bai: ApiClient, custom: client.CustomObjectsApi, api: ServiceProcess, settings: BenchSettings
+) -> dict:
     say(f"fan-out: opening {settings.subscribers} SSE subscribers")
     keys = Keys()
     readers = []
     for start in range(0, settings.subscribers, 100):
-        readers += await asyncio.gather(*(open_stream(bai, keys) for _ in range(start, min(start + 100,
-                                                                                               settings.subscribers))))
+        readers += await asyncio.gather(
+            *(open_stream(bai, keys) for _ in range(start, min(start + 100, settings.subscribers)))
+        )
     pid = api.proc.pid
     rss_connected, cpu_before = rss_mb(pid), cpu_seconds(pid)
     sampler = Sampler(pid)
     lag_before = await entry_lag(bai)
     say(f"fan-out: {settings.fanout_sessions} sessions start while they listen")
     tokens = [f"fan-{i:03}" for i in range(settings.fanout_sessions)]
-    answers = await asyncio.gather(*(bai.call("POST", "/kernel/create", body={
-        "clientSessionToken": t, "image": "python:3.6", "enqueueOnly": True}) for t in tokens))
+    answers = await asyncio.gather(
+        *(
+            bai.call(
+                "POST",
+                "/kernel/create",
+                body={"clientSessionToken": t, "image": "python:3.6", "enqueueOnly": True},
+            )
+            for t in tokens
+        )
+    )
     assert all(a.status == 201 for a in answers), [a.body for a in answers if a.status != 201][:3]
     wanted = {(t.encode(), b"kernel_started") for t in tokens}
 
@@ -416,29 +514,53 @@ async def fanout(bai: ApiClient, custom: client.CustomObjectsApi, api: ServicePr
     await until(complete, len(readers), "every subscriber saw every kernel_started", timeout=300)
     peak, cpu = sampler.stop(), cpu_seconds(pid) - cpu_before
     lag_after = await entry_lag(bai)
-    upstream = {f"p{round(q * 100)}": 1000 * histogram_quantile(lag_before, lag_after, q) for q in (0.5, 0.99)}
+    upstream = {
+        f"p{round(q * 100)}": 1000 * histogram_quantile(lag_before, lag_after, q) for q in (0.5, 0.99)
+    }
     for rd in readers:
         rd.close()
     listed = await custom.list_namespaced_custom_object(r.GROUP, r.VERSION, NAMESPACE, r.PLURAL)
-    recorded = {(b["spec"]["sessionId"].encode(), e["event"].encode()): datetime.fromisoformat(e["time"]).timestamp()
-                for b in listed["items"] for e in b["status"]["lifecycle"]}
-    delays = [at - recorded[keys.names[k]] for rd in readers for at, k in zip(rd.times, rd.key_ids)
-              if keys.names[k] in recorded]
-    return {"delivery": Latency.of(delays), "upstream_ms": upstream, "messages": len(delays),
-            "api_rss_connected_mb": rss_connected,
-            "api_rss_peak_mb": peak, "api_cpu_s": cpu, "subscribers": len(readers)}
+    recorded = {
+        (b["spec"]["sessionId"].encode(), e["event"].encode()): datetime.fromisoformat(e["time"]).timestamp()
+        for b in listed["items"]
+        for e in b["status"]["lifecycle"]
+    }
+    delays = [
+        at - recorded[keys.names[k]]
+        for rd in readers
+        for at, k in zip(rd.times, rd.key_ids, strict=True)
+        if keys.names[k] in recorded
+    ]
+    return {
+        "delivery": Latency.of(delays),
+        "upstream_ms": upstream,
+        "messages": len(delays),
+        "api_rss_connected_mb": rss_connected,
+        "api_rss_peak_mb": peak,
+        "api_cpu_s": cpu,
+        "subscribers": len(readers),
+    }
 
 
-async def steady(bai: ApiClient, custom: client.CustomObjectsApi, operator: ServiceProcess, api: ServiceProcess,
-                 settings: BenchSettings, already: int) -> dict:
+async def steady(
+    bai: ApiClient,
+    custom: client.CustomObjectsApi,
+    operator: ServiceProcess,
+    api: ServiceProcess,
+    settings: BenchSettings,
+    already: int,
+) -> dict:
     more = settings.live_sessions - already
     say(f"steady state: {more} more sessions, {settings.live_sessions} live")
     gate = asyncio.Semaphore(100)
 
     async def create(token: str) -> None:
         async with gate:
-            answer = await bai.call("POST", "/kernel/create", body={
-                "clientSessionToken": token, "image": "python:3.6", "enqueueOnly": True})
+            answer = await bai.call(
+                "POST",
+                "/kernel/create",
+                body={"clientSessionToken": token, "image": "python:3.6", "enqueueOnly": True},
+            )
             if answer.status != 201:
                 raise RuntimeError(f"create {token}: {answer.status} {answer.body}")
 
@@ -454,10 +576,13 @@ async def steady(bai: ApiClient, custom: client.CustomObjectsApi, operator: Serv
     say(f"steady state: all running after {time.perf_counter() - began:.0f}s; {settle:.0f}s of idle CPU")
     op_cpu, api_cpu = cpu_seconds(operator.proc.pid), cpu_seconds(api.proc.pid)
     await asyncio.sleep(settle)  # a measurement window, not synchronisation
-    return {"sessions": settings.live_sessions, "operator_rss_mb": rss_mb(operator.proc.pid),
-            "api_rss_mb": rss_mb(api.proc.pid),
-            "operator_idle_cpu_pct": 100 * (cpu_seconds(operator.proc.pid) - op_cpu) / settle,
-            "api_idle_cpu_pct": 100 * (cpu_seconds(api.proc.pid) - api_cpu) / settle}
+    return {
+        "sessions": settings.live_sessions,
+        "operator_rss_mb": rss_mb(operator.proc.pid),
+        "api_rss_mb": rss_mb(api.proc.pid),
+        "operator_idle_cpu_pct": 100 * (cpu_seconds(operator.proc.pid) - op_cpu) / settle,
+        "api_idle_cpu_pct": 100 * (cpu_seconds(api.proc.pid) - api_cpu) / settle,
+    }
 
 
 # -- the run -----------------------------------------------------------------------
@@ -475,13 +600,16 @@ async def run(settings: BenchSettings, kubeconfig: str, work: Path) -> dict:
         operator.start()
         api.start()
         try:
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                             timeout=aiohttp.ClientTimeout(total=300)) as http:
+            async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=300)
+            ) as http:
                 bai = ApiClient(base_url, admin, http)
                 results: dict = await creations(core, custom, bai, settings)
                 results["real_node"] = await real_node(core, custom, bai, settings)
                 results["fanout"] = await fanout(bai, custom, api, settings)
-                results["steady"] = await steady(bai, custom, operator, api, settings, settings.fanout_sessions)
+                results["steady"] = await steady(
+                    bai, custom, operator, api, settings, settings.fanout_sessions
+                )
         finally:
             api.stop()
             operator.stop()
@@ -491,46 +619,109 @@ async def run(settings: BenchSettings, kubeconfig: str, work: Path) -> dict:
 def report(results: dict, settings: BenchSettings) -> tuple[str, list[Target]]:
     base, ours, fan, steady_ = results["baseline"], results["kubernel"], results["fanout"], results["steady"]
     b1: Latency = base["one_at_a_time"]
-    rows = [("plain Pods: create -> Ready", f"{b1.p50:.1f}", f"{b1.p95:.1f}", f"{b1.p99:.1f}", "1.00",
-             f"{base['burst'].wall_s:.2f}", f"{base['burst'].per_s:.1f}", "1.00")]
-    for label, latency, burst in (("kubernel: POST /kernel/create -> response", ours["response"],
-                                   ours["burst_response"]),
-                                  ("kubernel: POST -> kernel_started on SSE", ours["started_event"],
-                                   ours["burst_started_event"])):
-        rows.append((label, f"{latency.p50:.1f}", f"{latency.p95:.1f}", f"{latency.p99:.1f}",
-                     f"{ratio(latency.p50, b1.p50):.2f}", f"{burst.wall_s:.2f}", f"{burst.per_s:.1f}",
-                     f"{ratio(burst.per_s, base['burst'].per_s):.2f}"))
+    rows = [
+        (
+            "plain Pods: create -> Ready",
+            f"{b1.p50:.1f}",
+            f"{b1.p95:.1f}",
+            f"{b1.p99:.1f}",
+            "1.00",
+            f"{base['burst'].wall_s:.2f}",
+            f"{base['burst'].per_s:.1f}",
+            "1.00",
+        )
+    ]
+    for label, latency, burst in (
+        ("kubernel: POST /kernel/create -> response", ours["response"], ours["burst_response"]),
+        ("kubernel: POST -> kernel_started on SSE", ours["started_event"], ours["burst_started_event"]),
+    ):
+        rows.append(
+            (
+                label,
+                f"{latency.p50:.1f}",
+                f"{latency.p95:.1f}",
+                f"{latency.p99:.1f}",
+                f"{ratio(latency.p50, b1.p50):.2f}",
+                f"{burst.wall_s:.2f}",
+                f"{burst.per_s:.1f}",
+                f"{ratio(burst.per_s, base['burst'].per_s):.2f}",
+            )
+        )
     real = results["real_node"]
-    for label, latency in (("real node: plain Pod create -> Ready", real["baseline"]),
-                           ("real node: POST /kernel/create -> RUNNING", real["kubernel"]),
-                           ("real node: POST /kernel/create -> print(1) result", real["first_result"])):
-        rows.append((label, f"{latency.p50:.1f}", f"{latency.p95:.1f}", f"{latency.p99:.1f}",
-                     f"{ratio(latency.p50, real['baseline'].p50):.2f}", "", "", ""))
-    creation = table(rows, ("", "p50 ms", "p95 ms", "p99 ms", "p50 x base",
-                            f"{settings.burst} at once s", "per s", "x base"))
+    for label, latency in (
+        ("real node: plain Pod create -> Ready", real["baseline"]),
+        ("real node: POST /kernel/create -> RUNNING", real["kubernel"]),
+        ("real node: POST /kernel/create -> print(1) result", real["first_result"]),
+    ):
+        rows.append(
+            (
+                label,
+                f"{latency.p50:.1f}",
+                f"{latency.p95:.1f}",
+                f"{latency.p99:.1f}",
+                f"{ratio(latency.p50, real['baseline'].p50):.2f}",
+                "",
+                "",
+                "",
+            )
+        )
+    creation = table(
+        rows,
+        ("", "p50 ms", "p95 ms", "p99 ms", "p50 x base", f"{settings.burst} at once s", "per s", "x base"),
+    )
     delivery: Latency = fan["delivery"]
-    other = table([
-        (f"SSE delivery, {fan['subscribers']} subscribers, {settings.fanout_sessions} sessions",
-         f"p50 {delivery.p50:.1f} ms", f"p99 {delivery.p99:.1f} ms", f"{fan['messages']} messages"),
-        ("  of which until the API had the entry", f"p50 {fan['upstream_ms']['p50']:.1f} ms",
-         f"p99 {fan['upstream_ms']['p99']:.1f} ms", "(API histogram)"),
-        ("API process during fan-out", f"RSS {fan['api_rss_peak_mb']:.0f} MB peak",
-         f"{fan['api_rss_connected_mb']:.0f} MB connected", f"CPU {fan['api_cpu_s']:.1f} s"),
-        (f"steady state, {steady_['sessions']} live sessions", f"operator RSS {steady_['operator_rss_mb']:.0f} MB",
-         f"API RSS {steady_['api_rss_mb']:.0f} MB",
-         f"idle CPU operator {steady_['operator_idle_cpu_pct']:.0f}% / API {steady_['api_idle_cpu_pct']:.0f}%"),
-    ], ("", "", "", ""))
+    other = table(
+        [
+            (
+                f"SSE delivery, {fan['subscribers']} subscribers, {settings.fanout_sessions} sessions",
+                f"p50 {delivery.p50:.1f} ms",
+                f"p99 {delivery.p99:.1f} ms",
+                f"{fan['messages']} messages",
+            ),
+            (
+                "  of which until the API had the entry",
+                f"p50 {fan['upstream_ms']['p50']:.1f} ms",
+                f"p99 {fan['upstream_ms']['p99']:.1f} ms",
+                "(API histogram)",
+            ),
+            (
+                "API process during fan-out",
+                f"RSS {fan['api_rss_peak_mb']:.0f} MB peak",
+                f"{fan['api_rss_connected_mb']:.0f} MB connected",
+                f"CPU {fan['api_cpu_s']:.1f} s",
+            ),
+            (
+                f"steady state, {steady_['sessions']} live sessions",
+                f"operator RSS {steady_['operator_rss_mb']:.0f} MB",
+                f"API RSS {steady_['api_rss_mb']:.0f} MB",
+                f"idle CPU operator {steady_['operator_idle_cpu_pct']:.0f}% / API {steady_['api_idle_cpu_pct']:.0f}%",
+            ),
+        ],
+        ("", "", "", ""),
+    )
     calls = "\n".join(
-        f"{label:<11}{sum(counts.values()):6.1f}  " + ", ".join(f"{k} {v:g}" for k, v in list(counts.items())[:8])
-        for label, counts in (("plain Pod", base["requests_per_item"]), ("kubernel", ours["requests_per_item"])))
+        f"{label:<11}{sum(counts.values()):6.1f}  "
+        + ", ".join(f"{k} {v:g}" for k, v in list(counts.items())[:8])
+        for label, counts in (
+            ("plain Pod", base["requests_per_item"]),
+            ("kubernel", ours["requests_per_item"]),
+        )
+    )
     calls = f"kube-apiserver requests per creation, one at a time (all clients: ours, scheduler, KWOK, ...)\n{calls}"
     targets = [
         Target("create-to-started p50 vs plain Pods", ratio(ours["started_event"].p50, b1.p50), 1.5, "x"),
-        Target(f"throughput of {settings.burst} at once vs plain Pods",
-               ratio(ours["burst_started_event"].per_s, base["burst"].per_s), 0.6, "x", higher_is_better=True),
+        Target(
+            f"throughput of {settings.burst} at once vs plain Pods",
+            ratio(ours["burst_started_event"].per_s, base["burst"].per_s),
+            0.6,
+            "x",
+            higher_is_better=True,
+        ),
         Target(f"SSE p99 with {fan['subscribers']} subscribers", delivery.p99, 250, " ms"),
         Target(f"API RSS with {fan['subscribers']} subscribers", fan["api_rss_peak_mb"], 200, " MB"),
-        Target(f"operator RSS with {steady_['sessions']} live sessions", steady_["operator_rss_mb"], 300, " MB"),
+        Target(
+            f"operator RSS with {steady_['sessions']} live sessions", steady_["operator_rss_mb"], 300, " MB"
+        ),
     ]
     return f"{creation}\n\n{calls}\n\n{other}\n\n" + "\n".join(t.line() for t in targets), targets
 
@@ -552,9 +743,14 @@ def main() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # 1,000 streams on each side
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     defaults = TestbedSettings.from_env()
-    testbed = Testbed(TestbedSettings(state_dir=REPO / ".local" / "bench-testbed", cache_dir=defaults.cache_dir,
-                                      delays=SimulatedDelays(accept=0, pull=0, create=0, start=0, stop=0),
-                                      nodes=NodeShape(count=4, cpu="4000", memory="16Ti", pods="2000")))
+    testbed = Testbed(
+        TestbedSettings(
+            state_dir=REPO / ".local" / "bench-testbed",
+            cache_dir=defaults.cache_dir,
+            delays=SimulatedDelays(accept=0, pull=0, create=0, start=0, stop=0),
+            nodes=NodeShape(count=4, cpu="4000", memory="16Ti", pods="2000"),
+        )
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.out / "run"
     work.mkdir(exist_ok=True)
@@ -569,10 +765,14 @@ def main() -> int:
         say("bench: stopping its test bed")
         testbed.down()
     text, targets = report(results, settings)
-    document = {"when": datetime.now().astimezone().isoformat(timespec="seconds"), "settings": asdict(settings),
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                "duration_s": round(time.monotonic() - began, 1), "results": jsonable(results),
-                "targets": [{**asdict(t), "met": t.met} for t in targets]}
+    document = {
+        "when": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "settings": asdict(settings),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "duration_s": round(time.monotonic() - began, 1),
+        "results": jsonable(results),
+        "targets": [{**asdict(t), "met": t.met} for t in targets],
+    }
     (args.out / "results.json").write_text(json.dumps(document, indent=2))
     print(f"\n{text}\n\nfigures: {args.out / 'results.json'} ({document['duration_s']:.0f}s)", flush=True)
     return 0

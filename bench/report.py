@@ -58,8 +58,10 @@ class Target:
 
     def line(self) -> str:
         sign = ">=" if self.higher_is_better else "<="
-        return (f"{'MET ' if self.met else 'MISS'} {self.what}: {self.value:.2f}{self.unit} "
-                f"(target {sign} {self.limit:g}{self.unit})")
+        return (
+            f"{'MET ' if self.met else 'MISS'} {self.what}: {self.value:.2f}{self.unit} "
+            f"(target {sign} {self.limit:g}{self.unit})"
+        )
 
 
 def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
@@ -67,7 +69,10 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
     def fmt(row: tuple[str, ...]) -> str:
-        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        return "  ".join(
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=False))
+        )
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([fmt(header), rule, *(fmt(r) for r in rows)])
@@ -91,7 +96,9 @@ def request_counts(metrics: str) -> Counter[str]:
             labels = dict(_LABEL.findall(match["labels"]))
             if not labels.get("resource"):
                 continue
-            what = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+            what = labels.get("resource", "") + (
+                f"/{labels['subresource']}" if labels.get("subresource") else ""
+            )
             code = labels.get("code", "")
             failed = f" {code}" if code and not code.startswith("2") else ""  # conflicts show apart
             counts[f"{labels.get('verb', '?')} {what}{failed}"] += int(float(match["value"]))
@@ -104,7 +111,7 @@ def per_item(before: Counter[str], after: Counter[str], items: int) -> dict[str,
     return {k: round(v / items, 2) for k, v in sorted(delta.items(), key=lambda kv: (-kv[1], kv[0])) if v > 0}
 
 
-_BUCKET = re.compile(r'^(?P<name>\w+)_bucket\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
+_BUCKET = re.compile(r"^(?P<name>\w+)_bucket\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 
 
 def histogram_buckets(metrics: str, name: str) -> dict[float, float]:
@@ -128,7 +135,7 @@ def histogram_quantile(before: dict[float, float], after: dict[float, float], q:
         raise ValueError("nothing observed")
     rank = q * total
     lower, below = 0.0, 0.0
-    for bound, count in zip(bounds, counts):
+    for bound, count in zip(bounds, counts, strict=False):
         if count >= rank:
             if bound == float("inf"):
                 return lower

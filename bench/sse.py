@@ -30,7 +30,9 @@ class Keys:
 class StreamReader(asyncio.Protocol):
     """One subscriber: arrival time (wall clock) and key of every lifecycle message."""
 
-    def __init__(self, request: bytes, keys: Keys, on_message: Callable[[bytes, bytes, float], None] | None = None):
+    def __init__(
+        self, request: bytes, keys: Keys, on_message: Callable[[bytes, bytes, float], None] | None = None
+    ):
         self.request, self.keys, self.on_message = request, keys, on_message
         self.times = array("d")
         self.key_ids = array("i")

@@ -71,11 +71,26 @@ def crd() -> dict[str, Any]:
     status = _schema(KernelSessionStatus)
     status["description"] = "What the operator observed; written only by the operator and the API."
     columns = [
-        {"name": "Session", "type": "string", "jsonPath": ".spec.sessionId", "description": "Client session token"},
-        {"name": "Owner", "type": "string", "jsonPath": ".spec.owner.accessKey", "description": "Owner access key"},
+        {
+            "name": "Session",
+            "type": "string",
+            "jsonPath": ".spec.sessionId",
+            "description": "Client session token",
+        },
+        {
+            "name": "Owner",
+            "type": "string",
+            "jsonPath": ".spec.owner.accessKey",
+            "description": "Owner access key",
+        },
         {"name": "Image", "type": "string", "jsonPath": ".spec.image", "description": "Requested image"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Lifecycle phase"},
-        {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "description": "Reason of the last event"},
+        {
+            "name": "Reason",
+            "type": "string",
+            "jsonPath": ".status.reason",
+            "description": "Reason of the last event",
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     return {
@@ -89,28 +104,35 @@ def crd() -> dict[str, Any]:
             "group": resource.GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": resource.KIND, "plural": resource.PLURAL, "singular": resource.SINGULAR,
-                "shortNames": resource.SHORT_NAMES, "categories": ["kubernel"],
+                "kind": resource.KIND,
+                "plural": resource.PLURAL,
+                "singular": resource.SINGULAR,
+                "shortNames": resource.SHORT_NAMES,
+                "categories": ["kubernel"],
             },
-            "versions": [{
-                "name": resource.VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "description": "A compute session (\"kernel\") of the Backend.AI API, run as Pods.",
-                    "required": ["spec"],
-                    "properties": {
-                        "apiVersion": {"type": "string", "description": "APIVersion of the object."},
-                        "kind": {"type": "string", "description": "Kind of the object."},
-                        "metadata": {"type": "object"},
-                        "spec": spec,
-                        "status": status,
+            "versions": [
+                {
+                    "name": resource.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": 'A compute session ("kernel") of the Backend.AI API, run as Pods.',
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string", "description": "APIVersion of the object."},
+                                "kind": {"type": "string", "description": "Kind of the object."},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                        }
                     },
-                }},
-            }],
+                }
+            ],
         },
     }
 

@@ -98,7 +98,9 @@ class ResolvedImage(BaseModel):
 
 
 class ImageTable(_Config):
-    allowed_registries: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=lambda: ["docker.io"])
+    allowed_registries: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: ["docker.io"]
+    )
     aliases: dict[str, ImageAlias] = Field(default_factory=dict)
     default_command: list[str] = Field(default_factory=lambda: ["sleep", "infinity"], min_length=1)
     scheduling: Scheduling = Field(default_factory=Scheduling)
@@ -118,7 +120,8 @@ class ImageTable(_Config):
             return ResolvedImage(image=requested, command=self.default_command, scheduling=self.scheduling)
         raise ImageNotAllowed(
             f"image {requested!r} is not a known alias and its registry {registry_of(requested)!r} "
-            f"is not allowed (allowed: {', '.join(self.allowed_registries) or 'none'})")
+            f"is not allowed (allowed: {', '.join(self.allowed_registries) or 'none'})"
+        )
 
     def service_ports(self, requested: str) -> list[ServicePort]:
         alias = self.aliases.get(requested)
@@ -130,8 +133,9 @@ class ImageTable(_Config):
         alias = self.aliases.get(requested)
         command = alias.command if alias is not None and alias.command is not None else self.default_command
         scheduling = alias.scheduling if alias and alias.scheduling is not None else self.scheduling
-        return ResolvedImage(image=image, command=command, runner=alias.runner if alias else False,
-                             scheduling=scheduling)
+        return ResolvedImage(
+            image=image, command=command, runner=alias.runner if alias else False, scheduling=scheduling
+        )
 
 
 def registry_of(image: str) -> str:

@@ -25,7 +25,10 @@ class LifecycleEvent(StrEnum):
 # Start-up events in the order they happen; pulling is skipped when the node
 # already has the image.
 STARTUP_ORDER: tuple[LifecycleEvent, ...] = (
-    LifecycleEvent.PREPARING, LifecycleEvent.PULLING, LifecycleEvent.CREATING, LifecycleEvent.STARTED,
+    LifecycleEvent.PREPARING,
+    LifecycleEvent.PULLING,
+    LifecycleEvent.CREATING,
+    LifecycleEvent.STARTED,
 )
 
 
@@ -52,10 +55,18 @@ class Reason(StrEnum):
 
 
 # Ends that mean something went wrong: Warning Events, whatever the session type.
-FAILURE_REASONS = frozenset({
-    Reason.FAILED_TO_START, Reason.FAILED_TO_CREATE, Reason.TASK_FAILED, Reason.IMAGE_PULL_FAILED,
-    Reason.EVICTED, Reason.OOM_KILLED, Reason.VOLUME_NOT_FOUND, Reason.UNKNOWN,
-})
+FAILURE_REASONS = frozenset(
+    {
+        Reason.FAILED_TO_START,
+        Reason.FAILED_TO_CREATE,
+        Reason.TASK_FAILED,
+        Reason.IMAGE_PULL_FAILED,
+        Reason.EVICTED,
+        Reason.OOM_KILLED,
+        Reason.VOLUME_NOT_FOUND,
+        Reason.UNKNOWN,
+    }
+)
 
 
 class Result(StrEnum):

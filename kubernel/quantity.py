@@ -6,11 +6,22 @@ import re
 from decimal import Decimal, InvalidOperation
 
 _SUFFIXES = {
-    "n": Decimal(10) ** -9, "u": Decimal(10) ** -6, "m": Decimal(10) ** -3, "": Decimal(1),
-    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
+    "n": Decimal(10) ** -9,
+    "u": Decimal(10) ** -6,
+    "m": Decimal(10) ** -3,
+    "": Decimal(1),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
 }
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
 # Backend.AI's BinarySize: a number with an optional binary suffix (k, m, g, t, p, e; any case, optional "b"/"ib").
@@ -33,9 +44,9 @@ def memory_kib(quantity: str) -> int:
     return int(parse_quantity(quantity)) // 1024
 
 
-_BINARY_POWERS = {suffix: 1024 ** power for power, suffix in enumerate(" kmgtpezy")}
+_BINARY_POWERS = {suffix: 1024**power for power, suffix in enumerate(" kmgtpezy")}
 _SIZE_ENDINGS = ("ibytes", "ibyte", "ib", "bytes", "byte", "b")
-_LARGEST_SIZE = 2 ** 90  # far above any memory; keeps a hostile exponent from costing us
+_LARGEST_SIZE = 2**90  # far above any memory; keeps a hostile exponent from costing us
 
 
 def binary_size(value: str | int | float) -> int:
@@ -58,7 +69,7 @@ def binary_size(value: str | int | float) -> int:
         ending = next((e for e in _SIZE_ENDINGS if text.endswith(e)), "")
         if not ending and text.endswith("i"):
             ending = "i"  # Kubernetes: Ki, Mi, Gi...
-        body = text[:len(text) - len(ending)]
+        body = text[: len(text) - len(ending)]
         if body and not body[-1].isdigit():
             number, suffix = body[:-1], body[-1]
         elif not ending:

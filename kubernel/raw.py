@@ -38,14 +38,19 @@ async def read_items(response: Any) -> list[dict]:
     return (await read_json(response)).get("items") or []
 
 
-async def claim_labels(core: CoreV1Api, namespace: str, names: Iterable[str],
-                       **request: Any) -> dict[str, dict[str, str] | None]:
+async def claim_labels(
+    core: CoreV1Api, namespace: str, names: Iterable[str], **request: Any
+) -> dict[str, dict[str, str] | None]:
     """The labels of each named PersistentVolumeClaim (None: there is none): whose folder
     it is (kubernel/folders.py). The operator and the API both ask."""
+
     async def labels_of(name: str) -> dict[str, str] | None:
         try:
-            claim = await read_json(await core.read_namespaced_persistent_volume_claim(
-                name, namespace, _preload_content=False, **request))
+            claim = await read_json(
+                await core.read_namespaced_persistent_volume_claim(
+                    name, namespace, _preload_content=False, **request
+                )
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -53,4 +58,4 @@ async def claim_labels(core: CoreV1Api, namespace: str, names: Iterable[str],
         return dict((claim.get("metadata") or {}).get("labels") or {})
 
     wanted = sorted(set(names))
-    return dict(zip(wanted, await asyncio.gather(*(labels_of(n) for n in wanted))))
+    return dict(zip(wanted, await asyncio.gather(*(labels_of(n) for n in wanted)), strict=True))

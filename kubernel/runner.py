@@ -29,8 +29,10 @@ WORKDIR = "/home/work"
 KEY_ENV = "KUBERNEL_RUNNER_KEY"
 KEY_FILE_ENV = "KUBERNEL_RUNNER_KEY_FILE"
 MIN_KEY_BYTES = 32
-MISSING_KEY = (f"no runner key: set {KEY_FILE_ENV} (a file) or {KEY_ENV} to at least {MIN_KEY_BYTES} bytes "
-               "shared by the operator and the API (the Helm chart makes one; make run and the tests too)")
+MISSING_KEY = (
+    f"no runner key: set {KEY_FILE_ENV} (a file) or {KEY_ENV} to at least {MIN_KEY_BYTES} bytes "
+    "shared by the operator and the API (the Helm chart makes one; make run and the tests too)"
+)
 
 
 def token(key: bytes, namespace: str, session: str, uid: str) -> str:

@@ -7,9 +7,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from kubernetes_asyncio import client, config
+
 from kubernel_testbed.launcher import Testbed, external_cluster_reachable, say
 from kubernel_testbed.settings import TestbedSettings
-from kubernetes_asyncio import client, config
 
 from .waiting import wait_until
 
@@ -103,10 +104,16 @@ def crds(kubeconfig: str, kubectl_bin: str) -> None:
 
     crd_dir = Path(__file__).resolve().parents[1] / "crds"
     run = [kubectl_bin, f"--kubeconfig={kubeconfig}"]
-    subprocess.run([*run, "apply", "--server-side", "--force-conflicts", "-f", str(crd_dir)],
-                   check=True, capture_output=True)
-    subprocess.run([*run, "wait", "--for=condition=Established", "--timeout=30s", "-f", str(crd_dir)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*run, "apply", "--server-side", "--force-conflicts", "-f", str(crd_dir)],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*run, "wait", "--for=condition=Established", "--timeout=30s", "-f", str(crd_dir)],
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -140,17 +147,32 @@ def wait_until_new_namespaces_are_served(kubeconfig: str, kubectl_bin: str, time
         while time.monotonic() < deadline:
             namespace = f"t-probe-{uuid.uuid4().hex[:8]}"
             probes.append(namespace)
-            session = {"apiVersion": r.API_VERSION, "kind": r.KIND,
-                       "metadata": {"name": "probe", "namespace": namespace},
-                       "spec": {"sessionId": "probe", "owner": {"accessKey": "AKIAPROBE"}, "image": "python:3.6",
-                                "terminationRequested": "user-requested"}}
+            session = {
+                "apiVersion": r.API_VERSION,
+                "kind": r.KIND,
+                "metadata": {"name": "probe", "namespace": namespace},
+                "spec": {
+                    "sessionId": "probe",
+                    "owner": {"accessKey": "AKIAPROBE"},
+                    "image": "python:3.6",
+                    "terminationRequested": "user-requested",
+                },
+            }
             subprocess.run([*run, "create", "namespace", namespace], check=True, capture_output=True)
-            subprocess.run([*run, "create", "-f", "-"], input=json.dumps(session), text=True, check=True,
-                           capture_output=True)
+            subprocess.run(
+                [*run, "create", "-f", "-"],
+                input=json.dumps(session),
+                text=True,
+                check=True,
+                capture_output=True,
+            )
             served = time.monotonic() + 3
             while time.monotonic() < served:
-                phase = subprocess.run([*run, "-n", namespace, "get", r.PLURAL, "probe", "-o",
-                                        "jsonpath={.status.phase}"], capture_output=True, text=True).stdout
+                phase = subprocess.run(
+                    [*run, "-n", namespace, "get", r.PLURAL, "probe", "-o", "jsonpath={.status.phase}"],
+                    capture_output=True,
+                    text=True,
+                ).stdout
                 if phase == "Terminated":
                     return
                 time.sleep(0.1)

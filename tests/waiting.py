@@ -10,8 +10,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def wait_until(check: Callable[[], Awaitable[T]], *, timeout: float, what: str,
-                     interval: float = 0.05) -> T:
+async def wait_until(
+    check: Callable[[], Awaitable[T]], *, timeout: float, what: str, interval: float = 0.05
+) -> T:
     """Await ``check()`` until it returns something truthy and return it.
 
     Fails the test with ``what`` and the last value seen when ``timeout`` passes.

@@ -11,12 +11,11 @@ import sys
 from aiohttp import web
 
 from kubernel.connect import connect
+from kubernel.runner import MIN_KEY_BYTES, MISSING_KEY
 
 from . import cli
 from .app import make_app
 from .kube import Kube
-from kubernel.runner import MIN_KEY_BYTES, MISSING_KEY
-
 from .settings import ApiSettings
 
 
@@ -40,20 +39,27 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _admin(args: argparse.Namespace, settings: ApiSettings) -> int:
     async with await connect() as api:
-        return await cli.run(args, Kube(api, settings.namespace, settings.keypairs_in,
-                                        settings.kube_timeout_seconds))
+        return await cli.run(
+            args, Kube(api, settings.namespace, settings.keypairs_in, settings.kube_timeout_seconds)
+        )
 
 
 async def _serve(settings: ApiSettings) -> None:
     async with await connect() as api:
-        app = make_app(settings, Kube(api, settings.namespace, settings.keypairs_in, settings.kube_timeout_seconds))
+        app = make_app(
+            settings, Kube(api, settings.namespace, settings.keypairs_in, settings.kube_timeout_seconds)
+        )
         runner = web.AppRunner(app, shutdown_timeout=5, handle_signals=True)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
         logging.getLogger("kubernel.api").info(
             "kubernel API on http://%s:%d (sessions in namespace %s, keypairs in %s)",
-            settings.host, settings.port, settings.namespace, settings.keypairs_in)
+            settings.host,
+            settings.port,
+            settings.namespace,
+            settings.keypairs_in,
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

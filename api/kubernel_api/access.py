@@ -52,11 +52,15 @@ def check_group(caller: Keypair, owner: Keypair, group: str | None) -> str:
     if group in owner.groups or caller.role == Role.SUPERADMIN:
         return group
     # 400, as 19.09's manager answers ("Invalid group").
-    raise Problem(ProblemType.INVALID_PARAMETERS, f"invalid group: the owner is not a member of group {group!r}")
+    raise Problem(
+        ProblemType.INVALID_PARAMETERS, f"invalid group: the owner is not a member of group {group!r}"
+    )
 
 
 def check_domain(caller: Keypair, owner: Keypair, domain: str | None) -> str:
     if domain and domain != owner.domain:
-        raise Problem(ProblemType.INVALID_PARAMETERS,
-                      f"invalid domain: you can only set the domain to the owner's domain, not {domain!r}")
+        raise Problem(
+            ProblemType.INVALID_PARAMETERS,
+            f"invalid domain: you can only set the domain to the owner's domain, not {domain!r}",
+        )
     return owner.domain

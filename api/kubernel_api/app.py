@@ -67,8 +67,9 @@ PUBLIC = frozenset(r.name for r in ROUTES if r.public)
 
 
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(problem.body(), status=problem.kind.status, content_type=PROBLEM_CONTENT_TYPE,
-                             headers=headers)
+    return web.json_response(
+        problem.body(), status=problem.kind.status, content_type=PROBLEM_CONTENT_TYPE, headers=headers
+    )
 
 
 @web.middleware
@@ -81,19 +82,30 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        kind = BY_STATUS.get(exc.status, ProblemType.INVALID_PARAMETERS if exc.status < 500 else ProblemType.INTERNAL)
+        kind = BY_STATUS.get(
+            exc.status, ProblemType.INVALID_PARAMETERS if exc.status < 500 else ProblemType.INTERNAL
+        )
         detail = "" if kind is ProblemType.INTERNAL else exc.reason
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return problem_response(Problem(kind, detail), allow)
     except ApiException as exc:
         if exc.status in (0, 429) or exc.status >= 500:
-            return problem_response(Problem(ProblemType.UNAVAILABLE, f"Kubernetes API: {exc.status} {exc.reason}"))
+            return problem_response(
+                Problem(ProblemType.UNAVAILABLE, f"Kubernetes API: {exc.status} {exc.reason}")
+            )
         if exc.status == 422:  # the API server's own validation of the resource
-            return problem_response(Problem(ProblemType.INVALID_PARAMETERS, "rejected by the cluster's validation"))
-        log.error("unexpected Kubernetes API answer on %s %s: %s %s", request.method, request.path,
-                  exc.status, exc.reason)
+            return problem_response(
+                Problem(ProblemType.INVALID_PARAMETERS, "rejected by the cluster's validation")
+            )
+        log.error(
+            "unexpected Kubernetes API answer on %s %s: %s %s",
+            request.method,
+            request.path,
+            exc.status,
+            exc.reason,
+        )
         return problem_response(Problem(ProblemType.INTERNAL))
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         log.warning("Kubernetes API unreachable on %s %s: %r", request.method, request.path, exc)
         return problem_response(Problem(ProblemType.UNAVAILABLE))
     except asyncio.CancelledError:
@@ -119,23 +131,32 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.match_info.route.name not in PUBLIC and request.match_info.http_exception is None:
         app = request.app
         await app[KEYPAIR_INFORMER].loaded
-        request[CALLER] = authenticate(request, app[KEYPAIRS],
-                                       timedelta(seconds=app[SETTINGS].clock_skew_seconds))
+        request[CALLER] = authenticate(
+            request, app[KEYPAIRS], timedelta(seconds=app[SETTINGS].clock_skew_seconds)
+        )
     return await handler(request)
 
 
 def make_app(settings: ApiSettings, kube: Kube) -> web.Application:
-    app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[metrics_middleware, problems_middleware, auth_middleware])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[metrics_middleware, problems_middleware, auth_middleware],
+    )
     metrics = Metrics()
     sessions = Informer("KernelSessions", kube.list_sessions)
     hub = Hub(sessions, metrics, settings.stream_queue_size)
     keypair_index = KeypairIndex(on_revoke=hub.revoke)
     sessions.on_change = hub.on_change
-    keypair_informer = Informer("keypairs", kube.list_keypairs, on_change=keypair_index.on_change,
-                                label_selector=kp.SELECTOR)
+    keypair_informer = Informer(
+        "keypairs", kube.list_keypairs, on_change=keypair_index.on_change, label_selector=kp.SELECTOR
+    )
     app[SETTINGS], app[KUBE], app[METRICS] = settings, kube, metrics
-    app[SESSIONS], app[KEYPAIR_INFORMER], app[KEYPAIRS], app[HUB] = sessions, keypair_informer, keypair_index, hub
+    app[SESSIONS], app[KEYPAIR_INFORMER], app[KEYPAIRS], app[HUB] = (
+        sessions,
+        keypair_informer,
+        keypair_index,
+        hub,
+    )
     app[SERVICE] = SessionService(kube, sessions, settings)
     app[RUNNER] = RunnerClient(kube, settings)
     for route in ROUTES:
@@ -147,9 +168,11 @@ def make_app(settings: ApiSettings, kube: Kube) -> web.Application:
 
 async def _informers(app: web.Application) -> AsyncIterator[None]:
     await app[RUNNER].start()
-    tasks = [asyncio.create_task(app[SESSIONS].run(), name="watch-kernelsessions"),
-             asyncio.create_task(app[KEYPAIR_INFORMER].run(), name="watch-keypairs"),
-             asyncio.create_task(_watch_health(app), name="watch-health")]
+    tasks = [
+        asyncio.create_task(app[SESSIONS].run(), name="watch-kernelsessions"),
+        asyncio.create_task(app[KEYPAIR_INFORMER].run(), name="watch-keypairs"),
+        asyncio.create_task(_watch_health(app), name="watch-health"),
+    ]
     yield
     for task in tasks:
         task.cancel()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
@@ -44,7 +44,9 @@ class KeypairIndex:
     def group_exists(self, group: str, domain: str | None) -> bool:
         """A group some keypair (of ``domain``; None: of any) belongs to: groups have no
         objects of their own here (docs/api.md, "Roles")."""
-        return any(group in k.groups and (domain is None or k.domain == domain) for k in self._by_key.values())
+        return any(
+            group in k.groups and (domain is None or k.domain == domain) for k in self._by_key.values()
+        )
 
     def on_change(self, _previous: str, _rv: str, changes: list[Change]) -> None:
         revoked: set[str] = set()
@@ -59,7 +61,9 @@ class KeypairIndex:
                     keypair = from_secret(new)
                 except (ValueError, KeyError) as exc:
                     log.warning("ignoring malformed keypair Secret %s/%s: %s", *ident, exc)
-            if before is not None and revokes(before, keypair if keypair and keypair.access_key == stale else None):
+            if before is not None and revokes(
+                before, keypair if keypair and keypair.access_key == stale else None
+            ):
                 revoked.add(before.access_key)
             if keypair is not None:
                 self._by_key[keypair.access_key] = keypair
@@ -79,14 +83,16 @@ def authenticate(request: web.Request, index: KeypairIndex, max_skew: timedelta)
     """
     version = request.headers.get(API_VERSION_HEADER)
     if version is not None and version not in SUPPORTED_VERSIONS:
-        raise Problem(ProblemType.UNSUPPORTED_VERSION,
-                      f"{API_VERSION_HEADER} {version!r} is not supported; use {', '.join(SUPPORTED_VERSIONS)}")
+        raise Problem(
+            ProblemType.UNSUPPORTED_VERSION,
+            f"{API_VERSION_HEADER} {version!r} is not supported; use {', '.join(SUPPORTED_VERSIONS)}",
+        )
     authorization = request.headers.get("Authorization")
     if not authorization:  # no credentials at all: 401, whatever else is missing
         raise Problem(ProblemType.AUTH_FAILED, "no Authorization header")
     date = request_date(request.headers)
     try:
-        check_date(date, now=datetime.now(timezone.utc), max_skew=max_skew)
+        check_date(date, now=datetime.now(UTC), max_skew=max_skew)
     except SignatureError as exc:
         raise Problem(ProblemType.INVALID_AUTH_PARAMETERS, f"date/time sync error: {exc}") from None
     try:
@@ -96,14 +102,18 @@ def authenticate(request: web.Request, index: KeypairIndex, max_skew: timedelta)
     except SignatureError as exc:
         raise Problem(ProblemType.INVALID_AUTH_PARAMETERS, str(exc)) from None
     signed = SignedRequest(
-        method=request.method, path_qs=request.raw_path, date=date or "", host=request.host,
+        method=request.method,
+        path_qs=request.raw_path,
+        date=date or "",
+        host=request.host,
         content_type=request.content_type if "Content-Type" in request.headers else DEFAULT_CONTENT_TYPE,
-        version=version)
+        version=version,
+    )
     try:
         keypair = index.get(credential.access_key)
         if keypair is None or not keypair.active:
             raise SignatureError(f"unknown or inactive access key {credential.access_key!r}")
-        verify(signed, credential, keypair.secret_key, now=datetime.now(timezone.utc), max_skew=max_skew)
+        verify(signed, credential, keypair.secret_key, now=datetime.now(UTC), max_skew=max_skew)
     except SignatureError as exc:
         log.info("401 %s %s: %s", request.method, request.path, exc)
         raise Problem(ProblemType.AUTH_FAILED) from None

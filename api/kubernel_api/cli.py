@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import keypairs as kp
@@ -19,10 +19,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     create = commands.add_parser("create", help="create a keypair and print its secret key (shown only once)")
     create.add_argument("--role", choices=[r.value for r in kp.Role], default="user")
     create.add_argument("--domain", default="default")
-    create.add_argument("--group", action="append", dest="groups", help="a group (repeat for more); default: default")
-    create.add_argument("--limits", default="{}",
-                        help='JSON, e.g. \'{"cpu": "4", "memory": "16Gi", "gpu": 1, "clusterSize": 2, '
-                             '"concurrentSessions": 5}\'')
+    create.add_argument(
+        "--group", action="append", dest="groups", help="a group (repeat for more); default: default"
+    )
+    create.add_argument(
+        "--limits",
+        default="{}",
+        help='JSON, e.g. \'{"cpu": "4", "memory": "16Gi", "gpu": 1, "clusterSize": 2, '
+        '"concurrentSessions": 5}\'',
+    )
     commands.add_parser("list", help="list keypairs (without secrets)")
     for verb in ("deactivate", "activate"):
         command = commands.add_parser(verb, help=f"{verb} a keypair")
@@ -33,29 +38,40 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def env_file_text(endpoint: str, keypair: kp.Keypair) -> str:
-    return (f"# Backend.AI client settings for {endpoint} (superadmin). Keep this file private.\n"
-            f"export BACKEND_ENDPOINT={shlex.quote(endpoint)}\n"
-            f"export BACKEND_ACCESS_KEY={shlex.quote(keypair.access_key)}\n"
-            f"export BACKEND_SECRET_KEY={shlex.quote(keypair.secret_key)}\n")
+    return (
+        f"# Backend.AI client settings for {endpoint} (superadmin). Keep this file private.\n"
+        f"export BACKEND_ENDPOINT={shlex.quote(endpoint)}\n"
+        f"export BACKEND_ACCESS_KEY={shlex.quote(keypair.access_key)}\n"
+        f"export BACKEND_SECRET_KEY={shlex.quote(keypair.secret_key)}\n"
+    )
 
 
 async def run(args: argparse.Namespace, kube: Kube) -> int:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     command = args.keypair_command
     if command == "create":
-        keypair = kp.generate(kp.Role(args.role), args.domain, tuple(args.groups or ["default"]),
-                              Limits.model_validate_json(args.limits), now)
+        keypair = kp.generate(
+            kp.Role(args.role),
+            args.domain,
+            tuple(args.groups or ["default"]),
+            Limits.model_validate_json(args.limits),
+            now,
+        )
         await kube.create_keypair_secret(kp.to_secret(keypair))
-        print(f"access key: {keypair.access_key}\nsecret key: {keypair.secret_key}\n"
-              f"role: {keypair.role}  domain: {keypair.domain}  groups: {','.join(keypair.groups)}\n"
-              "The secret key is shown only this once.")
+        print(
+            f"access key: {keypair.access_key}\nsecret key: {keypair.secret_key}\n"
+            f"role: {keypair.role}  domain: {keypair.domain}  groups: {','.join(keypair.groups)}\n"
+            "The secret key is shown only this once."
+        )
         return 0
     if command == "list":
         rows = [kp.from_secret(s) for s in await kube.keypair_secrets()]
         print(f"{'ACCESS KEY':<22} {'ROLE':<11} {'DOMAIN':<12} {'GROUPS':<20} {'ACTIVE':<7} CREATED")
         for k in sorted(rows, key=lambda k: k.created_at or now):
-            print(f"{k.access_key:<22} {k.role:<11} {k.domain:<12} {','.join(k.groups):<20} "
-                  f"{str(k.active).lower():<7} {k.created_at.isoformat(timespec='seconds') if k.created_at else ''}")
+            print(
+                f"{k.access_key:<22} {k.role:<11} {k.domain:<12} {','.join(k.groups):<20} "
+                f"{str(k.active).lower():<7} {k.created_at.isoformat(timespec='seconds') if k.created_at else ''}"
+            )
         return 0
     if command in ("activate", "deactivate"):
         # Found by content, not by name: the chart's bootstrap Secret and Secrets
@@ -64,15 +80,20 @@ async def run(args: argparse.Namespace, kube: Kube) -> int:
         if secret is None:
             print(f"no keypair {args.access_key}", file=sys.stderr)
             return 1
-        await kube.patch_keypair_secret(secret["metadata"]["name"], kp.activation_patch(command == "activate"))
+        await kube.patch_keypair_secret(
+            secret["metadata"]["name"], kp.activation_patch(command == "activate")
+        )
         print(f"{args.access_key}: {command}d")
         return 0
     return await bootstrap(kube, args.env_file, args.endpoint, now)
 
 
 async def bootstrap(kube: Kube, env_file: Path, endpoint: str, now: datetime) -> int:
-    existing = [s for s in await kube.keypair_secrets()
-                if (s["metadata"].get("labels") or {}).get(kp.LABEL_BOOTSTRAP) == "true"]
+    existing = [
+        s
+        for s in await kube.keypair_secrets()
+        if (s["metadata"].get("labels") or {}).get(kp.LABEL_BOOTSTRAP) == "true"
+    ]
     if existing:
         keypair = kp.from_secret(existing[0])
         if env_file.exists() and keypair.access_key in env_file.read_text():
@@ -84,6 +105,8 @@ async def bootstrap(kube: Kube, env_file: Path, endpoint: str, now: datetime) ->
     env_file.parent.mkdir(parents=True, exist_ok=True)
     env_file.touch(mode=0o600)
     env_file.write_text(env_file_text(endpoint, keypair))
-    print(f"[kubernel] superadmin keypair created; `source {env_file}` sets:\n{env_file_text(endpoint, keypair)}",
-          end="")
+    print(
+        f"[kubernel] superadmin keypair created; `source {env_file}` sets:\n{env_file_text(endpoint, keypair)}",
+        end="",
+    )
     return 0

@@ -65,4 +65,6 @@ class FilesRequest(_Body):
 
 
 class DownloadRequest(_Body):
-    files: list[Annotated[str, Field(min_length=1, max_length=PATH_MAX)]] = Field(min_length=1, max_length=FILES_MAX)
+    files: list[Annotated[str, Field(min_length=1, max_length=PATH_MAX)]] = Field(
+        min_length=1, max_length=FILES_MAX
+    )

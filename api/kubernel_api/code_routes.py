@@ -20,7 +20,13 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubernel.resource import KERNEL_CONTAINER
 
 from . import access
-from .code_requests import CompleteRequest, DownloadRequest, ExecuteRequest, FilesRequest, StreamExecuteRequest
+from .code_requests import (
+    CompleteRequest,
+    DownloadRequest,
+    ExecuteRequest,
+    FilesRequest,
+    StreamExecuteRequest,
+)
 from .keys import CALLER, KEYPAIRS, KUBE, RUNNER, SERVICE, SETTINGS
 from .problems import Problem, ProblemType
 from .requests import OwnerQuery, parse
@@ -50,8 +56,9 @@ async def execute(request: web.Request) -> web.Response:
     body = parse(ExecuteRequest, await json_object(request))
     found, target = await _runner(request)
     app = request.app
-    _, result = await asyncio.gather(app[SERVICE].record_access(found),
-                                     app[RUNNER].call(target, "POST", "/execute", json=body.to_runner()))
+    _, result = await asyncio.gather(
+        app[SERVICE].record_access(found), app[RUNNER].call(target, "POST", "/execute", json=body.to_runner())
+    )
     return web.json_response({"result": result})
 
 
@@ -100,8 +107,14 @@ async def upload(request: web.Request) -> web.Response:
     over = asyncio.Event()
     headers = {"Content-Type": request.headers["Content-Type"]}
     try:
-        await request.app[RUNNER].call(target, "POST", "/upload", headers=headers, timeout=TRANSFER_TIMEOUT,
-                                       data=_bounded_body(request, limit, over))
+        await request.app[RUNNER].call(
+            target,
+            "POST",
+            "/upload",
+            headers=headers,
+            timeout=TRANSFER_TIMEOUT,
+            data=_bounded_body(request, limit, over),
+        )
     except Problem:
         if not over.is_set():
             raise
@@ -115,8 +128,9 @@ async def download(request: web.Request) -> web.StreamResponse:
     found, target = await _runner(request)
     await request.app[SERVICE].record_access(found)
     params = [("file", name) for name in body.files]
-    async with request.app[RUNNER].open(target, "GET", "/download", params=params,
-                                        timeout=TRANSFER_TIMEOUT) as upstream:
+    async with request.app[RUNNER].open(
+        target, "GET", "/download", params=params, timeout=TRANSFER_TIMEOUT
+    ) as upstream:
         response = web.StreamResponse(headers={"Content-Type": upstream.headers.get("Content-Type", "")})
         await response.prepare(request)
         async for chunk in upstream.content.iter_chunked(1 << 16):  # streamed: never held whole
@@ -142,8 +156,14 @@ async def logs(request: web.Request) -> web.Response:
 
 def _error_result(run_id: str | None, problem: Problem) -> dict:
     """A failure after the websocket opened, told the way the client prints results."""
-    return {"runId": run_id, "status": "finished", "exitCode": 1, "options": {}, "files": [],
-            "console": [["stderr", f"[kubernel] {problem.kind.title} {problem.detail}".rstrip() + "\n"]]}
+    return {
+        "runId": run_id,
+        "status": "finished",
+        "exitCode": 1,
+        "options": {},
+        "files": [],
+        "console": [["stderr", f"[kubernel] {problem.kind.title} {problem.detail}".rstrip() + "\n"]],
+    }
 
 
 async def stream_execute(request: web.Request) -> web.WebSocketResponse:
@@ -195,8 +215,10 @@ async def stream_execute(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _pump(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-                sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse) -> None:
+async def _pump(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+) -> None:
     async for message in source:
         if message.type == aiohttp.WSMsgType.TEXT:
             await sink.send_str(message.data)

@@ -79,12 +79,22 @@ def entries_after(before: Mapping[str, int], after: Iterable[dict]) -> list[Entr
                 reason = raw.get("reason") or ""
                 if not reason and raw["event"] == LifecycleEvent.PULLING:
                     reason = spec.get("resolvedImage") or ""  # what 19.09's agent says: the image pulled
-                found.append(Entry(
-                    uid=meta["uid"], namespace=meta["namespace"], name=meta["name"],
-                    session_id=spec.get("sessionId", ""), owner_access_key=owner.get("accessKey", ""),
-                    owner_domain=owner.get("domain", "default"), group=owner.get("group", "default"),
-                    seq=raw["seq"], event=raw["event"], reason=reason,
-                    result=raw.get("result"), time=datetime.fromisoformat(raw["time"])))
+                found.append(
+                    Entry(
+                        uid=meta["uid"],
+                        namespace=meta["namespace"],
+                        name=meta["name"],
+                        session_id=spec.get("sessionId", ""),
+                        owner_access_key=owner.get("accessKey", ""),
+                        owner_domain=owner.get("domain", "default"),
+                        group=owner.get("group", "default"),
+                        seq=raw["seq"],
+                        event=raw["event"],
+                        reason=reason,
+                        result=raw.get("result"),
+                        time=datetime.fromisoformat(raw["time"]),
+                    )
+                )
     found.sort(key=lambda e: (e.time, e.namespace, e.name, e.seq))
     return found
 
@@ -96,8 +106,11 @@ def ids_for(base: str, until: str, count: int, *, first: int = 0) -> list[str]:
 
 def message(entry: Entry, message_id: str) -> bytes:
     # No reason is null, as Backend.AI's manager sends it (an ordinary start-up step).
-    data: dict[str, object] = {"sessionId": entry.session_id, "ownerAccessKey": entry.owner_access_key,
-                               "reason": entry.reason or None}
+    data: dict[str, object] = {
+        "sessionId": entry.session_id,
+        "ownerAccessKey": entry.owner_access_key,
+        "reason": entry.reason or None,
+    }
     if entry.event == LifecycleEvent.TERMINATED:
         data["result"] = entry.result or "UNDEFINED"
     return f"id: {message_id}\nevent: {entry.event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
@@ -105,4 +118,3 @@ def message(entry: Entry, message_id: str) -> bytes:
 
 def comment(text: str) -> bytes:
     return f": {text}\n\n".encode()
-

@@ -10,7 +10,7 @@ answer is the ``data`` object itself; errors are a 400 problem.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -123,8 +123,9 @@ def _statuses(status: str | None) -> set[str] | None:
     return {s.strip().upper() for s in status.split(",") if s.strip()} if status else None
 
 
-def visible_sessions(caller: Keypair, bodies: list[dict], access_key: str | None,
-                     statuses: set[str] | None) -> list[dict]:
+def visible_sessions(
+    caller: Keypair, bodies: list[dict], access_key: str | None, statuses: set[str] | None
+) -> list[dict]:
     """What the caller may see, filtered and newest first (pure)."""
     chosen = []
     for body in bodies:
@@ -150,10 +151,15 @@ def resolve_keypair(_: Any, info: GraphQLResolveInfo, access_key: str | None = N
     if keypair is None:
         return None
     own = keypair.access_key == caller.access_key
-    return {"access_key": keypair.access_key, "secret_key": keypair.secret_key if own else None,
-            "is_active": keypair.active, "is_admin": keypair.role != Role.USER, "user_id": keypair.access_key,
-            "domain_name": keypair.domain,
-            "created_at": keypair.created_at.isoformat() if keypair.created_at else None}
+    return {
+        "access_key": keypair.access_key,
+        "secret_key": keypair.secret_key if own else None,
+        "is_active": keypair.active,
+        "is_admin": keypair.role != Role.USER,
+        "user_id": keypair.access_key,
+        "domain_name": keypair.domain,
+        "created_at": keypair.created_at.isoformat() if keypair.created_at else None,
+    }
 
 
 def _lookup(info: GraphQLResolveInfo) -> Any:
@@ -161,31 +167,46 @@ def _lookup(info: GraphQLResolveInfo) -> Any:
 
 
 @query.field("compute_session_list")
-def resolve_session_list(_: Any, info: GraphQLResolveInfo, limit: int, offset: int, access_key: str | None = None,
-                         status: str | None = None, domain_name: str | None = None,
-                         group_id: str | None = None) -> dict:
+def resolve_session_list(
+    _: Any,
+    info: GraphQLResolveInfo,
+    limit: int,
+    offset: int,
+    access_key: str | None = None,
+    status: str | None = None,
+    domain_name: str | None = None,
+    group_id: str | None = None,
+) -> dict:
     if not 0 <= limit <= PAGE_MAX or offset < 0:
         raise GraphQLError(f"limit must be 0..{PAGE_MAX} and offset >= 0")
     caller = _caller(info)
     owner_key = _owner_filter(caller, access_key, _lookup(info))
     app = info.context["request"].app
     bodies = visible_sessions(caller, list(app[SESSIONS].cache.values()), owner_key, _statuses(status))
-    bodies = [b for b in bodies if (domain_name is None or b["spec"]["owner"].get("domain") == domain_name)
-              and (group_id is None or b["spec"]["owner"].get("group") == group_id)]
-    now = datetime.now(timezone.utc)
-    return {"items": [views.compute_session(b, now) for b in bodies[offset:offset + limit]],
-            "total_count": len(bodies)}
+    bodies = [
+        b
+        for b in bodies
+        if (domain_name is None or b["spec"]["owner"].get("domain") == domain_name)
+        and (group_id is None or b["spec"]["owner"].get("group") == group_id)
+    ]
+    now = datetime.now(UTC)
+    return {
+        "items": [views.compute_session(b, now) for b in bodies[offset : offset + limit]],
+        "total_count": len(bodies),
+    }
 
 
 @query.field("compute_session")
-def resolve_session(_: Any, info: GraphQLResolveInfo, sess_id: str, access_key: str | None = None) -> dict | None:
+def resolve_session(
+    _: Any, info: GraphQLResolveInfo, sess_id: str, access_key: str | None = None
+) -> dict | None:
     caller = _caller(info)
     owner_key = _owner_filter(caller, access_key, _lookup(info)) or caller.access_key
     app = info.context["request"].app
     body = app[SESSIONS].get((app[SETTINGS].namespace, session_name(owner_key, sess_id)))
     if body is None or not owns(body, owner_key, sess_id) or not visible_sessions(caller, [body], None, None):
         return None
-    return views.compute_session(body, datetime.now(timezone.utc))
+    return views.compute_session(body, datetime.now(UTC))
 
 
 schema = make_executable_schema(SCHEMA, query, big_int)
@@ -204,17 +225,26 @@ async def serve(request: web.Request) -> web.Response:
     data = await json_object(request)
     text, variables = data.get("query"), data.get("variables") or {}
     if not isinstance(text, str) or not text or len(text) > QUERY_MAX:
-        raise Problem(ProblemType.INVALID_PARAMETERS, f"query must be a GraphQL document of 1..{QUERY_MAX} characters")
+        raise Problem(
+            ProblemType.INVALID_PARAMETERS, f"query must be a GraphQL document of 1..{QUERY_MAX} characters"
+        )
     if not isinstance(variables, dict):
         raise Problem(ProblemType.INVALID_PARAMETERS, "variables must be an object")
     await request.app[SESSIONS].loaded
-    _, result = await graphql(schema, {"query": text, "variables": variables,
-                                       "operationName": data.get("operationName")},
-                              context_value={"request": request}, debug=False, introspection=False,
-                              logger=_CLIENT_ERRORS, error_formatter=_format_error)
+    _, result = await graphql(
+        schema,
+        {"query": text, "variables": variables, "operationName": data.get("operationName")},
+        context_value={"request": request},
+        debug=False,
+        introspection=False,
+        logger=_CLIENT_ERRORS,
+        error_formatter=_format_error,
+    )
     if any(e.get("internal") for e in result.get("errors") or ()):
         raise Problem(ProblemType.INTERNAL)
     if result.get("errors"):
-        raise Problem(ProblemType.INVALID_PARAMETERS,
-                      "; ".join(str(e.get("message", "")) for e in result["errors"])[:2000])
+        raise Problem(
+            ProblemType.INVALID_PARAMETERS,
+            "; ".join(str(e.get("message", "")) for e in result["errors"])[:2000],
+        )
     return web.json_response(result.get("data"))

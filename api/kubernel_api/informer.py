@@ -62,7 +62,9 @@ class Informer:
     def get(self, key: Key) -> dict | None:
         return self.cache.get(key)
 
-    async def wait_for(self, key: Key, predicate: Callable[[dict | None], bool], timeout: float) -> dict | None:
+    async def wait_for(
+        self, key: Key, predicate: Callable[[dict | None], bool], timeout: float
+    ) -> dict | None:
         """The object once ``predicate(object or None)`` holds; raises TimeoutError."""
         await self.loaded
         current = self.cache.get(key)
@@ -83,12 +85,17 @@ class Informer:
         return {"label_selector": self.label_selector} if self.label_selector else {}
 
     async def _relist(self) -> None:
-        listing = await read_json(await self.list_fn(**self._kwargs(), _request_timeout=30, _preload_content=False))
+        listing = await read_json(
+            await self.list_fn(**self._kwargs(), _request_timeout=30, _preload_content=False)
+        )
         items = {key_of(b): b for b in listing.get("items") or []}
         rv = listing["metadata"]["resourceVersion"]
-        changes: list[Change] = [(self.cache.get(k), b) for k, b in items.items()
-                                 if (self.cache.get(k) or {}).get("metadata", {}).get("resourceVersion")
-                                 != b["metadata"]["resourceVersion"]]
+        changes: list[Change] = [
+            (self.cache.get(k), b)
+            for k, b in items.items()
+            if (self.cache.get(k) or {}).get("metadata", {}).get("resourceVersion")
+            != b["metadata"]["resourceVersion"]
+        ]
         changes += [(old, None) for k, old in self.cache.items() if k not in items]
         previous, self.cache, self.resource_version = self.resource_version, items, rv
         if changes:  # previous is "" for the first listing
@@ -136,16 +143,24 @@ class Informer:
                 if must_list:
                     await self._relist()
                     must_list = False
-                    log.info("%s: listed %d at resourceVersion %s", self.what, len(self.cache),
-                             self.resource_version)
+                    log.info(
+                        "%s: listed %d at resourceVersion %s",
+                        self.what,
+                        len(self.cache),
+                        self.resource_version,
+                    )
                 self.healthy = True
                 backoff = 0.2
                 stream = watch.Watch()
                 async with stream:
                     async for event in stream.stream(
-                            self.list_fn, resource_version=self.resource_version, allow_watch_bookmarks=True,
-                            timeout_seconds=self.watch_timeout_seconds, **self._kwargs(),
-                            _request_timeout=self.watch_timeout_seconds + 30):
+                        self.list_fn,
+                        resource_version=self.resource_version,
+                        allow_watch_bookmarks=True,
+                        timeout_seconds=self.watch_timeout_seconds,
+                        **self._kwargs(),
+                        _request_timeout=self.watch_timeout_seconds + 30,
+                    ):
                         self._apply(event["type"], event["raw_object"])
             except asyncio.CancelledError:
                 raise
@@ -154,7 +169,7 @@ class Informer:
                     must_list = True
                     continue
                 self._unhealthy(f"API error {exc.status} {exc.reason}")
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 self._unhealthy(f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)

@@ -60,8 +60,12 @@ class Keypair(BaseModel):
 def revokes(before: Keypair, after: Keypair | None) -> bool:
     """Whether a change ends what ``before`` was granted (its open streams): deleted,
     deactivated, another role, domain or groups, or a new secret key."""
-    return after is None or not after.active or (before.role, before.domain, before.groups, before.secret_key) != (
-        after.role, after.domain, after.groups, after.secret_key)
+    return (
+        after is None
+        or not after.active
+        or (before.role, before.domain, before.groups, before.secret_key)
+        != (after.role, after.domain, after.groups, after.secret_key)
+    )
 
 
 def generate(role: Role, domain: str, groups: tuple[str, ...], limits: Limits, now: datetime) -> Keypair:
@@ -69,8 +73,15 @@ def generate(role: Role, domain: str, groups: tuple[str, ...], limits: Limits, n
     alphabet = string.ascii_uppercase + string.digits
     access_key = "AKIA" + "".join(secrets.choice(alphabet) for _ in range(16))
     secret_key = secrets.token_urlsafe(30)[:40]
-    return Keypair(access_key=access_key, secret_key=secret_key, role=role, domain=domain,
-                   groups=groups, limits=limits, created_at=now)
+    return Keypair(
+        access_key=access_key,
+        secret_key=secret_key,
+        role=role,
+        domain=domain,
+        groups=groups,
+        limits=limits,
+        created_at=now,
+    )
 
 
 def secret_name(access_key: str) -> str:
@@ -82,20 +93,29 @@ def secret_name(access_key: str) -> str:
 
 def to_secret(keypair: Keypair, *, bootstrap: bool = False) -> dict:
     labels = {
-        r.LABEL_MANAGED_BY: r.MANAGED_BY, r.LABEL_PART_OF: r.MANAGED_BY, r.LABEL_COMPONENT: COMPONENT,
-        r.LABEL_ACCESS_KEY: r.label_value(keypair.access_key), LABEL_KEYPAIR_ROLE: keypair.role.value,
+        r.LABEL_MANAGED_BY: r.MANAGED_BY,
+        r.LABEL_PART_OF: r.MANAGED_BY,
+        r.LABEL_COMPONENT: COMPONENT,
+        r.LABEL_ACCESS_KEY: r.label_value(keypair.access_key),
+        LABEL_KEYPAIR_ROLE: keypair.role.value,
         LABEL_ACTIVE: str(keypair.active).lower(),
     }
     if bootstrap:
         labels[LABEL_BOOTSTRAP] = "true"
     data = {
-        "access-key": keypair.access_key, "secret-key": keypair.secret_key, "role": keypair.role.value,
-        "domain": keypair.domain, "groups": ",".join(keypair.groups), "active": str(keypair.active).lower(),
+        "access-key": keypair.access_key,
+        "secret-key": keypair.secret_key,
+        "role": keypair.role.value,
+        "domain": keypair.domain,
+        "groups": ",".join(keypair.groups),
+        "active": str(keypair.active).lower(),
         "limits": keypair.limits.model_dump_json(by_alias=True, exclude_none=True),
         "created-at": keypair.created_at.isoformat() if keypair.created_at else "",
     }
     return {
-        "apiVersion": "v1", "kind": "Secret", "type": SECRET_TYPE,
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": SECRET_TYPE,
         "metadata": {"name": secret_name(keypair.access_key), "labels": labels},
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
     }
@@ -105,7 +125,9 @@ def from_secret(secret: dict) -> Keypair:
     """Raises ValueError (pydantic's ValidationError included) on a malformed Secret."""
     data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
     return Keypair(
-        access_key=data["access-key"], secret_key=data["secret-key"], role=Role(data.get("role", "user")),
+        access_key=data["access-key"],
+        secret_key=data["secret-key"],
+        role=Role(data.get("role", "user")),
         domain=data.get("domain") or "default",
         groups=tuple(g for g in data.get("groups", "default").split(",") if g),
         limits=Limits.model_validate(json.loads(data.get("limits") or "{}")),
@@ -126,5 +148,7 @@ def find_secret(secrets: list[dict], access_key: str) -> dict | None:
 
 
 def activation_patch(active: bool) -> dict:
-    return {"metadata": {"labels": {LABEL_ACTIVE: str(active).lower()}},
-            "data": {"active": base64.b64encode(str(active).lower().encode()).decode()}}
+    return {
+        "metadata": {"labels": {LABEL_ACTIVE: str(active).lower()}},
+        "data": {"active": base64.b64encode(str(active).lower().encode()).decode()},
+    }

@@ -35,14 +35,19 @@ class Kube:
     # -- KernelSessions --------------------------------------------------------
     @property
     def list_sessions(self) -> functools.partial:
-        return functools.partial(self.custom.list_namespaced_custom_object, r.GROUP, r.VERSION,
-                                 self.namespace, r.PLURAL)
+        return functools.partial(
+            self.custom.list_namespaced_custom_object, r.GROUP, r.VERSION, self.namespace, r.PLURAL
+        )
 
     async def sessions_at(self, resource_version: str) -> list[dict]:
         """Every KernelSession as it was at ``resource_version`` exactly. Raises Gone."""
         try:
-            response = await self.list_sessions(resource_version=resource_version, resource_version_match="Exact",
-                                                _request_timeout=self.timeout * 2, _preload_content=False)
+            response = await self.list_sessions(
+                resource_version=resource_version,
+                resource_version_match="Exact",
+                _request_timeout=self.timeout * 2,
+                _preload_content=False,
+            )
             return await read_items(response)
         except ApiException as exc:
             if exc.status in (410, 400, 504):  # compacted, malformed, or "too large resource version"
@@ -50,17 +55,22 @@ class Kube:
             raise
 
     async def sessions_labelled(self, selector: str) -> list[dict]:
-        return await read_items(await self.list_sessions(label_selector=selector, _request_timeout=self.timeout,
-                                                         _preload_content=False))
+        return await read_items(
+            await self.list_sessions(
+                label_selector=selector, _request_timeout=self.timeout, _preload_content=False
+            )
+        )
 
     async def create_session(self, manifest: dict) -> dict:
         return await self.custom.create_namespaced_custom_object(
-            r.GROUP, r.VERSION, self.namespace, r.PLURAL, manifest, _request_timeout=self.timeout)
+            r.GROUP, r.VERSION, self.namespace, r.PLURAL, manifest, _request_timeout=self.timeout
+        )
 
     async def get_session(self, name: str) -> dict | None:
         try:
             return await self.custom.get_namespaced_custom_object(
-                r.GROUP, r.VERSION, self.namespace, r.PLURAL, name, _request_timeout=self.timeout)
+                r.GROUP, r.VERSION, self.namespace, r.PLURAL, name, _request_timeout=self.timeout
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -68,23 +78,41 @@ class Kube:
 
     async def patch_session(self, name: str, patch: dict) -> dict:
         return await self.custom.patch_namespaced_custom_object(
-            r.GROUP, r.VERSION, self.namespace, r.PLURAL, name, patch,
-            _content_type="application/merge-patch+json", _request_timeout=self.timeout)
+            r.GROUP,
+            r.VERSION,
+            self.namespace,
+            r.PLURAL,
+            name,
+            patch,
+            _content_type="application/merge-patch+json",
+            _request_timeout=self.timeout,
+        )
 
     async def patch_session_status(self, name: str, status: dict, resource_version: str) -> dict:
         """Fails with 409 if the object moved on since ``resource_version``."""
         return await self.custom.patch_namespaced_custom_object_status(
-            r.GROUP, r.VERSION, self.namespace, r.PLURAL, name,
+            r.GROUP,
+            r.VERSION,
+            self.namespace,
+            r.PLURAL,
+            name,
             {"metadata": {"resourceVersion": resource_version}, "status": status},
-            _content_type="application/merge-patch+json", _request_timeout=self.timeout)
+            _content_type="application/merge-patch+json",
+            _request_timeout=self.timeout,
+        )
 
     async def delete_session(self, name: str, uid: str) -> None:
         """Delete exactly the object with ``uid`` (not a newer one of the same name)."""
         try:
             await self.custom.delete_namespaced_custom_object(
-                r.GROUP, r.VERSION, self.namespace, r.PLURAL, name,
+                r.GROUP,
+                r.VERSION,
+                self.namespace,
+                r.PLURAL,
+                name,
                 body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)),
-                _request_timeout=self.timeout)
+                _request_timeout=self.timeout,
+            )
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise
@@ -96,9 +124,14 @@ class Kube:
     async def pod_log(self, pod: str, container: str, limit_bytes: int) -> str:
         """The container's last ``LOG_TAIL_LINES`` lines, at most ``limit_bytes`` of them."""
         response = await self.core.read_namespaced_pod_log(
-            pod, self.namespace, container=container, tail_lines=LOG_TAIL_LINES, limit_bytes=limit_bytes,
+            pod,
+            self.namespace,
+            container=container,
+            tail_lines=LOG_TAIL_LINES,
+            limit_bytes=limit_bytes,
             _request_timeout=self.timeout,
-            _preload_content=False)
+            _preload_content=False,
+        )
         return (await read_bytes(response)).decode("utf-8", "replace")
 
     # -- keypairs (Secrets) ----------------------------------------------------
@@ -107,11 +140,18 @@ class Kube:
         return functools.partial(self.core.list_namespaced_secret, self.keypair_namespace)
 
     async def keypair_secrets(self) -> list[dict]:
-        return await read_items(await self.list_keypairs(label_selector=kp.SELECTOR, _request_timeout=self.timeout,
-                                                         _preload_content=False))
+        return await read_items(
+            await self.list_keypairs(
+                label_selector=kp.SELECTOR, _request_timeout=self.timeout, _preload_content=False
+            )
+        )
 
     async def create_keypair_secret(self, secret: dict) -> None:
-        await self.core.create_namespaced_secret(self.keypair_namespace, secret, _request_timeout=self.timeout)
+        await self.core.create_namespaced_secret(
+            self.keypair_namespace, secret, _request_timeout=self.timeout
+        )
 
     async def patch_keypair_secret(self, name: str, patch: dict) -> None:
-        await self.core.patch_namespaced_secret(name, self.keypair_namespace, patch, _request_timeout=self.timeout)
+        await self.core.patch_namespaced_secret(
+            name, self.keypair_namespace, patch, _request_timeout=self.timeout
+        )

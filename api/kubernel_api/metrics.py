@@ -12,20 +12,41 @@ class Metrics:
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
 
     def __post_init__(self) -> None:
-        self.requests = Counter("kubernel_api_requests_total", "HTTP requests answered.",
-                                ["method", "route", "status"], registry=self.registry)
-        self.latency = Histogram("kubernel_api_request_duration_seconds", "Time to answer (streams: to open).",
-                                 ["method", "route"], registry=self.registry,
-                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300))
-        self.open_streams = Gauge("kubernel_api_open_streams", "SSE clients connected.", registry=self.registry)
-        self.events_sent = Counter("kubernel_api_sse_events_sent_total", "Lifecycle messages written to SSE clients.",
-                                   registry=self.registry)
-        self.dropped_streams = Counter("kubernel_api_sse_streams_dropped_total",
-                                       "SSE clients disconnected for falling too far behind.", registry=self.registry)
+        self.requests = Counter(
+            "kubernel_api_requests_total",
+            "HTTP requests answered.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "kubernel_api_request_duration_seconds",
+            "Time to answer (streams: to open).",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+        )
+        self.open_streams = Gauge(
+            "kubernel_api_open_streams", "SSE clients connected.", registry=self.registry
+        )
+        self.events_sent = Counter(
+            "kubernel_api_sse_events_sent_total",
+            "Lifecycle messages written to SSE clients.",
+            registry=self.registry,
+        )
+        self.dropped_streams = Counter(
+            "kubernel_api_sse_streams_dropped_total",
+            "SSE clients disconnected for falling too far behind.",
+            registry=self.registry,
+        )
         self.entry_lag = Histogram(
             "kubernel_api_lifecycle_entry_lag_seconds",
             "From a lifecycle entry's time (the operator's clock) to this process receiving it from its watch: "
-            "the event stream's delay before the API's own share.", registry=self.registry,
-            buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
-        self.watch_healthy = Gauge("kubernel_api_watch_healthy", "1 while the KernelSession watch is connected.",
-                                   registry=self.registry)
+            "the event stream's delay before the API's own share.",
+            registry=self.registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.watch_healthy = Gauge(
+            "kubernel_api_watch_healthy",
+            "1 while the KernelSession watch is connected.",
+            registry=self.registry,
+        )

@@ -20,7 +20,11 @@ class ProblemType(Enum):
     INVALID_PARAMETERS = ("invalid-api-params", 400, "Missing or invalid API parameters.")
     UNSUPPORTED_VERSION = ("unsupported-api-version", 400, "Unsupported API version.")
     INVALID_AUTH_PARAMETERS = ("invalid-auth-params", 400, "Missing or invalid authorization parameters.")
-    KERNEL_EXISTS = ("kernel-already-exists", 400, "The kernel already exists with a different runtime type (language).")
+    KERNEL_EXISTS = (
+        "kernel-already-exists",
+        400,
+        "The kernel already exists with a different runtime type (language).",
+    )
     AUTH_FAILED = ("auth-failed", 401, "Credential/signature mismatch.")
     FORBIDDEN = ("generic-forbidden", 403, "Forbidden operation.")
     KERNEL_NOT_FOUND = ("kernel-not-found", 404, "No such kernel.")
@@ -64,7 +68,11 @@ class Problem(Exception):
     detail: str = ""
 
     def body(self) -> dict[str, object]:
-        body: dict[str, object] = {"type": self.kind.uri, "title": self.kind.title, "status": self.kind.status}
+        body: dict[str, object] = {
+            "type": self.kind.uri,
+            "title": self.kind.title,
+            "status": self.kind.status,
+        }
         if self.detail:
             # The 19.09 CLI prints `title` and `msg` (its manager's key for the detail).
             body["detail"] = body["msg"] = self.detail
@@ -72,7 +80,16 @@ class Problem(Exception):
 
 
 # aiohttp's own HTTP errors (routing, body size) mapped to ours by status.
-BY_STATUS = {p.status: p for p in (
-    ProblemType.INVALID_PARAMETERS, ProblemType.AUTH_FAILED, ProblemType.FORBIDDEN, ProblemType.URL_NOT_FOUND,
-    ProblemType.METHOD_NOT_ALLOWED, ProblemType.TOO_LARGE, ProblemType.UNSUPPORTED_MEDIA_TYPE,
-    ProblemType.UNAVAILABLE)}
+BY_STATUS = {
+    p.status: p
+    for p in (
+        ProblemType.INVALID_PARAMETERS,
+        ProblemType.AUTH_FAILED,
+        ProblemType.FORBIDDEN,
+        ProblemType.URL_NOT_FOUND,
+        ProblemType.METHOD_NOT_ALLOWED,
+        ProblemType.TOO_LARGE,
+        ProblemType.UNSUPPORTED_MEDIA_TYPE,
+        ProblemType.UNAVAILABLE,
+    )
+}

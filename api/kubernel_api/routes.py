@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -35,7 +35,7 @@ _TOKEN = re.compile(m.TOKEN_PATTERN)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 async def json_object(request: web.Request) -> dict:
@@ -81,18 +81,33 @@ async def create(request: web.Request) -> web.Response:
     body = parse(CreateRequest, await json_object(request))
     # As 19.09's manager: an owner_access_key in the query wins over the body's.
     named_owner = parse(OwnerQuery, {k: v for k, v in query_of(request).items() if k == "owner_access_key"})
-    owner = access.acting_owner(caller, named_owner.owner_access_key or body.owner_access_key, app[KEYPAIRS].get)
+    owner = access.acting_owner(
+        caller, named_owner.owner_access_key or body.owner_access_key, app[KEYPAIRS].get
+    )
     domain = access.check_domain(caller, owner, body.domain)
     group = access.check_group(caller, owner, body.group)
     wanted = mount_requests(body.config)
     claims = await app[KUBE].claim_labels({w.name for w in wanted}) if wanted else {}
     mounts = grant_mounts(wanted, claims, m.Owner(access_key=owner.access_key, domain=domain, group=group))
-    spec = to_spec(body, access_key=owner.access_key, domain=domain, group=group, images=app[SETTINGS].images,
-                   idle_timeout_seconds=app[SETTINGS].default_idle_timeout_seconds, mounts=mounts)
+    spec = to_spec(
+        body,
+        access_key=owner.access_key,
+        domain=domain,
+        group=group,
+        images=app[SETTINGS].images,
+        idle_timeout_seconds=app[SETTINGS].default_idle_timeout_seconds,
+        mounts=mounts,
+    )
     outcome = await app[SERVICE].get_or_create(body, owner, spec)
-    return web.json_response(views.create_response(outcome.body, created=outcome.created, timed_out=outcome.timed_out,
-                                                   offered=offered_ports(app, outcome.body)),
-                             status=201 if outcome.created else 200)
+    return web.json_response(
+        views.create_response(
+            outcome.body,
+            created=outcome.created,
+            timed_out=outcome.timed_out,
+            offered=offered_ports(app, outcome.body),
+        ),
+        status=201 if outcome.created else 200,
+    )
 
 
 async def get_info(request: web.Request) -> web.Response:
@@ -149,7 +164,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         owner_key = owner_key or caller.access_key
     group = None if query.group == "*" else query.group
     if group is not None and not app[KEYPAIRS].group_exists(
-            group, None if caller.role == Role.SUPERADMIN else caller.domain):
+        group, None if caller.role == Role.SUPERADMIN else caller.domain
+    ):
         raise Problem(ProblemType.GROUP_NOT_FOUND, f"no group {group!r}")
     cursor = None
     if request.headers.get("Last-Event-ID"):

@@ -25,8 +25,12 @@ from .settings import ApiSettings
 
 STATS_TIMEOUT = 1.0  # GET and DELETE answer without them rather than wait
 # What a runner's error status means to our client (its problem detail is kept).
-RUNNER_STATUS = {400: ProblemType.INVALID_PARAMETERS, 404: ProblemType.KERNEL_OBJECT_NOT_FOUND,
-                 409: ProblemType.KERNEL_BUSY, 413: ProblemType.TOO_LARGE}
+RUNNER_STATUS = {
+    400: ProblemType.INVALID_PARAMETERS,
+    404: ProblemType.KERNEL_OBJECT_NOT_FOUND,
+    409: ProblemType.KERNEL_BUSY,
+    413: ProblemType.TOO_LARGE,
+}
 
 
 @dataclass(frozen=True)
@@ -46,13 +50,18 @@ def runner_address(body: Mapping[str, Any]) -> str:
     status = body.get("status") or {}
     phase = status.get("phase", Phase.PENDING)
     if phase != Phase.RUNNING:
-        raise Problem(ProblemType.KERNEL_NOT_RUNNING, f"the kernel is {API_STATUS[Phase(phase)]}; "
-                                                      "code runs once it is RUNNING")
+        raise Problem(
+            ProblemType.KERNEL_NOT_RUNNING,
+            f"the kernel is {API_STATUS[Phase(phase)]}; code runs once it is RUNNING",
+        )
     address = status.get("kernelAddress")
     if not address:
         image = (body.get("spec") or {}).get("image", "")
-        raise Problem(ProblemType.NO_CODE_RUNNER, f"the image {image!r} has no code runner in this cluster's "
-                                                  "image table (or its node is simulated)")
+        raise Problem(
+            ProblemType.NO_CODE_RUNNER,
+            f"the image {image!r} has no code runner in this cluster's "
+            "image table (or its node is simulated)",
+        )
     return address
 
 
@@ -75,8 +84,9 @@ class RunnerClient:
         self._http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._http = aiohttp.ClientSession(trust_env=False, auto_decompress=False,
-                                           timeout=aiohttp.ClientTimeout(total=None, connect=3))
+        self._http = aiohttp.ClientSession(
+            trust_env=False, auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None, connect=3)
+        )
 
     async def close(self) -> None:
         if self._http is not None:
@@ -90,24 +100,43 @@ class RunnerClient:
     def target(self, body: Mapping[str, Any]) -> Target:
         address = runner_address(body)
         meta = body["metadata"]
-        token = rn.token(self.settings.runner_key, meta.get("namespace") or self.settings.namespace, meta["name"],
-                         meta["uid"])
+        token = rn.token(
+            self.settings.runner_key,
+            meta.get("namespace") or self.settings.namespace,
+            meta["name"],
+            meta["uid"],
+        )
         return Target(f"http://{address}", token)
 
     @asynccontextmanager
-    async def open(self, target: Target, method: str, path: str, *, timeout: float | None = None,
-                   headers: Mapping[str, str] | None = None, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+    async def open(
+        self,
+        target: Target,
+        method: str,
+        path: str,
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A raw response (to stream); runner errors and unreachable runners raise Problems."""
         wait = aiohttp.ClientTimeout(total=timeout or self.settings.runner_timeout_seconds, connect=3)
         try:
-            async with self.http.request(method, target.url + path, timeout=wait,
-                                         headers={**target.headers, **(headers or {})}, **kwargs) as response:
+            async with self.http.request(
+                method,
+                target.url + path,
+                timeout=wait,
+                headers={**target.headers, **(headers or {})},
+                **kwargs,
+            ) as response:
                 if response.status >= 400:
                     raise problem_of(response.status, await self._bounded(response))
                 yield response
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-            raise Problem(ProblemType.UNAVAILABLE, "the kernel's code runner is not reachable "
-                                                   f"({type(exc).__name__}); try again") from None
+            raise Problem(
+                ProblemType.UNAVAILABLE,
+                f"the kernel's code runner is not reachable ({type(exc).__name__}); try again",
+            ) from None
 
     async def call(self, target: Target, method: str, path: str, **kwargs: Any) -> Any:
         """A JSON call: the decoded answer (None for 204)."""
@@ -133,13 +162,19 @@ class RunnerClient:
 
     async def websocket(self, target: Target, path: str) -> aiohttp.ClientWebSocketResponse:
         try:
-            return await self.http.ws_connect(target.url + path, headers=target.headers, heartbeat=30,
-                                              max_msg_size=self.settings.runner_response_bytes)
+            return await self.http.ws_connect(
+                target.url + path,
+                headers=target.headers,
+                heartbeat=30,
+                max_msg_size=self.settings.runner_response_bytes,
+            )
         except aiohttp.WSServerHandshakeError as exc:
             raise problem_of(exc.status, b"") from None
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
-            raise Problem(ProblemType.UNAVAILABLE, "the kernel's code runner is not reachable "
-                                                   f"({type(exc).__name__}); try again") from None
+            raise Problem(
+                ProblemType.UNAVAILABLE,
+                f"the kernel's code runner is not reachable ({type(exc).__name__}); try again",
+            ) from None
 
     async def _bounded(self, response: aiohttp.ClientResponse) -> bytes:
         limit, size, chunks = self.settings.runner_response_bytes, 0, []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -27,7 +27,7 @@ from .views import is_restarted, is_settled, is_terminated, parse_session
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,20 @@ class Outcome:
 def manifest(name: str, spec: KernelSessionSpec) -> dict:
     """The KernelSession to create (pure)."""
     body = KernelSession(spec=spec).model_dump(mode="json", by_alias=True, exclude_none=True)
-    body["metadata"] = {"name": name, "labels": {
-        r.LABEL_NAME: "kernelsession", r.LABEL_MANAGED_BY: r.MANAGED_BY, r.LABEL_PART_OF: r.MANAGED_BY,
-        r.LABEL_ACCESS_KEY: r.label_value(spec.owner.access_key), r.LABEL_DOMAIN: r.label_value(spec.owner.domain),
-        r.LABEL_GROUP: r.label_value(spec.owner.group),
-    # With the operator's finalizer already there, kopf runs the create handler on the
-    # first event instead of adding it and waiting for the next one (one round trip).
-    }, "finalizers": [r.FINALIZER]}
+    body["metadata"] = {
+        "name": name,
+        "labels": {
+            r.LABEL_NAME: "kernelsession",
+            r.LABEL_MANAGED_BY: r.MANAGED_BY,
+            r.LABEL_PART_OF: r.MANAGED_BY,
+            r.LABEL_ACCESS_KEY: r.label_value(spec.owner.access_key),
+            r.LABEL_DOMAIN: r.label_value(spec.owner.domain),
+            r.LABEL_GROUP: r.label_value(spec.owner.group),
+            # With the operator's finalizer already there, kopf runs the create handler on the
+            # first event instead of adding it and waiting for the next one (one round trip).
+        },
+        "finalizers": [r.FINALIZER],
+    }
     return body
 
 
@@ -63,8 +70,13 @@ class SessionService:
     async def live_sessions_of(self, access_key: str) -> int:
         """Counted at the API server: the watch cache may not show our own last create yet."""
         listed = await self.kube.sessions_labelled(f"{r.LABEL_ACCESS_KEY}={r.label_value(access_key)}")
-        return sum(1 for b in listed if (b.get("spec") or {}).get("owner", {}).get("accessKey") == access_key
-                   and not is_terminated(b) and not b["metadata"].get("deletionTimestamp"))
+        return sum(
+            1
+            for b in listed
+            if (b.get("spec") or {}).get("owner", {}).get("accessKey") == access_key
+            and not is_terminated(b)
+            and not b["metadata"].get("deletionTimestamp")
+        )
 
     def _quota_lock(self, owner: Keypair) -> contextlib.AbstractAsyncContextManager:
         """Creates of a keypair with a session limit go one at a time in this process, so
@@ -84,7 +96,9 @@ class SessionService:
             return await self._wait_started(name, outcome.body, request.max_wait_seconds)
         return outcome
 
-    async def _claim(self, name: str, request: CreateRequest, owner: Keypair, spec: KernelSessionSpec) -> Outcome:
+    async def _claim(
+        self, name: str, request: CreateRequest, owner: Keypair, spec: KernelSessionSpec
+    ) -> Outcome:
         """Create the session, or find the live one of this token to reuse."""
         limit = owner.limits.concurrent_sessions
         # Create first and look only when the name is taken: a new session costs one call.
@@ -99,11 +113,17 @@ class SessionService:
             existing = await self.kube.get_session(name)
             if existing is not None and not r.owns(existing, owner.access_key, spec.session_id):
                 # Another owner's session holds the name (a digest collision): never hand it out.
-                raise Problem(ProblemType.KERNEL_EXISTS,
-                              f"the name of token {spec.session_id!r} is taken; choose another token")
-            ended = existing is not None and (is_terminated(existing) or existing["metadata"].get("deletionTimestamp"))
+                raise Problem(
+                    ProblemType.KERNEL_EXISTS,
+                    f"the name of token {spec.session_id!r} is taken; choose another token",
+                )
+            ended = existing is not None and (
+                is_terminated(existing) or existing["metadata"].get("deletionTimestamp")
+            )
             if over_quota and (existing is None or ended):  # a live session of this token is reused even so
-                raise Problem(ProblemType.QUOTA_EXCEEDED, f"keypair {owner.access_key} may run {limit} session(s)")
+                raise Problem(
+                    ProblemType.QUOTA_EXCEEDED, f"keypair {owner.access_key} may run {limit} session(s)"
+                )
             if existing is None:  # deleted between our create and our read
                 continue
             if ended:
@@ -127,11 +147,16 @@ class SessionService:
         uid = ended["metadata"]["uid"]
         await self.kube.delete_session(name, uid)
         try:
-            await self.sessions.wait_for(self.key(name), lambda b: b is None or b["metadata"]["uid"] != uid,
-                                         timeout=self.settings.destroy_wait_seconds)
+            await self.sessions.wait_for(
+                self.key(name),
+                lambda b: b is None or b["metadata"]["uid"] != uid,
+                timeout=self.settings.destroy_wait_seconds,
+            )
         except TimeoutError:
-            raise Problem(ProblemType.UNAVAILABLE,
-                          "the ended session with this token is still being cleaned up; try again") from None
+            raise Problem(
+                ProblemType.UNAVAILABLE,
+                "the ended session with this token is still being cleaned up; try again",
+            ) from None
 
     async def _wait_started(self, name: str, created: dict, max_wait: int) -> Outcome:
         cap = self.settings.max_wait_seconds
@@ -141,8 +166,10 @@ class SessionService:
             # None is not an answer: the watch may not have delivered our own create yet. A
             # session deleted meanwhile is seen Terminated first (the finalizer records it).
             body = await self.sessions.wait_for(
-                self.key(name), lambda b: b is not None and (b["metadata"]["uid"] != uid or is_settled(b)),
-                timeout=wait)
+                self.key(name),
+                lambda b: b is not None and (b["metadata"]["uid"] != uid or is_settled(b)),
+                timeout=wait,
+            )
         except TimeoutError:
             return Outcome(self.sessions.get(self.key(name)) or created, True, timed_out=True)
         if body is None or body["metadata"]["uid"] != uid:  # replaced meanwhile: ours ended
@@ -164,8 +191,10 @@ class SessionService:
             status = body.get("status") or {}
             try:
                 return await self.kube.patch_session_status(
-                    name, {"accessCount": status.get("accessCount", 0) + 1, "lastAccessAt": now().isoformat()},
-                    body["metadata"]["resourceVersion"])
+                    name,
+                    {"accessCount": status.get("accessCount", 0) + 1, "lastAccessAt": now().isoformat()},
+                    body["metadata"]["resourceVersion"],
+                )
             except ApiException as exc:
                 if exc.status != 409:
                     raise
@@ -184,9 +213,13 @@ class SessionService:
         for _ in range(8):
             wanted = (body.get("spec") or {}).get("restartCount", 0) + 1
             try:
-                await self.kube.patch_session(name, {
-                    "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
-                    "spec": {"restartCount": wanted}})
+                await self.kube.patch_session(
+                    name,
+                    {
+                        "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                        "spec": {"restartCount": wanted},
+                    },
+                )
                 break
             except ApiException as exc:
                 if exc.status != 409:
@@ -199,8 +232,10 @@ class SessionService:
             raise Problem(ProblemType.UNAVAILABLE, "the session kept changing; try again")
         with contextlib.suppress(TimeoutError):
             await self.sessions.wait_for(
-                self.key(name), lambda b: b is None or b["metadata"]["uid"] != uid or is_restarted(b, wanted),
-                timeout=self.settings.destroy_wait_seconds)
+                self.key(name),
+                lambda b: b is None or b["metadata"]["uid"] != uid or is_restarted(b, wanted),
+                timeout=self.settings.destroy_wait_seconds,
+            )
 
     async def destroy(self, body: dict, *, forced: bool) -> tuple[dict, bool]:
         """Ask the operator to end the session; the final state, and whether it ended in time."""
@@ -209,8 +244,10 @@ class SessionService:
         await self.kube.patch_session(name, {"spec": {"terminationRequested": reason}})
         try:
             final = await self.sessions.wait_for(
-                self.key(name), lambda b: b is None or b["metadata"]["uid"] != uid or is_terminated(b),
-                timeout=self.settings.destroy_wait_seconds)
+                self.key(name),
+                lambda b: b is None or b["metadata"]["uid"] != uid or is_terminated(b),
+                timeout=self.settings.destroy_wait_seconds,
+            )
         except TimeoutError:
             return self.sessions.get(self.key(name)) or body, False
         if final is None or final["metadata"]["uid"] != uid:

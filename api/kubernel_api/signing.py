@@ -13,7 +13,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 API_VERSION_HEADER = "X-BackendAI-Version"
@@ -23,7 +23,8 @@ DATE_HEADERS = ("Date", "X-BackendAI-Date")
 # The content type the reference client signs when it sends none (event streams).
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _AUTHORIZATION = re.compile(
-    r"^BackendAI\s+signMethod=HMAC-(?P<hash>[A-Za-z0-9]+)\s*,\s*credential=(?P<key>[^:\s]+):(?P<sig>[0-9a-fA-F]+)\s*$")
+    r"^BackendAI\s+signMethod=HMAC-(?P<hash>[A-Za-z0-9]+)\s*,\s*credential=(?P<key>[^:\s]+):(?P<sig>[0-9a-fA-F]+)\s*$"
+)
 SUPPORTED_HASHES = frozenset({"sha256", "sha384", "sha512", "sha1"})
 
 
@@ -83,7 +84,7 @@ def parse_date(raw: str | None) -> datetime:
             parsed = parsedate_to_datetime(raw.strip())
         except (TypeError, ValueError, IndexError):
             raise SignatureError("the date is neither ISO 8601 nor an HTTP date") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def check_date(raw: str | None, *, now: datetime, max_skew: timedelta) -> datetime:
@@ -96,9 +97,11 @@ def check_date(raw: str | None, *, now: datetime, max_skew: timedelta) -> dateti
 
 def string_to_sign(request: SignedRequest, hash_name: str) -> str:
     body_hash = hashlib.new(hash_name, b"").hexdigest()  # >= v4.20181215: the body is not hashed
-    return (f"{request.method.upper()}\n{request.path_qs}\n{request.date}\n"
-            f"host:{request.host}\ncontent-type:{request.content_type.lower()}\n"
-            f"x-backendai-version:{request.version}\n{body_hash}")
+    return (
+        f"{request.method.upper()}\n{request.path_qs}\n{request.date}\n"
+        f"host:{request.host}\ncontent-type:{request.content_type.lower()}\n"
+        f"x-backendai-version:{request.version}\n{body_hash}"
+    )
 
 
 def signature(request: SignedRequest, secret_key: str, hash_name: str) -> str:
@@ -108,8 +111,9 @@ def signature(request: SignedRequest, secret_key: str, hash_name: str) -> str:
     return hmac.new(key, string_to_sign(request, hash_name).encode(), hash_name).hexdigest()
 
 
-def verify(request: SignedRequest, credential: Credential, secret_key: str, *, now: datetime,
-           max_skew: timedelta) -> None:
+def verify(
+    request: SignedRequest, credential: Credential, secret_key: str, *, now: datetime, max_skew: timedelta
+) -> None:
     """Raise SignatureError unless the request is signed with ``secret_key`` and dated near ``now``."""
     check_date(request.date, now=now, max_skew=max_skew)
     expected = signature(request, secret_key, credential.hash_name)

@@ -52,8 +52,10 @@ def resources(slots: dict[str, object] | None, instance_memory_kib: int | None) 
     given = {k: v for k, v in (slots or {}).items() if v is not None}
     unknown = sorted(k for k in given if k not in SUPPORTED)
     if unknown:
-        raise Problem(ProblemType.INVALID_PARAMETERS,
-                      f"config.resources: unsupported slot(s) {', '.join(unknown)} (supported: {', '.join(SUPPORTED)})")
+        raise Problem(
+            ProblemType.INVALID_PARAMETERS,
+            f"config.resources: unsupported slot(s) {', '.join(unknown)} (supported: {', '.join(SUPPORTED)})",
+        )
     fields: dict[str, object] = {}
     if "cpu" in given:
         cpu = count("cpu", given["cpu"])
@@ -72,8 +74,11 @@ def resources(slots: dict[str, object] | None, instance_memory_kib: int | None) 
         if size <= 0:
             raise _bad(memory[0], f"{value!r} is not a size such as 4g, 512m, 1.5g or a number of bytes")
         if size < MIN_MEMORY_BYTES:
-            raise _bad(memory[0], f"{value!r} is {size} bytes, below the {MIN_MEMORY_BYTES >> 20} MiB a kernel needs "
-                                  "(a bare number is bytes: did you mean a unit, e.g. 256m?)")
+            raise _bad(
+                memory[0],
+                f"{value!r} is {size} bytes, below the {MIN_MEMORY_BYTES >> 20} MiB a kernel needs "
+                "(a bare number is bytes: did you mean a unit, e.g. 256m?)",
+            )
         fields["memory"] = str(size)
     elif instance_memory_kib:
         fields["memory"] = f"{instance_memory_kib}Ki"
@@ -86,6 +91,9 @@ def resources(slots: dict[str, object] | None, instance_memory_kib: int | None) 
             raise _bad(slot, f"{given[slot]!r} is not a whole number of devices")
         fields["gpu"] = int(gpus[0])
     if SHARED_GPU_SLOT in given and count(SHARED_GPU_SLOT, given[SHARED_GPU_SLOT]) != 0:
-        raise _bad(SHARED_GPU_SLOT, "fractional GPU shares need Backend.AI's own GPU sharing, which a Kubernetes "
-                                    "cluster does not have; ask for whole GPUs with cuda.device")
+        raise _bad(
+            SHARED_GPU_SLOT,
+            "fractional GPU shares need Backend.AI's own GPU sharing, which a Kubernetes "
+            "cluster does not have; ask for whole GPUs with cuda.device",
+        )
     return m.Resources(**fields)  # type: ignore[arg-type]  # pydantic checks the ranges

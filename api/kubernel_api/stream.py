@@ -35,10 +35,12 @@ class StreamFilter:
     group: str | None = None
 
     def matches(self, entry: Entry) -> bool:
-        return (can_see(self.caller, entry.owner_access_key, entry.owner_domain)
-                and (self.session_id is None or entry.session_id == self.session_id)
-                and (self.owner_access_key is None or entry.owner_access_key == self.owner_access_key)
-                and (self.group is None or entry.group == self.group))
+        return (
+            can_see(self.caller, entry.owner_access_key, entry.owner_domain)
+            and (self.session_id is None or entry.session_id == self.session_id)
+            and (self.owner_access_key is None or entry.owner_access_key == self.owner_access_key)
+            and (self.group is None or entry.group == self.group)
+        )
 
 
 @dataclass(eq=False)
@@ -77,17 +79,23 @@ class Hub:
             self.metrics.entry_lag.observe(max(0.0, received - entry.time.timestamp()))
         if not entries or not self.subscribers:
             return
-        for entry, message_id in zip(entries, ids_for(previous, resource_version, len(entries))):
+        for entry, message_id in zip(entries, ids_for(previous, resource_version, len(entries)), strict=True):
             encoded = message(entry, message_id)
             for subscriber in list(self.subscribers):
-                if not subscriber.dropped and subscriber.filter.matches(entry) \
-                        and not subscriber.offer(entry, encoded):
+                if (
+                    not subscriber.dropped
+                    and subscriber.filter.matches(entry)
+                    and not subscriber.offer(entry, encoded)
+                ):
                     self._drop(subscriber)
 
     def _drop(self, subscriber: Subscriber) -> None:
         self.metrics.dropped_streams.inc()
-        log.warning("SSE client of %s fell %d messages behind; disconnecting it",
-                    subscriber.filter.caller.access_key, self.queue_size)
+        log.warning(
+            "SSE client of %s fell %d messages behind; disconnecting it",
+            subscriber.filter.caller.access_key,
+            self.queue_size,
+        )
         self._end(subscriber)
 
     @staticmethod
@@ -99,8 +107,12 @@ class Hub:
         subscriber.queue.put_nowait(CLOSE)
 
     # -- subscribers ---------------------------------------------------------------
-    async def open(self, stream_filter: StreamFilter, cursor: Cursor | None,
-                   sessions_at: Callable[[str], Awaitable[list[dict]]]) -> tuple[list[bytes], Subscriber]:
+    async def open(
+        self,
+        stream_filter: StreamFilter,
+        cursor: Cursor | None,
+        sessions_at: Callable[[str], Awaitable[list[dict]]],
+    ) -> tuple[list[bytes], Subscriber]:
         """Subscribe; returns what the client missed since ``cursor`` and the live subscription."""
         await self.informer.loaded
         preface: list[bytes] = []
@@ -112,14 +124,18 @@ class Hub:
                     before, base_state = await sessions_at(cursor.base), await sessions_at(cursor.until)
                     delta = entries_after(last_seqs(before), base_state)
                     ids = ids_for(cursor.base, cursor.until, len(delta))
-                    preface += [message(e, i) for k, (e, i) in enumerate(zip(delta, ids))
-                                if k >= cursor.skip and stream_filter.matches(e)]
+                    preface += [
+                        message(e, i)
+                        for k, (e, i) in enumerate(zip(delta, ids, strict=True))
+                        if k >= cursor.skip and stream_filter.matches(e)
+                    ]
                     base_rv = cursor.until
                 else:
                     base_state, base_rv = await sessions_at(cursor.base), cursor.base
             except Gone:
-                preface.append(comment("the resume point is no longer in the API server's history; "
-                                       "continuing from now"))
+                preface.append(
+                    comment("the resume point is no longer in the API server's history; continuing from now")
+                )
                 base_state = None
         # From here on nothing awaits: the snapshot and the subscription are taken at
         # the same point of the watch, so nothing falls between them.
@@ -128,10 +144,11 @@ class Hub:
             current = list(self.informer.cache.values())
             delta = entries_after(last_seqs(base_state), current)
             ids = ids_for(base_rv, self.informer.resource_version, len(delta))
-            preface += [message(e, i) for e, i in zip(delta, ids) if stream_filter.matches(e)]
+            preface += [message(e, i) for e, i in zip(delta, ids, strict=True) if stream_filter.matches(e)]
             now_seqs = last_seqs(current)
-            subscriber.floor = {uid: seq for uid, seq in last_seqs(base_state).items()
-                                if seq > now_seqs.get(uid, 0)}
+            subscriber.floor = {
+                uid: seq for uid, seq in last_seqs(base_state).items() if seq > now_seqs.get(uid, 0)
+            }
         self.subscribers.add(subscriber)
         self.metrics.open_streams.inc()
         return preface, subscriber
@@ -147,7 +164,9 @@ class Hub:
         for subscriber in list(self.subscribers):
             if subscriber.filter.caller.access_key in access_keys and not subscriber.dropped:
                 self._end(subscriber)
-                log.info("closing an event stream of %s: its keypair changed", subscriber.filter.caller.access_key)
+                log.info(
+                    "closing an event stream of %s: its keypair changed", subscriber.filter.caller.access_key
+                )
 
     def shutdown(self) -> None:
         """End every open stream (server shutdown)."""

@@ -32,7 +32,8 @@ def is_restarted(body: dict, restart: int) -> bool:
     """Restart number ``restart`` has happened: its kernel runs, or the session ended."""
     status = body.get("status") or {}
     return status.get("phase") == Phase.TERMINATED or (
-        status.get("observedRestart", 0) >= restart and status.get("phase") == Phase.RUNNING)
+        status.get("observedRestart", 0) >= restart and status.get("phase") == Phase.RUNNING
+    )
 
 
 def _created(body: dict, status: KernelSessionStatus) -> datetime:
@@ -44,8 +45,9 @@ def cpu_credit_ms(status: KernelSessionStatus, now: datetime) -> int:
     return status.cpu_credit_ms + max(0, int(running))
 
 
-def kernel_info(body: dict, now: datetime, measured: dict | None = None,
-                offered: list[ServicePort] | None = None) -> dict:
+def kernel_info(
+    body: dict, now: datetime, measured: dict | None = None, offered: list[ServicePort] | None = None
+) -> dict:
     """GET /kernel/:id; ``measured``: the runner's stats, whose CPU time is the credit
     while the kernel runs code (else the time it has been running)."""
     session = parse_session(body)
@@ -62,7 +64,9 @@ def kernel_info(body: dict, now: datetime, measured: dict | None = None,
         "age": max(0, int((age_end - created).total_seconds() * 1000)),
         "memoryLimit": status.memory_limit_kib or memory_kib(spec.resources.memory),
         "numQueriesExecuted": status.access_count,
-        "cpuCreditUsed": _cpu_used(measured) if _cpu_used(measured) is not None else cpu_credit_ms(status, now),
+        "cpuCreditUsed": _cpu_used(measured)
+        if _cpu_used(measured) is not None
+        else cpu_credit_ms(status, now),
         "creationTime": created.isoformat(),
         "terminationTime": status.terminated_at.isoformat() if status.terminated_at else None,
         "tag": spec.tag,
@@ -92,7 +96,9 @@ def occupied_slots(session: KernelSession) -> dict[str, str]:
 
 def _cpu_used(measured: dict | None) -> int | None:
     value = (measured or {}).get("cpu_used")
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else None
+    return (
+        int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else None
+    )
 
 
 def service_ports(body: dict, offered: list[ServicePort]) -> list[dict]:
@@ -114,8 +120,15 @@ def create_response(body: dict, *, created: bool, timed_out: bool, offered: list
     }
 
 
-KERNEL_STATS = ("cpu_used", "mem_max_bytes", "mem_cur_bytes", "io_read_bytes", "io_write_bytes",
-                "net_rx_bytes", "net_tx_bytes")
+KERNEL_STATS = (
+    "cpu_used",
+    "mem_max_bytes",
+    "mem_cur_bytes",
+    "io_read_bytes",
+    "io_write_bytes",
+    "net_rx_bytes",
+    "net_tx_bytes",
+)
 
 
 def final_stats(body: dict, now: datetime, measured: dict | None = None) -> dict:
@@ -124,7 +137,7 @@ def final_stats(body: dict, now: datetime, measured: dict | None = None) -> dict
     else the CPU credit we count. ``status`` is 19.09's word: ``terminated``, or
     ``cancelled`` for a session that never started. How it ended is in GET's statusInfo."""
     status = _status(parse_session(body))
-    stats: dict[str, int | str] = {key: 0 for key in KERNEL_STATS}
+    stats: dict[str, int | str] = dict.fromkeys(KERNEL_STATS, 0)
     stats["cpu_used"] = cpu_credit_ms(status, status.terminated_at or now)
     for key in KERNEL_STATS:
         value = (measured or {}).get(key)
@@ -166,7 +179,13 @@ def compute_session(body: dict, now: datetime) -> dict:
         "mounts": [m.name for m in spec.mounts],
         "num_queries": status.access_count,
         "cpu_used": cpu_credit_ms(status, now),
-        "mem_max_bytes": 0, "mem_cur_bytes": 0, "net_rx_bytes": 0, "net_tx_bytes": 0,
-        "io_read_bytes": 0, "io_write_bytes": 0, "io_max_scratch_size": 0, "io_cur_scratch_size": 0,
+        "mem_max_bytes": 0,
+        "mem_cur_bytes": 0,
+        "net_rx_bytes": 0,
+        "net_tx_bytes": 0,
+        "io_read_bytes": 0,
+        "io_write_bytes": 0,
+        "io_max_scratch_size": 0,
+        "io_cur_scratch_size": 0,
         "cpu_using": 0.0,
     }

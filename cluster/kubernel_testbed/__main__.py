@@ -23,10 +23,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "imagesim":
         from .imagesim import main as imagesim_main
+
         imagesim_main(args.kubeconfig)
         return 0
     if args.command == "run":
         from .devrun import main as run_main
+
         return run_main()
     testbed = Testbed(TestbedSettings.from_env())
     if args.command == "up":

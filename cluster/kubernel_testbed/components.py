@@ -59,12 +59,19 @@ def etcd(layout: Layout, ports: Ports) -> list[str]:
     client = f"http://127.0.0.1:{ports.etcd_client}"
     peer = f"http://127.0.0.1:{ports.etcd_peer}"
     return [
-        str(layout.bin / "etcd"), "--name=testbed", f"--data-dir={layout.etcd_data}",
-        f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-        f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-        f"--initial-cluster=testbed={peer}", "--listen-metrics-urls=",
+        str(layout.bin / "etcd"),
+        "--name=testbed",
+        f"--data-dir={layout.etcd_data}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=testbed={peer}",
+        "--listen-metrics-urls=",
         # A throw-away test store: durability is not worth an fsync per write.
-        "--unsafe-no-fsync", "--auto-compaction-retention=1", "--log-level=warn",
+        "--unsafe-no-fsync",
+        "--auto-compaction-retention=1",
+        "--log-level=warn",
     ]
 
 
@@ -73,7 +80,8 @@ def kube_apiserver(layout: Layout, ports: Ports) -> list[str]:
     return [
         str(layout.bin / "kube-apiserver"),
         f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-        f"--bind-address={host}", f"--advertise-address={host}",
+        f"--bind-address={host}",
+        f"--advertise-address={host}",
         f"--secure-port={ports.apiserver}",
         # With the real node, the `kubernetes` Service points at the node address, so
         # in-cluster clients work. Without it there is only loopback, which Endpoints
@@ -91,26 +99,37 @@ def kube_apiserver(layout: Layout, ports: Ports) -> list[str]:
         f"--service-account-signing-key-file={layout.pki('sa.key')}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--authorization-mode=RBAC", "--allow-privileged=true",
-        f"--cert-dir={layout.state / 'apiserver'}", "--profiling=false", "--v=0",
+        "--authorization-mode=RBAC",
+        "--allow-privileged=true",
+        f"--cert-dir={layout.state / 'apiserver'}",
+        "--profiling=false",
+        "--v=0",
     ]
 
 
 def kube_controller_manager(layout: Layout) -> list[str]:
     return [
         str(layout.bin / "kube-controller-manager"),
-        f"--kubeconfig={layout.kubeconfig}", "--leader-elect=false", "--secure-port=0",
+        f"--kubeconfig={layout.kubeconfig}",
+        "--leader-elect=false",
+        "--secure-port=0",
         f"--root-ca-file={layout.pki('ca.crt')}",
         f"--service-account-private-key-file={layout.pki('sa.key')}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--kube-api-qps=500", "--kube-api-burst=1000", "--concurrent-gc-syncs=20",
+        "--kube-api-qps=500",
+        "--kube-api-burst=1000",
+        "--concurrent-gc-syncs=20",
         "--v=0",
     ]
 
 
 def kube_scheduler(layout: Layout) -> list[str]:
-    return [str(layout.bin / "kube-scheduler"), f"--config={layout.scheduler_config}",
-            "--secure-port=0", "--v=0"]
+    return [
+        str(layout.bin / "kube-scheduler"),
+        f"--config={layout.scheduler_config}",
+        "--secure-port=0",
+        "--v=0",
+    ]
 
 
 def scheduler_config(layout: Layout) -> str:
@@ -124,10 +143,13 @@ def scheduler_config(layout: Layout) -> str:
 
 def kwok(layout: Layout, ports: Ports) -> list[str]:
     return [
-        str(layout.bin / "kwok"), f"--kubeconfig={layout.kubeconfig}",
-        f"--config={layout.kwok_config}", "--manage-all-nodes=false",
+        str(layout.bin / "kwok"),
+        f"--kubeconfig={layout.kubeconfig}",
+        f"--config={layout.kwok_config}",
+        "--manage-all-nodes=false",
         f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
-        f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1",
+        f"--cidr={POD_CIDR}",
+        "--node-ip=127.0.0.1",
         f"--server-address=127.0.0.1:{ports.kwok}",
     ]
 
@@ -167,8 +189,10 @@ def node_manifest(index: int, cpu: str, memory: str, gpus: str, pods: str) -> di
             "annotations": {NODE_ANNOTATION: "fake"},
             "labels": {
                 "kubernetes.io/hostname": f"kwok-node-{index}",
-                "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-                "type": "kwok", NODE_LABEL: "true",
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+                NODE_LABEL: "true",
             },
         },
         # Only sessions whose image table tolerates it land here (node.SIMULATED_SCHEDULING).

@@ -61,8 +61,12 @@ class Deployment:
     secret_key: str
 
     def env(self) -> dict[str, str]:
-        return {"BACKEND_ENDPOINT": self.endpoint, "BACKEND_ACCESS_KEY": self.access_key,
-                "BACKEND_SECRET_KEY": self.secret_key, "BACKEND_ENDPOINT_TYPE": "api"}
+        return {
+            "BACKEND_ENDPOINT": self.endpoint,
+            "BACKEND_ACCESS_KEY": self.access_key,
+            "BACKEND_SECRET_KEY": self.secret_key,
+            "BACKEND_ENDPOINT_TYPE": "api",
+        }
 
 
 # -- pure ----------------------------------------------------------------------------
@@ -74,7 +78,9 @@ def split_image(reference: str) -> tuple[str, str]:
     return repository, digest
 
 
-def chart_values(image: str, image_table: Mapping[str, Any], ingress_values: Mapping[str, Any]) -> dict[str, Any]:
+def chart_values(
+    image: str, image_table: Mapping[str, Any], ingress_values: Mapping[str, Any]
+) -> dict[str, Any]:
     """The values `make deploy` installs the chart with (everything else: the chart's defaults).
     ``ingress_values``: the README's Traefik example (no DNS here: its rule has no host, so
     the ingress's address is the endpoint)."""
@@ -87,9 +93,21 @@ def chart_values(image: str, image_table: Mapping[str, Any], ingress_values: Map
 
 
 def helm_upgrade_command(helm: Path, kubeconfig: Path, values_file: Path) -> list[str]:
-    return [str(helm), f"--kubeconfig={kubeconfig}", "upgrade", "--install", RELEASE, str(CHART),
-            "--namespace", NAMESPACE, "--create-namespace", "--values", str(values_file),
-            "--wait", f"--timeout={HELM_TIMEOUT}"]
+    return [
+        str(helm),
+        f"--kubeconfig={kubeconfig}",
+        "upgrade",
+        "--install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--create-namespace",
+        "--values",
+        str(values_file),
+        "--wait",
+        f"--timeout={HELM_TIMEOUT}",
+    ]
 
 
 def env_file_text(deployment: Deployment) -> str:
@@ -108,10 +126,16 @@ class DeployError(RuntimeError):
 
 
 def _kubectl(bed: Testbed, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([str(bed.layout.bin / "kubectl"), f"--kubeconfig={bed.layout.kubeconfig}", *args],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(bed.layout.bin / "kubectl"), f"--kubeconfig={bed.layout.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if check and done.returncode != 0:
-        raise DeployError(f"kubectl {' '.join(args[:4])} ... failed: {done.stderr.strip() or done.stdout.strip()}")
+        raise DeployError(
+            f"kubectl {' '.join(args[:4])} ... failed: {done.stderr.strip() or done.stdout.strip()}"
+        )
     return done
 
 
@@ -128,20 +152,26 @@ def deploy(bed: Testbed) -> Deployment:
     image = serviceimage.ensure_service_image(bed.settings, say)
     say("[deploy 2/4] the ingress controller (Traefik) on the real node")
     endpoint = ingress.install(bed.layout.kubeconfig, say)
-    say(f"[deploy 3/4] helm upgrade --install {RELEASE} (namespace {NAMESPACE}, image {image}), "
-        f"waiting up to {HELM_TIMEOUT} for the rollout")
+    say(
+        f"[deploy 3/4] helm upgrade --install {RELEASE} (namespace {NAMESPACE}, image {image}), "
+        f"waiting up to {HELM_TIMEOUT} for the rollout"
+    )
     table = yaml.safe_load(DEV_IMAGE_TABLE.read_text())
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="kubernel-values-") as values:
         ingress_values = yaml.safe_load(TRAEFIK_VALUES.read_text())["ingress"]
         yaml.safe_dump(chart_values(image, table, ingress_values), values)
         values.flush()
-        result = subprocess.run(helm_upgrade_command(bed.layout.bin / "helm", bed.layout.kubeconfig,
-                                                     Path(values.name)), capture_output=True, text=True)
+        result = subprocess.run(
+            helm_upgrade_command(bed.layout.bin / "helm", bed.layout.kubeconfig, Path(values.name)),
+            capture_output=True,
+            text=True,
+        )
     if result.returncode != 0:
         raise DeployError(f"helm upgrade failed:\n{result.stdout}{result.stderr}")
     say("[deploy 4/4] the bootstrap keypair, and the API through the ingress")
-    secret = json.loads(_kubectl(bed, "-n", KEYPAIR_NAMESPACE, "get", "secret", BOOTSTRAP_SECRET, "-o",
-                                 "json").stdout)
+    secret = json.loads(
+        _kubectl(bed, "-n", KEYPAIR_NAMESPACE, "get", "secret", BOOTSTRAP_SECRET, "-o", "json").stdout
+    )
     access_key, secret_key = decode_keypair(secret)
     deployment = Deployment(endpoint, image, access_key, secret_key)
     wait_for(f"the API answering at {endpoint}/", lambda: _answers(endpoint), timeout=60, interval=0.5)
@@ -172,7 +202,9 @@ def build_images(settings: TestbedSettings) -> None:
     before pytest, so no test waits minutes in a fixture): the node's own (which `up` would
     build), the service image and Traefik's."""
     if not settings.real_node or external_cluster_reachable():
-        say("no local real node (KUBERNEL_REAL_NODE=0 or KUBECONFIG names a cluster): the deploy images are not needed")
+        say(
+            "no local real node (KUBERNEL_REAL_NODE=0 or KUBECONFIG names a cluster): the deploy images are not needed"
+        )
         return
     say("[deploy images 1/3] the node's own images (pause, the Python kernel), which the test bed needs too")
     imagebuild.ensure_built(settings.cache_dir, say)
@@ -188,35 +220,86 @@ def undeploy(bed: Testbed) -> None:
     if not bed.running():
         say("the test bed is not running: nothing to undeploy")
         return
-    operator_runs = bool(_kubectl(bed, "-n", NAMESPACE, "get", "deployment", f"{RELEASE}-operator",
-                                  "--ignore-not-found", "-o", "name", check=False).stdout.strip())
+    operator_runs = bool(
+        _kubectl(
+            bed,
+            "-n",
+            NAMESPACE,
+            "get",
+            "deployment",
+            f"{RELEASE}-operator",
+            "--ignore-not-found",
+            "-o",
+            "name",
+            check=False,
+        ).stdout.strip()
+    )
     if operator_runs:
-        say(f"[undeploy 1/4] ending the sessions in {NAMESPACE} while the operator runs (Pods, lifecycle, finalizer)")
-        ended = _kubectl(bed, "-n", NAMESPACE, "delete", "kernelsessions", "--all", "--wait", "--timeout=120s",
-                         check=False)
+        say(
+            f"[undeploy 1/4] ending the sessions in {NAMESPACE} while the operator runs (Pods, lifecycle, finalizer)"
+        )
+        ended = _kubectl(
+            bed, "-n", NAMESPACE, "delete", "kernelsessions", "--all", "--wait", "--timeout=120s", check=False
+        )
         if ended.returncode != 0:  # a broken operator: step 3 removes what it left
             say(f"[undeploy 1/4] not all ended: {ended.stderr.strip()}")
     say(f"[undeploy 2/4] helm uninstall {RELEASE}")
-    uninstalled = subprocess.run([str(bed.layout.bin / "helm"), f"--kubeconfig={bed.layout.kubeconfig}", "uninstall",
-                                  RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout=120s", "--ignore-not-found"],
-                                 capture_output=True, text=True)
+    uninstalled = subprocess.run(
+        [
+            str(bed.layout.bin / "helm"),
+            f"--kubeconfig={bed.layout.kubeconfig}",
+            "uninstall",
+            RELEASE,
+            "--namespace",
+            NAMESPACE,
+            "--wait",
+            "--timeout=120s",
+            "--ignore-not-found",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if uninstalled.returncode != 0:
         raise DeployError(f"helm uninstall failed: {uninstalled.stderr.strip()}")
     left = _kubectl(bed, "-n", NAMESPACE, "get", "kernelsessions", "-o", "name", check=False).stdout.split()
-    say(f"[undeploy 3/4] sessions left without an operator: {len(left)} (finalizer removed; Pods follow by owner)")
+    say(
+        f"[undeploy 3/4] sessions left without an operator: {len(left)} (finalizer removed; Pods follow by owner)"
+    )
     for name in left:
-        _kubectl(bed, "-n", NAMESPACE, "patch", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
-                 check=False)  # gone meanwhile is fine
-    say(f"[undeploy 4/4] deleting namespaces {NAMESPACE} and {KEYPAIR_NAMESPACE} (the chart keeps the keypairs' "
-        "on uninstall; undeploy removes everything)")
-    _kubectl(bed, "delete", "namespace", NAMESPACE, KEYPAIR_NAMESPACE, "--ignore-not-found", "--wait",
-             "--timeout=120s")
+        _kubectl(
+            bed,
+            "-n",
+            NAMESPACE,
+            "patch",
+            name,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+            check=False,
+        )  # gone meanwhile is fine
+    say(
+        f"[undeploy 4/4] deleting namespaces {NAMESPACE} and {KEYPAIR_NAMESPACE} (the chart keeps the keypairs' "
+        "on uninstall; undeploy removes everything)"
+    )
+    _kubectl(
+        bed,
+        "delete",
+        "namespace",
+        NAMESPACE,
+        KEYPAIR_NAMESPACE,
+        "--ignore-not-found",
+        "--wait",
+        "--timeout=120s",
+    )
     ENV_FILE.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kubernel_testbed.deploy", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m kubernel_testbed.deploy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=["up", "down", "build"])
     args = parser.parse_args(argv)
     bed = Testbed(TestbedSettings.from_env())

@@ -33,10 +33,12 @@ async def _pipe(name: str, stream: asyncio.StreamReader) -> None:
 async def _run(env: dict[str, str]) -> int:
     python = sys.executable
     procs = {
-        "operator": await asyncio.create_subprocess_exec(python, "-m", "kubernel_operator", env=env,
-                                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT),
-        "api": await asyncio.create_subprocess_exec(python, "-m", "kubernel_api", "serve", env=env,
-                                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT),
+        "operator": await asyncio.create_subprocess_exec(
+            python, "-m", "kubernel_operator", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        ),
+        "api": await asyncio.create_subprocess_exec(
+            python, "-m", "kubernel_api", "serve", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        ),
     }
     pipes = [asyncio.create_task(_pipe(n, p.stdout)) for n, p in procs.items() if p.stdout]
     stop = asyncio.Event()
@@ -87,12 +89,35 @@ def main() -> int:
     env.setdefault("KUBERNEL_API_PORT", "8090")
     endpoint = f"http://{env['KUBERNEL_API_HOST']}:{env['KUBERNEL_API_PORT']}"
     say("applying crds/")
-    subprocess.run(["kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds")],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(["kubectl", "wait", "--for=condition=Established", "--timeout=30s",
-                    "crd/kernelsessions.kubernel.io"], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run([sys.executable, "-m", "kubernel_api", "keypair", "bootstrap", "--env-file", str(ENV_FILE),
-                    "--endpoint", endpoint], check=True, env=env)
-    say(f"API on {endpoint}; in another shell: `source {ENV_FILE.relative_to(REPO)}` for the Backend.AI client, "
-        "`source <(.venv/bin/python -m kubernel_testbed env)` for kubectl. Ctrl-C stops.")
+    subprocess.run(
+        ["kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds")],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        ["kubectl", "wait", "--for=condition=Established", "--timeout=30s", "crd/kernelsessions.kubernel.io"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubernel_api",
+            "keypair",
+            "bootstrap",
+            "--env-file",
+            str(ENV_FILE),
+            "--endpoint",
+            endpoint,
+        ],
+        check=True,
+        env=env,
+    )
+    say(
+        f"API on {endpoint}; in another shell: `source {ENV_FILE.relative_to(REPO)}` for the Backend.AI client, "
+        "`source <(.venv/bin/python -m kubernel_testbed env)` for kubectl. Ctrl-C stops."
+    )
     return asyncio.run(_run(env))

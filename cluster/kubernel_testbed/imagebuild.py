@@ -51,8 +51,15 @@ KERNEL_UID = 1000
 """UID and GID of ``work``, the user kernels run as (the Pod's securityContext names it)."""
 KERNEL_HOME = "/home/work"
 
-SLIM_PATHS = ("var/cache/apt", "var/lib/apt/lists", "usr/share/man", "usr/share/info",
-              "usr/share/lintian", "var/log", "dev")
+SLIM_PATHS = (
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/lintian",
+    "var/log",
+    "dev",
+)
 """Directories of a Debian rootfs emptied before packing: caches, manuals, logs, and
 the device nodes debootstrap made (the container runtime mounts its own /dev)."""
 
@@ -104,15 +111,21 @@ class ImageSpec:
 
 PAUSE = ImageSpec("pause", "3.10", go_binary="/pause", entrypoint=("/pause",), user="65535:65535")
 PYTHON = ImageSpec(
-    "python", "3.11",
+    "python",
+    "3.11",
     base=DebianBase("bookworm", ("python3", "procps")),  # procps: `kubectl exec ... ps`
     files_dir="/opt/kubernel",
     python_requirements="requirements.txt",  # the code runner's: aiohttp, jupyter_client, ipykernel
     cmd=("/usr/bin/python3", "-m", "kubernel_runner"),  # Cmd, not Entrypoint: a Pod's args replace it
     check=("/usr/bin/python3", "-m", "kubernel_runner", "--check"),  # imports, and finds ipykernel's spec
     # HOME too: pip --user and IPython write there even for a UID /etc/passwd lacks (runc: HOME=/).
-    env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
-         "PYTHONUNBUFFERED=1", f"HOME={KERNEL_HOME}", "PYTHONPATH=/opt/kubernel:/opt/kubernel/lib"),
+    env=(
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG=C.UTF-8",
+        "PYTHONUNBUFFERED=1",
+        f"HOME={KERNEL_HOME}",
+        "PYTHONPATH=/opt/kubernel:/opt/kubernel/lib",
+    ),
     workdir=KERNEL_HOME,
 )
 IMAGES = (PAUSE, PYTHON)
@@ -121,12 +134,17 @@ TRAEFIK_VERSION = "3.6.12"
 """The Traefik release the ingress controller image builds (cluster/images/traefik/go.mod requires it)."""
 _TRAEFIK_VERSION_VAR = "github.com/traefik/traefik/v3/pkg/version"
 TRAEFIK = ImageSpec(
-    "traefik", TRAEFIK_VERSION,
-    go_binary="/traefik", go_package="github.com/traefik/traefik/v3/cmd/traefik",
+    "traefik",
+    TRAEFIK_VERSION,
+    go_binary="/traefik",
+    go_package="github.com/traefik/traefik/v3/cmd/traefik",
     # BuildDate: the release's date, not the build's, so the binary stays reproducible.
-    go_ldflags=(f"-X {_TRAEFIK_VERSION_VAR}.Version={TRAEFIK_VERSION}",
-                f"-X {_TRAEFIK_VERSION_VAR}.BuildDate=2026-03-26T09:54:04Z"),
-    entrypoint=("/traefik",), user="65532:65532",
+    go_ldflags=(
+        f"-X {_TRAEFIK_VERSION_VAR}.Version={TRAEFIK_VERSION}",
+        f"-X {_TRAEFIK_VERSION_VAR}.BuildDate=2026-03-26T09:54:04Z",
+    ),
+    entrypoint=("/traefik",),
+    user="65532:65532",
 )
 ON_DEMAND = (TRAEFIK,)
 """Images built only when something asks for them (``ensure_built(..., specs=...)``), never
@@ -145,9 +163,11 @@ def layout_tag(spec: ImageSpec) -> str:
 
 def read_inputs(directory: Path) -> dict[str, bytes]:
     """The files of an image's folder by relative path (Python's caches left out)."""
-    return {p.relative_to(directory).as_posix(): p.read_bytes()
-            for p in sorted(directory.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        p.relative_to(directory).as_posix(): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 def _hash_part(h: hashlib._Hash, label: str, data: bytes) -> None:
@@ -200,11 +220,19 @@ def debootstrap_argv(base: DebianBase, target: Path, mirror: str) -> list[str]:
 def oci_config(spec: ImageSpec) -> dict[str, object]:
     """The ``config`` object of the image's OCI configuration, as umoci writes it
     (empty fields left out)."""
-    labels = {"org.opencontainers.image.title": f"kubernel/{spec.name}",
-              "org.opencontainers.image.version": spec.tag,
-              "org.opencontainers.image.source": PROJECT_SOURCE}
-    config: dict[str, object] = {"User": spec.user, "Env": list(spec.env), "Entrypoint": list(spec.entrypoint),
-                                 "Cmd": list(spec.cmd), "WorkingDir": spec.workdir, "Labels": labels}
+    labels = {
+        "org.opencontainers.image.title": f"kubernel/{spec.name}",
+        "org.opencontainers.image.version": spec.tag,
+        "org.opencontainers.image.source": PROJECT_SOURCE,
+    }
+    config: dict[str, object] = {
+        "User": spec.user,
+        "Env": list(spec.env),
+        "Entrypoint": list(spec.entrypoint),
+        "Cmd": list(spec.cmd),
+        "WorkingDir": spec.workdir,
+        "Labels": labels,
+    }
     return {key: value for key, value in config.items() if value}
 
 
@@ -226,11 +254,15 @@ def history_entry(spec: ImageSpec) -> str:
     """The layer's ``created_by``: how its content was made."""
     parts = []
     if spec.base:
-        parts.append(" ".join(debootstrap_argv(spec.base, Path("/"), "<mirror>")[:-2])
-                     + f"; useradd --uid {KERNEL_UID} {KERNEL_USER}")
+        parts.append(
+            " ".join(debootstrap_argv(spec.base, Path("/"), "<mirror>")[:-2])
+            + f"; useradd --uid {KERNEL_UID} {KERNEL_USER}"
+        )
     if spec.go_binary:
-        parts.append(f"(cd cluster/images/{spec.name}; CGO_ENABLED=0 "
-                     f"{' '.join(go_build_argv(spec, Path(spec.go_binary)))})")
+        parts.append(
+            f"(cd cluster/images/{spec.name}; CGO_ENABLED=0 "
+            f"{' '.join(go_build_argv(spec, Path(spec.go_binary)))})"
+        )
     if spec.files_dir:
         parts.append(f"cp cluster/images/{spec.name}/* {spec.files_dir}/")
     return "; ".join(parts)
@@ -238,8 +270,11 @@ def history_entry(spec: ImageSpec) -> str:
 
 def manifest_digests(index: Mapping[str, object]) -> dict[str, str]:
     """Tag -> manifest digest of an OCI layout's ``index.json``."""
-    return {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
-            for m in index.get("manifests", []) if "org.opencontainers.image.ref.name" in m.get("annotations", {})}
+    return {
+        m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
+        for m in index.get("manifests", [])
+        if "org.opencontainers.image.ref.name" in m.get("annotations", {})
+    }
 
 
 def mounts_below(mountinfo: str, root: Path) -> list[str]:
@@ -266,8 +301,10 @@ def format_duration(seconds: float) -> str:
 def _run(*argv: str | Path, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:
     done = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"`{' '.join(map(str, argv[:4]))} ...` failed ({done.returncode}):\n"
-                           f"{(done.stderr or done.stdout)[-3000:]}")
+        raise RuntimeError(
+            f"`{' '.join(map(str, argv[:4]))} ...` failed ({done.returncode}):\n"
+            f"{(done.stderr or done.stdout)[-3000:]}"
+        )
     return done.stdout
 
 
@@ -355,8 +392,21 @@ def _add_kernel_user(rootfs: Path) -> None:
     """``work`` (UID = GID = 1000), its home owned by it and open to read (0755): the
     image's WORKDIR must be enterable whatever UID a Pod picks."""
     _run("chroot", rootfs, "groupadd", "--gid", str(KERNEL_UID), KERNEL_USER)
-    _run("chroot", rootfs, "useradd", "--uid", str(KERNEL_UID), "--gid", str(KERNEL_UID), "--create-home",
-         "--home-dir", KERNEL_HOME, "--shell", "/bin/bash", KERNEL_USER)
+    _run(
+        "chroot",
+        rootfs,
+        "useradd",
+        "--uid",
+        str(KERNEL_UID),
+        "--gid",
+        str(KERNEL_UID),
+        "--create-home",
+        "--home-dir",
+        KERNEL_HOME,
+        "--shell",
+        "/bin/bash",
+        KERNEL_USER,
+    )
     (rootfs / KERNEL_HOME.lstrip("/")).chmod(0o755)
 
 
@@ -384,8 +434,12 @@ def _slim(rootfs: Path) -> None:
     for locale in (rootfs / "usr/share/locale").glob("*"):
         if locale.name != "locale.alias":
             _delete(locale)
-    for leftover in ("var/cache/debconf/config.dat-old", "var/cache/debconf/templates.dat-old",
-                     "var/lib/dpkg/status-old", "var/lib/dpkg/diversions-old"):
+    for leftover in (
+        "var/cache/debconf/config.dat-old",
+        "var/cache/debconf/templates.dat-old",
+        "var/lib/dpkg/status-old",
+        "var/lib/dpkg/diversions-old",
+    ):
         (rootfs / leftover).unlink(missing_ok=True)
     # The host's name and resolver were copied in; the runtime mounts the Pod's own.
     for host_file in ("etc/hostname", "etc/resolv.conf"):
@@ -407,8 +461,23 @@ def pip_target_argv(python: str, requirements: Path, target: Path) -> list[str]:
     (the platform is this machine's: the image's Debian, glibc and architecture), with
     their bytecode: the kernel user cannot write it there, and compiling IPython at
     every start took seconds of a small kernel's CPU."""
-    return [python, "-m", "pip", "install", "--quiet", "--no-deps", "--only-binary=:all:",
-            "--python-version", "3.11", "--implementation", "cp", "--target", str(target), "-r", str(requirements)]
+    return [
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "--target",
+        str(target),
+        "-r",
+        str(requirements),
+    ]
 
 
 def _install_wheels(spec: ImageSpec, rootfs: Path) -> None:
@@ -421,22 +490,40 @@ def go_build_argv(spec: ImageSpec, out: Path, go: str = "go") -> list[str]:
     pins it). -buildvcs=false: the binary must not depend on the repository's git state."""
     ldflags = " ".join(("-s", "-w", *spec.go_ldflags))
     # -v: each package's name as it is compiled, which the progress lines show.
-    return [go, "build", "-v", "-trimpath", "-buildvcs=false", f"-ldflags={ldflags}", "-o", str(out), spec.go_package]
+    return [
+        go,
+        "build",
+        "-v",
+        "-trimpath",
+        "-buildvcs=false",
+        f"-ldflags={ldflags}",
+        "-o",
+        str(out),
+        spec.go_package,
+    ]
 
 
 def _build_go_binary(spec: ImageSpec, rootfs: Path, cache: Path, say: Say) -> None:
     out = rootfs / spec.go_binary.lstrip("/")
     out.parent.mkdir(parents=True, exist_ok=True)
-    run_logged(go_build_argv(spec, out, _go()), cache / "logs" / f"go-build-{spec.name}.log",
-               f"go build {spec.go_package}", say, cwd=source_dir(spec), env=_go_env())
+    run_logged(
+        go_build_argv(spec, out, _go()),
+        cache / "logs" / f"go-build-{spec.name}.log",
+        f"go build {spec.go_package}",
+        say,
+        cwd=source_dir(spec),
+        env=_go_env(),
+    )
     out.chmod(0o755)
 
 
 def _fill_rootfs(spec: ImageSpec, rootfs: Path, cache: Path, steps: Iterator[str], say: Say) -> None:
     if spec.base:
         base = _debian_rootfs(spec.base, cache / "debootstrap", next(steps), say)
-        say(f"[images] {spec.reference}: the {KERNEL_USER} user, {spec.files_dir}, no caches or docs: "
-            f"{next(steps)}")
+        say(
+            f"[images] {spec.reference}: the {KERNEL_USER} user, {spec.files_dir}, no caches or docs: "
+            f"{next(steps)}"
+        )
         _run("cp", "-a", "--reflink=auto", base, rootfs)
         _add_kernel_user(rootfs)
         _slim(rootfs)
@@ -448,8 +535,10 @@ def _fill_rootfs(spec: ImageSpec, rootfs: Path, cache: Path, steps: Iterator[str
     if spec.files_dir:
         _install_files(spec, rootfs)
     if spec.python_requirements:
-        say(f"[images] {spec.reference}: pip install {spec.python_requirements} into {spec.files_dir}/lib: "
-            f"{next(steps)}")
+        say(
+            f"[images] {spec.reference}: pip install {spec.python_requirements} into {spec.files_dir}/lib: "
+            f"{next(steps)}"
+        )
         _install_wheels(spec, rootfs)
     if spec.check:
         _run("chroot", rootfs, "/usr/bin/env", "-i", *spec.env, *spec.check)
@@ -460,7 +549,9 @@ def _build(spec: ImageSpec, layout: Path, cache: Path, say: Say) -> None:
     temporary tag that replaces the real one only when complete."""
     if os.geteuid() != 0:
         raise RuntimeError("building the images needs root (debootstrap, chroot, the files' owners)")
-    count = 2 + (2 if spec.base else 0) + (1 if spec.go_binary else 0) + (1 if spec.python_requirements else 0)
+    count = (
+        2 + (2 if spec.base else 0) + (1 if spec.go_binary else 0) + (1 if spec.python_requirements else 0)
+    )
     steps = iter(f"{n}/{count}" for n in range(1, count + 1))
     building = f"{layout}:{layout_tag(spec)}.building"
     work = cache / "work"  # one build at a time: ensure_built holds the lock
@@ -475,14 +566,29 @@ def _build(spec: ImageSpec, layout: Path, cache: Path, say: Say) -> None:
         rootfs.rmdir()
         _fill_rootfs(spec, rootfs, cache, steps, say)
         say(f"[images] {spec.reference}: packing the layer (umoci repack, gzip): {next(steps)}")
-        _run("umoci", "repack", "--image", building, f"--history.created_by={history_entry(spec)}",
-             work / "bundle")
+        _run(
+            "umoci",
+            "repack",
+            "--image",
+            building,
+            f"--history.created_by={history_entry(spec)}",
+            work / "bundle",
+        )
         say(f"[images] {spec.reference}: configuration, tag {layout_tag(spec)}: {next(steps)}")
-        _run("umoci", "config", "--image", building, f"--tag={layout_tag(spec)}",
-             "--history.created_by=umoci config", *umoci_config_args(spec))
+        _run(
+            "umoci",
+            "config",
+            "--image",
+            building,
+            f"--tag={layout_tag(spec)}",
+            "--history.created_by=umoci config",
+            *umoci_config_args(spec),
+        )
     finally:
         _remove_tree(work)
-        if layout_tag(spec) + ".building" in manifest_digests(json.loads((layout / "index.json").read_text())):
+        if layout_tag(spec) + ".building" in manifest_digests(
+            json.loads((layout / "index.json").read_text())
+        ):
             _run("umoci", "rm", "--image", building)
 
 
@@ -525,8 +631,10 @@ def ensure_built(cache_dir: Path, say: Say, specs: tuple[ImageSpec, ...] = IMAGE
 def _registry_digest(registry: str, spec: ImageSpec) -> str | None:
     """The manifest digest the registry serves for the image's tag, if any."""
     request = urllib.request.Request(
-        f"http://{registry}/v2/kubernel/{spec.name}/manifests/{spec.tag}", method="HEAD",
-        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        f"http://{registry}/v2/kubernel/{spec.name}/manifests/{spec.tag}",
+        method="HEAD",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.headers.get("Docker-Content-Digest")
@@ -547,8 +655,15 @@ def push(layout: Path, registry: str, say: Say, specs: tuple[ImageSpec, ...] = I
             if _registry_digest(registry, spec) != digest:
                 # --preserve-digests: the registry's digest is the layout's, which is
                 # what makes the check above work next time.
-                _run("skopeo", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
-                     f"oci:{layout}:{layout_tag(spec)}", f"docker://{reference}")
+                _run(
+                    "skopeo",
+                    "copy",
+                    "--quiet",
+                    "--preserve-digests",
+                    "--dest-tls-verify=false",
+                    f"oci:{layout}:{layout_tag(spec)}",
+                    f"docker://{reference}",
+                )
                 say(f"[images] pushed {reference} ({digest[:19]})")
             pushed[reference] = digest
     return pushed
@@ -557,8 +672,16 @@ def push(layout: Path, registry: str, say: Say, specs: tuple[ImageSpec, ...] = I
 def retag(registry: str, source: str, target: str) -> None:
     """Copy ``source`` to ``target`` inside the registry, both ``kubernel/<name>:<tag>``
     (tests use it for a tag no node has pulled yet)."""
-    _run("skopeo", "copy", "--quiet", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false",
-         f"docker://{registry}/{source}", f"docker://{registry}/{target}")
+    _run(
+        "skopeo",
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        f"docker://{registry}/{source}",
+        f"docker://{registry}/{target}",
+    )
 
 
 def _say(message: str) -> None:
@@ -567,8 +690,11 @@ def _say(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``build`` (prints the layout), ``push HOST:PORT``, ``retag HOST:PORT SRC DST``."""
-    parser = argparse.ArgumentParser(prog="python -m kubernel_testbed.imagebuild", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m kubernel_testbed.imagebuild",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build", help="build what changed; print the OCI layout")
     push_parser = sub.add_parser("push", help="build what changed, push every image")

@@ -73,14 +73,15 @@ class ImageStore:
     async def _annotate(self, pod: client.V1Pod, decision: str) -> None:
         try:
             await self.core.patch_namespaced_pod(
-                pod.metadata.name, pod.metadata.namespace,
+                pod.metadata.name,
+                pod.metadata.namespace,
                 {"metadata": {"annotations": {IMAGE_ANNOTATION: decision}}},
             )
         except client.ApiException as exc:
             if exc.status != 404:
                 self.decided.discard(pod.metadata.uid)  # decided again at the next listing
                 raise
-        except (OSError, asyncio.TimeoutError, aiohttp.ClientError):
+        except (TimeoutError, OSError, aiohttp.ClientError):
             self.decided.discard(pod.metadata.uid)
             raise
 
@@ -99,8 +100,10 @@ async def run(kubeconfig: str) -> None:
                     await store.handle(pod)
                 stream = watch.Watch()
                 async for event in stream.stream(
-                    store.core.list_pod_for_all_namespaces, field_selector="spec.nodeName!=",
-                    resource_version=pods.metadata.resource_version, timeout_seconds=300,
+                    store.core.list_pod_for_all_namespaces,
+                    field_selector="spec.nodeName!=",
+                    resource_version=pods.metadata.resource_version,
+                    timeout_seconds=300,
                 ):
                     if event["type"] in ("ADDED", "MODIFIED"):
                         await store.handle(event["object"])
@@ -108,7 +111,7 @@ async def run(kubeconfig: str) -> None:
                 if exc.status != 410:
                     log.warning("API error %s; listing again", exc.status)
                     await asyncio.sleep(1)
-            except (asyncio.TimeoutError, OSError, aiohttp.ClientError) as exc:
+            except (TimeoutError, OSError, aiohttp.ClientError) as exc:
                 log.warning("watch interrupted (%s); listing again", exc)
                 await asyncio.sleep(1)
 

@@ -48,8 +48,11 @@ WEB_PORT = 8000
 PING_PORT = 8082
 """Traefik's own entry point for /ping (the probes): not exposed, no routes of Ingresses."""
 RUN_AS = 65532
-LABELS = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/component": "ingress-controller",
-          "app.kubernetes.io/managed-by": "kubernel-testbed"}
+LABELS = {
+    "app.kubernetes.io/name": NAME,
+    "app.kubernetes.io/component": "ingress-controller",
+    "app.kubernetes.io/managed-by": "kubernel-testbed",
+}
 SELECTOR = {"app.kubernetes.io/name": NAME}
 
 Say = Callable[[str], None]
@@ -131,8 +134,12 @@ def namespace_manifest() -> Manifest:
 
 
 def service_account() -> Manifest:
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(NAME),
-            "automountServiceAccountToken": True}
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(NAME),
+        "automountServiceAccountToken": True,
+    }
 
 
 def cluster_role() -> Manifest:
@@ -140,57 +147,93 @@ def cluster_role() -> Manifest:
     watches them (TLS certificates of Ingresses) and cannot be turned off, so it
     must list them; nodes: it lists them with the IngressClasses (nodePort LB)."""
     read = ["get", "list", "watch"]
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": _meta(f"{NAMESPACE}-{NAME}", namespaced=False),
-            "rules": [
-                {"apiGroups": [""], "resources": ["services", "secrets", "nodes"], "verbs": read},
-                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
-                {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "ingressclasses"], "verbs": read},
-                {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses/status"], "verbs": ["update"]},
-            ]}
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": _meta(f"{NAMESPACE}-{NAME}", namespaced=False),
+        "rules": [
+            {"apiGroups": [""], "resources": ["services", "secrets", "nodes"], "verbs": read},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "ingressclasses"], "verbs": read},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses/status"], "verbs": ["update"]},
+        ],
+    }
 
 
 def cluster_role_binding() -> Manifest:
     name = f"{NAMESPACE}-{NAME}"
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": _meta(name, namespaced=False),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}]}
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _meta(name, namespaced=False),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}],
+    }
 
 
 def ingress_class() -> Manifest:
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-            "metadata": _meta(INGRESS_CLASS, namespaced=False), "spec": {"controller": CONTROLLER}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": _meta(INGRESS_CLASS, namespaced=False),
+        "spec": {"controller": CONTROLLER},
+    }
 
 
 def _probe(period: int, failures: int) -> Manifest:
-    return {"httpGet": {"path": "/ping", "port": "ping"}, "periodSeconds": period,
-            "failureThreshold": failures, "timeoutSeconds": 2}
+    return {
+        "httpGet": {"path": "/ping", "port": "ping"},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 2,
+    }
 
 
-def deployment(image: str = IMAGE, node_ip: str = node.NODE_IP, host_port: int = HOST_PORT,
-               timeouts: Timeouts = Timeouts()) -> Manifest:
+def deployment(
+    image: str = IMAGE,
+    node_ip: str = node.NODE_IP,
+    host_port: int = HOST_PORT,
+    timeouts: Timeouts = Timeouts(),
+) -> Manifest:
     """One Traefik on the real node, non-root, read-only root filesystem, no capabilities.
     Recreate, not a rolling update: two Pods cannot hold the same hostPort on one node."""
     container = {
-        "name": NAME, "image": image, "imagePullPolicy": "IfNotPresent",
+        "name": NAME,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
         "args": traefik_args(node_ip, timeouts),
-        "ports": [{"name": "web", "containerPort": WEB_PORT, "hostPort": host_port, "hostIP": node_ip,
-                   "protocol": "TCP"},
-                  {"name": "ping", "containerPort": PING_PORT, "protocol": "TCP"}],
+        "ports": [
+            {
+                "name": "web",
+                "containerPort": WEB_PORT,
+                "hostPort": host_port,
+                "hostIP": node_ip,
+                "protocol": "TCP",
+            },
+            {"name": "ping", "containerPort": PING_PORT, "protocol": "TCP"},
+        ],
         "readinessProbe": _probe(period=2, failures=1),
         "livenessProbe": _probe(period=10, failures=3),
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-        "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
-                            "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
-                            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         # Traefik writes nothing but may need a scratch directory; the root stays read-only.
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(NAME),
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(NAME),
         "spec": {
-            "replicas": 1, "strategy": {"type": "Recreate"},
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": dict(SELECTOR)},
             "template": {
                 "metadata": {"labels": dict(LABELS)},
@@ -206,34 +249,57 @@ def deployment(image: str = IMAGE, node_ip: str = node.NODE_IP, host_port: int =
     }
 
 
-def manifests(image: str = IMAGE, node_ip: str = node.NODE_IP, host_port: int = HOST_PORT,
-              timeouts: Timeouts = Timeouts()) -> list[Manifest]:
+def manifests(
+    image: str = IMAGE,
+    node_ip: str = node.NODE_IP,
+    host_port: int = HOST_PORT,
+    timeouts: Timeouts = Timeouts(),
+) -> list[Manifest]:
     """Everything ``install`` makes, in the order it applies them."""
-    return [namespace_manifest(), service_account(), cluster_role(), cluster_role_binding(), ingress_class(),
-            deployment(image, node_ip, host_port, timeouts)]
+    return [
+        namespace_manifest(),
+        service_account(),
+        cluster_role(),
+        cluster_role_binding(),
+        ingress_class(),
+        deployment(image, node_ip, host_port, timeouts),
+    ]
 
 
 def cluster_scoped() -> list[str]:
     """``kind/name`` of what ``install`` makes outside its namespace, and the namespace:
     gone, they mean everything is (the namespace goes last, with its Pods)."""
-    return [f"{m['kind'].lower()}/{m['metadata']['name']}" for m in manifests() if "namespace" not in m["metadata"]]
+    return [
+        f"{m['kind'].lower()}/{m['metadata']['name']}"
+        for m in manifests()
+        if "namespace" not in m["metadata"]
+    ]
 
 
 def users(ingresses: list[Manifest], terminating: set[str]) -> list[str]:
     """``namespace/name`` of the Ingresses Traefik serves (class ``traefik`` by name or
     by the old annotation), but for those in namespaces being deleted: while there are
     some, removing Traefik cuts someone off (``make deploy``'s API, a test's backend)."""
-    return [f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in ingresses
-            if i["metadata"]["namespace"] not in terminating
-            and INGRESS_CLASS in (i.get("spec", {}).get("ingressClassName"),
-                                  i["metadata"].get("annotations", {}).get("kubernetes.io/ingress.class"))]
+    return [
+        f"{i['metadata']['namespace']}/{i['metadata']['name']}"
+        for i in ingresses
+        if i["metadata"]["namespace"] not in terminating
+        and INGRESS_CLASS
+        in (
+            i.get("spec", {}).get("ingressClassName"),
+            i["metadata"].get("annotations", {}).get("kubernetes.io/ingress.class"),
+        )
+    ]
 
 
 def deployment_ready(status: Manifest, generation: int) -> bool:
     """The Deployment's current generation rolled out with its one Pod Ready."""
-    return (int(status.get("observedGeneration", 0)) >= generation
-            and status.get("readyReplicas", 0) == 1 and status.get("updatedReplicas", 0) == 1
-            and status.get("replicas", 0) == 1)
+    return (
+        int(status.get("observedGeneration", 0)) >= generation
+        and status.get("readyReplicas", 0) == 1
+        and status.get("updatedReplicas", 0) == 1
+        and status.get("replicas", 0) == 1
+    )
 
 
 # -- I/O -----------------------------------------------------------------------------
@@ -253,9 +319,16 @@ class Cluster:
     def layout(self) -> Layout:
         return Layout(state=self.settings.state_dir, bin=bin_dir(self.settings.cache_dir))
 
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([str(self.layout.bin / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
-                              capture_output=True, text=True, input=stdin, timeout=120)
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [str(self.layout.bin / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=120,
+        )
         if check and done.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args[:3])}: {done.stderr.strip()}")
         return done
@@ -265,8 +338,10 @@ class Cluster:
         try:
             return node.registry_address(realnode.node_ports(self.layout))
         except FileNotFoundError:
-            raise RuntimeError("Traefik runs on the test bed's real node, which is not running here "
-                               "(`make cluster` with KUBERNEL_REAL_NODE=1)") from None
+            raise RuntimeError(
+                "Traefik runs on the test bed's real node, which is not running here "
+                "(`make cluster` with KUBERNEL_REAL_NODE=1)"
+            ) from None
 
 
 def _manifest_list(items: list[Manifest]) -> str:
@@ -290,7 +365,8 @@ def ensure_image(cluster: Cluster, say: Say) -> str:
     layout = imagebuild.ensure_built(cluster.settings.cache_dir, say, specs=(imagebuild.TRAEFIK,))
     registry = cluster.registry()
     digest = imagebuild.push(layout, registry, say, specs=(imagebuild.TRAEFIK,))[
-        imagebuild.registry_reference(registry, imagebuild.TRAEFIK)]
+        imagebuild.registry_reference(registry, imagebuild.TRAEFIK)
+    ]
     return f"{IMAGE}@{digest}"
 
 
@@ -302,8 +378,15 @@ def install(kubeconfig: str | Path | None = None, say: Say = testbed_say, timeou
     say(f"ingress 1/3: the image {imagebuild.TRAEFIK.reference}")
     image = ensure_image(cluster, say)
     say(f"ingress 2/3: applying Traefik in {NAMESPACE} (IngressClass {INGRESS_CLASS})")
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=kubernel-testbed",
-                    "-f", "-", stdin=_manifest_list(manifests(image)))
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=kubernel-testbed",
+        "-f",
+        "-",
+        stdin=_manifest_list(manifests(image)),
+    )
     url = entry_url()
     say(f"ingress 3/3: waiting for Traefik Ready and answering at {url}")
     started = time.monotonic()
@@ -335,39 +418,62 @@ def _gone(cluster: Cluster, *args: str) -> bool:
 def in_use(kubeconfig: str | Path | None = None) -> list[str]:
     """The Ingresses that would lose their route if Traefik went (see ``users``)."""
     cluster = Cluster.from_env(kubeconfig)
-    ingresses = json.loads(cluster.kubectl("get", "ingresses", "--all-namespaces", "-o", "json").stdout)["items"]
+    ingresses = json.loads(cluster.kubectl("get", "ingresses", "--all-namespaces", "-o", "json").stdout)[
+        "items"
+    ]
     namespaces = json.loads(cluster.kubectl("get", "namespaces", "-o", "json").stdout)["items"]
-    terminating = {n["metadata"]["name"] for n in namespaces if n.get("status", {}).get("phase") == "Terminating"}
+    terminating = {
+        n["metadata"]["name"] for n in namespaces if n.get("status", {}).get("phase") == "Terminating"
+    }
     return users(ingresses, terminating)
 
 
-def uninstall(kubeconfig: str | Path | None = None, say: Say = testbed_say, timeout: float = 120,
-              force: bool = False) -> None:
+def uninstall(
+    kubeconfig: str | Path | None = None, say: Say = testbed_say, timeout: float = 120, force: bool = False
+) -> None:
     """Delete everything ``install`` made and wait until it is gone (the namespace and
     its Pod included). The image stays in the registry and the build cache. Refuses
     while Ingresses of class traefik use it (the test bed is shared), unless ``force``."""
     cluster = Cluster.from_env(kubeconfig)
     using = in_use(kubeconfig)
     if using and not force:
-        raise RuntimeError(f"Ingresses of class {INGRESS_CLASS} still use Traefik: {', '.join(using)}; "
-                           "delete them first (make undeploy), or force")
+        raise RuntimeError(
+            f"Ingresses of class {INGRESS_CLASS} still use Traefik: {', '.join(using)}; "
+            "delete them first (make undeploy), or force"
+        )
     say(f"ingress: deleting Traefik, {NAMESPACE} and the IngressClass {INGRESS_CLASS}")
-    cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", "-",
-                    stdin=_manifest_list(list(reversed(manifests()))))
+    cluster.kubectl(
+        "delete",
+        "--ignore-not-found",
+        "--wait=false",
+        "-f",
+        "-",
+        stdin=_manifest_list(list(reversed(manifests()))),
+    )
     left = cluster_scoped()
-    wait_for("the ingress objects gone", lambda: all(_gone(cluster, o) for o in left),
-             timeout=timeout, interval=0.5)
+    wait_for(
+        "the ingress objects gone",
+        lambda: all(_gone(cluster, o) for o in left),
+        timeout=timeout,
+        interval=0.5,
+    )
     say("ingress: removed")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kubernel_testbed.ingress", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m kubernel_testbed.ingress",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=["install", "uninstall"])
-    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"),
-                        help="default: $KUBECONFIG, else the test bed's")
+    parser.add_argument(
+        "--kubeconfig", default=os.environ.get("KUBECONFIG"), help="default: $KUBECONFIG, else the test bed's"
+    )
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for Ready or gone")
-    parser.add_argument("--force", action="store_true", help="uninstall even while Ingresses of class traefik exist")
+    parser.add_argument(
+        "--force", action="store_true", help="uninstall even while Ingresses of class traefik exist"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "install":

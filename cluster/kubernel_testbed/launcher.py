@@ -7,6 +7,7 @@ own session with a pid file and a log under the state directory, so ``down``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -67,13 +68,22 @@ class Testbed:
         self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
         self._pidfile(name).parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path(name), "ab") as logfile:
-            proc = subprocess.Popen(argv, stdout=logfile, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self._pidfile(name).write_text(str(proc.pid))
 
     def check_alive(self, name: str) -> bool:
         if self._pid(name) is None:
-            tail = self.log_path(name).read_text(errors="replace")[-2000:] if self.log_path(name).exists() else ""
+            tail = (
+                self.log_path(name).read_text(errors="replace")[-2000:]
+                if self.log_path(name).exists()
+                else ""
+            )
             raise RuntimeError(f"{name} exited; the end of {self.log_path(name)}:\n{tail}")
         return True
 
@@ -91,16 +101,22 @@ class Testbed:
     def kubectl(self, *args: str, input: str | None = None) -> str:
         return subprocess.run(
             [str(self.layout.bin / "kubectl"), f"--kubeconfig={self.layout.kubeconfig}", *args],
-            check=True, capture_output=True, text=True, input=input,
+            check=True,
+            capture_output=True,
+            text=True,
+            input=input,
         ).stdout
 
     # -- lifecycle ---------------------------------------------------------
     def build(self) -> None:
         if not (self.layout.bin / "kubernel-k8s").exists() or not (self.layout.bin / "helm").exists():
             say("building the control-plane binaries (cached after the first time)")
-        subprocess.run(["bash", str(REPO_ROOT / "cluster" / "build.sh")], check=True,
-                       stdout=subprocess.DEVNULL,
-                       env={**os.environ, "KUBERNEL_CACHE": str(self.settings.cache_dir)})
+        subprocess.run(
+            ["bash", str(REPO_ROOT / "cluster" / "build.sh")],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "KUBERNEL_CACHE": str(self.settings.cache_dir)},
+        )
 
     def up(self) -> None:
         if self.running():
@@ -119,17 +135,28 @@ class Testbed:
 
         keys = pki.generate(extra_ips=(node.NODE_IP, node.KUBERNETES_SERVICE_IP) if real else ())
         for name, data in {
-            "ca.crt": keys.ca_cert, "serving.crt": keys.serving_cert, "serving.key": keys.serving_key,
-            "admin.crt": keys.admin_cert, "admin.key": keys.admin_key,
-            "sa.key": keys.service_account_key, "sa.pub": keys.service_account_pub,
+            "ca.crt": keys.ca_cert,
+            "serving.crt": keys.serving_cert,
+            "serving.key": keys.serving_key,
+            "admin.crt": keys.admin_cert,
+            "admin.key": keys.admin_key,
+            "sa.key": keys.service_account_key,
+            "sa.pub": keys.service_account_pub,
         }.items():
             self.layout.pki(name).write_bytes(data)
-        ports = components.Ports(etcd_client=free_port(), etcd_peer=free_port(),
-                                 apiserver=free_port(), kwok=free_port(),
-                                 apiserver_host=node.NODE_IP if real else "127.0.0.1")
+        ports = components.Ports(
+            etcd_client=free_port(),
+            etcd_peer=free_port(),
+            apiserver=free_port(),
+            kwok=free_port(),
+            apiserver_host=node.NODE_IP if real else "127.0.0.1",
+        )
         (state / "ports.json").write_text(json.dumps(ports.__dict__))
-        self.layout.kubeconfig.write_text(components.kubeconfig(
-            keys.ca_cert, keys.admin_cert, keys.admin_key, ports.apiserver, ports.apiserver_host))
+        self.layout.kubeconfig.write_text(
+            components.kubeconfig(
+                keys.ca_cert, keys.admin_cert, keys.admin_key, ports.apiserver, ports.apiserver_host
+            )
+        )
         self.layout.kubeconfig.chmod(0o600)
         self.layout.scheduler_config.write_text(components.scheduler_config(self.layout))
         self.layout.kwok_config.write_text(render_kwok_config(self.settings.delays))
@@ -138,38 +165,61 @@ class Testbed:
         self.start_process("etcd", components.etcd(self.layout, ports))
         say(f"2/{steps} kube-apiserver")
         self.start_process("kube-apiserver", components.kube_apiserver(self.layout, ports))
-        wait_for("kube-apiserver /readyz",
-                 lambda: self.check_alive("etcd") and self.check_alive("kube-apiserver")
-                 and self._get("/readyz") == b"ok",
-                 timeout=60)
+        wait_for(
+            "kube-apiserver /readyz",
+            lambda: (
+                self.check_alive("etcd")
+                and self.check_alive("kube-apiserver")
+                and self._get("/readyz") == b"ok"
+            ),
+            timeout=60,
+        )
         say(f"3/{steps} kube-controller-manager and kube-scheduler")
         self.start_process("kube-controller-manager", components.kube_controller_manager(self.layout))
         self.start_process("kube-scheduler", components.kube_scheduler(self.layout))
-        say(f"4/{steps} KWOK with {self.settings.nodes.count} simulated nodes (tainted {node.SIMULATED_NODE_LABEL})")
+        say(
+            f"4/{steps} KWOK with {self.settings.nodes.count} simulated nodes (tainted {node.SIMULATED_NODE_LABEL})"
+        )
         self.start_process("kwok", components.kwok(self.layout, ports))
-        self.start_process("imagesim", [sys.executable, "-m", "kubernel_testbed", "imagesim",
-                                        str(self.layout.kubeconfig)])
+        self.start_process(
+            "imagesim", [sys.executable, "-m", "kubernel_testbed", "imagesim", str(self.layout.kubeconfig)]
+        )
         shape = self.settings.nodes
-        nodes = [components.node_manifest(i, shape.cpu, shape.memory, shape.gpus, shape.pods)
-                 for i in range(shape.count)]
-        self.kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
+        nodes = [
+            components.node_manifest(i, shape.cpu, shape.memory, shape.gpus, shape.pods)
+            for i in range(shape.count)
+        ]
+        self.kubectl(
+            "create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes})
+        )
         if oci is not None:
             say(f"5/{steps} the real node {node.NODE_NAME} ({node.NODE_IP})")
             realnode.start(self, oci, self.settings.cache_dir / "registry", say)
         say(f"{steps}/{steps} waiting for the simulated nodes to be Ready and the default ServiceAccount")
         wait_for("simulated nodes Ready", self._nodes_ready, timeout=60, interval=0.2)
-        wait_for("ServiceAccount default/default",
-                 lambda: all(self.check_alive(n) for n in self.components) and bool(
-                     self._get("/api/v1/namespaces/default/serviceaccounts/default")),
-                 timeout=60, interval=0.2)
+        wait_for(
+            "ServiceAccount default/default",
+            lambda: (
+                all(self.check_alive(n) for n in self.components)
+                and bool(self._get("/api/v1/namespaces/default/serviceaccounts/default"))
+            ),
+            timeout=60,
+            interval=0.2,
+        )
         say(f"ready in {time.monotonic() - started:.1f}s; kubeconfig: {self.layout.kubeconfig}")
 
     def _nodes_ready(self) -> bool:
         for name in self.components:
             self.check_alive(name)
         nodes = json.loads(self._get(f"/api/v1/nodes?labelSelector={components.NODE_LABEL}%3Dtrue"))["items"]
-        ready = [n for n in nodes if any(c["type"] == "Ready" and c["status"] == "True"
-                                         for c in n.get("status", {}).get("conditions", []))]
+        ready = [
+            n
+            for n in nodes
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
+        ]
         return len(ready) >= self.settings.nodes.count
 
     def down(self, quiet: bool = False) -> None:
@@ -187,10 +237,8 @@ class Testbed:
         if pid is None:
             self._pidfile(name).unlink(missing_ok=True)
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and self._pid(name):
             time.sleep(0.05)
@@ -243,6 +291,7 @@ def external_cluster_reachable() -> bool:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         return False
-    result = subprocess.run([kubectl, "--request-timeout=5s", "get", "--raw=/readyz"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [kubectl, "--request-timeout=5s", "get", "--raw=/readyz"], capture_output=True, text=True
+    )
     return result.returncode == 0

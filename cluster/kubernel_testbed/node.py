@@ -44,8 +44,14 @@ SIMULATED_SCHEDULING = {
 # Kernel tunables the kubelet sets at start (protectKernelDefaults=false) and the
 # forwarding the Pod network needs; saved at up and put back at down.
 SYSCTLS = (
-    "net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "vm.overcommit_memory", "vm.panic_on_oom",
-    "kernel.panic", "kernel.panic_on_oops", "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes",
+    "net.ipv4.ip_forward",
+    "net.bridge.bridge-nf-call-iptables",
+    "vm.overcommit_memory",
+    "vm.panic_on_oom",
+    "kernel.panic",
+    "kernel.panic_on_oops",
+    "kernel.keys.root_maxkeys",
+    "kernel.keys.root_maxbytes",
 )
 
 
@@ -190,20 +196,29 @@ def cni_config(layout: NodeLayout) -> str:
     """A bridge with the gateway on the host (so the host reaches Pod IPs), NAT for
     traffic leaving the Pod subnet, hairpin for a Pod reaching itself via a Service,
     and portmap for hostPorts."""
-    return json.dumps({
-        "cniVersion": "0.4.0",
-        "name": CNI_NETWORK,
-        "plugins": [
-            {
-                "type": "bridge", "bridge": CNI_BRIDGE, "isGateway": True, "ipMasq": True,
-                "hairpinMode": True,
-                "ipam": {"type": "host-local", "dataDir": str(layout.cni_data_dir),
-                         "ranges": [[{"subnet": POD_SUBNET, "gateway": POD_GATEWAY}]],
-                         "routes": [{"dst": "0.0.0.0/0"}]},
-            },
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-        ],
-    }, indent=2)
+    return json.dumps(
+        {
+            "cniVersion": "0.4.0",
+            "name": CNI_NETWORK,
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": CNI_BRIDGE,
+                    "isGateway": True,
+                    "ipMasq": True,
+                    "hairpinMode": True,
+                    "ipam": {
+                        "type": "host-local",
+                        "dataDir": str(layout.cni_data_dir),
+                        "ranges": [[{"subnet": POD_SUBNET, "gateway": POD_GATEWAY}]],
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                    },
+                },
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+            ],
+        },
+        indent=2,
+    )
 
 
 def containerd(layout: NodeLayout) -> list[str]:
@@ -223,8 +238,11 @@ def kubelet_config(layout: NodeLayout, pki: Path, ports: NodePorts) -> dict:
         "readOnlyPort": 0,
         "healthzBindAddress": "127.0.0.1",
         "healthzPort": ports.kubelet_healthz,
-        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
-                           "x509": {"clientCAFile": str(pki / "ca.crt")}},
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": str(pki / "ca.crt")},
+        },
         "authorization": {"mode": "Webhook"},
         "containerRuntimeEndpoint": f"unix://{layout.containerd_socket}",
         "cgroupDriver": "cgroupfs",
@@ -238,8 +256,12 @@ def kubelet_config(layout: NodeLayout, pki: Path, ports: NodePorts) -> dict:
         # containerd 1.6 does not mark the sandbox image pinned; never collect images.
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
-        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%",
-                         "nodefs.inodesFree": "1%"},
+        "evictionHard": {
+            "memory.available": "100Mi",
+            "nodefs.available": "1%",
+            "imagefs.available": "1%",
+            "nodefs.inodesFree": "1%",
+        },
         "nodeStatusUpdateFrequency": "5s",
         "syncFrequency": "10s",
         "shutdownGracePeriod": "0s",
@@ -249,9 +271,13 @@ def kubelet_config(layout: NodeLayout, pki: Path, ports: NodePorts) -> dict:
 
 def kubelet(bin_dir: Path, layout: NodeLayout, kubeconfig: Path) -> list[str]:
     return [
-        str(bin_dir / "kubelet"), f"--config={layout.kubelet_config}", f"--kubeconfig={kubeconfig}",
-        f"--root-dir={layout.kubelet_root}", f"--cert-dir={layout.root / 'kubelet-pki'}",
-        f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}",
+        str(bin_dir / "kubelet"),
+        f"--config={layout.kubelet_config}",
+        f"--kubeconfig={kubeconfig}",
+        f"--root-dir={layout.kubelet_root}",
+        f"--cert-dir={layout.root / 'kubelet-pki'}",
+        f"--hostname-override={NODE_NAME}",
+        f"--node-ip={NODE_IP}",
         f"--node-labels={REAL_NODE_LABEL}=true",
     ]
 
@@ -346,8 +372,10 @@ def our_iptables_rules(save: str) -> tuple[list[str], list[str]]:
     a stale hostPort rule would send the next node's traffic to a dead address."""
     rules, chains = [], []
     for line in save.splitlines():  # iptables-save escapes the comment's quotes
-        if (line.startswith(("-A POSTROUTING ", "-A CNI-HOSTPORT-DNAT "))
-                and f'name: \\"{CNI_NETWORK}\\"' in line):
+        if (
+            line.startswith(("-A POSTROUTING ", "-A CNI-HOSTPORT-DNAT "))
+            and f'name: \\"{CNI_NETWORK}\\"' in line
+        ):
             rules.append(line[3:])
     for rule in rules:
         parts = rule.split()
@@ -381,7 +409,7 @@ def rules_into(save: str, chains: set[str]) -> list[str]:
     found = []
     for line in save.splitlines():
         parts = line.split()
-        if len(parts) > 3 and parts[0] == "-A" and parts[1] not in chains and "-j" in parts:
-            if parts[parts.index("-j") + 1] in chains:
-                found.append(line[3:])
+        jumps = len(parts) > 3 and parts[0] == "-A" and parts[1] not in chains and "-j" in parts
+        if jumps and parts[parts.index("-j") + 1] in chains:
+            found.append(line[3:])
     return found

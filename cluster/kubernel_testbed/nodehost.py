@@ -9,6 +9,7 @@ assumes nothing about how the node stopped, so it also clears up after a crash.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -22,9 +23,15 @@ from . import node
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 REQUIRED = {
-    "containerd": "containerd", "runc": "runc", "ctr": "containerd", "conntrack": "conntrack",
-    "iptables": "iptables", "docker-registry": "docker-registry", "skopeo": "skopeo",
-    "umoci": "umoci", "debootstrap": "debootstrap",
+    "containerd": "containerd",
+    "runc": "runc",
+    "ctr": "containerd",
+    "conntrack": "conntrack",
+    "iptables": "iptables",
+    "docker-registry": "docker-registry",
+    "skopeo": "skopeo",
+    "umoci": "umoci",
+    "debootstrap": "debootstrap",
 }
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
 
@@ -63,7 +70,9 @@ def prepare(layout: node.NodeLayout) -> None:
     Kubernetes iptables chains, libcni's cache directory) is saved once, for ``clean``."""
     if not layout.machine_state.exists():
         before = {
-            "sysctls": {k: _sysctl_path(k).read_text().strip() for k in node.SYSCTLS if _sysctl_path(k).exists()},
+            "sysctls": {
+                k: _sysctl_path(k).read_text().strip() for k in node.SYSCTLS if _sysctl_path(k).exists()
+            },
             "chains": {t: sorted(node.kube_chains(_iptables_save(t))) for t in node.IPTABLES_TABLES},
             "cni_cache_existed": CNI_CACHE.exists(),
         }
@@ -97,10 +106,8 @@ def _kill_containers() -> int:
         except OSError:
             continue
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     return len(pids)
 
 
@@ -115,10 +122,8 @@ def _kill_shims(layout: node.NodeLayout) -> None:
         except OSError:
             continue
         if b"containerd-shim" in cmdline and marker in cmdline:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _unmount_all(root: Path) -> None:
@@ -147,10 +152,8 @@ def _remove_iptables() -> None:
 
 def _remove_cgroups() -> None:
     for d in _cgroup_dirs():
-        try:
+        with contextlib.suppress(OSError):
             d.rmdir()
-        except OSError:
-            pass
 
 
 def _remove_kube_chains(before: dict[str, list[str]]) -> None:
@@ -172,10 +175,8 @@ def _restore_machine(layout: node.NodeLayout) -> None:
         return
     before = json.loads(layout.machine_state.read_text())
     for key, value in before["sysctls"].items():
-        try:
+        with contextlib.suppress(OSError):
             _sysctl_path(key).write_text(value)
-        except OSError:
-            pass
     _remove_kube_chains(before["chains"])
     if not before["cni_cache_existed"]:
         shutil.rmtree(CNI_CACHE, ignore_errors=True)
@@ -220,7 +221,7 @@ def leftovers(layout: node.NodeLayout) -> list[str]:
     if layout.machine_state.exists():
         found.append(f"unrestored {layout.machine_state}")
     save = _iptables_save("nat")
-    rules, chains = node.our_iptables_rules(save)
+    rules, _chains = node.our_iptables_rules(save)
     found += [f"iptables nat rule {rule}" for rule in rules]
     found += [f"iptables nat chain {chain}" for chain in node.unused_portmap_chains(save)]
     return found

@@ -36,9 +36,17 @@ def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
     )
 
 
-def _cert(subject: x509.Name, key, issuer: x509.Name, issuer_key, *, ca: bool,
-          usage: list | None = None, sans: list | None = None) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+def _cert(
+    subject: x509.Name,
+    key,
+    issuer: x509.Name,
+    issuer_key,
+    *,
+    ca: bool,
+    usage: list | None = None,
+    sans: list | None = None,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -55,9 +63,17 @@ def _cert(subject: x509.Name, key, issuer: x509.Name, issuer_key, *, ca: bool,
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                          content_commitment=False, key_encipherment=False, data_encipherment=False,
-                          key_agreement=False, encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
     return builder.sign(issuer_key, hashes.SHA256())
@@ -73,19 +89,33 @@ def generate(extra_ips: tuple[str, ...] = ()) -> Pki:
     serving_key = ec.generate_private_key(ec.SECP256R1())
     serving = _cert(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
-        serving_key, ca_name, ca_key, ca=False,
+        serving_key,
+        ca_name,
+        ca_key,
+        ca=False,
         usage=[ExtendedKeyUsageOID.SERVER_AUTH],
-        sans=[x509.DNSName("localhost"), x509.DNSName("kubernetes"),
-              x509.DNSName("kubernetes.default.svc"),
-              x509.DNSName("kubernetes.default.svc.cluster.local"),
-              *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", *extra_ips))],
+        sans=[
+            x509.DNSName("localhost"),
+            x509.DNSName("kubernetes"),
+            x509.DNSName("kubernetes.default.svc"),
+            x509.DNSName("kubernetes.default.svc.cluster.local"),
+            *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", *extra_ips)),
+        ],
     )
 
     admin_key = ec.generate_private_key(ec.SECP256R1())
     admin = _cert(
-        x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                   x509.NameAttribute(NameOID.COMMON_NAME, "kubernel-testbed-admin")]),
-        admin_key, ca_name, ca_key, ca=False, usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "kubernel-testbed-admin"),
+            ]
+        ),
+        admin_key,
+        ca_name,
+        ca_key,
+        ca=False,
+        usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
     )
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -97,5 +127,6 @@ def generate(extra_ips: tuple[str, ...] = ()) -> Pki:
         admin_key=_pem_key(admin_key),
         service_account_key=_pem_key(sa_key),
         service_account_pub=sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
     )

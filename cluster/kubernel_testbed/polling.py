@@ -54,8 +54,16 @@ def _tail(log: Path, size: int = 4096) -> str:
         return f.read().decode(errors="replace")
 
 
-def run_logged(argv: list[str], log: Path, what: str, say: Callable[[str], None], *, cwd: Path | None = None,
-               env: Mapping[str, str] | None = None, every: float = PROGRESS_EVERY) -> None:
+def run_logged(
+    argv: list[str],
+    log: Path,
+    what: str,
+    say: Callable[[str], None],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    every: float = PROGRESS_EVERY,
+) -> None:
     """A build of minutes: its output goes to ``log``, and every ``every`` seconds a line
     says how long it has run and what it printed last; a failure raises with the log's end."""
     log.parent.mkdir(parents=True, exist_ok=True)

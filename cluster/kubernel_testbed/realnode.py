@@ -48,9 +48,11 @@ def claim(state: Path) -> None:
     except FileNotFoundError:
         owner = None
     if owner is not None and owner != state and (owner / "run" / "kubelet.pid").exists():
-        raise RuntimeError(f"the real node belongs to the test bed in {owner}; stop it first "
-                           f"(KUBERNEL_TESTBED_DIR={owner} python -m kubernel_testbed down), "
-                           "or set KUBERNEL_REAL_NODE=0 for a test bed without it")
+        raise RuntimeError(
+            f"the real node belongs to the test bed in {owner}; stop it first "
+            f"(KUBERNEL_TESTBED_DIR={owner} python -m kubernel_testbed down), "
+            "or set KUBERNEL_REAL_NODE=0 for a test bed without it"
+        )
     OWNER_FILE.write_text(str(state))
 
 
@@ -67,8 +69,11 @@ def prepare(host: Host, cache_dir: Path, say: Callable[[str], None]) -> Path:
     build or reuse the images, give the node its address. Returns the images' OCI layout."""
     missing = nodehost.missing_prerequisites()
     if missing:
-        raise RuntimeError("the real node needs: " + "; ".join(missing)
-                           + ". Run `make node-packages` as root (Debian), or KUBERNEL_REAL_NODE=0")
+        raise RuntimeError(
+            "the real node needs: "
+            + "; ".join(missing)
+            + ". Run `make node-packages` as root (Debian), or KUBERNEL_REAL_NODE=0"
+        )
     claim(host.layout.state)
     oci = imagebuild.ensure_built(cache_dir, say)
     nodehost.prepare(node_layout(host.layout))
@@ -79,8 +84,14 @@ def start(host: Host, oci: Path, registry_storage: Path, say: Callable[[str], No
     """Registry (images pushed), containerd, CoreDNS, kube-proxy, kubelet; waits for Ready."""
 
     layout = node_layout(host.layout)
-    ports = node.NodePorts(registry=free_port(), kubelet_healthz=free_port(), proxy_healthz=free_port(),
-                           proxy_metrics=free_port(), dns_health=free_port(), dns_ready=free_port())
+    ports = node.NodePorts(
+        registry=free_port(),
+        kubelet_healthz=free_port(),
+        proxy_healthz=free_port(),
+        proxy_metrics=free_port(),
+        dns_health=free_port(),
+        dns_ready=free_port(),
+    )
     (layout.root / "ports.json").write_text(json.dumps(ports.__dict__))
     kubeconfig = host.layout.kubeconfig
     registry_storage.mkdir(parents=True, exist_ok=True)
@@ -99,11 +110,20 @@ def start(host: Host, oci: Path, registry_storage: Path, say: Callable[[str], No
     (layout.cni_conf_dir / "10-kubernel.conflist").write_text(node.cni_config(layout))
     host.start_process("containerd", node.containerd(layout))
     ctr = ["ctr", f"--address={layout.containerd_socket}", "--namespace=k8s.io"]
-    wait_for("containerd", lambda: host.check_alive("containerd") and subprocess.run(
-        [*ctr, "version"], capture_output=True).returncode == 0, timeout=30)
+    wait_for(
+        "containerd",
+        lambda: (
+            host.check_alive("containerd")
+            and subprocess.run([*ctr, "version"], capture_output=True).returncode == 0
+        ),
+        timeout=30,
+    )
     # The sandbox image is on the node before the first Pod: never pulled on demand.
-    subprocess.run([*ctr, "images", "pull", f"--hosts-dir={layout.registry_hosts}", node.PAUSE_IMAGE],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*ctr, "images", "pull", f"--hosts-dir={layout.registry_hosts}", node.PAUSE_IMAGE],
+        check=True,
+        capture_output=True,
+    )
 
     say("real node 3/5: CoreDNS (cluster DNS on the node address)")
     layout.corefile.write_text(node.corefile(kubeconfig, ports))
@@ -114,14 +134,28 @@ def start(host: Host, oci: Path, registry_storage: Path, say: Callable[[str], No
     host.start_process("kube-proxy", node.kube_proxy(host.layout.bin, layout))
 
     say("real node 5/5: the kubelet")
-    layout.kubelet_config.write_text(yaml.safe_dump(node.kubelet_config(layout, host.layout.state / "pki", ports)))
+    layout.kubelet_config.write_text(
+        yaml.safe_dump(node.kubelet_config(layout, host.layout.state / "pki", ports))
+    )
     host.start_process("kubelet", node.kubelet(host.layout.bin, layout, kubeconfig))
-    wait_for("CoreDNS ready", lambda: host.check_alive("coredns") and _http_ok(
-        f"http://127.0.0.1:{ports.dns_ready}/ready"), timeout=60)
-    wait_for("kube-proxy healthy", lambda: host.check_alive("kube-proxy") and _http_ok(
-        f"http://127.0.0.1:{ports.proxy_healthz}/healthz"), timeout=60)
-    wait_for(f"node {node.NODE_NAME} Ready", lambda: host.check_alive("kubelet") and host.check_alive(
-        "containerd") and _node_ready(host), timeout=90, interval=0.3)
+    wait_for(
+        "CoreDNS ready",
+        lambda: host.check_alive("coredns") and _http_ok(f"http://127.0.0.1:{ports.dns_ready}/ready"),
+        timeout=60,
+    )
+    wait_for(
+        "kube-proxy healthy",
+        lambda: (
+            host.check_alive("kube-proxy") and _http_ok(f"http://127.0.0.1:{ports.proxy_healthz}/healthz")
+        ),
+        timeout=60,
+    )
+    wait_for(
+        f"node {node.NODE_NAME} Ready",
+        lambda: host.check_alive("kubelet") and host.check_alive("containerd") and _node_ready(host),
+        timeout=90,
+        interval=0.3,
+    )
     return ports
 
 
@@ -133,8 +167,11 @@ def node_ports(layout: Layout) -> node.NodePorts:
 def start_registry(host: Host, ports: node.NodePorts) -> None:
     """(Re)start the registry with its configuration and wait until it answers."""
     host.start_process("registry", node.registry(node_layout(host.layout)))
-    wait_for("registry /v2/", lambda: host.check_alive("registry") and _http_ok(
-        f"http://{node.registry_address(ports)}/v2/"), timeout=30)
+    wait_for(
+        "registry /v2/",
+        lambda: host.check_alive("registry") and _http_ok(f"http://{node.registry_address(ports)}/v2/"),
+        timeout=30,
+    )
 
 
 def _node_ready(host: Host) -> bool:

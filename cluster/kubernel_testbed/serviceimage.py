@@ -114,12 +114,16 @@ class Storage:
 # -- pure ----------------------------------------------------------------------------
 def read_pins(containerfile: str) -> Pins:
     """``ENV PYTHON_VERSION=``, ``ARG CPYTHON_ZIP_SHA256=`` and ``ARG CPYTHON_ZIP_H1=``."""
+
     def value(instruction: str, name: str) -> str:
         found = re.findall(rf"^{instruction}\s+{name}=(\S+)\s*$", containerfile, re.MULTILINE)
         if len(found) != 1:
             raise ValueError(f"the base Containerfile needs exactly one `{instruction} {name}=...`")
         return found[0]
-    return Pins(value("ENV", "PYTHON_VERSION"), value("ARG", "CPYTHON_ZIP_SHA256"), value("ARG", "CPYTHON_ZIP_H1"))
+
+    return Pins(
+        value("ENV", "PYTHON_VERSION"), value("ARG", "CPYTHON_ZIP_SHA256"), value("ARG", "CPYTHON_ZIP_H1")
+    )
 
 
 def cpython_zip_url(version: str) -> str:
@@ -142,27 +146,40 @@ def security_mirror(mirror: str) -> str:
 def debian_sources(mirror: str, suite: str) -> str:
     """deb822 sources as Debian's own image has them: the release, its updates, security."""
     keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
-    return (f"Types: deb\nURIs: {mirror}\nSuites: {suite} {suite}-updates\nComponents: main\nSigned-By: {keyring}\n\n"
-            f"Types: deb\nURIs: {security_mirror(mirror)}\nSuites: {suite}-security\nComponents: main\n"
-            f"Signed-By: {keyring}\n")
+    return (
+        f"Types: deb\nURIs: {mirror}\nSuites: {suite} {suite}-updates\nComponents: main\nSigned-By: {keyring}\n\n"
+        f"Types: deb\nURIs: {security_mirror(mirror)}\nSuites: {suite}-security\nComponents: main\n"
+        f"Signed-By: {keyring}\n"
+    )
 
 
 def rootfs_files(mirror: str, suite: str) -> dict[str, str]:
     """Files written into the debootstrap rootfs before it becomes the base's first layer."""
-    return {"etc/apt/sources.list.d/debian.sources": debian_sources(mirror, suite),
-            "etc/dpkg/dpkg.cfg.d/kubernel-slim": DPKG_SLIM,
-            "etc/apt/apt.conf.d/kubernel-slim": APT_SLIM}
+    return {
+        "etc/apt/sources.list.d/debian.sources": debian_sources(mirror, suite),
+        "etc/dpkg/dpkg.cfg.d/kubernel-slim": DPKG_SLIM,
+        "etc/apt/apt.conf.d/kubernel-slim": APT_SLIM,
+    }
 
 
-def base_inputs_digest(containerfile: bytes, debian: imagebuild.DebianBase, files: Mapping[str, str],
-                       build_args: Mapping[str, str], recipe: str) -> str:
+def base_inputs_digest(
+    containerfile: bytes,
+    debian: imagebuild.DebianBase,
+    files: Mapping[str, str],
+    build_args: Mapping[str, str],
+    recipe: str,
+) -> str:
     """Everything that decides the base image: its Containerfile (which pins the CPython
     zip), the Debian bootstrap, the files added to it, the build arguments and the code
     that makes the build context. Not the mirror: the same packages either way."""
     h = hashlib.sha256()
-    parts = {"containerfile": containerfile, "debian": json.dumps(dataclasses.asdict(debian), sort_keys=True).encode(),
-             "files": json.dumps(dict(files), sort_keys=True).encode(),
-             "args": json.dumps(dict(build_args), sort_keys=True).encode(), "recipe": recipe.encode()}
+    parts = {
+        "containerfile": containerfile,
+        "debian": json.dumps(dataclasses.asdict(debian), sort_keys=True).encode(),
+        "files": json.dumps(dict(files), sort_keys=True).encode(),
+        "args": json.dumps(dict(build_args), sort_keys=True).encode(),
+        "recipe": recipe.encode(),
+    }
     for label, data in parts.items():
         h.update(f"{label}\0{len(data)}\0".encode() + data)  # length-prefixed: no two sets collide
     return h.hexdigest()[:16]
@@ -178,8 +195,16 @@ def local_service_name(tag: str) -> str:
 
 def buildah_argv(storage: Storage, *args: str) -> list[str]:
     """buildah with its store under the cache."""
-    return ["buildah", "--root", str(storage.root), "--runroot", str(storage.runroot),
-            "--storage-driver", storage.driver, *args]
+    return [
+        "buildah",
+        "--root",
+        str(storage.root),
+        "--runroot",
+        str(storage.runroot),
+        "--storage-driver",
+        storage.driver,
+        *args,
+    ]
 
 
 def pip_conf(cert: str) -> str:
@@ -187,23 +212,49 @@ def pip_conf(cert: str) -> str:
     return f"[global]\ncert = {cert}\n"
 
 
-def bud_argv(storage: Storage, containerfile: Path, context: Path, name: str,
-             build_args: Mapping[str, str], build_home: Path) -> list[str]:
+def bud_argv(
+    storage: Storage,
+    containerfile: Path,
+    context: Path,
+    name: str,
+    build_args: Mapping[str, str],
+    build_home: Path,
+) -> list[str]:
     """``buildah bud`` as this machine allows: chroot isolation (no runc, no user
     namespaces needed), never a pull (the base is local; Docker Hub is unreachable),
     every layer cached, no container left behind by a failed step, and ``build_home``
     as root's home in RUN steps: pip trusts this machine's CAs there (its TLS may be
     intercepted by a CA only the host knows), and nothing of it lands in a layer."""
     args = [f"--build-arg={key}={value}" for key, value in sorted(build_args.items())]
-    return buildah_argv(storage, "bud", "--isolation", "chroot", "--pull=never", "--layers", "--force-rm",
-                        f"--volume={build_home}:{BUILD_HOME}:ro", *args, "--file", str(containerfile),
-                        "--tag", name, str(context))
+    return buildah_argv(
+        storage,
+        "bud",
+        "--isolation",
+        "chroot",
+        "--pull=never",
+        "--layers",
+        "--force-rm",
+        f"--volume={build_home}:{BUILD_HOME}:ro",
+        *args,
+        "--file",
+        str(containerfile),
+        "--tag",
+        name,
+        str(context),
+    )
 
 
 def push_argv(storage: Storage, name: str, registry: str, repository_tag: str, digestfile: Path) -> list[str]:
     """Plain HTTP to the registry on loopback; the manifest digest is written to ``digestfile``."""
-    return buildah_argv(storage, "push", "--tls-verify=false", "--digestfile", str(digestfile),
-                        name, f"docker://{registry}/{repository_tag}")
+    return buildah_argv(
+        storage,
+        "push",
+        "--tls-verify=false",
+        "--digestfile",
+        str(digestfile),
+        name,
+        f"docker://{registry}/{repository_tag}",
+    )
 
 
 def pinned_reference(digest: str) -> str:
@@ -241,11 +292,15 @@ def _work_dir(settings: TestbedSettings) -> Path:
 
 def _require_buildah() -> None:
     if shutil.which("buildah") is None:
-        raise RuntimeError("`make image` needs buildah (Debian package `buildah`): run `make node-packages` "
-                           "as root, or `apt-get install buildah`")
+        raise RuntimeError(
+            "`make image` needs buildah (Debian package `buildah`): run `make node-packages` "
+            "as root, or `apt-get install buildah`"
+        )
     if os.geteuid() != 0:
-        raise RuntimeError("`make image` needs root: buildah's chroot isolation mounts /proc and /dev "
-                           "into the build, and the layers keep their files' owners")
+        raise RuntimeError(
+            "`make image` needs root: buildah's chroot isolation mounts /proc and /dev "
+            "into the build, and the layers keep their files' owners"
+        )
 
 
 def _run_logged(argv: list[str], log: Path, say: Say) -> None:
@@ -259,8 +314,12 @@ def _unmount_all(storage: Storage) -> None:
 
 
 def _image_exists(storage: Storage, name: str) -> bool:
-    return subprocess.run(buildah_argv(storage, "inspect", "--type", "image", name),
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            buildah_argv(storage, "inspect", "--type", "image", name), capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def _image_names(storage: Storage) -> list[str]:
@@ -356,7 +415,9 @@ def ensure_base(settings: TestbedSettings, say: Say, step: Callable[[], str]) ->
     mirror = imagebuild.debian_mirror(DEBIAN.suite)
     files = rootfs_files(mirror, DEBIAN.suite)
     args = _base_build_args()
-    name = base_image_name(pins.python_version, base_inputs_digest(containerfile, DEBIAN, files, args, _recipe()))
+    name = base_image_name(
+        pins.python_version, base_inputs_digest(containerfile, DEBIAN, files, args, _recipe())
+    )
 
     started = time.monotonic()
     say(f"[image {step()}] CPython {pins.python_version} source (Go module proxy zip, sha256 + h1 checked)")
@@ -366,15 +427,20 @@ def ensure_base(settings: TestbedSettings, say: Say, step: Callable[[], str]) ->
     if _image_exists(storage, name):
         say(f"[image {step()}] {name}: cached")
         return name
-    say(f"[image {step()}] {name}: building (Debian layers, CPython compile: about 3 minutes on 2 cores, once)")
+    say(
+        f"[image {step()}] {name}: building (Debian layers, CPython compile: about 3 minutes on 2 cores, once)"
+    )
     context = _work_dir(settings) / "base-context"
     imagebuild._remove_tree(context)
     context.mkdir(parents=True)
     try:
         _debian_tar(rootfs, context / DEBIAN_TAR, files)
         shutil.copyfile(zip_path, context / CPYTHON_ZIP)
-        _run_logged(bud_argv(storage, BASE_CONTAINERFILE, context, name, args, _build_home(settings)),
-                    _work_dir(settings) / "logs" / "python-base.log", say)
+        _run_logged(
+            bud_argv(storage, BASE_CONTAINERFILE, context, name, args, _build_home(settings)),
+            _work_dir(settings) / "logs" / "python-base.log",
+            say,
+        )
     finally:
         _unmount_all(storage)
         imagebuild._remove_tree(context)
@@ -406,8 +472,11 @@ def _build_locked(settings: TestbedSettings, say: Say, tag: str, steps: int) -> 
     started = time.monotonic()
     say(f"[image {next(counter)}] {name}: buildah bud Dockerfile (PYTHON_IMAGE={base})")
     try:
-        _run_logged(bud_argv(storage, DOCKERFILE, REPO_ROOT, name, {"PYTHON_IMAGE": base}, _build_home(settings)),
-                    _work_dir(settings) / "logs" / "service.log", say)
+        _run_logged(
+            bud_argv(storage, DOCKERFILE, REPO_ROOT, name, {"PYTHON_IMAGE": base}, _build_home(settings)),
+            _work_dir(settings) / "logs" / "service.log",
+            say,
+        )
     finally:
         _unmount_all(storage)
     say(f"[image] {name}: done in {imagebuild.format_duration(time.monotonic() - started)}")
@@ -428,21 +497,29 @@ def registry_address(settings: TestbedSettings) -> str | None:
 def _manifest(registry: str, digest: str) -> dict[str, object]:
     request = urllib.request.Request(
         f"http://{registry}/v2/{SERVICE_REPOSITORY}/manifests/{digest}",
-        headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
-                           "application/vnd.docker.distribution.manifest.v2+json"})
+        headers={
+            "Accept": "application/vnd.oci.image.manifest.v1+json, "
+            "application/vnd.docker.distribution.manifest.v2+json"
+        },
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
 
 def _local_manifest(storage: Storage, name: str) -> dict[str, object]:
-    return json.loads(imagebuild._run(*buildah_argv(storage, "inspect", "--type", "image",
-                                                    "--format", "{{.Manifest}}", name)))
+    return json.loads(
+        imagebuild._run(
+            *buildah_argv(storage, "inspect", "--type", "image", "--format", "{{.Manifest}}", name)
+        )
+    )
 
 
 def _no_registry_message(settings: TestbedSettings) -> str:
-    return (f"the test bed's registry is not up (no answer from the real node in {settings.state_dir}): "
-            "start it with `make cluster`, or only build: "
-            "`.venv/bin/python -m kubernel_testbed.serviceimage build`")
+    return (
+        f"the test bed's registry is not up (no answer from the real node in {settings.state_dir}): "
+        "start it with `make cluster`, or only build: "
+        "`.venv/bin/python -m kubernel_testbed.serviceimage build`"
+    )
 
 
 def push(settings: TestbedSettings, say: Say, name: str, tag: str, registry: str) -> str:
@@ -453,8 +530,10 @@ def push(settings: TestbedSettings, say: Say, name: str, tag: str, registry: str
     digest = digestfile.read_text().strip()
     compressed = manifest_size(_manifest(registry, digest))
     unpacked = manifest_size(_local_manifest(storage, name))
-    say(f"[image] pushed {node.REGISTRY_HOST}/{SERVICE_REPOSITORY}:{tag} = {digest} "
-        f"({format_size(compressed)} compressed, {format_size(unpacked)} unpacked)")
+    say(
+        f"[image] pushed {node.REGISTRY_HOST}/{SERVICE_REPOSITORY}:{tag} = {digest} "
+        f"({format_size(compressed)} compressed, {format_size(unpacked)} unpacked)"
+    )
     return pinned_reference(digest)
 
 
@@ -482,8 +561,11 @@ def _say(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kubernel_testbed.serviceimage", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m kubernel_testbed.serviceimage",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=("build", "push"))
     parser.add_argument("--tag", default=DEFAULT_TAG, help="the tag of kubernel/kubernel (default: dev)")
     args = parser.parse_args(argv)

@@ -36,10 +36,12 @@ class SimulatedDelays:
     @classmethod
     def from_env(cls) -> SimulatedDelays:
         defaults = cls()
-        return cls(**{
-            name: _env_int(f"KUBERNEL_SIM_{name.upper()}_MS", getattr(defaults, name))
-            for name in cls.__dataclass_fields__
-        })
+        return cls(
+            **{
+                name: _env_int(f"KUBERNEL_SIM_{name.upper()}_MS", getattr(defaults, name))
+                for name in cls.__dataclass_fields__
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ def pinned_versions() -> dict[str, str]:
 
 def bin_dir(cache_dir: Path) -> Path:
     v = pinned_versions()
-    return cache_dir / (
-        f"k8s-{v['KUBERNETES_VERSION']}-kwok-{v['KWOK_VERSION']}-helm-{v['HELM_VERSION']}"
-    ) / "bin"
+    return (
+        cache_dir
+        / (f"k8s-{v['KUBERNETES_VERSION']}-kwok-{v['KWOK_VERSION']}-helm-{v['HELM_VERSION']}")
+        / "bin"
+    )

@@ -8,9 +8,9 @@ import sys
 
 import kopf
 
-from . import handlers  # noqa: F401 - registers the handlers
 from kubernel.runner import MIN_KEY_BYTES, MISSING_KEY
 
+from . import handlers  # noqa: F401 - registers the handlers
 from .settings import OperatorSettings
 
 
@@ -22,14 +22,16 @@ def main() -> None:
     # kopf reports every handler and timer run at INFO ("Timer 'deadlines' succeeded" each
     # second per session); our own lines say what happened to sessions.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    asyncio.run(kopf.operator(
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        peering_name=settings.peering or None,
-        standalone=not settings.peering,
-        liveness_endpoint=f"http://{settings.health_host}:{settings.health_port}/healthz",
-        memo=kopf.Memo(settings=settings),
-    ))
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            peering_name=settings.peering or None,
+            standalone=not settings.peering,
+            liveness_endpoint=f"http://{settings.health_host}:{settings.health_port}/healthz",
+            memo=kopf.Memo(settings=settings),
+        )
+    )
 
 
 if __name__ == "__main__":

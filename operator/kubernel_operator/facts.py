@@ -32,7 +32,9 @@ class KernelFacts:
     oom_killed: bool = False
     evicted: bool = False
     created_at: str | None = None
-    start_problem: str | None = None  # the kubelet's latest Warning while starting (e.g. FailedCreatePodSandBox)
+    start_problem: str | None = (
+        None  # the kubelet's latest Warning while starting (e.g. FailedCreatePodSandBox)
+    )
     runner_address: str | None = None  # host:port of the code runner, once the Pod has an IP
 
 
@@ -77,7 +79,9 @@ def kernel_facts(pod: Mapping[str, Any], event_reasons: Iterable[str] = ()) -> K
             oom = oom or terminated.get("reason") == "OOMKilled"
     evicted = status.get("reason") == "Evicted" or (
         disruption.get("status") == "True"
-        and disruption.get("reason") in {"EvictionByEvictionAPI", "TerminationByKubelet", "PreemptionByScheduler"})
+        and disruption.get("reason")
+        in {"EvictionByEvictionAPI", "TerminationByKubelet", "PreemptionByScheduler"}
+    )
     index = int((meta.get("labels") or {}).get(LABEL_INDEX, "0"))
     return KernelFacts(
         name=meta.get("name", ""),

@@ -67,8 +67,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     settings.scanning.disabled = not ours.scans_cluster
     memo.settings = ours
     memo.sessions = Sessions(Kube(await connect()), ours)
-    logger.info("kubernel operator: namespaces=%s idle=%ss start-deadline=%ss",
-                ",".join(ours.namespaces) or "*", ours.idle_timeout_seconds, ours.start_deadline_seconds)
+    logger.info(
+        "kubernel operator: namespaces=%s idle=%ss start-deadline=%ss",
+        ",".join(ours.namespaces) or "*",
+        ours.idle_timeout_seconds,
+        ours.start_deadline_seconds,
+    )
 
 
 @kopf.on.cleanup()
@@ -80,8 +84,9 @@ async def close(memo: kopf.Memo, **_) -> None:
 # end, restart; see transitions.need_of), so kopf keeps no diff base and writes no
 # annotations to our objects; the timer asks again, as a retry for a failed action.
 @kopf.on.event(*KS)
-async def session_event(type: str | None, body: kopf.Body, name: str, namespace: str, memo: kopf.Memo,
-                        **_) -> None:
+async def session_event(
+    type: str | None, body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, **_
+) -> None:
     await memo.sessions.observe((namespace, name), type, dict(body))
 
 
@@ -97,8 +102,9 @@ async def deadlines(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo,
 
 
 @kopf.on.event("v1", "pods", labels={r.LABEL_MANAGED_BY: r.MANAGED_BY})
-async def pod_changed(type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str, memo: kopf.Memo,
-                      **_) -> None:
+async def pod_changed(
+    type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_
+) -> None:
     session = labels.get(r.LABEL_SESSION)
     # The initial listing (type None) counts too: the Pod watch may start after the
     # session listing's reconcile read the Pods, and a Pod that became Ready in between
@@ -110,7 +116,10 @@ async def pod_changed(type: str | None, body: kopf.Body, labels: kopf.Labels, na
 @kopf.on.event("v1", "events")
 async def kubelet_event(type: str | None, body: kopf.Body, namespace: str, memo: kopf.Memo, **_) -> None:
     reason = body.get("reason")
-    if type not in (None, "ADDED", "MODIFIED") or reason not in LIFECYCLE_EVENT_REASONS | START_PROBLEM_REASONS:
+    if (
+        type not in (None, "ADDED", "MODIFIED")
+        or reason not in LIFECYCLE_EVENT_REASONS | START_PROBLEM_REASONS
+    ):
         return
     if type == "MODIFIED" and reason in LIFECYCLE_EVENT_REASONS:
         return  # a repeated Pulling/Pulled (count + 1) says nothing new

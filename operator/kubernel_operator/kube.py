@@ -18,18 +18,22 @@ class Kube:
 
     async def get_session(self, namespace: str, name: str) -> dict | None:
         try:
-            return await self.custom.get_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.PLURAL, name)
+            return await self.custom.get_namespaced_custom_object(
+                r.GROUP, r.VERSION, namespace, r.PLURAL, name
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
 
-    async def patch_session_status(self, namespace: str, name: str, status: dict, resource_version: str) -> dict:
+    async def patch_session_status(
+        self, namespace: str, name: str, status: dict, resource_version: str
+    ) -> dict:
         """Merge-patch the status, failing with 409 if the object moved on since it was read."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
         return await self.custom.patch_namespaced_custom_object_status(
-            r.GROUP, r.VERSION, namespace, r.PLURAL, name, body,
-            _content_type="application/merge-patch+json")
+            r.GROUP, r.VERSION, namespace, r.PLURAL, name, body, _content_type="application/merge-patch+json"
+        )
 
     async def delete_session(self, namespace: str, name: str) -> None:
         try:
@@ -39,37 +43,54 @@ class Kube:
                 raise
 
     async def list_pods(self, namespace: str, session: str) -> list[dict]:
-        return await read_items(await self.core.list_namespaced_pod(
-            namespace, label_selector=f"{r.LABEL_SESSION}={session}", _preload_content=False))
+        return await read_items(
+            await self.core.list_namespaced_pod(
+                namespace, label_selector=f"{r.LABEL_SESSION}={session}", _preload_content=False
+            )
+        )
 
     async def pod_event_reasons(self, namespace: str, pod: str) -> set[str]:
-        events = await read_items(await self.core.list_namespaced_event(
-            namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}", _preload_content=False))
+        events = await read_items(
+            await self.core.list_namespaced_event(
+                namespace,
+                field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
+                _preload_content=False,
+            )
+        )
         return {e["reason"] for e in events if e.get("reason")}
 
     async def create(self, namespace: str, manifest: dict) -> bool:
         """Create a Pod, Service or Secret: True if created, False if it existed already (a retry)."""
-        create = {"Pod": self.core.create_namespaced_pod, "Service": self.core.create_namespaced_service,
-                  "Secret": self.core.create_namespaced_secret}[manifest["kind"]]
+        create = {
+            "Pod": self.core.create_namespaced_pod,
+            "Service": self.core.create_namespaced_service,
+            "Secret": self.core.create_namespaced_secret,
+        }[manifest["kind"]]
         try:
             await read_json(await create(namespace, manifest, _preload_content=False))
         except ApiException as exc:
             if exc.status != 409:
                 raise
             if manifest["kind"] == "Pod":
-                existing = await read_json(await self.core.read_namespaced_pod(
-                    manifest["metadata"]["name"], namespace, _preload_content=False))
+                existing = await read_json(
+                    await self.core.read_namespaced_pod(
+                        manifest["metadata"]["name"], namespace, _preload_content=False
+                    )
+                )
                 if r.owner_uid(existing) != r.owner_uid(manifest):
                     # A Pod of the same name belongs to an earlier session of this name
                     # (still being deleted): never adopt it; try again once it is gone.
-                    raise kopf.TemporaryError(f"Pod {manifest['metadata']['name']} of an earlier session is "
-                                              "still being deleted", delay=1) from None
+                    raise kopf.TemporaryError(
+                        f"Pod {manifest['metadata']['name']} of an earlier session is still being deleted",
+                        delay=1,
+                    ) from None
             return False
         return True
 
     async def delete_pods(self, namespace: str, selector: str, grace_seconds: int) -> None:
         await self.core.delete_collection_namespaced_pod(
-            namespace, label_selector=selector, grace_period_seconds=grace_seconds)
+            namespace, label_selector=selector, grace_period_seconds=grace_seconds
+        )
 
     async def delete_service(self, namespace: str, name: str) -> None:
         try:

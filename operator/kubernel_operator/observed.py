@@ -97,8 +97,12 @@ class Observed:
         pods = {name: p for name, p in session.pods.items() if p.restart == restart}
         if not pods or any(name not in pods for name in recorded):
             return None
-        return [replace(with_reasons(p.facts, session.reasons.get(name, ())), start_problem=session.problems.get(name))
-                for name, p in sorted(pods.items())]
+        return [
+            replace(
+                with_reasons(p.facts, session.reasons.get(name, ())), start_problem=session.problems.get(name)
+            )
+            for name, p in sorted(pods.items())
+        ]
 
     def running_pods(self, key: Key) -> bool:
         """Whether the watch shows Pods of the session that are not being deleted."""

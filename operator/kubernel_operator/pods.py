@@ -70,20 +70,32 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
         {"name": "BACKENDAI_CLUSTER_SIZE", "value": str(spec.cluster_size)},
         {"name": "BACKENDAI_CLUSTER_HOST", "value": hostname(index)},
     ]
-    read_only = [{"readOnly": True} if m.read_only else {} for m in spec.mounts]  # false is the default: omitted
-    volumes = [{"name": f"vfolder-{i}", "persistentVolumeClaim": {"claimName": m.name, **read_only[i]}}
-               for i, m in enumerate(spec.mounts)]
-    mounts = [{"name": f"vfolder-{i}", "mountPath": mount_path(m), **read_only[i]} for i, m in enumerate(spec.mounts)]
+    read_only = [
+        {"readOnly": True} if m.read_only else {} for m in spec.mounts
+    ]  # false is the default: omitted
+    volumes = [
+        {"name": f"vfolder-{i}", "persistentVolumeClaim": {"claimName": m.name, **read_only[i]}}
+        for i, m in enumerate(spec.mounts)
+    ]
+    mounts = [
+        {"name": f"vfolder-{i}", "mountPath": mount_path(m), **read_only[i]}
+        for i, m in enumerate(spec.mounts)
+    ]
     runner: dict = {}
     if runs_runner(spec, image):
         env += rn.runner_env()
-        volumes.append({"name": "runner-identity", "secret": {"secretName": rn.secret_name(name),
-                                                              "defaultMode": 0o400}})
+        volumes.append(
+            {"name": "runner-identity", "secret": {"secretName": rn.secret_name(name), "defaultMode": 0o400}}
+        )
         mounts.append({"name": "runner-identity", "mountPath": rn.IDENTITY_DIR, "readOnly": True})
         runner = runner_container_fields()
-    labels = {**session_labels(name, spec), r.LABEL_COMPONENT: "kernel",
-              r.LABEL_ROLE: "main" if index == 0 else "sub", r.LABEL_INDEX: str(index),
-              r.LABEL_RESTART: str(restart)}
+    labels = {
+        **session_labels(name, spec),
+        r.LABEL_COMPONENT: "kernel",
+        r.LABEL_ROLE: "main" if index == 0 else "sub",
+        r.LABEL_INDEX: str(index),
+        r.LABEL_RESTART: str(restart),
+    }
     pod: dict = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -93,16 +105,18 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
             "hostname": hostname(index),
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
-            "containers": [{
-                "name": KERNEL_CONTAINER,
-                "image": image.image,
-                **({"command": command} if (command := command_for(spec, image)) else {}),
-                "workingDir": HOME,
-                "env": env,
-                "resources": {"requests": dict(limits), "limits": limits},
-                "volumeMounts": mounts,
-                **runner,
-            }],
+            "containers": [
+                {
+                    "name": KERNEL_CONTAINER,
+                    "image": image.image,
+                    **({"command": command} if (command := command_for(spec, image)) else {}),
+                    "workingDir": HOME,
+                    "env": env,
+                    "resources": {"requests": dict(limits), "limits": limits},
+                    "volumeMounts": mounts,
+                    **runner,
+                }
+            ],
             "volumes": volumes,
         },
     }
@@ -118,7 +132,9 @@ def scheduling_fields(scheduling: Scheduling) -> dict:
     if scheduling.node_selector:
         fields["nodeSelector"] = dict(scheduling.node_selector)
     if scheduling.tolerations:
-        fields["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in scheduling.tolerations]
+        fields["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in scheduling.tolerations
+        ]
     if scheduling.image_pull_secrets:
         fields["imagePullSecrets"] = [{"name": n} for n in scheduling.image_pull_secrets]
     if scheduling.runtime_class_name:
@@ -134,23 +150,30 @@ def runner_container_fields() -> dict:
     ``READINESS_WAIT_SECONDS``), so the first probe succeeds the moment the kernel can."""
     return {
         "ports": [{"name": rn.PORT_NAME, "containerPort": rn.PORT, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": f"{rn.HEALTH_PATH}?wait={rn.READINESS_WAIT_SECONDS}",
-                                       "port": rn.PORT_NAME},
-                           "periodSeconds": 1, "timeoutSeconds": rn.READINESS_WAIT_SECONDS + 2,
-                           "failureThreshold": 3},
+        "readinessProbe": {
+            "httpGet": {"path": f"{rn.HEALTH_PATH}?wait={rn.READINESS_WAIT_SECONDS}", "port": rn.PORT_NAME},
+            "periodSeconds": 1,
+            "timeoutSeconds": rn.READINESS_WAIT_SECONDS + 2,
+            "failureThreshold": 3,
+        },
     }
 
 
 def build_runner_secret(name: str, spec: KernelSessionSpec, token: str) -> dict:
     """The runner's identity: its bearer token (the API reads it; the session's user never
     does) and who the session is for. Owned by the KernelSession (kopf.adopt)."""
-    identity = {"sessionId": spec.session_id, "ownerAccessKey": spec.owner.access_key,
-                "environ": dict(sorted(spec.environ.items()))}
+    identity = {
+        "sessionId": spec.session_id,
+        "ownerAccessKey": spec.owner.access_key,
+        "environ": dict(sorted(spec.environ.items())),
+    }
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": rn.secret_name(name),
-                     "labels": {**session_labels(name, spec), r.LABEL_COMPONENT: "runner-identity"}},
+        "metadata": {
+            "name": rn.secret_name(name),
+            "labels": {**session_labels(name, spec), r.LABEL_COMPONENT: "runner-identity"},
+        },
         "type": "Opaque",
         "stringData": {rn.TOKEN_KEY: token, rn.IDENTITY_KEY: json.dumps(identity, sort_keys=True)},
     }
@@ -167,7 +190,10 @@ def build_service(name: str, spec: KernelSessionSpec) -> dict | None:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "labels": {**session_labels(name, spec), r.LABEL_COMPONENT: "cluster-dns"}},
+        "metadata": {
+            "name": name,
+            "labels": {**session_labels(name, spec), r.LABEL_COMPONENT: "cluster-dns"},
+        },
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,

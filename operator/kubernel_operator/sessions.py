@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -51,7 +51,7 @@ MILESTONES = {LifecycleEvent.STARTED, LifecycleEvent.TERMINATED}  # posted as Ku
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _parse(body: dict) -> KernelSession:
@@ -62,10 +62,16 @@ def slim(body: dict) -> dict:
     """What a write and an announcement need of a KernelSession (not managedFields,
     not kopf's copy of the spec): kept per session, so it is kept small."""
     meta = body["metadata"]
-    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
-            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp")
-                         if k in meta},
-            **{k: body[k] for k in ("spec", "status") if k in body}}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp")
+            if k in meta
+        },
+        **{k: body[k] for k in ("spec", "status") if k in body},
+    }
 
 
 def _older(version: str, than: str) -> bool:
@@ -105,8 +111,9 @@ class Sessions:
             self._bodies.pop(key, None)
             return
         known = self._bodies.get(key)
-        if known is None or not _older(body["metadata"].get("resourceVersion", ""),
-                                       known["metadata"].get("resourceVersion", "")):
+        if known is None or not _older(
+            body["metadata"].get("resourceVersion", ""), known["metadata"].get("resourceVersion", "")
+        ):
             self._bodies[key] = slim(body)
 
     def latest(self, key: Key, body: dict | None = None) -> dict | None:
@@ -121,8 +128,12 @@ class Sessions:
         self.observed.forget(key)
 
     # -- the one way status changes -------------------------------------------
-    async def _write(self, key: Key, step: Callable[[dict, KernelSession], KernelSessionStatus | None],
-                     body: dict | None = None) -> dict | None:
+    async def _write(
+        self,
+        key: Key,
+        step: Callable[[dict, KernelSession], KernelSessionStatus | None],
+        body: dict | None = None,
+    ) -> dict | None:
         """Apply ``step`` to the resource and patch the result, trying ``body`` (or the
         latest seen) first and reading afresh on a conflict. Returns the resource as
         written (or as read, when nothing changed); None if it is gone."""
@@ -141,8 +152,11 @@ class Sessions:
                 return body
             try:
                 written = await self.kube.patch_session_status(
-                    namespace, name, new.model_dump(mode="json", by_alias=True),
-                    body["metadata"]["resourceVersion"])
+                    namespace,
+                    name,
+                    new.model_dump(mode="json", by_alias=True),
+                    body["metadata"]["resourceVersion"],
+                )
             except ApiException as exc:
                 if exc.status == 409:  # moved on since that copy: read it afresh
                     body = None
@@ -167,11 +181,18 @@ class Sessions:
                 if entry.event == LifecycleEvent.TERMINATED:
                     text += f", result {entry.result}" + (f": {new.message}" if new.message else "")
                 failed = entry.event == LifecycleEvent.TERMINATED and (
-                    entry.result == Result.FAILURE or entry.reason in FAILURE_REASONS)
-                log.info("%s/%s #%d %s", body["metadata"]["namespace"], body["metadata"]["name"], entry.seq, text)
+                    entry.result == Result.FAILURE or entry.reason in FAILURE_REASONS
+                )
+                log.info(
+                    "%s/%s #%d %s", body["metadata"]["namespace"], body["metadata"]["name"], entry.seq, text
+                )
                 if entry.event in MILESTONES:
-                    kopf.event(body, type="Warning" if failed else "Normal",
-                               reason=_event_reason(entry.event), message=text)
+                    kopf.event(
+                        body,
+                        type="Warning" if failed else "Normal",
+                        reason=_event_reason(entry.event),
+                        message=text,
+                    )
 
     # -- start ---------------------------------------------------------------
     async def observe(self, key: Key, event_type: str | None, body: dict) -> None:
@@ -206,7 +227,7 @@ class Sessions:
         needs no reconcile of its own (the Pod watch brings one); a repeated one does,
         since the Pods' events may have come while the status did not yet record them.
         """
-        namespace, name = key
+        namespace, _ = key
         async with self.lock(key):
             body = self.latest(key)
             if body is None or need_of(body) != Need.START:  # another trigger was first
@@ -227,10 +248,23 @@ class Sessions:
                     return None
                 # The conditions too, so the new Pod's first event finds nothing to write.
                 moment = now()
-                return advance(enqueue(status.model_copy(update={
-                    "created_at": moment, "observed_restart": generation, "pods": created.pods,
-                    "memory_limit_kib": memory_kib(current.spec.resources.memory)}), moment),
-                    current.spec, [], [], moment)
+                return advance(
+                    enqueue(
+                        status.model_copy(
+                            update={
+                                "created_at": moment,
+                                "observed_restart": generation,
+                                "pods": created.pods,
+                                "memory_limit_kib": memory_kib(current.spec.resources.memory),
+                            }
+                        ),
+                        moment,
+                    ),
+                    current.spec,
+                    [],
+                    [],
+                    moment,
+                )
 
             await self._write(key, record)
         if not created.fresh:
@@ -263,19 +297,26 @@ class Sessions:
         for manifest in manifests:
             kopf.adopt(manifest, owner=owner)
         try:
-            if builders.runs_runner(spec, image):  # before the Pods, which mount it (its token: the session's uid's)
+            if builders.runs_runner(
+                spec, image
+            ):  # before the Pods, which mount it (its token: the session's uid's)
                 secret = builders.build_runner_secret(
-                    name, spec, rn.token(self.settings.runner_key, namespace, name, owner["metadata"]["uid"]))
+                    name, spec, rn.token(self.settings.runner_key, namespace, name, owner["metadata"]["uid"])
+                )
                 kopf.adopt(secret, owner=owner)
                 await self.kube.create(namespace, secret)
             fresh = await asyncio.gather(*(self.kube.create(namespace, m) for m in manifests))
         except ApiException as exc:
             if exc.status in (400, 403, 422):  # rejected for good (quota, admission, validation)
-                await self._end(key, Ending(Reason.FAILED_TO_CREATE, Result.UNDEFINED,
-                                            f"Pod creation rejected: {exc.reason}"))
+                await self._end(
+                    key,
+                    Ending(Reason.FAILED_TO_CREATE, Result.UNDEFINED, f"Pod creation rejected: {exc.reason}"),
+                )
                 return None
             raise
-        return Created(pods=[m["metadata"]["name"] for m in manifests if m["kind"] == "Pod"], fresh=all(fresh))
+        return Created(
+            pods=[m["metadata"]["name"] for m in manifests if m["kind"] == "Pod"], fresh=all(fresh)
+        )
 
     # -- follow --------------------------------------------------------------
     async def pod_changed(self, key: Key, event_type: str | None, pod: dict) -> None:
@@ -305,9 +346,11 @@ class Sessions:
         kernels = self.observed.kernels(key, restart, status.get("pods") or [])
         if kernels is None:
             uid = (self.latest(key) or {}).get("metadata", {}).get("uid")
-            pods = [p for p in await self.kube.list_pods(namespace, name)
-                    if p["metadata"]["labels"].get(r.LABEL_RESTART) == restart
-                    and r.owner_uid(p) in (None, uid)]
+            pods = [
+                p
+                for p in await self.kube.list_pods(namespace, name)
+                if p["metadata"]["labels"].get(r.LABEL_RESTART) == restart and r.owner_uid(p) in (None, uid)
+            ]
             kernels = [kernel_facts(p, self.observed.reasons(key, p["metadata"]["name"])) for p in pods]
         main = next((k for k in kernels if k.index == 0), None)
         # A Pod that ran before its Pulled Event reached us: ask whether a pull happened.
@@ -330,7 +373,7 @@ class Sessions:
                 return
             if body["metadata"].get("deletionTimestamp"):
                 return
-            status = (body.get("status") or {})
+            status = body.get("status") or {}
             if status.get("phase") in (Phase.TERMINATED, Phase.TERMINATING) or not status.get("createdAt"):
                 return
             kernels = await self._kernels(key, status)
@@ -341,9 +384,14 @@ class Sessions:
                 current = session.status or KernelSessionStatus()
                 moment = now()
                 new = advance(current, session.spec, kernels, missing, moment)
-                due = overdue(session.spec, new, kernels, moment,
-                              idle_timeout=self.settings.idle_timeout_seconds,
-                              start_deadline=self.settings.start_deadline_seconds)
+                due = overdue(
+                    session.spec,
+                    new,
+                    kernels,
+                    moment,
+                    idle_timeout=self.settings.idle_timeout_seconds,
+                    start_deadline=self.settings.start_deadline_seconds,
+                )
                 return terminate(new, due, moment) if due else new
 
             written = await self._write(key, step, body)
@@ -373,14 +421,21 @@ class Sessions:
             if body is None or not go:
                 return
             generation = (body.get("status") or {}).get("observedRestart", 0)
-            await self.kube.delete_pods(namespace, f"{r.LABEL_SESSION}={name},{r.LABEL_RESTART}!={generation}",
-                                        self.settings.pod_grace_seconds)
+            await self.kube.delete_pods(
+                namespace,
+                f"{r.LABEL_SESSION}={name},{r.LABEL_RESTART}!={generation}",
+                self.settings.pod_grace_seconds,
+            )
             kopf.info(body, reason="Restarting", message=f"restart {generation} requested")
             spec = _parse(body).spec.model_copy(update={"restart_count": generation})
             created = await self._create_kernels(key, body, spec)
             if created is not None:
-                await self._write(key, lambda _b, s: (s.status or KernelSessionStatus()).model_copy(
-                    update={"pods": created.pods}))
+                await self._write(
+                    key,
+                    lambda _b, s: (s.status or KernelSessionStatus()).model_copy(
+                        update={"pods": created.pods}
+                    ),
+                )
         await self.reconcile(key)
 
     # -- end -----------------------------------------------------------------
@@ -424,9 +479,14 @@ class Sessions:
             await self.reconcile(key)  # the start deadline needs the Pods' scheduling state
             return
         session = _parse(body)
-        if session.status and overdue(session.spec, session.status, [], now(),
-                                      idle_timeout=self.settings.idle_timeout_seconds,
-                                      start_deadline=self.settings.start_deadline_seconds):
+        if session.status and overdue(
+            session.spec,
+            session.status,
+            [],
+            now(),
+            idle_timeout=self.settings.idle_timeout_seconds,
+            start_deadline=self.settings.start_deadline_seconds,
+        ):
             await self.reconcile(key)
 
     async def finalize(self, key: Key, body: dict) -> None:
@@ -435,8 +495,14 @@ class Sessions:
         annotations = body["metadata"].get("annotations") or {}
         reason = Reason(annotations.get(r.ANNOTATION_TERMINATION_REASON, Reason.USER_REQUESTED))
         async with self.lock(key):
-            await self._write(key, lambda _b, s: terminate(
-                s.status or KernelSessionStatus(), Ending(reason, Result.UNDEFINED, f"deleted ({reason})"), now()))
+            await self._write(
+                key,
+                lambda _b, s: terminate(
+                    s.status or KernelSessionStatus(),
+                    Ending(reason, Result.UNDEFINED, f"deleted ({reason})"),
+                    now(),
+                ),
+            )
             await self._remove_kernels(key)
             remaining = await self.kube.list_pods(namespace, name)
         if remaining:

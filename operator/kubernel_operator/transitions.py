@@ -14,14 +14,34 @@ from enum import Enum
 from typing import Any
 
 from kubernel import folders
-from kubernel.lifecycle import PHASE_AFTER, REQUESTED_ENDS, STARTUP_ORDER, LifecycleEvent, Phase, Reason, Result
-from kubernel.model import LIFECYCLE_LOG_LIMIT, Condition, KernelSessionSpec, KernelSessionStatus, LifecycleEntry
+from kubernel.lifecycle import (
+    PHASE_AFTER,
+    REQUESTED_ENDS,
+    STARTUP_ORDER,
+    LifecycleEvent,
+    Phase,
+    Reason,
+    Result,
+)
+from kubernel.model import (
+    LIFECYCLE_LOG_LIMIT,
+    Condition,
+    KernelSessionSpec,
+    KernelSessionStatus,
+    LifecycleEntry,
+)
 
 from .facts import KernelFacts
 
 # How far the start-up has got in the current restart generation, by phase.
-_POSITION = {Phase.PENDING: -1, Phase.RESTARTING: -1, Phase.PREPARING: 0, Phase.PULLING: 1,
-             Phase.CREATING: 2, Phase.RUNNING: 3}
+_POSITION = {
+    Phase.PENDING: -1,
+    Phase.RESTARTING: -1,
+    Phase.PREPARING: 0,
+    Phase.PULLING: 1,
+    Phase.CREATING: 2,
+    Phase.RUNNING: 3,
+}
 
 
 class Need(Enum):
@@ -39,7 +59,9 @@ def need_of(body: dict[str, Any]) -> Need:
     as a safety net, ask this; no diff base is needed)."""
     spec, status = body.get("spec") or {}, body.get("status") or {}
     if body.get("metadata", {}).get("deletionTimestamp") or status.get("phase") in (
-            Phase.TERMINATED, Phase.TERMINATING):
+        Phase.TERMINATED,
+        Phase.TERMINATING,
+    ):
         return Need.NOTHING  # ending (the finalizer's job) or ended
     if spec.get("terminationRequested"):
         return Need.END
@@ -75,34 +97,56 @@ def ending_of(spec: KernelSessionSpec, kernels: list[KernelFacts], missing: list
         if k.evicted:
             return Ending(Reason.EVICTED, result_for(spec, success=False), f"Pod {k.name} was evicted")
         if k.oom_killed:
-            return Ending(Reason.OOM_KILLED, result_for(spec, success=False), f"Pod {k.name} ran out of memory",
-                          exit_code=k.exit_code)
+            return Ending(
+                Reason.OOM_KILLED,
+                result_for(spec, success=False),
+                f"Pod {k.name} ran out of memory",
+                exit_code=k.exit_code,
+            )
         if k.pull_failure:
-            return Ending(Reason.IMAGE_PULL_FAILED, result_for(spec, success=False), f"Pod {k.name}: {k.pull_failure}")
+            return Ending(
+                Reason.IMAGE_PULL_FAILED, result_for(spec, success=False), f"Pod {k.name}: {k.pull_failure}"
+            )
         if k.create_failure:
-            return Ending(Reason.FAILED_TO_CREATE, result_for(spec, success=False), f"Pod {k.name}: {k.create_failure}")
+            return Ending(
+                Reason.FAILED_TO_CREATE, result_for(spec, success=False), f"Pod {k.name}: {k.create_failure}"
+            )
         if k.exit_code is not None:
             if spec.type == "batch":
                 ok = k.exit_code == 0
-                return Ending(Reason.TASK_FINISHED if ok else Reason.TASK_FAILED, result_for(spec, success=ok),
-                              f"Pod {k.name} exited with code {k.exit_code}", exit_code=k.exit_code)
-            return Ending(Reason.SELF_TERMINATED, Result.UNDEFINED,
-                          f"Pod {k.name} exited with code {k.exit_code}", exit_code=k.exit_code)
+                return Ending(
+                    Reason.TASK_FINISHED if ok else Reason.TASK_FAILED,
+                    result_for(spec, success=ok),
+                    f"Pod {k.name} exited with code {k.exit_code}",
+                    exit_code=k.exit_code,
+                )
+            return Ending(
+                Reason.SELF_TERMINATED,
+                Result.UNDEFINED,
+                f"Pod {k.name} exited with code {k.exit_code}",
+                exit_code=k.exit_code,
+            )
         if k.deleting:
-            return Ending(Reason.SELF_TERMINATED, result_for(spec, success=False), f"Pod {k.name} was deleted")
+            return Ending(
+                Reason.SELF_TERMINATED, result_for(spec, success=False), f"Pod {k.name} was deleted"
+            )
     if missing:
-        return Ending(Reason.SELF_TERMINATED, result_for(spec, success=False), f"Pod {missing[0]} was deleted")
+        return Ending(
+            Reason.SELF_TERMINATED, result_for(spec, success=False), f"Pod {missing[0]} was deleted"
+        )
     return None
 
 
-def mounts_refused(spec: KernelSessionSpec, claims: dict[str, dict[str, str] | None],
-                   namespace: str) -> Ending | None:
+def mounts_refused(
+    spec: KernelSessionSpec, claims: dict[str, dict[str, str] | None], namespace: str
+) -> Ending | None:
     """The end of a session that names a folder its owner may not mount (missing and not
     theirs read the same), asks a read-only one for writing, or a path outside its home."""
     owner = spec.owner
     for mount in spec.mounts:
-        granted = folders.access_of(claims.get(mount.name), access_key=owner.access_key, domain=owner.domain,
-                                    group=owner.group)
+        granted = folders.access_of(
+            claims.get(mount.name), access_key=owner.access_key, domain=owner.domain, group=owner.group
+        )
         why = None
         if granted is None:
             why = f"PersistentVolumeClaim {mount.name} not found in namespace {namespace}, or not the owner's"
@@ -129,8 +173,15 @@ def generation_scheduled_at(status: KernelSessionStatus) -> datetime | None:
     return None
 
 
-def overdue(spec: KernelSessionSpec, status: KernelSessionStatus, kernels: list[KernelFacts],
-            now: datetime, *, idle_timeout: int, start_deadline: int) -> Ending | None:
+def overdue(
+    spec: KernelSessionSpec,
+    status: KernelSessionStatus,
+    kernels: list[KernelFacts],
+    now: datetime,
+    *,
+    idle_timeout: int,
+    start_deadline: int,
+) -> Ending | None:
     """The end a deadline brings: unschedulable too long, or idle too long."""
     if status.phase in (Phase.TERMINATED, Phase.TERMINATING):
         return None
@@ -138,16 +189,22 @@ def overdue(spec: KernelSessionSpec, status: KernelSessionStatus, kernels: list[
         if k.unschedulable and k.created_at:
             since = datetime.fromisoformat(k.created_at)
             if now - since > timedelta(seconds=start_deadline):
-                return Ending(Reason.FAILED_TO_START, result_for(spec, success=False),
-                              f"Pod {k.name} could not be scheduled for {start_deadline}s: {k.unschedulable}")
+                return Ending(
+                    Reason.FAILED_TO_START,
+                    result_for(spec, success=False),
+                    f"Pod {k.name} could not be scheduled for {start_deadline}s: {k.unschedulable}",
+                )
     began = generation_scheduled_at(status)
     if status.phase in _STARTING and began is not None and now - began > timedelta(seconds=start_deadline):
         # Scheduled but never running: the node cannot pull, create a sandbox (containerd
         # down, CNI broken) or start the container. The kubelet's Events say which.
         problems = "; ".join(k.start_problem for k in kernels if k.start_problem)
-        return Ending(Reason.FAILED_TO_START, result_for(spec, success=False),
-                      f"not started within {start_deadline}s of being scheduled (phase {status.phase})"
-                      + (f": {problems}" if problems else ""))
+        return Ending(
+            Reason.FAILED_TO_START,
+            result_for(spec, success=False),
+            f"not started within {start_deadline}s of being scheduled (phase {status.phase})"
+            + (f": {problems}" if problems else ""),
+        )
     timeout = spec.idle_timeout_seconds if spec.idle_timeout_seconds is not None else idle_timeout
     if spec.type == "interactive" and status.phase == Phase.RUNNING and timeout > 0:
         marks = [t for t in (status.last_access_at, status.running_since) if t is not None]
@@ -156,28 +213,42 @@ def overdue(spec: KernelSessionSpec, status: KernelSessionStatus, kernels: list[
     return None
 
 
-def _append(status: KernelSessionStatus, event: LifecycleEvent, reason: str, now: datetime,
-            result: Result | None = None) -> None:
+def _append(
+    status: KernelSessionStatus,
+    event: LifecycleEvent,
+    reason: str,
+    now: datetime,
+    result: Result | None = None,
+) -> None:
     status.last_seq += 1
-    entry = LifecycleEntry(seq=status.last_seq, event=event, reason=reason, result=result,
-                           restart=status.observed_restart, time=now)
+    entry = LifecycleEntry(
+        seq=status.last_seq,
+        event=event,
+        reason=reason,
+        result=result,
+        restart=status.observed_restart,
+        time=now,
+    )
     status.lifecycle = [*status.lifecycle, entry][-LIFECYCLE_LOG_LIMIT:]
     status.phase = PHASE_AFTER[event]
     status.reason = reason
 
 
-def set_condition(status: KernelSessionStatus, type_: str, value: bool, reason: str, message: str,
-                  now: datetime) -> None:
+def set_condition(
+    status: KernelSessionStatus, type_: str, value: bool, reason: str, message: str, now: datetime
+) -> None:
     text = "True" if value else "False"
     for i, c in enumerate(status.conditions):
         if c.type == type_:
             if (c.status, c.reason, c.message) != (text, reason, message):
                 moved = now if c.status != text else c.last_transition_time
-                status.conditions[i] = Condition(type=type_, status=text, reason=reason, message=message,
-                                                 last_transition_time=moved)
+                status.conditions[i] = Condition(
+                    type=type_, status=text, reason=reason, message=message, last_transition_time=moved
+                )
             return
-    status.conditions.append(Condition(type=type_, status=text, reason=reason, message=message,
-                                       last_transition_time=now))
+    status.conditions.append(
+        Condition(type=type_, status=text, reason=reason, message=message, last_transition_time=now)
+    )
 
 
 def _close_running(status: KernelSessionStatus, now: datetime) -> None:
@@ -226,8 +297,13 @@ def _camel(reason: str) -> str:
     return "".join(part.capitalize() for part in reason.split("-")) or "Unknown"
 
 
-def advance(status: KernelSessionStatus, spec: KernelSessionSpec, kernels: list[KernelFacts],
-            missing: list[str], now: datetime) -> KernelSessionStatus:
+def advance(
+    status: KernelSessionStatus,
+    spec: KernelSessionSpec,
+    kernels: list[KernelFacts],
+    missing: list[str],
+    now: datetime,
+) -> KernelSessionStatus:
     """Append the lifecycle events the facts show and the log lacks; end the session if due."""
     if status.phase in (Phase.TERMINATED, Phase.TERMINATING) or status.observed_restart != spec.restart_count:
         return status
@@ -264,14 +340,26 @@ def advance(status: KernelSessionStatus, spec: KernelSessionSpec, kernels: list[
 
     # A Pod the scheduler has not looked at yet says nothing: only its verdict is recorded.
     if main is not None and (main.scheduled or main.unschedulable is not None):
-        set_condition(new, "Scheduled", main.scheduled, "Scheduled" if main.scheduled else "Unschedulable",
-                      main.unschedulable or "", now)
+        set_condition(
+            new,
+            "Scheduled",
+            main.scheduled,
+            "Scheduled" if main.scheduled else "Unschedulable",
+            main.unschedulable or "",
+            now,
+        )
     if ending is not None:
         return terminate(new, ending, now)
     if main is not None and new.phase == Phase.RUNNING and main.runner_address:
         new.kernel_address = main.runner_address
-    set_condition(new, "Ready", new.phase == Phase.RUNNING, "KernelsReady" if new.phase == Phase.RUNNING
-                  else "KernelsNotReady", "", now)
+    set_condition(
+        new,
+        "Ready",
+        new.phase == Phase.RUNNING,
+        "KernelsReady" if new.phase == Phase.RUNNING else "KernelsNotReady",
+        "",
+        now,
+    )
     return new
 
 

@@ -47,13 +47,15 @@ async def stream_loop(kernel, code):
 async def main(token, image, workdir):
     out = {}
     async with AsyncSession() as session:
-        kernel = await session.Kernel.get_or_create(image, client_token=token,
-                                                    resources={"cpu": "0.5", "mem": "256m"})
+        kernel = await session.Kernel.get_or_create(
+            image, client_token=token, resources={"cpu": "0.5", "mem": "256m"}
+        )
         out["status"] = kernel.status
         out["query"] = await run_loop(kernel, "x = 6 * 7\nprint(x)")
         out["state"] = await run_loop(kernel, "print(x + 1)")
-        out["continued"] = await run_loop(kernel, "import time\nfor i in range(3):\n    print(i, flush=True)\n"
-                                                  "    time.sleep(2)")
+        out["continued"] = await run_loop(
+            kernel, "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(2)"
+        )
         out["input"] = await run_loop(kernel, "print(input('name? ').upper())", inputs=["alice"])
         out["stream"] = await stream_loop(kernel, "print(int(input()) * 6)")
         out["complete"] = await kernel.complete("import o", {"row": 0, "col": 8, "line": "import o"})
@@ -61,13 +63,16 @@ async def main(token, image, workdir):
         os.chdir(workdir)
         await kernel.upload(["main.py", "data/input.txt"])
         out["files"] = await kernel.list_files(".")
-        out["batch"] = await run_loop(kernel, "", mode="batch",
-                                      opts={"build": "cp main.py built.py", "exec": "python3 built.py"})
+        out["batch"] = await run_loop(
+            kernel, "", mode="batch", opts={"build": "cp main.py built.py", "exec": "python3 built.py"}
+        )
         os.makedirs("down", exist_ok=True)
         out["download"] = await kernel.download(["data/input.txt"], dest="down")
-        out["downloaded"] = open(os.path.join("down", "data", "input.txt")).read() \
-            if os.path.exists(os.path.join("down", "data", "input.txt")) \
+        out["downloaded"] = (
+            open(os.path.join("down", "data", "input.txt")).read()
+            if os.path.exists(os.path.join("down", "data", "input.txt"))
             else open(os.path.join("down", "input.txt")).read()
+        )
 
         async def spin():
             return await run_loop(kernel, "while True: pass")
@@ -83,7 +88,7 @@ async def main(token, image, workdir):
             try:
                 out["interrupted"] = await asyncio.wait_for(asyncio.shield(spinning), 5)
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
         out["info"] = info
         out["destroy"] = await kernel.destroy()

@@ -17,8 +17,11 @@ from ai.backend.client.session import AsyncSession
 
 
 def config(who):
-    return APIConfig(endpoint=os.environ["BACKEND_ENDPOINT"], access_key=os.environ[f"{who}_ACCESS_KEY"],
-                     secret_key=os.environ[f"{who}_SECRET_KEY"])
+    return APIConfig(
+        endpoint=os.environ["BACKEND_ENDPOINT"],
+        access_key=os.environ[f"{who}_ACCESS_KEY"],
+        secret_key=os.environ[f"{who}_SECRET_KEY"],
+    )
 
 
 async def follow(kernel, seen, until, connected):
@@ -40,14 +43,21 @@ async def following(kernel, until):
 
 
 def error_of(exc):
-    return {"status": exc.status, "type": exc.data.get("type", "").rsplit("/", 1)[-1],
-            "title": exc.data.get("title"), "msg": exc.data.get("msg")}
+    return {
+        "status": exc.status,
+        "type": exc.data.get("type", "").rsplit("/", 1)[-1],
+        "title": exc.data.get("title"),
+        "msg": exc.data.get("msg"),
+    }
 
 
 async def main(prefix, image):
     out = {}
-    async with AsyncSession(config=config("USER")) as user, AsyncSession(config=config("ADMIN")) as admin, \
-            AsyncSession(config=config("OTHER")) as other:
+    async with (
+        AsyncSession(config=config("USER")) as user,
+        AsyncSession(config=config("ADMIN")) as admin,
+        AsyncSession(config=config("OTHER")) as other,
+    ):
         user_key, other_key = os.environ["USER_ACCESS_KEY"], os.environ["OTHER_ACCESS_KEY"]
 
         # 1. Stream first, then create: the race-free way to see a session's whole life.
@@ -82,8 +92,11 @@ async def main(prefix, image):
         # 3. no_reuse, and another image, on a live token.
         for name, kwargs in (("no_reuse", {"no_reuse": True}), ("other_image", {})):
             try:
-                await user.Kernel.get_or_create("registry.example/other:1" if name == "other_image" else image,
-                                                client_token=token, **kwargs)
+                await user.Kernel.get_or_create(
+                    "registry.example/other:1" if name == "other_image" else image,
+                    client_token=token,
+                    **kwargs,
+                )
                 out[name] = "reused"
             except BackendAPIError as exc:
                 out[name] = error_of(exc)
@@ -92,12 +105,15 @@ async def main(prefix, image):
 
         # 4. owner_access_key: an admin acts for a user of its domain; a user may not.
         token = f"{prefix}-owned"
-        made = await admin.Kernel.get_or_create(image, client_token=token, owner_access_key=user_key,
-                                                enqueue_only=True)
+        made = await admin.Kernel.get_or_create(
+            image, client_token=token, owner_access_key=user_key, enqueue_only=True
+        )
         out["admin_for_user"] = (await user.Kernel(token).get_info())["ownerAccessKey"]
         out["admin_reads"] = (await admin.Kernel(token, user_key).get_info())["status"]
         try:
-            await other.Kernel.get_or_create(image, client_token=f"{prefix}-stolen", owner_access_key=user_key)
+            await other.Kernel.get_or_create(
+                image, client_token=f"{prefix}-stolen", owner_access_key=user_key
+            )
             out["user_for_user"] = "allowed"
         except BackendAPIError as exc:
             out["user_for_user"] = error_of(exc)
@@ -111,12 +127,20 @@ async def main(prefix, image):
 
         # 5. tag, domain and group round trips.
         token = f"{prefix}-tagged"
-        kernel = await user.Kernel.get_or_create(image, client_token=token, tag="nightly", domain_name="default",
-                                                 group_name="research", enqueue_only=True)
+        kernel = await user.Kernel.get_or_create(
+            image,
+            client_token=token,
+            tag="nightly",
+            domain_name="default",
+            group_name="research",
+            enqueue_only=True,
+        )
         info = await kernel.get_info()
         out["tagged"] = {k: info.get(k) for k in ("tag", "domain", "group")}
         try:
-            await user.Kernel.get_or_create(image, client_token=f"{prefix}-foreign", group_name="no-such-group")
+            await user.Kernel.get_or_create(
+                image, client_token=f"{prefix}-foreign", group_name="no-such-group"
+            )
             out["foreign_group"] = "allowed"
         except BackendAPIError as exc:
             out["foreign_group"] = error_of(exc)

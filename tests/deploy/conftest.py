@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
 from kubernel_testbed import deploy
 from kubernel_testbed.launcher import Testbed
 from kubernel_testbed.settings import TestbedSettings
@@ -23,16 +24,33 @@ class Installed:
     bed: Testbed
     deployment: deploy.Deployment
 
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.bed.layout.bin / "kubectl"), f"--kubeconfig={self.bed.layout.kubeconfig}",
-                               *args], capture_output=True, text=True, check=check, timeout=timeout)
+    def kubectl(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bed.layout.bin / "kubectl"), f"--kubeconfig={self.bed.layout.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+        )
 
     def get(self, *args: str, namespace: str = deploy.NAMESPACE) -> Any:
         return json.loads(self.kubectl("-n", namespace, "get", *args, "-o", "json").stdout)
 
     def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.bed.layout.bin / "helm"), f"--kubeconfig={self.bed.layout.kubeconfig}",
-                               "--namespace", deploy.NAMESPACE, *args], capture_output=True, text=True, timeout=400)
+        return subprocess.run(
+            [
+                str(self.bed.layout.bin / "helm"),
+                f"--kubeconfig={self.bed.layout.kubeconfig}",
+                "--namespace",
+                deploy.NAMESPACE,
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
 
 
 @pytest.fixture(scope="module")

@@ -15,16 +15,16 @@ import json
 import os
 import time
 from collections import Counter
-from datetime import datetime, timezone
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
+
+from kubernel import resource as r
 from kubernel_api import keypairs as kp
 from kubernel_api.limits import Limits
 from kubernel_testbed import deploy
-
-from kubernel import resource as r
 
 from ..integration.api_client import ApiClient
 from ..integration.sse import EventStream, Message
@@ -60,12 +60,17 @@ def service_pods(installed: Installed) -> list[dict]:
 
 
 def api_pods(installed: Installed) -> list[dict]:
-    return [p for p in service_pods(installed) if p["metadata"]["labels"]["app.kubernetes.io/component"] == "api"]
+    return [
+        p for p in service_pods(installed) if p["metadata"]["labels"]["app.kubernetes.io/component"] == "api"
+    ]
 
 
 def ready(pod: dict) -> bool:
-    return pod["status"].get("phase") == "Running" and not pod["metadata"].get("deletionTimestamp") and any(
-        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+    return (
+        pod["status"].get("phase") == "Running"
+        and not pod["metadata"].get("deletionTimestamp")
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+    )
 
 
 def sessions_of(installed: Installed) -> dict[str, dict]:
@@ -85,34 +90,45 @@ def test_the_services_run_as_non_root_pods_on_the_real_node(installed: Installed
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
         assert container.get("livenessProbe"), pod["metadata"]["name"]
     # What the processes really are, asked inside the running containers.
-    probe = ("import os\ntry:\n    open('/app/written', 'w')\nexcept OSError as e:\n    w = e.strerror\n"
-             "else:\n    w = 'writable'\nprint(os.getuid(), os.getgid(), w)")
+    probe = (
+        "import os\ntry:\n    open('/app/written', 'w')\nexcept OSError as e:\n    w = e.strerror\n"
+        "else:\n    w = 'writable'\nprint(os.getuid(), os.getgid(), w)"
+    )
     for deployment_name in ("kubernel-api", "kubernel-operator"):
-        out = installed.kubectl("-n", deploy.NAMESPACE, "exec", f"deploy/{deployment_name}", "--",
-                                "python", "-c", probe).stdout.split(maxsplit=2)
+        out = installed.kubectl(
+            "-n", deploy.NAMESPACE, "exec", f"deploy/{deployment_name}", "--", "python", "-c", probe
+        ).stdout.split(maxsplit=2)
         assert out == [str(SERVICE_UID), str(SERVICE_UID), "Read-only file system\n"], (deployment_name, out)
 
 
 # -- the published client, through the ingress ----------------------------------------
 async def test_the_published_client_through_the_ingress(installed: Installed) -> None:
-    assert CLIENT_PYTHON.exists(), "the client's virtualenv is missing: run `make test` (it builds .venv-bai19)"
+    assert CLIENT_PYTHON.exists(), (
+        "the client's virtualenv is missing: run `make test` (it builds .venv-bai19)"
+    )
     env = {**os.environ, **installed.deployment.env()}
     env.pop("PYTHONPATH", None)
-    code, out, err = await run_client([str(CLIENT_PYTHON), str(SCENARIO), "through-ingress", "python:3.6"], env)
+    code, out, err = await run_client(
+        [str(CLIENT_PYTHON), str(SCENARIO), "through-ingress", "python:3.6"], env
+    )
     assert code == 0, err[-3000:]
     seen = json.loads(out)
     assert seen["hello"]["version"] == "v4.20190615"
     assert seen["created"]["created"] is True and seen["info"]["status"] == "RUNNING"
     assert is_startup([e["event"] for e in seen["events"]], late=True), seen["events"]
     restart = [e["event"] for e in seen["restart_events"]]
-    assert restart[-1] == "kernel_started" and {e["data"]["reason"] for e in seen["restart_events"]} == {"restarting"}
+    assert restart[-1] == "kernel_started" and {e["data"]["reason"] for e in seen["restart_events"]} == {
+        "restarting"
+    }
     assert seen["destroy"]["stats"]["status"] == "terminated"
     session = sessions_of(installed)["through-ingress"]
     assert session["status"]["phase"] == "Terminated"
 
 
 # -- event streams through a real proxy -------------------------------------------------
-async def timed_messages(events: EventStream, into: dict[tuple[str, str], float], until: str, token: str) -> None:
+async def timed_messages(
+    events: EventStream, into: dict[tuple[str, str], float], until: str, token: str
+) -> None:
     while (message := await events.next(120)) is not None:
         into.setdefault((message.event, message.data["sessionId"]), time.monotonic())
         if message.event == until and message.data["sessionId"] == token:
@@ -129,12 +145,19 @@ async def test_the_ingress_delivers_each_event_within_a_second(installed: Instal
     root = root_of(installed)
     direct_times: dict[tuple[str, str], float] = {}
     proxied_times: dict[tuple[str, str], float] = {}
-    async with client_for(direct_url, root) as direct, client_for(installed.deployment.endpoint, root) as proxied:
-        async with stream(direct, {"sessionId": "*"}) as direct_events, \
-                stream(proxied, {"sessionId": "*"}) as proxied_events:
+    async with (
+        client_for(direct_url, root) as direct,
+        client_for(installed.deployment.endpoint, root) as proxied,
+    ):
+        async with (
+            stream(direct, {"sessionId": "*"}) as direct_events,
+            stream(proxied, {"sessionId": "*"}) as proxied_events,
+        ):
             assert proxied_events.response.headers["Content-Type"].startswith("text/event-stream")
-            readers = [asyncio.create_task(timed_messages(s, into, "kernel_started", "timing"))
-                       for s, into in ((direct_events, direct_times), (proxied_events, proxied_times))]
+            readers = [
+                asyncio.create_task(timed_messages(s, into, "kernel_started", "timing"))
+                for s, into in ((direct_events, direct_times), (proxied_events, proxied_times))
+            ]
             assert (await proxied.create("timing", "python:3.6", enqueueOnly=True)).status == 201
             await asyncio.wait_for(asyncio.gather(*readers), 120)
             assert (await proxied.call("DELETE", "/kernel/timing")).status == 200
@@ -149,12 +172,14 @@ async def test_the_ingress_delivers_each_event_within_a_second(installed: Instal
 async def test_an_idle_stream_through_the_ingress_lives_past_two_minutes(installed: Installed) -> None:
     """A user's stream that sees nothing for over two minutes gets its heartbeats through
     the proxy, and is still open for the next event."""
-    user = kp.generate(kp.Role.USER, "default", ("default",), Limits(), datetime.now(timezone.utc))
+    user = kp.generate(kp.Role.USER, "default", ("default",), Limits(), datetime.now(UTC))
     await apply_keypair(installed, user)
     for pod in api_pods(installed):  # either replica may serve the stream
         async with client_for(f"http://{pod['status']['podIP']}:8090", user) as direct:
+
             async def user_known() -> bool:
                 return (await direct.call("GET", "/kernel/none-yet")).status == 404  # 401 while unknown
+
             await wait_until(user_known, timeout=30, what=f"{pod['metadata']['name']} knows the new keypair")
     async with client_for(installed.deployment.endpoint, user) as idle:
         async with stream(idle, {"sessionId": "*"}) as events:
@@ -171,7 +196,11 @@ async def test_an_idle_stream_through_the_ingress_lives_past_two_minutes(install
             assert heartbeats >= IDLE_SECONDS // HEARTBEAT_SECONDS - 1, heartbeats
             assert (await idle.create("after-idle", "sim/python", enqueueOnly=True)).status == 201
             first = await events.next(30)
-            assert first is not None and first.event == "kernel_enqueued" and first.data["sessionId"] == "after-idle"
+            assert (
+                first is not None
+                and first.event == "kernel_enqueued"
+                and first.data["sessionId"] == "after-idle"
+            )
         assert (await idle.call("DELETE", "/kernel/after-idle")).status == 200
 
 
@@ -179,10 +208,18 @@ async def apply_keypair(installed: Installed, keypair: kp.Keypair) -> None:
     secret = kp.to_secret(keypair)
     secret.setdefault("metadata", {})["namespace"] = deploy.KEYPAIR_NAMESPACE
     proc = await asyncio.create_subprocess_exec(
-        str(installed.bed.layout.bin / "kubectl"), f"--kubeconfig={installed.bed.layout.kubeconfig}",
-        "-n", deploy.KEYPAIR_NAMESPACE, "create", "-f", "-", stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate(json.dumps(secret, default=str).encode())
+        str(installed.bed.layout.bin / "kubectl"),
+        f"--kubeconfig={installed.bed.layout.kubeconfig}",
+        "-n",
+        deploy.KEYPAIR_NAMESPACE,
+        "create",
+        "-f",
+        "-",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate(json.dumps(secret, default=str).encode())
     assert proc.returncode == 0, err.decode()
 
 
@@ -219,8 +256,9 @@ async def resuming_reader(client: ApiClient, into: list[Message], connected: asy
             if into:
                 headers["Last-Event-ID"] = into[-1].id or ""
             try:
-                async with client.http.get(url, headers=headers,
-                                           timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as resp:
+                async with client.http.get(
+                    url, headers=headers, timeout=aiohttp.ClientTimeout(total=None, sock_read=None)
+                ) as resp:
                     if resp.status == 200:
                         connected.set()
                         events = EventStream(resp)
@@ -239,21 +277,34 @@ async def resuming_reader(client: ApiClient, into: list[Message], connected: asy
 async def test_operator_and_an_api_replica_deleted_in_the_middle(installed: Installed) -> None:
     tokens = [f"survive-{i:02}" for i in range(CREATIONS)]
     before = {p["metadata"]["name"] for p in service_pods(installed)}
-    victims = [p["metadata"]["name"] for p in service_pods(installed)
-               if p["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"] + [
-        api_pods(installed)[0]["metadata"]["name"]]
+    victims = [
+        p["metadata"]["name"]
+        for p in service_pods(installed)
+        if p["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+    ] + [api_pods(installed)[0]["metadata"]["name"]]
     received: list[list[Message]] = [[] for _ in range(STREAMS)]
     async with client_for(installed.deployment.endpoint, root_of(installed)) as root:
         connected = [asyncio.Event() for _ in range(STREAMS)]
-        readers = [asyncio.create_task(resuming_reader(root, into, ready_))
-                   for into, ready_ in zip(received, connected)]
-        await asyncio.wait_for(asyncio.gather(*(c.wait() for c in connected)), 30)  # subscribed before creating
+        readers = [
+            asyncio.create_task(resuming_reader(root, into, ready_))
+            for into, ready_ in zip(received, connected, strict=True)
+        ]
+        await asyncio.wait_for(
+            asyncio.gather(*(c.wait() for c in connected)), 30
+        )  # subscribed before creating
         deadline = time.monotonic() + 180
         first = [asyncio.create_task(create_until_answered(root, t, deadline)) for t in tokens[:10]]
         await asyncio.gather(*first)
         deleting = await asyncio.create_subprocess_exec(
-            str(installed.bed.layout.bin / "kubectl"), f"--kubeconfig={installed.bed.layout.kubeconfig}",
-            "-n", deploy.NAMESPACE, "delete", "pod", *victims, "--wait=false")
+            str(installed.bed.layout.bin / "kubectl"),
+            f"--kubeconfig={installed.bed.layout.kubeconfig}",
+            "-n",
+            deploy.NAMESPACE,
+            "delete",
+            "pod",
+            *victims,
+            "--wait=false",
+        )
         assert await deleting.wait() == 0
         await asyncio.gather(*(create_until_answered(root, t, deadline) for t in tokens[10:]))
 
@@ -265,11 +316,15 @@ async def test_operator_and_an_api_replica_deleted_in_the_middle(installed: Inst
         async def replaced() -> bool:
             return await asyncio.to_thread(all_back)
 
-        await wait_until(replaced, timeout=120, what="the Deployments replaced the deleted Pods", interval=0.5)
+        await wait_until(
+            replaced, timeout=120, what="the Deployments replaced the deleted Pods", interval=0.5
+        )
 
         def every_client_saw_every_start() -> bool:
-            return all({m.data["sessionId"] for m in got if m.event == "kernel_started"} >= set(tokens)
-                       for got in received)
+            return all(
+                {m.data["sessionId"] for m in got if m.event == "kernel_started"} >= set(tokens)
+                for got in received
+            )
 
         async def started() -> bool:
             for reader in readers:
@@ -288,8 +343,11 @@ async def test_operator_and_an_api_replica_deleted_in_the_middle(installed: Inst
         lifecycle = [entry["event"] for entry in sessions[token]["status"]["lifecycle"]]
         assert lifecycle.count("kernel_started") == 1, (token, lifecycle)
     pods = installed.get("pods", "-l", f"{r.LABEL_MANAGED_BY}={r.MANAGED_BY}")["items"]
-    per_session = Counter(p["metadata"]["labels"][r.LABEL_SESSION] for p in pods
-                          if p["metadata"]["labels"].get(r.LABEL_SESSION, "").startswith("survive-"))
+    per_session = Counter(
+        p["metadata"]["labels"][r.LABEL_SESSION]
+        for p in pods
+        if p["metadata"]["labels"].get(r.LABEL_SESSION, "").startswith("survive-")
+    )
     assert len(per_session) == CREATIONS and set(per_session.values()) == {1}, per_session
     for got in received:
         ids = [m.id for m in got]
@@ -310,12 +368,25 @@ async def test_helm_upgrade_keeps_the_keypair_and_the_sessions(installed: Instal
     session = sessions_of(installed)["kept"]
     pod_before = installed.get("pods", "-l", f"{r.LABEL_SESSION}={session['metadata']['name']}")["items"]
     api_before = {p["metadata"]["name"] for p in api_pods(installed)}
-    secret_before = installed.get("secret", deploy.BOOTSTRAP_SECRET, namespace=deploy.KEYPAIR_NAMESPACE)["data"]
+    secret_before = installed.get("secret", deploy.BOOTSTRAP_SECRET, namespace=deploy.KEYPAIR_NAMESPACE)[
+        "data"
+    ]
     # A changed setting of the API's Pods, so the upgrade really rolls them.
-    result = installed.helm("upgrade", deploy.RELEASE, str(deploy.CHART), "--reuse-values",
-                            "--set", "api.config.heartbeatSeconds=14", "--wait", "--timeout=5m")
+    result = installed.helm(
+        "upgrade",
+        deploy.RELEASE,
+        str(deploy.CHART),
+        "--reuse-values",
+        "--set",
+        "api.config.heartbeatSeconds=14",
+        "--wait",
+        "--timeout=5m",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert installed.get("secret", deploy.BOOTSTRAP_SECRET, namespace=deploy.KEYPAIR_NAMESPACE)["data"] == secret_before
+    assert (
+        installed.get("secret", deploy.BOOTSTRAP_SECRET, namespace=deploy.KEYPAIR_NAMESPACE)["data"]
+        == secret_before
+    )
     api_after = {p["metadata"]["name"] for p in api_pods(installed) if ready(p)}
     assert api_after and not api_after & api_before, "the API's Pods were replaced"
     after = sessions_of(installed)["kept"]
@@ -337,8 +408,9 @@ def test_helm_uninstall_then_the_documented_clean_up_leaves_nothing_behind(insta
     # The keypairs' namespace outlives the release (the users' credentials): kept by Helm.
     assert installed.kubectl("get", "namespace", deploy.KEYPAIR_NAMESPACE, "-o", "name").stdout.strip()
     deploy.undeploy(installed.bed)  # the README's clean-up
-    namespaces = installed.kubectl("get", "namespace", deploy.NAMESPACE, deploy.KEYPAIR_NAMESPACE,
-                                   "--ignore-not-found", "-o", "name").stdout
+    namespaces = installed.kubectl(
+        "get", "namespace", deploy.NAMESPACE, deploy.KEYPAIR_NAMESPACE, "--ignore-not-found", "-o", "name"
+    ).stdout
     assert namespaces == "", "the namespaces are gone, so nothing in them kept a finalizer"
     everywhere = json.loads(installed.kubectl("get", "kernelsessions", "-A", "-o", "json").stdout)["items"]
     assert not [s for s in everywhere if s["spec"]["owner"]["accessKey"] == installed.deployment.access_key]

@@ -9,15 +9,15 @@ import aiohttp
 import pytest
 import yaml
 from aiohttp import web
+from kubernetes_asyncio import client
+
+from kubernel.images import ImageTable
 from kubernel_api import keypairs as kp
 from kubernel_api.app import make_app
 from kubernel_api.keys import SESSIONS
 from kubernel_api.kube import Kube
 from kubernel_api.limits import Limits
 from kubernel_api.settings import ApiSettings
-from kubernetes_asyncio import client
-
-from kubernel.images import ImageTable
 
 from ..waiting import wait_until
 from .api_client import ApiClient
@@ -37,18 +37,36 @@ KEYPAIRS = {
 
 
 def api_settings(namespace: str, **overrides: object) -> ApiSettings:
-    return replace(ApiSettings(
-        host="127.0.0.1", port=0, namespace=namespace, images=ImageTable.model_validate(yaml.safe_load(TEST_IMAGES)),
-        runner_key=RUNNER_KEY.encode(),
-        heartbeat_seconds=0.5, max_wait_seconds=30, destroy_wait_seconds=15, kube_timeout_seconds=3,
-        server_limits=Limits(cpu="16", memory="64Gi", gpu=8, cluster_size=4)), **overrides)
+    return replace(
+        ApiSettings(
+            host="127.0.0.1",
+            port=0,
+            namespace=namespace,
+            images=ImageTable.model_validate(yaml.safe_load(TEST_IMAGES)),
+            runner_key=RUNNER_KEY.encode(),
+            heartbeat_seconds=0.5,
+            max_wait_seconds=30,
+            destroy_wait_seconds=15,
+            kube_timeout_seconds=3,
+            server_limits=Limits(cpu="16", memory="64Gi", gpu=8, cluster_size=4),
+        ),
+        **overrides,
+    )
 
 
 def make_keypairs() -> dict[str, kp.Keypair]:
     """KEYPAIRS as keypairs with fixed keys."""
-    return {name: kp.Keypair(access_key=f"AKIATEST{name.upper()}", secret_key=f"secret-of-{name}-0123456789",
-                             role=role, domain=domain, groups=groups, limits=limits)
-            for name, (role, domain, groups, limits) in KEYPAIRS.items()}
+    return {
+        name: kp.Keypair(
+            access_key=f"AKIATEST{name.upper()}",
+            secret_key=f"secret-of-{name}-0123456789",
+            role=role,
+            domain=domain,
+            groups=groups,
+            limits=limits,
+        )
+        for name, (role, domain, groups, limits) in KEYPAIRS.items()
+    }
 
 
 async def create_keypairs(kube: client.ApiClient, namespace: str) -> dict[str, kp.Keypair]:
@@ -81,7 +99,9 @@ class RunningApi:
 
 
 async def start_api(kube: client.ApiClient, settings: ApiSettings) -> tuple[web.AppRunner, str]:
-    app = make_app(settings, Kube(kube, settings.namespace, settings.keypairs_in, settings.kube_timeout_seconds))
+    app = make_app(
+        settings, Kube(kube, settings.namespace, settings.keypairs_in, settings.kube_timeout_seconds)
+    )
     runner = web.AppRunner(app, shutdown_timeout=2)
     await runner.setup()
     port = free_port()
@@ -90,10 +110,12 @@ async def start_api(kube: client.ApiClient, settings: ApiSettings) -> tuple[web.
 
 
 @pytest.fixture
-async def api(kube: client.ApiClient, namespace: str, keypairs: dict[str, kp.Keypair],
-              operator: object) -> AsyncIterator[RunningApi]:
+async def api(
+    kube: client.ApiClient, namespace: str, keypairs: dict[str, kp.Keypair], operator: object
+) -> AsyncIterator[RunningApi]:
     runner, base_url = await start_api(kube, api_settings(namespace))
     async with aiohttp.ClientSession() as http:
+
         async def ready() -> bool:  # as a readiness probe would: caches loaded, watch connected
             async with http.get(base_url + "/readyz") as resp:
                 return resp.status == 200

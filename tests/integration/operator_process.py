@@ -41,10 +41,21 @@ class OperatorProcess(ServiceProcess):
         images.write_text(TEST_IMAGES)
         port = free_port()
         env = {
-            **os.environ, "KUBECONFIG": kubeconfig, "KUBERNEL_IMAGES": str(images),
-            "KUBERNEL_OPERATOR_HEALTH_HOST": "127.0.0.1", "KUBERNEL_OPERATOR_HEALTH_PORT": str(port),
-            "KUBERNEL_START_DEADLINE": "15", "KUBERNEL_TIMER_INTERVAL": "0.5", "KUBERNEL_POD_GRACE": "1",
-            "KUBERNEL_NAMESPACES": TEST_NAMESPACES, **(extra_env or {}),
+            **os.environ,
+            "KUBECONFIG": kubeconfig,
+            "KUBERNEL_IMAGES": str(images),
+            "KUBERNEL_OPERATOR_HEALTH_HOST": "127.0.0.1",
+            "KUBERNEL_OPERATOR_HEALTH_PORT": str(port),
+            "KUBERNEL_START_DEADLINE": "15",
+            "KUBERNEL_TIMER_INTERVAL": "0.5",
+            "KUBERNEL_POD_GRACE": "1",
+            "KUBERNEL_NAMESPACES": TEST_NAMESPACES,
+            **(extra_env or {}),
         }
-        super().__init__("operator", ["kubernel_operator"], env, workdir / "operator.log",
-                         f"http://127.0.0.1:{port}/healthz")
+        super().__init__(
+            "operator",
+            ["kubernel_operator"],
+            env,
+            workdir / "operator.log",
+            f"http://127.0.0.1:{port}/healthz",
+        )

@@ -28,7 +28,9 @@ RUNNER_KEY = secrets.token_hex(32)
 
 
 class ServiceProcess:
-    def __init__(self, what: str, module_args: list[str], env: dict[str, str], log: Path, ready_url: str) -> None:
+    def __init__(
+        self, what: str, module_args: list[str], env: dict[str, str], log: Path, ready_url: str
+    ) -> None:
         self.what, self.module_args, self.log, self.ready_url = what, module_args, log, ready_url
         self.env = {KEY_ENV: RUNNER_KEY, **env}
         self.proc: subprocess.Popen | None = None
@@ -36,9 +38,13 @@ class ServiceProcess:
     def start(self) -> None:
         with open(self.log, "ab") as out:
             # Unbuffered: a process killed with -9 leaves its whole log behind.
-            self.proc = subprocess.Popen([sys.executable, "-m", *self.module_args],
-                                         env={**self.env, "PYTHONUNBUFFERED": "1"},
-                                         stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", *self.module_args],
+                env={**self.env, "PYTHONUNBUFFERED": "1"},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -35,7 +35,9 @@ class SessionClient:
 
     async def get(self, name: str) -> dict | None:
         try:
-            return await self.custom.get_namespaced_custom_object(r.GROUP, r.VERSION, self.namespace, r.PLURAL, name)
+            return await self.custom.get_namespaced_custom_object(
+                r.GROUP, r.VERSION, self.namespace, r.PLURAL, name
+            )
         except client.ApiException as exc:
             if exc.status == 404:
                 return None
@@ -43,8 +45,14 @@ class SessionClient:
 
     async def patch_spec(self, name: str, spec: dict) -> None:
         await self.custom.patch_namespaced_custom_object(
-            r.GROUP, r.VERSION, self.namespace, r.PLURAL, name, {"spec": spec},
-            _content_type="application/merge-patch+json")
+            r.GROUP,
+            r.VERSION,
+            self.namespace,
+            r.PLURAL,
+            name,
+            {"spec": spec},
+            _content_type="application/merge-patch+json",
+        )
 
     async def delete(self, name: str) -> None:
         await self.custom.delete_namespaced_custom_object(r.GROUP, r.VERSION, self.namespace, r.PLURAL, name)
@@ -63,8 +71,9 @@ class SessionClient:
         await wait_until(gone, timeout=timeout, what=f"{name} deleted")
 
     async def pods(self, name: str) -> list[client.V1Pod]:
-        return (await self.core.list_namespaced_pod(
-            self.namespace, label_selector=f"{r.LABEL_SESSION}={name}")).items
+        return (
+            await self.core.list_namespaced_pod(self.namespace, label_selector=f"{r.LABEL_SESSION}={name}")
+        ).items
 
 
 def events(body: dict) -> list[tuple[str, str]]:

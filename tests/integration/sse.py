@@ -50,8 +50,12 @@ class EventStream:
                 continue
             if not text:
                 if "data" in fields:
-                    return Message(fields.get("event", "message"), json.loads(fields["data"]), fields.get("id"),
-                                   int(fields["retry"]) if "retry" in fields else None)
+                    return Message(
+                        fields.get("event", "message"),
+                        json.loads(fields["data"]),
+                        fields.get("id"),
+                        int(fields["retry"]) if "retry" in fields else None,
+                    )
                 continue
             name, _, value = text.partition(":")
             fields[name] = value[1:] if value.startswith(" ") else value

@@ -7,26 +7,34 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
-from kubernel_api import keypairs as kp
 from kubernetes_asyncio import client
+
+from kubernel_api import keypairs as kp
 
 from .api_client import ApiClient
 from .conftest import RunningApi, api_settings, start_api
 from .sse import EventStream, Message
 
-RESTART = ["kernel_preparing", "kernel_pulling", "kernel_creating", "kernel_started"]  # a restart replays these
+RESTART = [
+    "kernel_preparing",
+    "kernel_pulling",
+    "kernel_creating",
+    "kernel_started",
+]  # a restart replays these
 STARTUP = ["kernel_enqueued", *RESTART]
 
 
 @contextlib.asynccontextmanager
-async def stream(client: ApiClient, params: dict | None = None, last_event_id: str | None = None,
-                 expect: int = 200) -> AsyncIterator[EventStream]:
+async def stream(
+    client: ApiClient, params: dict | None = None, last_event_id: str | None = None, expect: int = 200
+) -> AsyncIterator[EventStream]:
     url = client.url("/stream/kernel/_/events", params)
     headers = client.signed_headers("GET", str(url.relative()))
     if last_event_id:
         headers["Last-Event-ID"] = last_event_id
-    async with client.http.get(url, headers=headers,
-                               timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as resp:
+    async with client.http.get(
+        url, headers=headers, timeout=aiohttp.ClientTimeout(total=None, sock_read=None)
+    ) as resp:
         assert resp.status == expect, await resp.text()
         yield EventStream(resp)
 
@@ -69,8 +77,11 @@ async def test_stream_format_headers_ids_retry_heartbeat(api: RunningApi) -> Non
         assert messages[0].retry == 3000 and all(m.retry is None for m in messages[1:])
         assert all(m.id for m in messages) and len({m.id for m in messages}) == len(messages)
         # An ordinary start-up step has no reason: null, as 19.09's manager sends it.
-        assert messages[-1].data == {"sessionId": "sse-01", "ownerAccessKey": api.keypairs["alice"].access_key,
-                                     "reason": None}
+        assert messages[-1].data == {
+            "sessionId": "sse-01",
+            "ownerAccessKey": api.keypairs["alice"].access_key,
+            "reason": None,
+        }
         await events.comment("heartbeat", timeout=5)
         await alice.call("DELETE", "/kernel/sse-01")
         ending = await events.next(10)
@@ -100,7 +111,9 @@ async def test_roles_and_filters_decide_what_each_stream_carries(api: RunningApi
     sessions = {n: {m.data["sessionId"] for m in seen[n]} for n in names}
     assert owners["alice"] == {owner_of["alice"]} and is_startup(startup_of(seen["alice"], "a-01"))
     assert owners["bob"] == {owner_of["bob"]} and "a-01" not in sessions["bob"]
-    assert {domain_of[o] for o in owners["admin"]} == {"default"} and is_startup(startup_of(seen["admin"], "a-01"))
+    assert {domain_of[o] for o in owners["admin"]} == {"default"} and is_startup(
+        startup_of(seen["admin"], "a-01")
+    )
     assert {domain_of[o] for o in owners["otheradmin"]} == {"other"}
     assert is_startup(startup_of(seen["otheradmin"], "c-01"))
     assert is_startup(startup_of(seen["root"], "a-01")) and is_startup(startup_of(seen["root"], "c-01"))
@@ -114,9 +127,13 @@ async def test_stream_parameters_follow_the_roles(api: RunningApi) -> None:
         pass
     async with stream(api.client("alice"), {"group": "no-such-group"}, expect=404):
         pass
-    async with stream(api.client("carol"), {"groupName": "research"}, expect=404):  # a group of another domain
+    async with stream(
+        api.client("carol"), {"groupName": "research"}, expect=404
+    ):  # a group of another domain
         pass
-    async with stream(api.client("otheradmin"), {"sessionId": "p-01", "owner_access_key": alice_key}, expect=403):
+    async with stream(
+        api.client("otheradmin"), {"sessionId": "p-01", "owner_access_key": alice_key}, expect=403
+    ):
         pass
     async with stream(api.client("alice"), last_event_id="garbage", expect=400):
         pass
@@ -131,9 +148,11 @@ async def test_stream_first_then_create_sees_the_whole_life(api: RunningApi) -> 
     """19.09's only race-free pattern: open the stream for a session id that does not
     exist yet, then create it. Another user's stream for the same id sees nothing of it."""
     alice, bob = api.client("alice"), api.client("bob")
-    async with stream(alice, {"sessionId": "first-01"}) as mine, \
-            stream(bob, {"sessionId": "first-01"}) as theirs, \
-            stream(alice, {"groupName": "research"}) as research:
+    async with (
+        stream(alice, {"sessionId": "first-01"}) as mine,
+        stream(bob, {"sessionId": "first-01"}) as theirs,
+        stream(alice, {"groupName": "research"}) as research,
+    ):
         assert (await alice.create("first-01", enqueueOnly=True)).status == 201
         seen = await until_started(mine, {"first-01"})
         assert is_startup([m.event for m in seen]), seen
@@ -152,8 +171,9 @@ async def test_a_session_that_never_started_is_cancelled_then_terminated(api: Ru
     alice = api.client("alice")
     async with stream(alice, {"sessionId": "never-01"}) as events:
         # 5 GPUs fit no simulated node: the Pod stays unschedulable until we destroy it.
-        assert (await alice.create("never-01", enqueueOnly=True, config={"resources": {"cuda.device": 5}})
-                ).status == 201
+        assert (
+            await alice.create("never-01", enqueueOnly=True, config={"resources": {"cuda.device": 5}})
+        ).status == 201
         destroyed = await alice.call("DELETE", "/kernel/never-01")
         assert destroyed.body["stats"]["status"] == "cancelled"
         got = []
@@ -176,15 +196,21 @@ async def test_resume_with_last_event_id_gets_each_event_once(api: RunningApi) -
     assert is_startup([m.event for m in first + rest]), first + rest
 
 
-async def test_revoking_a_keypair_closes_its_open_streams(api: RunningApi, kube: client.ApiClient,
-                                                         namespace: str) -> None:
+async def test_revoking_a_keypair_closes_its_open_streams(
+    api: RunningApi, kube: client.ApiClient, namespace: str
+) -> None:
     """Deactivating a keypair, or changing its role, ends the streams it opened within
     seconds; other keypairs' streams go on."""
     core = client.CoreV1Api(kube)
     bob, carol = api.keypairs["bob"], api.keypairs["carol"]
-    async with stream(api.client("bob")) as bobs, stream(api.client("carol")) as carols, \
-            stream(api.client("alice")) as alices:
-        await core.patch_namespaced_secret(kp.secret_name(bob.access_key), namespace, kp.activation_patch(False))
+    async with (
+        stream(api.client("bob")) as bobs,
+        stream(api.client("carol")) as carols,
+        stream(api.client("alice")) as alices,
+    ):
+        await core.patch_namespaced_secret(
+            kp.secret_name(bob.access_key), namespace, kp.activation_patch(False)
+        )
         assert await bobs.next(10) is None  # the end of the stream
         promoted = kp.to_secret(carol.model_copy(update={"role": kp.Role.ADMIN}))
         await core.replace_namespaced_secret(kp.secret_name(carol.access_key), namespace, promoted)
@@ -194,7 +220,9 @@ async def test_revoking_a_keypair_closes_its_open_streams(api: RunningApi, kube:
         assert (await alices.next(30)).data["sessionId"] == "after-revoke"
 
 
-async def test_shutdown_ends_open_streams_cleanly(kube, namespace: str, keypairs: dict, operator: object) -> None:
+async def test_shutdown_ends_open_streams_cleanly(
+    kube, namespace: str, keypairs: dict, operator: object
+) -> None:
     runner, base_url = await start_api(kube, api_settings(namespace))
     async with aiohttp.ClientSession() as http:
         async with stream(ApiClient(base_url, keypairs["alice"], http)) as events:

@@ -11,10 +11,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from kubernel_api.keypairs import Keypair
-from kubernel_api.keys import SETTINGS
 
 from kubernel import resource as r
+from kubernel_api.keypairs import Keypair
+from kubernel_api.keys import SETTINGS
 
 from ..waiting import wait_until
 from .api_client import ApiClient, signed_headers
@@ -30,15 +30,24 @@ async def running(client: ApiClient, token: str, **fields: Any) -> None:
     assert created.status == 201 and created.body["status"] == "RUNNING", created.body
 
 
-async def execute(client: ApiClient, token: str, code: str = "", mode: str = "query", run_id: str | None = None,
-                  **extra: Any) -> dict:
-    answer = await client.call("POST", f"/kernel/{token}", body={"mode": mode, "code": code, "runId": run_id,
-                                                                  **extra})
+async def execute(
+    client: ApiClient,
+    token: str,
+    code: str = "",
+    mode: str = "query",
+    run_id: str | None = None,
+    **extra: Any,
+) -> dict:
+    answer = await client.call(
+        "POST", f"/kernel/{token}", body={"mode": mode, "code": code, "runId": run_id, **extra}
+    )
     assert answer.status == 200, answer.body
     return answer.body["result"]
 
 
-async def run_to_end(client: ApiClient, token: str, code: str, mode: str = "query", **extra: Any) -> tuple[dict, list]:
+async def run_to_end(
+    client: ApiClient, token: str, code: str, mode: str = "query", **extra: Any
+) -> tuple[dict, list]:
     """Execute and continue until finished; the last result and every console item."""
     result = await execute(client, token, code, mode, **extra)
     console = list(result["console"])
@@ -71,15 +80,20 @@ async def test_a_query_keeps_the_interpreters_state_and_counts(api: RunningApi) 
 async def test_a_long_run_continues_and_input_resumes(api: RunningApi) -> None:
     alice = api.client("alice")
     await running(alice, "code-long")
-    first = await execute(alice, "code-long", "import time\nprint('start', flush=True)\ntime.sleep(5)\nprint('done')")
+    first = await execute(
+        alice, "code-long", "import time\nprint('start', flush=True)\ntime.sleep(5)\nprint('done')"
+    )
     assert first["status"] == "continued"
     _, console = await run_to_end(alice, "code-long", "", "continue", runId=first["runId"])
     assert text(first["console"] + console, "stdout") == "start\ndone\n"
     asked = await execute(alice, "code-long", "name = input('who? ')\nprint('hi', name)")
     assert asked["status"] == "waiting-input" and asked["options"].get("is_password") is False
     answered = await execute(alice, "code-long", "bob", "input", asked["runId"])
-    finished, console = (answered, answered["console"]) if answered["status"] == "finished" else await run_to_end(
-        alice, "code-long", "", "continue", runId=asked["runId"])
+    _, console = (
+        (answered, answered["console"])
+        if answered["status"] == "finished"
+        else await run_to_end(alice, "code-long", "", "continue", runId=asked["runId"])
+    )
     assert "hi bob" in text(console, "stdout")
 
 
@@ -97,8 +111,12 @@ async def test_interrupt_stops_an_endless_loop(api: RunningApi) -> None:
 async def test_batch_build_and_exec_with_exit_codes(api: RunningApi) -> None:
     alice = api.client("alice")
     await running(alice, "code-batch")
-    options = {"clean": None, "build": "printf 'print(6 * 7)\\nraise SystemExit(3)\\n' > main.py",
-               "exec": "python3 main.py", "buildLog": True}
+    options = {
+        "clean": None,
+        "build": "printf 'print(6 * 7)\\nraise SystemExit(3)\\n' > main.py",
+        "exec": "python3 main.py",
+        "buildLog": True,
+    }
     statuses, console, result = [], [], await execute(alice, "code-batch", "", "batch", options=options)
     while True:
         statuses.append(result["status"])
@@ -113,9 +131,11 @@ async def test_batch_build_and_exec_with_exit_codes(api: RunningApi) -> None:
 async def test_completion_and_the_container_log(api: RunningApi) -> None:
     alice = api.client("alice")
     await running(alice, "code-misc")
-    completed = await alice.call("POST", "/kernel/code-misc/complete",
-                                 body={"code": "import o", "options": {"row": 0, "col": 8, "line": "import o",
-                                                                       "post": ""}})
+    completed = await alice.call(
+        "POST",
+        "/kernel/code-misc/complete",
+        body={"code": "import o", "options": {"row": 0, "col": 8, "line": "import o", "post": ""}},
+    )
     assert completed.status == 200 and "os" in json.dumps(completed.body)
     logs = await alice.call("GET", "/kernel/code-misc/logs")
     assert logs.status == 200 and "kernel ready" in logs.body["result"]["logs"]
@@ -133,7 +153,10 @@ async def upload(client: ApiClient, token: str, files: dict[str, bytes]) -> int:
     writer = multipart(files)
     path = f"/kernel/{token}/upload"
     # Signed with the media type alone, as the client does (the boundary is not part of it).
-    headers = {**client.signed_headers("POST", path, "multipart/form-data"), "Content-Type": writer.content_type}
+    headers = {
+        **client.signed_headers("POST", path, "multipart/form-data"),
+        "Content-Type": writer.content_type,
+    }
     async with client.http.post(client.base_url + path, data=writer, headers=headers) as resp:
         return resp.status
 
@@ -220,8 +243,9 @@ async def test_a_killed_interpreter_ends_the_run_and_the_session_says_why(api: R
 
 async def test_memory_exhaustion_ends_the_run_with_an_error(api: RunningApi) -> None:
     alice = api.client("alice")
-    created = await alice.create("code-oom", image="real/python", config={"resources": {"cpu": "500m",
-                                                                                          "mem": "128m"}})
+    created = await alice.create(
+        "code-oom", image="real/python", config={"resources": {"cpu": "500m", "mem": "128m"}}
+    )
     assert created.body["status"] == "RUNNING"
     result, console = await run_to_end(alice, "code-oom", "b = []\nwhile True: b.append(bytearray(8 << 20))")
     assert result["exitCode"] == 1 and text(console, "stderr")
@@ -238,15 +262,25 @@ async def test_who_may_execute_and_where(api: RunningApi) -> None:
     alice, bob = api.client("alice"), api.client("bob")
     await running(alice, "code-owner")
     assert (await bob.call("POST", "/kernel/code-owner", body={"mode": "query", "code": "1"})).status == 404
-    named = await bob.call("POST", "/kernel/code-owner", body={"mode": "query", "code": "1"},
-                           params={"owner_access_key": api.keypairs["alice"].access_key})
+    named = await bob.call(
+        "POST",
+        "/kernel/code-owner",
+        body={"mode": "query", "code": "1"},
+        params={"owner_access_key": api.keypairs["alice"].access_key},
+    )
     assert named.status == 403
     # A session on a simulated node has no runner: a clear 409, at once.
     assert (await alice.create("code-sim")).body["status"] == "RUNNING"
-    for method, path in (("POST", "/kernel/code-sim"), ("POST", "/kernel/code-sim/interrupt"),
-                         ("GET", "/kernel/code-sim/files")):
-        answer = await alice.call(method, path, body={"mode": "query", "code": "1"} if method == "POST" and
-                                  path == "/kernel/code-sim" else None)
+    for method, path in (
+        ("POST", "/kernel/code-sim"),
+        ("POST", "/kernel/code-sim/interrupt"),
+        ("GET", "/kernel/code-sim/files"),
+    ):
+        answer = await alice.call(
+            method,
+            path,
+            body={"mode": "query", "code": "1"} if method == "POST" and path == "/kernel/code-sim" else None,
+        )
         assert answer.status == 409 and answer.body["type"].endswith("/kernel-cannot-execute"), answer.body
     bad = await alice.call("POST", "/kernel/code-owner", body={"mode": "exec", "code": "1"})
     assert bad.status == 400
@@ -272,11 +306,13 @@ async def test_the_runner_port_refuses_requests_without_the_sessions_token(api: 
     assert "PermissionError" in text(read["console"], "stderr")
 
 
-async def ws_connect(http: aiohttp.ClientSession, base_url: str, keypair: Keypair, path: str
-                     ) -> aiohttp.ClientWebSocketResponse:
+async def ws_connect(
+    http: aiohttp.ClientSession, base_url: str, keypair: Keypair, path: str
+) -> aiohttp.ClientWebSocketResponse:
     host = base_url.split("://", 1)[1]
-    return await http.ws_connect(base_url + path, headers=signed_headers(keypair, "GET", path, host,
-                                                                         "application/octet-stream"))
+    return await http.ws_connect(
+        base_url + path, headers=signed_headers(keypair, "GET", path, host, "application/octet-stream")
+    )
 
 
 async def test_the_execute_websocket_and_the_terminal(api: RunningApi) -> None:

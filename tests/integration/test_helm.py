@@ -20,9 +20,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
+from kubernetes_asyncio import client
+
 from kubernel_api import keypairs as kp
 from kubernel_testbed.node import SIMULATED_SCHEDULING
-from kubernetes_asyncio import client
 
 from ..waiting import wait_until
 from .api_client import ApiClient
@@ -47,9 +48,20 @@ class Install:
         the subresource (kubectl would read ``a/b`` as resource ``a`` named ``b``)."""
         kind, _, subresource = resource.partition("/")
         result = subprocess.run(
-            [*self.kubectl, "auth", "can-i", verb, kind, *([f"--subresource={subresource}"] if subresource else []),
-             "-n", namespace or self.namespace,
-             f"--as=system:serviceaccount:{self.namespace}:{account}"], capture_output=True, text=True)
+            [
+                *self.kubectl,
+                "auth",
+                "can-i",
+                verb,
+                kind,
+                *([f"--subresource={subresource}"] if subresource else []),
+                "-n",
+                namespace or self.namespace,
+                f"--as=system:serviceaccount:{self.namespace}:{account}",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode in (0, 1), result.stderr
         return result.returncode == 0
 
@@ -58,8 +70,12 @@ class Install:
         return f"{self.namespace}-keypairs"  # the chart's default: keypairs live apart
 
     def get(self, *args: str, namespace: str | None = None) -> dict:
-        out = subprocess.run([*self.kubectl, "get", *args, "-n", namespace or self.namespace, "-o", "json"],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [*self.kubectl, "get", *args, "-n", namespace or self.namespace, "-o", "json"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         return json.loads(out)
 
     def bootstrap_secret(self) -> dict:
@@ -75,17 +91,33 @@ def install(kubeconfig: str, kubectl_bin: str, helm_bin: str, crds: None) -> Ite
     # The service image is not in the test bed's registry: the chart's Pods, and the sessions
     # of its image table, go to the simulated nodes (values a platform team sets the same way).
     simulated = json.dumps(SIMULATED_SCHEDULING)
-    placement = [f"--set-json={part}.{key}={json.dumps(SIMULATED_SCHEDULING[key])}"
-                 for part in ("api", "operator") for key in ("nodeSelector", "tolerations")]
-    result = subprocess.run([*helm, "install", RELEASE, str(REPO / "helm" / "kubernel"), "--wait", "--timeout=120s",
-                             *placement, f"--set-json=images.scheduling={simulated}"],
-                            capture_output=True, text=True)
+    placement = [
+        f"--set-json={part}.{key}={json.dumps(SIMULATED_SCHEDULING[key])}"
+        for part in ("api", "operator")
+        for key in ("nodeSelector", "tolerations")
+    ]
+    result = subprocess.run(
+        [
+            *helm,
+            "install",
+            RELEASE,
+            str(REPO / "helm" / "kubernel"),
+            "--wait",
+            "--timeout=120s",
+            *placement,
+            f"--set-json=images.scheduling={simulated}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "BACKEND_ACCESS_KEY" in result.stdout, "NOTES.txt says where the credentials are"
     yield Install(namespace, kubeconfig, kubectl, helm)
     subprocess.run([*helm, "uninstall", RELEASE, "--wait", "--timeout=60s"], capture_output=True)
-    subprocess.run([*kubectl, "delete", "namespace", namespace, f"{namespace}-keypairs", "--wait=false"],
-                   capture_output=True)
+    subprocess.run(
+        [*kubectl, "delete", "namespace", namespace, f"{namespace}-keypairs", "--wait=false"],
+        capture_output=True,
+    )
 
 
 def test_the_release_is_up(install: Install) -> None:
@@ -132,9 +164,15 @@ RBAC = [
 ]
 
 
-@pytest.mark.parametrize(("account", "verb", "resource", "here", "allowed"), RBAC,
-                         ids=[f"{a.rsplit('-', 1)[1]}-{'can' if ok else 'cannot'}-{v}-{r.split('.')[0]}"
-                              f"{'' if here else '-elsewhere'}" for a, v, r, here, ok in RBAC])
+@pytest.mark.parametrize(
+    ("account", "verb", "resource", "here", "allowed"),
+    RBAC,
+    ids=[
+        f"{a.rsplit('-', 1)[1]}-{'can' if ok else 'cannot'}-{v}-{r.split('.')[0]}"
+        f"{'' if here else '-elsewhere'}"
+        for a, v, r, here, ok in RBAC
+    ],
+)
 def test_rbac(install: Install, account: str, verb: str, resource: str, here: bool, allowed: bool) -> None:
     assert install.can_i(account, verb, resource, None if here else "default") is allowed
 
@@ -151,16 +189,39 @@ def test_the_api_reads_secrets_only_where_keypairs_live(install: Install, tmp_pa
     assert names == [f"{FULLNAME}-bootstrap-keypair"]
     # A real request with the API's own token: the Secrets beside it (the runner key) are refused.
     as_api = service_account_kubeconfig(install, API_SA, tmp_path / "api.kubeconfig")
-    refused = subprocess.run([install.kubectl[0], f"--kubeconfig={as_api}", "get", "secret", f"{FULLNAME}-runner-key",
-                              "-n", install.namespace], capture_output=True, text=True)
+    refused = subprocess.run(
+        [
+            install.kubectl[0],
+            f"--kubeconfig={as_api}",
+            "get",
+            "secret",
+            f"{FULLNAME}-runner-key",
+            "-n",
+            install.namespace,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert refused.returncode != 0 and "forbidden" in refused.stderr.lower(), refused.stderr
 
 
 def test_an_upgrade_keeps_the_bootstrap_keypair(install: Install) -> None:
     before = install.bootstrap_secret()["data"]
-    result = subprocess.run([*install.helm, "upgrade", RELEASE, str(REPO / "helm" / "kubernel"), "--reuse-values",
-                             "--set", "sessions.idleTimeoutSeconds=600", "--wait", "--timeout=120s"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            *install.helm,
+            "upgrade",
+            RELEASE,
+            str(REPO / "helm" / "kubernel"),
+            "--reuse-values",
+            "--set",
+            "sessions.idleTimeoutSeconds=600",
+            "--wait",
+            "--timeout=120s",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert install.bootstrap_secret()["data"] == before
     operator = install.get("deployment", OPERATOR_SA)["spec"]["template"]["spec"]["containers"][0]
@@ -169,20 +230,34 @@ def test_an_upgrade_keeps_the_bootstrap_keypair(install: Install) -> None:
 
 def service_account_kubeconfig(install: Install, account: str, path: Path) -> str:
     """A kubeconfig that authenticates as the ServiceAccount (a short-lived token)."""
-    token = subprocess.run([*install.kubectl, "create", "token", account, "-n", install.namespace,
-                            "--duration=20m"], check=True, capture_output=True, text=True).stdout.strip()
+    token = subprocess.run(
+        [*install.kubectl, "create", "token", account, "-n", install.namespace, "--duration=20m"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     admin = yaml.safe_load(Path(install.kubeconfig).read_text())
     cluster = admin["clusters"][0]["cluster"]
     if "certificate-authority" in cluster:
         path_ = Path(cluster.pop("certificate-authority"))
         cluster["certificate-authority-data"] = base64.b64encode(path_.read_bytes()).decode()
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": account,
-        "clusters": [{"name": "cluster", "cluster": cluster}],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": account, "context": {"cluster": "cluster", "user": account,
-                                                    "namespace": install.namespace}}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": account,
+                "clusters": [{"name": "cluster", "cluster": cluster}],
+                "users": [{"name": account, "user": {"token": token}}],
+                "contexts": [
+                    {
+                        "name": account,
+                        "context": {"cluster": "cluster", "user": account, "namespace": install.namespace},
+                    }
+                ],
+            }
+        )
+    )
     return str(path)
 
 
@@ -198,18 +273,22 @@ def chart_env(install: Install, deployment: str, images: Path) -> dict[str, str]
 
 
 @pytest.fixture(scope="module")
-def services(install: Install, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OperatorProcess, ApiProcess]]:
+def services(
+    install: Install, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[OperatorProcess, ApiProcess]]:
     work = tmp_path_factory.mktemp("helm-services")
     images = work / "images.yaml"
     images.write_text(install.get("configmap", FULLNAME)["data"]["images.yaml"])
     operator_env = chart_env(install, OPERATOR_SA, images)
     operator_env.pop("KUBERNEL_OPERATOR_HEALTH_PORT")  # a free port of the test's
-    operator = OperatorProcess(service_account_kubeconfig(install, OPERATOR_SA, work / "operator.kubeconfig"),
-                               work, operator_env)
+    operator = OperatorProcess(
+        service_account_kubeconfig(install, OPERATOR_SA, work / "operator.kubeconfig"), work, operator_env
+    )
     api_env = chart_env(install, API_SA, images)
     api_env.pop("KUBERNEL_API_PORT")
-    api = ApiProcess(service_account_kubeconfig(install, API_SA, work / "api.kubeconfig"), install.namespace,
-                     work, api_env)
+    api = ApiProcess(
+        service_account_kubeconfig(install, API_SA, work / "api.kubeconfig"), install.namespace, work, api_env
+    )
     operator.start()
     api.start()
     yield operator, api
@@ -217,8 +296,9 @@ def services(install: Install, tmp_path_factory: pytest.TempPathFactory) -> Iter
     operator.stop()
 
 
-async def test_the_chart_accounts_are_enough_to_serve_a_session(install: Install, kube: client.ApiClient,
-                                                                services: tuple[OperatorProcess, ApiProcess]) -> None:
+async def test_the_chart_accounts_are_enough_to_serve_a_session(
+    install: Install, kube: client.ApiClient, services: tuple[OperatorProcess, ApiProcess]
+) -> None:
     operator, api = services
     keypair = kp.from_secret(install.bootstrap_secret())
     async with aiohttp.ClientSession() as http:
@@ -232,7 +312,8 @@ async def test_the_chart_accounts_are_enough_to_serve_a_session(install: Install
 
     async def pods_gone() -> bool:
         pods = await client.CoreV1Api(kube).list_namespaced_pod(
-            install.namespace, label_selector="app.kubernetes.io/managed-by=kubernel")
+            install.namespace, label_selector="app.kubernetes.io/managed-by=kubernel"
+        )
         return not pods.items
 
     await wait_until(pods_gone, timeout=30, what="the session's Pods deleted by the operator")
@@ -249,7 +330,9 @@ CW_OPERATOR_SA = f"{CW_RELEASE}-kubernel-operator"
 
 
 @pytest.fixture(scope="module")
-def cluster_wide(kubeconfig: str, kubectl_bin: str, helm_bin: str, crds: None) -> Iterator[tuple[Install, str]]:
+def cluster_wide(
+    kubeconfig: str, kubectl_bin: str, helm_bin: str, crds: None
+) -> Iterator[tuple[Install, str]]:
     """A cluster-wide release whose sessions run in one namespace of their own."""
     namespace = f"h-{uuid.uuid4().hex[:10]}"
     sessions = f"{namespace}-s"
@@ -257,34 +340,74 @@ def cluster_wide(kubeconfig: str, kubectl_bin: str, helm_bin: str, crds: None) -
     helm = [helm_bin, f"--kubeconfig={kubeconfig}", "-n", namespace]
     for name in (namespace, sessions):
         subprocess.run([*kubectl, "create", "namespace", name], check=True, capture_output=True)
-    placement = [f"--set-json={part}.{key}={json.dumps(SIMULATED_SCHEDULING[key])}"
-                 for part in ("api", "operator") for key in ("nodeSelector", "tolerations")]
-    result = subprocess.run([*helm, "install", CW_RELEASE, str(REPO / "helm" / "kubernel"), "--wait", "--timeout=120s",
-                             "--set", "scope.clusterWide=true", "--set", f"sessions.namespace={sessions}",
-                             "--set", "operator.peering.enabled=false", *placement], capture_output=True, text=True)
+    placement = [
+        f"--set-json={part}.{key}={json.dumps(SIMULATED_SCHEDULING[key])}"
+        for part in ("api", "operator")
+        for key in ("nodeSelector", "tolerations")
+    ]
+    result = subprocess.run(
+        [
+            *helm,
+            "install",
+            CW_RELEASE,
+            str(REPO / "helm" / "kubernel"),
+            "--wait",
+            "--timeout=120s",
+            "--set",
+            "scope.clusterWide=true",
+            "--set",
+            f"sessions.namespace={sessions}",
+            "--set",
+            "operator.peering.enabled=false",
+            *placement,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     yield Install(namespace, kubeconfig, kubectl, helm), sessions
     subprocess.run([*helm, "uninstall", CW_RELEASE, "--wait", "--timeout=60s"], capture_output=True)
-    subprocess.run([*kubectl, "delete", "namespace", namespace, sessions, f"{namespace}-keypairs", "--wait=false"],
-                   capture_output=True)
+    subprocess.run(
+        [*kubectl, "delete", "namespace", namespace, sessions, f"{namespace}-keypairs", "--wait=false"],
+        capture_output=True,
+    )
 
 
 KERNEL_POD = {
-    "apiVersion": "v1", "kind": "Pod",
-    "metadata": {"generateName": "probe-", "labels": {"app.kubernetes.io/managed-by": "kubernel",
-                                                     "app.kubernetes.io/component": "kernel"}},
-    "spec": {"automountServiceAccountToken": False, "nodeSelector": {"kubernel.io/nowhere": "true"},
-             "containers": [{"name": "kernel", "image": "registry.example/kernels/python:probe"}]},
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {
+        "generateName": "probe-",
+        "labels": {"app.kubernetes.io/managed-by": "kubernel", "app.kubernetes.io/component": "kernel"},
+    },
+    "spec": {
+        "automountServiceAccountToken": False,
+        "nodeSelector": {"kubernel.io/nowhere": "true"},
+        "containers": [{"name": "kernel", "image": "registry.example/kernels/python:probe"}],
+    },
 }
 
 
 def create_as(install: Install, account: str, namespace: str, pod: dict) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*install.kubectl, "create", "-f", "-", "-n", namespace,
-                           f"--as=system:serviceaccount:{install.namespace}:{account}"],
-                          input=json.dumps(pod), capture_output=True, text=True)
+    return subprocess.run(
+        [
+            *install.kubectl,
+            "create",
+            "-f",
+            "-",
+            "-n",
+            namespace,
+            f"--as=system:serviceaccount:{install.namespace}:{account}",
+        ],
+        input=json.dumps(pod),
+        capture_output=True,
+        text=True,
+    )
 
 
-def test_a_cluster_wide_operator_writes_pods_only_where_sessions_may_run(cluster_wide: tuple[Install, str]) -> None:
+def test_a_cluster_wide_operator_writes_pods_only_where_sessions_may_run(
+    cluster_wide: tuple[Install, str],
+) -> None:
     install, sessions = cluster_wide
     assert install.can_i(CW_OPERATOR_SA, "create", "pods", sessions)
     for elsewhere in ("kube-system", "default", install.namespace):
@@ -296,10 +419,13 @@ def test_a_cluster_wide_operator_writes_pods_only_where_sessions_may_run(cluster
     assert made.returncode == 0, made.stderr
 
 
-@pytest.mark.parametrize("breakage", ["privileged", "capability", "host network", "host path", "token", "unlabelled",
-                                      "init container"])
-def test_the_admission_policy_refuses_pods_that_are_not_kernels(cluster_wide: tuple[Install, str],
-                                                                breakage: str) -> None:
+@pytest.mark.parametrize(
+    "breakage",
+    ["privileged", "capability", "host network", "host path", "token", "unlabelled", "init container"],
+)
+def test_the_admission_policy_refuses_pods_that_are_not_kernels(
+    cluster_wide: tuple[Install, str], breakage: str
+) -> None:
     install, sessions = cluster_wide
     pod = json.loads(json.dumps(KERNEL_POD))
     spec, container = pod["spec"], pod["spec"]["containers"][0]

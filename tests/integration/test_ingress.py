@@ -11,12 +11,12 @@ clock, so arrival minus sending time is what the proxy added.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 
 import aiohttp
 import pytest
+
 from kubernel_testbed import ingress, launcher, node, settings
 
 from ..waiting import wait_until
@@ -79,26 +79,57 @@ def backend_manifests(namespace: str, host: str = HOST) -> list[dict[str, object
     """A Pod serving ``BACKEND``, its Service and an Ingress of class traefik for ``host``."""
     labels = {"app": "ingress-backend"}
     pod = {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "backend", "namespace": namespace, "labels": labels},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "backend", "namespace": namespace, "labels": labels},
         "spec": {
             "nodeSelector": {node.REAL_NODE_LABEL: "true"},
             "terminationGracePeriodSeconds": 0,
-            "containers": [{
-                "name": "backend", "image": node.PYTHON_IMAGE, "command": ["/usr/bin/python3", "-c", BACKEND],
-                "ports": [{"name": "http", "containerPort": BACKEND_PORT}],
-                "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
-                "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
-                "securityContext": {"runAsUser": 1000, "runAsNonRoot": True, "allowPrivilegeEscalation": False},
-            }],
+            "containers": [
+                {
+                    "name": "backend",
+                    "image": node.PYTHON_IMAGE,
+                    "command": ["/usr/bin/python3", "-c", BACKEND],
+                    "ports": [{"name": "http", "containerPort": BACKEND_PORT}],
+                    "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+                    "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+                    "securityContext": {
+                        "runAsUser": 1000,
+                        "runAsNonRoot": True,
+                        "allowPrivilegeEscalation": False,
+                    },
+                }
+            ],
         },
     }
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "backend", "namespace": namespace},
-               "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
-    route = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-             "metadata": {"name": "backend", "namespace": namespace},
-             "spec": {"ingressClassName": ingress.INGRESS_CLASS, "rules": [{"host": host, "http": {"paths": [
-                 {"path": "/", "pathType": "Prefix",
-                  "backend": {"service": {"name": "backend", "port": {"name": "http"}}}}]}}]}}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "backend", "namespace": namespace},
+        "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
+    route = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "backend", "namespace": namespace},
+        "spec": {
+            "ingressClassName": ingress.INGRESS_CLASS,
+            "rules": [
+                {
+                    "host": host,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": "backend", "port": {"name": "http"}}},
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+    }
     return [pod, service, route]
 
 
@@ -119,7 +150,9 @@ def traefik(kubeconfig: str) -> Iterator[str]:
 
 def apply(kubeconfig: str, items: list[dict[str, object]]) -> None:
     cluster = ingress.Cluster.from_env(kubeconfig)
-    cluster.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    cluster.kubectl(
+        "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    )
 
 
 async def plain_page(http: aiohttp.ClientSession, url: str, host: str) -> dict | None:
@@ -147,18 +180,22 @@ async def read_events(response: aiohttp.ClientResponse) -> list[tuple[dict, floa
 
 
 @pytest.mark.timeout(1800)  # the first install compiles Traefik (~10 min on 2 cores); cached after
-async def test_plain_page_and_an_unbuffered_event_stream_through_traefik(traefik: str, kubeconfig: str,
-                                                                         namespace: str) -> None:
+async def test_plain_page_and_an_unbuffered_event_stream_through_traefik(
+    traefik: str, kubeconfig: str, namespace: str
+) -> None:
     host = f"{namespace}.ingress.test"
     apply(kubeconfig, backend_manifests(namespace, host))
     timeout = aiohttp.ClientTimeout(total=30, sock_read=10)
     async with aiohttp.ClientSession(timeout=timeout) as http:
-        page = await wait_until(lambda: plain_page(http, traefik, host), timeout=60, what=f"{host} routed by Traefik")
+        page = await wait_until(
+            lambda: plain_page(http, traefik, host), timeout=60, what=f"{host} routed by Traefik"
+        )
         assert page == {"page": "plain", "host": host}  # the Host header unchanged: signatures cover it
 
         every = 1.5  # apart enough that a held-back event shows, even on a busy machine
-        async with http.get(f"{traefik}/events?count=4&every={every}",
-                            headers={"Host": host, "Last-Event-ID": "41"}) as response:
+        async with http.get(
+            f"{traefik}/events?count=4&every={every}", headers={"Host": host, "Last-Event-ID": "41"}
+        ) as response:
             assert response.status == 200
             assert response.headers["Content-Type"] == "text/event-stream"
             events = await read_events(response)

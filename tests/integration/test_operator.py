@@ -11,8 +11,13 @@ from ..waiting import wait_until
 from .images import fresh_image
 from .sessions import ACCESS_KEY, SessionClient, events, seqs
 
-STARTUP = [("kernel_enqueued", ""), ("kernel_preparing", ""), ("kernel_pulling", ""), ("kernel_creating", ""),
-           ("kernel_started", "")]
+STARTUP = [
+    ("kernel_enqueued", ""),
+    ("kernel_preparing", ""),
+    ("kernel_pulling", ""),
+    ("kernel_creating", ""),
+    ("kernel_started", ""),
+]
 
 
 @pytest.fixture
@@ -64,17 +69,27 @@ async def test_image_pull_failure_ends_the_session(sessions: SessionClient) -> N
 def _no_pods(sessions: SessionClient, name: str):
     async def check() -> bool:
         return not await sessions.pods(name)
+
     return check
 
 
-@pytest.mark.parametrize(("code", "reason", "result"), [
-    ("0", "task-finished", "SUCCESS"),
-    ("7", "task-failed", "FAILURE"),
-])
-async def test_batch_session_ends_with_its_exit_code(sessions: SessionClient, code: str, reason: str,
-                                                     result: str) -> None:
-    name = await sessions.create(f"batch-{code}", image=fresh_image(), type="batch", startupCommand="python job.py",
-                                 environ={"KUBERNEL_SIM_EXIT_CODE": code, "KUBERNEL_SIM_RUN_FOR": "300ms"})
+@pytest.mark.parametrize(
+    ("code", "reason", "result"),
+    [
+        ("0", "task-finished", "SUCCESS"),
+        ("7", "task-failed", "FAILURE"),
+    ],
+)
+async def test_batch_session_ends_with_its_exit_code(
+    sessions: SessionClient, code: str, reason: str, result: str
+) -> None:
+    name = await sessions.create(
+        f"batch-{code}",
+        image=fresh_image(),
+        type="batch",
+        startupCommand="python job.py",
+        environ={"KUBERNEL_SIM_EXIT_CODE": code, "KUBERNEL_SIM_RUN_FOR": "300ms"},
+    )
     body = await sessions.wait_phase(name, "Terminated")
     last = body["status"]["lifecycle"][-1]
     assert (last["event"], last["reason"], last["result"]) == ("kernel_terminated", reason, result)
@@ -85,7 +100,9 @@ async def test_batch_session_ends_with_its_exit_code(sessions: SessionClient, co
 
 
 async def test_batch_pod_runs_the_startup_command(sessions: SessionClient) -> None:
-    name = await sessions.create("batch-cmd", image=fresh_image(), type="batch", startupCommand="echo hi && exit 0")
+    name = await sessions.create(
+        "batch-cmd", image=fresh_image(), type="batch", startupCommand="echo hi && exit 0"
+    )
     await sessions.wait_phase(name, "Running")
     [pod] = await sessions.pods(name)
     assert pod.spec.containers[0].command == ["/bin/sh", "-c", "echo hi && exit 0"]
@@ -105,7 +122,7 @@ async def test_restart_replays_startup_without_terminating(sessions: SessionClie
 
     body = await wait_until(restarted, timeout=30, what="restart finished")
     new_entries = [(e["event"], e["reason"]) for e in body["status"]["lifecycle"] if e["restart"] == 1]
-    assert [e for e, _ in new_entries][0] == "kernel_preparing"
+    assert new_entries[0][0] == "kernel_preparing"
     assert new_entries[-1] == ("kernel_started", "restarting")
     assert all(reason == "restarting" for _, reason in new_entries)
     assert "kernel_terminated" not in [e for e, _ in events(body)]
@@ -119,14 +136,16 @@ async def test_restart_replays_startup_without_terminating(sessions: SessionClie
 
 
 async def test_user_delete_records_termination_before_the_resource_goes(
-        sessions: SessionClient, kube: client.ApiClient, namespace: str) -> None:
+    sessions: SessionClient, kube: client.ApiClient, namespace: str
+) -> None:
     name = await sessions.create("delete-01", image=fresh_image())
     await sessions.wait_phase(name, "Running")
     await sessions.delete(name)
     await sessions.wait_gone(name)
     core = client.CoreV1Api(kube)
     ks_events = await core.list_namespaced_event(
-        namespace, field_selector=f"involvedObject.kind=KernelSession,involvedObject.name={name}")
+        namespace, field_selector=f"involvedObject.kind=KernelSession,involvedObject.name={name}"
+    )
     reasons = [e.reason for e in ks_events.items]
     assert "KernelTerminated" in reasons and "KernelStarted" in reasons
     terminated = next(e for e in ks_events.items if e.reason == "KernelTerminated")
@@ -154,8 +173,11 @@ async def test_unschedulable_session_fails_to_start(sessions: SessionClient) -> 
     name = await sessions.create("huge-01", image=fresh_image(), resources={"cpu": "1000", "memory": "1Gi"})
     body = await sessions.wait_phase(name, "Terminated", timeout=30)
     # Enqueued (its Pod was made), never started: cancelled, then terminated.
-    assert events(body) == [("kernel_enqueued", ""), ("kernel_cancelled", "failed-to-start"),
-                            ("kernel_terminated", "failed-to-start")]
+    assert events(body) == [
+        ("kernel_enqueued", ""),
+        ("kernel_cancelled", "failed-to-start"),
+        ("kernel_terminated", "failed-to-start"),
+    ]
     assert "Insufficient cpu" in body["status"]["message"]
 
 
@@ -175,17 +197,33 @@ async def test_multi_kernel_session_gets_pods_and_a_headless_service(sessions: S
 async def test_mounts_existing_claim_and_fails_on_a_missing_one(sessions: SessionClient) -> None:
     # No provisioner here: a PersistentVolume pre-bound to the claim stands in for one.
     pv = f"pv-{sessions.namespace}"
-    await sessions.core.create_persistent_volume({
-        "metadata": {"name": pv},
-        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/tmp/x"},
-                 "claimRef": {"namespace": sessions.namespace, "name": "mydata"},
-                 "persistentVolumeReclaimPolicy": "Retain"},
-    })
-    await sessions.core.create_namespaced_persistent_volume_claim(sessions.namespace, {
-        "metadata": {"name": "mydata", "labels": {"kubernel.io/access-key": ACCESS_KEY}},  # the owner's folder
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
-                 "volumeName": pv, "storageClassName": ""},
-    })
+    await sessions.core.create_persistent_volume(
+        {
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": "/tmp/x"},
+                "claimRef": {"namespace": sessions.namespace, "name": "mydata"},
+                "persistentVolumeReclaimPolicy": "Retain",
+            },
+        }
+    )
+    await sessions.core.create_namespaced_persistent_volume_claim(
+        sessions.namespace,
+        {
+            "metadata": {
+                "name": "mydata",
+                "labels": {"kubernel.io/access-key": ACCESS_KEY},
+            },  # the owner's folder
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+                "volumeName": pv,
+                "storageClassName": "",
+            },
+        },
+    )
 
     async def bound() -> bool:
         claim = await sessions.core.read_namespaced_persistent_volume_claim("mydata", sessions.namespace)
@@ -193,26 +231,35 @@ async def test_mounts_existing_claim_and_fails_on_a_missing_one(sessions: Sessio
 
     try:
         await wait_until(bound, timeout=30, what="claim mydata Bound")
-        ok = await sessions.create("mount-ok", image=fresh_image(),
-                                   mounts=[{"name": "mydata"}, {"name": "mydata", "path": ".local/lib",
-                                                                "readOnly": True}])
+        ok = await sessions.create(
+            "mount-ok",
+            image=fresh_image(),
+            mounts=[{"name": "mydata"}, {"name": "mydata", "path": ".local/lib", "readOnly": True}],
+        )
         await sessions.wait_phase(ok, "Running")
     finally:
         await sessions.core.delete_persistent_volume(pv)
     [pod] = await sessions.pods(ok)
     mounts = {m.mount_path for m in pod.spec.containers[0].volume_mounts}
     assert mounts == {"/home/work/mydata", "/home/work/.local/lib"}
-    assert {m.mount_path: bool(m.read_only) for m in pod.spec.containers[0].volume_mounts
-            if m.name.startswith("vfolder")} == {"/home/work/mydata": False, "/home/work/.local/lib": True}
+    assert {
+        m.mount_path: bool(m.read_only)
+        for m in pod.spec.containers[0].volume_mounts
+        if m.name.startswith("vfolder")
+    } == {"/home/work/mydata": False, "/home/work/.local/lib": True}
     assert {v.persistent_volume_claim.claim_name for v in pod.spec.volumes} == {"mydata"}
 
     missing = await sessions.create("mount-missing", image=fresh_image(), mounts=[{"name": "nosuch"}])
     body = await sessions.wait_phase(missing, "Terminated")
-    assert events(body) == [("kernel_cancelled", "volume-not-found"), ("kernel_terminated", "volume-not-found")]
+    assert events(body) == [
+        ("kernel_cancelled", "volume-not-found"),
+        ("kernel_terminated", "volume-not-found"),
+    ]
     assert "nosuch" in body["status"]["message"]
     # Another owner's session naming the claim (made with kubectl, past the API): refused the same way.
-    foreign = await sessions.create("mount-foreign", image=fresh_image(), access_key="AKIASOMEONEELSE01",
-                                    mounts=[{"name": "mydata"}])
+    foreign = await sessions.create(
+        "mount-foreign", image=fresh_image(), access_key="AKIASOMEONEELSE01", mounts=[{"name": "mydata"}]
+    )
     body = await sessions.wait_phase(foreign, "Terminated")
     assert events(body)[-1] == ("kernel_terminated", "volume-not-found")
     assert "not the owner's" in body["status"]["message"] and not await sessions.pods(foreign)
@@ -230,8 +277,12 @@ async def _all_started(sessions: SessionClient, names: list[str], timeout: float
         from collections import Counter
 
         bodies = [await sessions.get(n) for n in names]
-        seen = Counter(((b or {}).get("status") or {}).get("phase", "no status") + "/" +
-                       ((b or {}).get("status") or {}).get("reason", "") for b in bodies)
+        seen = Counter(
+            ((b or {}).get("status") or {}).get("phase", "no status")
+            + "/"
+            + ((b or {}).get("status") or {}).get("reason", "")
+            for b in bodies
+        )
         raise AssertionError(f"{exc}; phases: {dict(seen)}") from None
 
 
@@ -252,7 +303,8 @@ async def test_fifty_sessions_at_once_all_start(sessions: SessionClient) -> None
 
 
 async def test_operator_killed_during_creations_loses_and_repeats_nothing(
-        sessions: SessionClient, operator) -> None:
+    sessions: SessionClient, operator
+) -> None:
     import asyncio
 
     image = fresh_image()
@@ -262,22 +314,31 @@ async def test_operator_killed_during_creations_loses_and_repeats_nothing(
     names = await asyncio.gather(*creating)
     operator.start()
     bodies = await _all_started(sessions, list(names), timeout=120)
-    for name, body in zip(names, bodies):
+    for name, body in zip(names, bodies, strict=True):
         _assert_clean_log(body)
         pods = await sessions.pods(name)
         assert len(pods) == 1, f"{name} has {len(pods)} Pods"
 
 
-@pytest.mark.parametrize("spec", [
-    {"environ": {"1BAD": "x"}},
-    {"clusterSize": 0},
-    {"resources": {"cpu": "lots"}},
-    {"type": "notebook"},
-])
-async def test_the_api_server_rejects_invalid_sessions(kube: client.ApiClient, namespace: str, crds, spec) -> None:
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"environ": {"1BAD": "x"}},
+        {"clusterSize": 0},
+        {"resources": {"cpu": "lots"}},
+        {"type": "notebook"},
+    ],
+)
+async def test_the_api_server_rejects_invalid_sessions(
+    kube: client.ApiClient, namespace: str, crds, spec
+) -> None:
     custom = client.CustomObjectsApi(kube)
-    body = {"apiVersion": r.API_VERSION, "kind": r.KIND, "metadata": {"name": "invalid"},
-            "spec": {"sessionId": "valid-token", "owner": {"accessKey": "AK"}, "image": "python:3.6", **spec}}
+    body = {
+        "apiVersion": r.API_VERSION,
+        "kind": r.KIND,
+        "metadata": {"name": "invalid"},
+        "spec": {"sessionId": "valid-token", "owner": {"accessKey": "AK"}, "image": "python:3.6", **spec},
+    }
     with pytest.raises(client.ApiException) as caught:
         await custom.create_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.PLURAL, body)
     assert caught.value.status == 422
@@ -286,8 +347,12 @@ async def test_the_api_server_rejects_invalid_sessions(kube: client.ApiClient, n
 async def test_the_api_server_rejects_a_bad_token(kube: client.ApiClient, namespace: str, crds) -> None:
     custom = client.CustomObjectsApi(kube)
     for token in ("abc", "-leading", "has space", "x" * 65):
-        body = {"apiVersion": r.API_VERSION, "kind": r.KIND, "metadata": {"name": "invalid"},
-                "spec": {"sessionId": token, "owner": {"accessKey": "AK"}, "image": "python:3.6"}}
+        body = {
+            "apiVersion": r.API_VERSION,
+            "kind": r.KIND,
+            "metadata": {"name": "invalid"},
+            "spec": {"sessionId": token, "owner": {"accessKey": "AK"}, "image": "python:3.6"},
+        }
         with pytest.raises(client.ApiException) as caught:
             await custom.create_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.PLURAL, body)
         assert caught.value.status == 422, token

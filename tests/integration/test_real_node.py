@@ -15,18 +15,28 @@ import subprocess
 import time
 
 import pytest
-from kubernel_testbed import imagebuild, launcher, node, realnode, settings
 from kubernetes_asyncio import client, watch
 
 from kubernel import resource as r
+from kubernel_testbed import imagebuild, launcher, node, realnode, settings
 
 from ..waiting import wait_until
 from .sessions import SessionClient, events
 
 SMALL = {"cpu": "500m", "memory": "256Mi"}  # the runner starts IPython: ~1.5 CPU-seconds
-STARTUP = [("kernel_enqueued", ""), ("kernel_preparing", ""), ("kernel_pulling", ""), ("kernel_creating", ""),
-           ("kernel_started", "")]
-STARTUP_PRESENT = [("kernel_enqueued", ""), ("kernel_preparing", ""), ("kernel_creating", ""), ("kernel_started", "")]
+STARTUP = [
+    ("kernel_enqueued", ""),
+    ("kernel_preparing", ""),
+    ("kernel_pulling", ""),
+    ("kernel_creating", ""),
+    ("kernel_started", ""),
+]
+STARTUP_PRESENT = [
+    ("kernel_enqueued", ""),
+    ("kernel_preparing", ""),
+    ("kernel_creating", ""),
+    ("kernel_started", ""),
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +52,23 @@ def sessions(kube: client.ApiClient, namespace: str, operator, testbed: launcher
     return SessionClient(kube, namespace)
 
 
-def kubectl(testbed: launcher.Testbed, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(testbed.layout.bin / "kubectl"), f"--kubeconfig={testbed.layout.kubeconfig}", *args],
-                          capture_output=True, text=True, timeout=60, input=stdin)
+def kubectl(
+    testbed: launcher.Testbed, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(testbed.layout.bin / "kubectl"), f"--kubeconfig={testbed.layout.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=stdin,
+    )
 
 
 def ctr(testbed: launcher.Testbed, *args: str) -> subprocess.CompletedProcess[str]:
     sock = realnode.node_layout(testbed.layout).containerd_socket
-    return subprocess.run(["ctr", f"--address={sock}", "--namespace=k8s.io", *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["ctr", f"--address={sock}", "--namespace=k8s.io", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 async def pod_events(core: client.CoreV1Api, namespace: str, pod: str) -> list[client.CoreV1Event]:
@@ -62,10 +80,13 @@ async def the_pod(sessions: SessionClient, name: str) -> client.V1Pod:
     async def one() -> client.V1Pod | None:
         pods = await sessions.pods(name)
         return pods[0] if len(pods) == 1 else None
+
     return await wait_until(one, timeout=30, what=f"the Pod of {name}")
 
 
-async def test_first_pull_then_an_image_already_present(sessions: SessionClient, testbed: launcher.Testbed) -> None:
+async def test_first_pull_then_an_image_already_present(
+    sessions: SessionClient, testbed: launcher.Testbed
+) -> None:
     registry = node.registry_address(realnode.node_ports(testbed.layout))
     fresh = "registry.kubernel.test/kubernel/python:fresh"
     imagebuild.retag(registry, "kubernel/python:3.11", "kubernel/python:fresh")
@@ -76,7 +97,9 @@ async def test_first_pull_then_an_image_already_present(sessions: SessionClient,
     assert events(body) == STARTUP
     pod = await the_pod(sessions, first)
     assert pod.spec.node_name == node.NODE_NAME
-    reasons = [(e.reason, e.message) for e in await pod_events(sessions.core, sessions.namespace, pod.metadata.name)]
+    reasons = [
+        (e.reason, e.message) for e in await pod_events(sessions.core, sessions.namespace, pod.metadata.name)
+    ]
     assert [reason for reason, _ in reasons] == ["Scheduled", "Pulling", "Pulled", "Created", "Started"]
     pulled = dict(reasons)["Pulled"]
     assert pulled.startswith(f'Successfully pulled image "{fresh}" in ') and "Image size: " in pulled
@@ -85,8 +108,9 @@ async def test_first_pull_then_an_image_already_present(sessions: SessionClient,
     body = await sessions.wait_phase(second, "Running", timeout=60)
     assert events(body) == STARTUP_PRESENT
     pod = await the_pod(sessions, second)
-    messages = dict((e.reason, e.message) for e in await pod_events(sessions.core, sessions.namespace,
-                                                                    pod.metadata.name))
+    messages = {
+        e.reason: e.message for e in await pod_events(sessions.core, sessions.namespace, pod.metadata.name)
+    }
     assert "Pulling" not in messages
     assert "already present on machine" in messages["Pulled"]
 
@@ -102,7 +126,9 @@ async def test_a_tag_the_registry_lacks_fails_fast_with_its_words(sessions: Sess
     assert time.monotonic() - started < 30
 
 
-async def test_a_registry_that_is_down_fails_the_pull(sessions: SessionClient, testbed: launcher.Testbed) -> None:
+async def test_a_registry_that_is_down_fails_the_pull(
+    sessions: SessionClient, testbed: launcher.Testbed
+) -> None:
     testbed.stop_process("registry")
     try:
         name = await sessions.create("registry-down", image="real/missing", resources=SMALL)
@@ -113,15 +139,18 @@ async def test_a_registry_that_is_down_fails_the_pull(sessions: SessionClient, t
         realnode.start_registry(testbed, realnode.node_ports(testbed.layout))
 
 
-@pytest.mark.parametrize(("code", "reason", "result"), [(0, "task-finished", "SUCCESS"),
-                                                          (3, "task-failed", "FAILURE")])
-async def test_batch_exit_code_from_a_real_process(sessions: SessionClient, testbed: launcher.Testbed,
-                                                   code: int, reason: str, result: str) -> None:
+@pytest.mark.parametrize(
+    ("code", "reason", "result"), [(0, "task-finished", "SUCCESS"), (3, "task-failed", "FAILURE")]
+)
+async def test_batch_exit_code_from_a_real_process(
+    sessions: SessionClient, testbed: launcher.Testbed, code: int, reason: str, result: str
+) -> None:
     # The command prints, then waits for a file the test creates through `kubectl exec`
     # once it has read the log: the output is read while the container still exists.
     command = f"echo batch-output-{code}; while [ ! -e /tmp/go ]; do sleep 0.05; done; exit {code}"
-    name = await sessions.create(f"batch-real-{code}", image="real/python", type="batch",
-                                 startupCommand=command, resources=SMALL)
+    name = await sessions.create(
+        f"batch-real-{code}", image="real/python", type="batch", startupCommand=command, resources=SMALL
+    )
     await sessions.wait_phase(name, "Running", timeout=60)
     pod = (await the_pod(sessions, name)).metadata.name
 
@@ -137,8 +166,13 @@ async def test_batch_exit_code_from_a_real_process(sessions: SessionClient, test
 
 async def test_memory_over_the_limit_is_oom_killed(sessions: SessionClient) -> None:
     grow = "python3 -c 'b = []\nwhile True: b.append(bytearray(8 << 20))'"
-    name = await sessions.create("oom-real", image="real/python", type="batch", startupCommand=grow,
-                                 resources={"cpu": "100m", "memory": "32Mi"})
+    name = await sessions.create(
+        "oom-real",
+        image="real/python",
+        type="batch",
+        startupCommand=grow,
+        resources={"cpu": "100m", "memory": "32Mi"},
+    )
     body = await sessions.wait_phase(name, "Terminated", timeout=60)
     assert events(body)[-1] == ("kernel_terminated", "oom-killed")
     assert body["status"]["result"] == "FAILURE" and body["status"]["exitCode"] == 137
@@ -157,7 +191,12 @@ async def test_restart_runs_a_new_process(sessions: SessionClient, testbed: laun
 
     # Global state of the old process: a file in its container and its own start time.
     exec_(first, "sh", "-c", "echo state > /tmp/state")
-    before = exec_(first, "python3", "-c", "import os; print(os.stat('/proc/1').st_ctime, open('/proc/1/cmdline').read())")
+    before = exec_(
+        first,
+        "python3",
+        "-c",
+        "import os; print(os.stat('/proc/1').st_ctime, open('/proc/1/cmdline').read())",
+    )
     await sessions.patch_spec(name, {"restartCount": 1})
 
     async def restarted() -> str | None:
@@ -169,11 +208,18 @@ async def test_restart_runs_a_new_process(sessions: SessionClient, testbed: laun
     second = await wait_until(restarted, timeout=60, what="the restarted kernel running")
     assert second != first
     assert exec_(second, "sh", "-c", "test -e /tmp/state && echo kept || echo gone").strip() == "gone"
-    after = exec_(second, "python3", "-c", "import os; print(os.stat('/proc/1').st_ctime, open('/proc/1/cmdline').read())")
+    after = exec_(
+        second,
+        "python3",
+        "-c",
+        "import os; print(os.stat('/proc/1').st_ctime, open('/proc/1/cmdline').read())",
+    )
     assert after != before and "kubernel_runner" in after
 
 
-async def test_destroy_sends_sigterm_within_the_grace_period(sessions: SessionClient, kube: client.ApiClient) -> None:
+async def test_destroy_sends_sigterm_within_the_grace_period(
+    sessions: SessionClient, kube: client.ApiClient
+) -> None:
     name = await sessions.create("sigterm-real", image="real/python", resources=SMALL)
     await sessions.wait_phase(name, "Running", timeout=60)
     pod = (await the_pod(sessions, name)).metadata.name
@@ -183,9 +229,13 @@ async def test_destroy_sends_sigterm_within_the_grace_period(sessions: SessionCl
 
     async def watch_until_terminated() -> None:
         stream = watch.Watch()
-        async for event in stream.stream(core.list_namespaced_pod, sessions.namespace,
-                                         field_selector=f"metadata.name={pod}",
-                                         resource_version=listed.metadata.resource_version, timeout_seconds=60):
+        async for event in stream.stream(
+            core.list_namespaced_pod,
+            sessions.namespace,
+            field_selector=f"metadata.name={pod}",
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=60,
+        ):
             for cs in event["object"].status.container_statuses or []:
                 if cs.state.terminated is not None:
                     final["terminated"] = cs.state.terminated
@@ -202,7 +252,9 @@ async def test_destroy_sends_sigterm_within_the_grace_period(sessions: SessionCl
     assert events(body)[-1] == ("kernel_terminated", "user-requested")
 
 
-async def test_a_pod_deleted_behind_our_back_ends_the_session(sessions: SessionClient, testbed: launcher.Testbed) -> None:
+async def test_a_pod_deleted_behind_our_back_ends_the_session(
+    sessions: SessionClient, testbed: launcher.Testbed
+) -> None:
     name = await sessions.create("deleted-real", image="real/python", resources=SMALL)
     await sessions.wait_phase(name, "Running", timeout=60)
     pod = (await the_pod(sessions, name)).metadata.name
@@ -211,16 +263,20 @@ async def test_a_pod_deleted_behind_our_back_ends_the_session(sessions: SessionC
     assert events(body)[-1] == ("kernel_terminated", "self-terminated")
 
 
-async def test_kernels_resolve_each_other_and_reach_services(sessions: SessionClient, testbed: launcher.Testbed) -> None:
+async def test_kernels_resolve_each_other_and_reach_services(
+    sessions: SessionClient, testbed: launcher.Testbed
+) -> None:
     name = await sessions.create("dns-real", image="real/python", clusterSize=2, resources=SMALL)
     await sessions.wait_phase(name, "Running", timeout=90)
     pods = {p.metadata.labels[r.LABEL_INDEX]: p for p in await sessions.pods(name)}
     main, sub = pods["0"].metadata.name, pods["1"]
-    probe = ("import socket\n"
-             f"print(socket.gethostbyname('sub1.{name}'))\n"
-             "print(socket.gethostbyname('kubernetes.default.svc.cluster.local'))\n"
-             f"socket.create_connection(('kubernetes.default', 443), timeout=5).close()\n"
-             "print('api-reachable')\n")
+    probe = (
+        "import socket\n"
+        f"print(socket.gethostbyname('sub1.{name}'))\n"
+        "print(socket.gethostbyname('kubernetes.default.svc.cluster.local'))\n"
+        f"socket.create_connection(('kubernetes.default', 443), timeout=5).close()\n"
+        "print('api-reachable')\n"
+    )
     done = kubectl(testbed, "-n", sessions.namespace, "exec", main, "--", "python3", "-c", probe)
     assert done.returncode == 0, done.stderr
     sub_ip, api_ip, reached = done.stdout.split()
@@ -229,9 +285,14 @@ async def test_kernels_resolve_each_other_and_reach_services(sessions: SessionCl
 
 
 async def test_a_sandbox_the_node_cannot_create_fails_within_the_start_deadline(
-        sessions: SessionClient, testbed: launcher.Testbed) -> None:
-    runtime_class = {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
-                     "metadata": {"name": "kubernel-test-broken"}, "handler": "no-such-handler"}
+    sessions: SessionClient, testbed: launcher.Testbed
+) -> None:
+    runtime_class = {
+        "apiVersion": "node.k8s.io/v1",
+        "kind": "RuntimeClass",
+        "metadata": {"name": "kubernel-test-broken"},
+        "handler": "no-such-handler",
+    }
     assert kubectl(testbed, "apply", "-f", "-", stdin=json.dumps(runtime_class)).returncode == 0
     try:
         name = await sessions.create("sandbox-real", image="real/broken-runtime", resources=SMALL)

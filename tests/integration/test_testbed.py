@@ -5,19 +5,27 @@ from __future__ import annotations
 
 import copy
 
-from kubernel_testbed.node import SIMULATED_SCHEDULING
 from kubernetes_asyncio import client
+
+from kubernel_testbed.node import SIMULATED_SCHEDULING
 
 from ..waiting import wait_until
 from .images import fresh_image
 
 
-def pod_manifest(name: str, image: str, *, node: str | None = None, env: dict[str, str] | None = None,
-                 restart: str = "Never") -> dict:
+def pod_manifest(
+    name: str,
+    image: str,
+    *,
+    node: str | None = None,
+    env: dict[str, str] | None = None,
+    restart: str = "Never",
+) -> dict:
     spec: dict = {
         "restartPolicy": restart,
-        "containers": [{"name": "main", "image": image,
-                        "env": [{"name": k, "value": v} for k, v in (env or {}).items()]}],
+        "containers": [
+            {"name": "main", "image": image, "env": [{"name": k, "value": v} for k, v in (env or {}).items()]}
+        ],
         "terminationGracePeriodSeconds": 30,
     }
     spec.update(copy.deepcopy(SIMULATED_SCHEDULING))  # the simulated nodes are tainted
@@ -28,7 +36,8 @@ def pod_manifest(name: str, image: str, *, node: str | None = None, env: dict[st
 
 async def event_reasons(core: client.CoreV1Api, namespace: str, pod: str) -> list[str]:
     events = await core.list_namespaced_event(
-        namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}")
+        namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}"
+    )
     # Each of these Events is written once; etcd's revision orders their creation.
     ordered = sorted(events.items, key=lambda e: int(e.metadata.resource_version))
     return [e.reason for e in ordered]
@@ -48,7 +57,8 @@ async def test_simulated_nodes_offer_cpu_memory_and_gpus(kube: client.ApiClient)
 
 
 async def test_pod_goes_through_the_kubelet_sequence_and_pulls_only_once_per_node(
-        kube: client.ApiClient, namespace: str) -> None:
+    kube: client.ApiClient, namespace: str
+) -> None:
     core = client.CoreV1Api(kube)
     image = fresh_image()
     await core.create_namespaced_pod(namespace, pod_manifest("first", image, node="kwok-node-0"))
@@ -102,17 +112,24 @@ async def test_unpullable_image_fails_with_err_image_pull(kube: client.ApiClient
 
     reasons = await wait_until(backoff_event, timeout=30, what="the BackOff Event")
     assert reasons == ["Scheduled", "Pulling", "Failed", "BackOff"]
-    events = await core.list_namespaced_event(namespace, field_selector="involvedObject.name=broken,reason=Failed")
+    events = await core.list_namespaced_event(
+        namespace, field_selector="involvedObject.name=broken,reason=Failed"
+    )
     assert "ErrImagePull" in events.items[0].message
     assert events.items[0].type == "Warning"
 
 
 async def test_marked_pod_exits_with_its_code(kube: client.ApiClient, namespace: str) -> None:
     core = client.CoreV1Api(kube)
-    await core.create_namespaced_pod(namespace, pod_manifest(
-        "fails", fresh_image(), env={"KUBERNEL_SIM_EXIT_CODE": "3", "KUBERNEL_SIM_RUN_FOR": "500ms"}))
-    await core.create_namespaced_pod(namespace, pod_manifest(
-        "succeeds", fresh_image(), env={"KUBERNEL_SIM_EXIT_CODE": "0"}))
+    await core.create_namespaced_pod(
+        namespace,
+        pod_manifest(
+            "fails", fresh_image(), env={"KUBERNEL_SIM_EXIT_CODE": "3", "KUBERNEL_SIM_RUN_FOR": "500ms"}
+        ),
+    )
+    await core.create_namespaced_pod(
+        namespace, pod_manifest("succeeds", fresh_image(), env={"KUBERNEL_SIM_EXIT_CODE": "0"})
+    )
 
     async def finished(name: str) -> client.V1Pod | None:
         pod = await core.read_namespaced_pod(name, namespace)

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from kubernel_testbed.polling import free_port
 
 from ..waiting import wait_until
@@ -51,10 +52,12 @@ class RunnerProcess:
                 return resp.status, json.loads(body)
             return resp.status, body
 
-    async def execute(self, code: str = "", mode: str = "query", run_id: str | None = None,
-                      options: dict | None = None) -> dict:
-        status, body = await self.call("POST", "/execute", json={"mode": mode, "code": code, "runId": run_id,
-                                                                  "options": options})
+    async def execute(
+        self, code: str = "", mode: str = "query", run_id: str | None = None, options: dict | None = None
+    ) -> dict:
+        status, body = await self.call(
+            "POST", "/execute", json={"mode": mode, "code": code, "runId": run_id, "options": options}
+        )
         assert status == 200, body
         return body
 
@@ -75,19 +78,29 @@ def text(console: list, kind: str) -> str:
     return "".join(item[1] for item in console if item[0] == kind)
 
 
-async def start_runner(tmp: Path, http: aiohttp.ClientSession, *, bound: bool = True,
-                       **env: str) -> RunnerProcess:
+async def start_runner(
+    tmp: Path, http: aiohttp.ClientSession, *, bound: bool = True, **env: str
+) -> RunnerProcess:
     identity, workdir = tmp / "identity", tmp / "work"
     identity.mkdir()
     workdir.mkdir()
     port = free_port()
     log = tmp / "runner.log"
-    environ = {**os.environ, "KUBERNEL_RUNNER_PORT": str(port), "KUBERNEL_RUNNER_IDENTITY": str(identity),
-               "KUBERNEL_RUNNER_WORKDIR": str(workdir), "KUBERNEL_RUNNER_CONTINUE_SECONDS": "1", **env}
+    environ = {
+        **os.environ,
+        "KUBERNEL_RUNNER_PORT": str(port),
+        "KUBERNEL_RUNNER_IDENTITY": str(identity),
+        "KUBERNEL_RUNNER_WORKDIR": str(workdir),
+        "KUBERNEL_RUNNER_CONTINUE_SECONDS": "1",
+        **env,
+    }
     with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "kubernel_runner", env=environ,
-                                                       stdout=out, stderr=asyncio.subprocess.STDOUT)
-    runner = RunnerProcess(process, f"http://127.0.0.1:{port}", secrets.token_hex(24), identity, workdir, log, http)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "kubernel_runner", env=environ, stdout=out, stderr=asyncio.subprocess.STDOUT
+        )
+    runner = RunnerProcess(
+        process, f"http://127.0.0.1:{port}", secrets.token_hex(24), identity, workdir, log, http
+    )
     if bound:
         bind(runner)
         await wait_ready(runner)
@@ -128,11 +141,18 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture(scope="module")
-async def unbound(tmp_path_factory: pytest.TempPathFactory, http: aiohttp.ClientSession) -> AsyncIterator[RunnerProcess]:
+async def unbound(
+    tmp_path_factory: pytest.TempPathFactory, http: aiohttp.ClientSession
+) -> AsyncIterator[RunnerProcess]:
     """Started unbound; bound by the first test."""
-    started = await start_runner(tmp_path_factory.mktemp("runner"), http, bound=False,
-                                 KUBERNEL_RUNNER_UPLOAD_LIMIT="4096", KUBERNEL_RUNNER_OUTPUT_LIMIT="65536",
-                                 KUBERNEL_RUNNER_REAP_SECONDS="0.1")
+    started = await start_runner(
+        tmp_path_factory.mktemp("runner"),
+        http,
+        bound=False,
+        KUBERNEL_RUNNER_UPLOAD_LIMIT="4096",
+        KUBERNEL_RUNNER_OUTPUT_LIMIT="65536",
+        KUBERNEL_RUNNER_REAP_SECONDS="0.1",
+    )
     yield started
     await stop(started)
 
@@ -165,8 +185,9 @@ async def test_unbound_until_the_identity_arrives_then_ready_and_guarded(unbound
     assert await health(runner) == (200, {"status": "ready"})
     assert "kernel ready: pid " in runner.log.read_text()
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": runner.token}):
-        status, body = await runner.call("POST", "/execute", auth=False, headers=headers,
-                                         json={"mode": "query", "code": "1"})
+        status, body = await runner.call(
+            "POST", "/execute", auth=False, headers=headers, json={"mode": "query", "code": "1"}
+        )
         assert status == 401 and body["status"] == 401 and set(body) == {"type", "title", "status", "detail"}
     status, _ = await runner.call("GET", "/files", auth=False)
     assert status == 401
@@ -176,8 +197,10 @@ async def test_a_query_keeps_state_and_its_output(runner: RunnerProcess) -> None
     first = await runner.execute("x = 1")
     assert first["status"] == "finished" and first["console"] == [] and first["exitCode"] == 0
     assert first["options"] is None and first["files"] == [] and first["runId"]
-    _, console = await runner.run("import os, sys\nprint(x, os.environ['GREETING'])\nprint('oops', file=sys.stderr)\n"
-                                  "print(sorted(k for k in os.environ if k.startswith('KUBERNEL_RUNNER')))")
+    _, console = await runner.run(
+        "import os, sys\nprint(x, os.environ['GREETING'])\nprint('oops', file=sys.stderr)\n"
+        "print(sorted(k for k in os.environ if k.startswith('KUBERNEL_RUNNER')))"
+    )
     assert text(console, "stdout") == "1 hello\n[]\n" and text(console, "stderr") == "oops\n"
     result, console = await runner.run("6 * 7")
     assert console == [["stdout", "42"]]
@@ -215,16 +238,28 @@ async def test_input_waits_and_resumes(runner: RunnerProcess) -> None:
     # A new query abandons a run that waits for input (interrupted, forgotten).
     _, console = await runner.run("print('next')")
     assert text(console, "stdout") == "next\n"
-    status, _ = await runner.call("POST", "/execute", json={"mode": "input", "code": "x", "runId": secret["runId"]})
+    status, _ = await runner.call(
+        "POST", "/execute", json={"mode": "input", "code": "x", "runId": secret["runId"]}
+    )
     assert status == 404
 
 
-@pytest.mark.parametrize("body", [
-    b"not json", b"[1]", b'{"mode": "exec"}', b'{"mode": "continue"}', b'{"mode": "query", "code": 5}',
-    b'{"mode": "query", "runId": "../x"}', b'{"mode": "batch", "options": {"exec": 3}}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[1]",
+        b'{"mode": "exec"}',
+        b'{"mode": "continue"}',
+        b'{"mode": "query", "code": 5}',
+        b'{"mode": "query", "runId": "../x"}',
+        b'{"mode": "batch", "options": {"exec": 3}}',
+    ],
+)
 async def test_bad_execute_bodies_are_400_problems(runner: RunnerProcess, body: bytes) -> None:
-    status, answer = await runner.call("POST", "/execute", data=body, headers={"Content-Type": "application/json"})
+    status, answer = await runner.call(
+        "POST", "/execute", data=body, headers={"Content-Type": "application/json"}
+    )
     assert status == 400 and answer["status"] == 400 and "Traceback" not in answer["detail"]
 
 
@@ -238,13 +273,18 @@ async def test_interrupt_stops_an_endless_loop(runner: RunnerProcess) -> None:
 
 
 async def test_completion(runner: RunnerProcess) -> None:
-    status, body = await runner.call("POST", "/complete", json={
-        "code": "import o", "options": {"row": 0, "col": 8, "line": "import o", "post": ""}})
+    status, body = await runner.call(
+        "POST",
+        "/complete",
+        json={"code": "import o", "options": {"row": 0, "col": 8, "line": "import o", "post": ""}},
+    )
     assert status == 200 and body["result"]["status"] == "finished" and "os" in body["result"]["completions"]
 
 
 async def batch(runner: RunnerProcess, **options: Any) -> tuple[list[tuple[str, int | None]], list]:
-    result = await runner.execute("", "batch", options={"clean": None, "build": None, "exec": None, **options})
+    result = await runner.execute(
+        "", "batch", options={"clean": None, "build": None, "exec": None, **options}
+    )
     answers, console = [(result["status"], result["exitCode"])], list(result["console"])
     while result["status"] != "finished":
         result = await runner.execute("", "continue", result["runId"])
@@ -254,9 +294,12 @@ async def batch(runner: RunnerProcess, **options: Any) -> tuple[list[tuple[str, 
 
 
 async def test_batch_steps_and_their_exit_codes(runner: RunnerProcess) -> None:
-    answers, console = await batch(runner, clean="echo cleaning; exit 4",
-                                   build="printf 'print(6 * 7)\\nraise SystemExit(3)\\n' > main.py; echo built",
-                                   exec="python3 main.py")
+    answers, console = await batch(
+        runner,
+        clean="echo cleaning; exit 4",
+        build="printf 'print(6 * 7)\\nraise SystemExit(3)\\n' > main.py; echo built",
+        exec="python3 main.py",
+    )
     assert answers == [("clean-finished", 4), ("build-finished", 0), ("finished", 3)]
     assert text(console, "stdout") == "cleaning\nbuilt\n42\n"
     answers, console = await batch(runner, build="echo broken >&2; false", exec="echo never")
@@ -277,19 +320,30 @@ def multipart(files: dict[str, bytes]) -> aiohttp.MultipartWriter:
 
 
 async def test_files_upload_list_download(runner: RunnerProcess) -> None:
-    status, _ = await runner.call("POST", "/upload", data=multipart({"data/hello.txt": b"hello\n", "top.txt": b"t"}))
+    status, _ = await runner.call(
+        "POST", "/upload", data=multipart({"data/hello.txt": b"hello\n", "top.txt": b"t"})
+    )
     assert status == 204
     assert (runner.workdir / "data" / "hello.txt").read_bytes() == b"hello\n"
     status, listed = await runner.call("GET", "/files", params={"path": "data"})
-    assert status == 200 and listed["errors"] == "" and listed["abspath"] == str((runner.workdir / "data").resolve())
+    assert (
+        status == 200
+        and listed["errors"] == ""
+        and listed["abspath"] == str((runner.workdir / "data").resolve())
+    )
     entries = json.loads(listed["files"])
-    assert [(e["filename"], e["size"]) for e in entries] == [("hello.txt", 6)] and entries[0]["mode"] == "-rw-r--r--"
+    assert [(e["filename"], e["size"]) for e in entries] == [("hello.txt", 6)] and entries[0][
+        "mode"
+    ] == "-rw-r--r--"
     status, top = await runner.call("GET", "/files", params={"path": str(runner.workdir)})
     assert status == 200 and {"data", "top.txt"} <= {e["filename"] for e in json.loads(top["files"])}
     _, console = await runner.run("print(open('data/hello.txt').read(), end='')")
     assert text(console, "stdout") == "hello\n"
-    async with runner.http.get(runner.base_url + "/download", headers=runner.auth,
-                               params=[("file", "data/hello.txt"), ("file", "data")]) as resp:
+    async with runner.http.get(
+        runner.base_url + "/download",
+        headers=runner.auth,
+        params=[("file", "data/hello.txt"), ("file", "data")],
+    ) as resp:
         assert resp.status == 200 and resp.content_type == "multipart/mixed"
         reader = aiohttp.MultipartReader.from_response(resp)
         archives = []
@@ -304,22 +358,40 @@ async def test_files_upload_list_download(runner: RunnerProcess) -> None:
 async def test_paths_outside_the_working_directory_are_refused(runner: RunnerProcess) -> None:
     os.symlink("/", runner.workdir / "root-link")
     os.symlink("/etc/passwd", runner.workdir / "passwd-link")
-    for escape in ("..", "../..", "/etc", "/etc/passwd", "root-link", "root-link/etc", "passwd-link",
-                   f"{runner.workdir}/../..", "a\x00b"):
+    for escape in (
+        "..",
+        "../..",
+        "/etc",
+        "/etc/passwd",
+        "root-link",
+        "root-link/etc",
+        "passwd-link",
+        f"{runner.workdir}/../..",
+        "a\x00b",
+    ):
         status, body = await runner.call("GET", "/files", params={"path": escape})
         assert status == 400 and body["status"] == 400, (escape, body)
         status, body = await runner.call("GET", "/download", params={"file": escape})
         assert status == 400, (escape, body)
-    for escape in ("../escaped.txt", "/tmp/escaped-kubernel.txt", "root-link/tmp/escaped-kubernel.txt",
-                   "passwd-link"):
+    for escape in (
+        "../escaped.txt",
+        "/tmp/escaped-kubernel.txt",
+        "root-link/tmp/escaped-kubernel.txt",
+        "passwd-link",
+    ):
         status, body = await runner.call("POST", "/upload", data=multipart({escape: b"x"}))
         assert status == 400, (escape, body)
-    assert not Path("/tmp/escaped-kubernel.txt").exists() and not (runner.workdir.parent / "escaped.txt").exists()
+    assert (
+        not Path("/tmp/escaped-kubernel.txt").exists()
+        and not (runner.workdir.parent / "escaped.txt").exists()
+    )
     # A listing shows a link as a link; a download leaves it out.
     status, listed = await runner.call("GET", "/files", params={"path": "."})
     modes = {e["filename"]: e["mode"] for e in json.loads(listed["files"])}
     assert modes["root-link"].startswith("l")
-    async with runner.http.get(runner.base_url + "/download", headers=runner.auth, params={"file": "."}) as resp:
+    async with runner.http.get(
+        runner.base_url + "/download", headers=runner.auth, params={"file": "."}
+    ) as resp:
         part = await aiohttp.MultipartReader.from_response(resp).next()
         names = tarfile.open(fileobj=io.BytesIO(await part.read())).getnames()
     assert names and not any("link" in name for name in names)
@@ -349,7 +421,9 @@ async def test_stats(runner: RunnerProcess) -> None:
 async def test_the_terminal_echoes_a_command(runner: RunnerProcess) -> None:
     async with runner.http.ws_connect(runner.base_url + "/pty", headers=runner.auth) as ws:
         await ws.send_str(json.dumps({"type": "resize", "rows": 30, "cols": 100}))
-        await ws.send_str(json.dumps({"type": "stdin", "chars": base64.b64encode(b"echo pty-$((6*7))\n").decode()}))
+        await ws.send_str(
+            json.dumps({"type": "stdin", "chars": base64.b64encode(b"echo pty-$((6*7))\n").decode()})
+        )
         output = b""
 
         async def echoed() -> bool:
@@ -368,8 +442,10 @@ async def test_the_terminal_echoes_a_command(runner: RunnerProcess) -> None:
 
 
 async def test_orphans_of_the_users_code_are_adopted_and_reaped(runner: RunnerProcess) -> None:
-    _, console = await runner.run("import subprocess\nprint(subprocess.run(['sh', '-c', 'sleep 3 >/dev/null & "
-                                  "echo $!'], capture_output=True, text=True).stdout.strip())")
+    _, console = await runner.run(
+        "import subprocess\nprint(subprocess.run(['sh', '-c', 'sleep 3 >/dev/null & "
+        "echo $!'], capture_output=True, text=True).stdout.strip())"
+    )
     orphan = int(text(console, "stdout"))
 
     def stat() -> list[str] | None:
@@ -392,7 +468,9 @@ async def test_sigterm_ends_the_runner_with_status_0(runner: RunnerProcess) -> N
     assert "SIGTERM received" in runner.log.read_text()
 
 
-async def test_a_dying_kernel_answers_then_the_runner_exits_1(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+async def test_a_dying_kernel_answers_then_the_runner_exits_1(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
     dying = await start_runner(tmp_path, http)
     try:
         result, console = await dying.run("print('bye', flush=True)\nimport os; os._exit(1)")
@@ -409,14 +487,17 @@ def children(pid: int) -> list[tuple[int, str]]:
     for entry in Path("/proc").iterdir():
         try:
             if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+                found.append(
+                    (int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+                )
         except (OSError, IndexError, ValueError):
             continue
     return found
 
 
-async def test_a_kernel_that_dies_between_executions_ends_the_runner(tmp_path: Path,
-                                                                     http: aiohttp.ClientSession) -> None:
+async def test_a_kernel_that_dies_between_executions_ends_the_runner(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
     dying = await start_runner(tmp_path, http)
     try:
         [(kernel, _)] = [c for c in children(dying.process.pid) if "ipykernel" in c[1]]

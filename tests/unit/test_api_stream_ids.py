@@ -4,26 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from kubernel_api.events import Cursor, entries_after, ids_for, message
 from kubernel_api.informer import Informer
 from kubernel_api.keypairs import Keypair, Role
 from kubernel_api.metrics import Metrics
 from kubernel_api.stream import Hub, StreamFilter
 
-T0 = datetime(2026, 11, 21, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 21, tzinfo=UTC)
 ROOT = Keypair(access_key="AKIAROOT", secret_key="s" * 20, role=Role.SUPERADMIN)
 EVENTS = ["kernel_preparing", "kernel_pulling", "kernel_creating", "kernel_started"]
 
 
 def body(uid: str, name: str, entries: int, rv: int) -> dict:
-    return {"metadata": {"uid": uid, "namespace": "ns", "name": name, "resourceVersion": str(rv)},
-            "spec": {"sessionId": name, "owner": {"accessKey": "AKIAU", "domain": "default", "group": "default"}},
-            "status": {"lastSeq": entries, "lifecycle": [
-                {"seq": s, "event": EVENTS[(s - 1) % 4], "reason": "", "time": (T0 + timedelta(seconds=s)).isoformat()}
-                for s in range(1, entries + 1)]}}
+    return {
+        "metadata": {"uid": uid, "namespace": "ns", "name": name, "resourceVersion": str(rv)},
+        "spec": {"sessionId": name, "owner": {"accessKey": "AKIAU", "domain": "default", "group": "default"}},
+        "status": {
+            "lastSeq": entries,
+            "lifecycle": [
+                {
+                    "seq": s,
+                    "event": EVENTS[(s - 1) % 4],
+                    "reason": "",
+                    "time": (T0 + timedelta(seconds=s)).isoformat(),
+                }
+                for s in range(1, entries + 1)
+            ],
+        },
+    }
 
 
 def test_cursor_round_trip_and_rejects_foreign_ids() -> None:

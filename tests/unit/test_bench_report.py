@@ -40,7 +40,11 @@ def test_throughput_ratio_and_targets() -> None:
 def test_table_aligns_columns() -> None:
     text = table([("plain Pods", "12.0"), ("kubernel", "130.5")], ("what", "p50 ms"))
     lines = text.splitlines()
-    assert lines[0] == "what        p50 ms" and lines[2] == "plain Pods    12.0" and lines[3] == "kubernel     130.5"
+    assert (
+        lines[0] == "what        p50 ms"
+        and lines[2] == "plain Pods    12.0"
+        and lines[3] == "kubernel     130.5"
+    )
 
 
 METRICS = """\
@@ -61,7 +65,11 @@ def test_request_counts_keep_failures_apart_and_leave_out_non_resource_paths() -
 def test_requests_per_item_between_two_scrapes() -> None:
     before = Counter({"POST pods": 12, "PATCH pods/status": 7})
     after = Counter({"POST pods": 32, "PATCH pods/status": 67, "GET kernelsessions": 10})
-    assert per_item(before, after, 20) == {"PATCH pods/status": 3.0, "POST pods": 1.0, "GET kernelsessions": 0.5}
+    assert per_item(before, after, 20) == {
+        "PATCH pods/status": 3.0,
+        "POST pods": 1.0,
+        "GET kernelsessions": 0.5,
+    }
     assert list(per_item(before, after, 20)) == ["PATCH pods/status", "POST pods", "GET kernelsessions"]
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernel_api import keypairs as kp
-from kubernel_api.limits import Limits
 
 from kubernel.images import ImageTable
+from kubernel_api import keypairs as kp
+from kubernel_api.limits import Limits
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "kubernel"
@@ -26,8 +26,12 @@ KEYPAIR_NAMESPACE = "kubernel-keypairs"  # keypairs live apart by default
 
 
 def render(helm_bin: str, *args: str) -> list[dict]:
-    out = subprocess.run([helm_bin, "template", RELEASE, str(CHART), "-n", NAMESPACE, *args],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [helm_bin, "template", RELEASE, str(CHART), "-n", NAMESPACE, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
@@ -42,8 +46,13 @@ def env_of(deployment: dict) -> dict[str, str]:
 
 
 def rules_of(role: dict) -> set[tuple[str, str, str]]:
-    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
-            for v in rule["verbs"]}
+    return {
+        (g, r, v)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
 
 
 @pytest.fixture(scope="module")
@@ -64,30 +73,38 @@ def test_lint_is_clean(helm_bin: str, values: Path | None) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("setting", "complaint"), [
-    ("operator.replicas=2", "operator.replicas"),
-    ("api.replicsa=2", "replicsa"),
-    ("sessions.limits.memory=lots", "memory"),
-    ("image.pullPolicy=Sometimes", "pullPolicy"),
-    ("keypairs.bootstrap.secretKey=short", "secretKey"),
-    ("sessions.namespace=Not_A_Namespace", "namespace"),
-    ("ingress.hosts[0].paths[0].pathType=Anything", "pathType"),
-])
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("operator.replicas=2", "operator.replicas"),
+        ("api.replicsa=2", "replicsa"),
+        ("sessions.limits.memory=lots", "memory"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("keypairs.bootstrap.secretKey=short", "secretKey"),
+        ("sessions.namespace=Not_A_Namespace", "namespace"),
+        ("ingress.hosts[0].paths[0].pathType=Anything", "pathType"),
+    ],
+)
 def test_the_schema_refuses_bad_values(helm_bin: str, setting: str, complaint: str) -> None:
-    result = subprocess.run([helm_bin, "template", RELEASE, str(CHART), "--set", setting],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [helm_bin, "template", RELEASE, str(CHART), "--set", setting], capture_output=True, text=True
+    )
     assert result.returncode != 0 and complaint in result.stderr, result.stderr
 
 
 def test_every_object_is_labelled_and_namespaced(default: list[dict]) -> None:
     for obj in default:
         labels = obj["metadata"]["labels"]
-        assert labels["app.kubernetes.io/instance"] == RELEASE and labels["app.kubernetes.io/part-of"] == "kubernel"
+        assert (
+            labels["app.kubernetes.io/instance"] == RELEASE
+            and labels["app.kubernetes.io/part-of"] == "kubernel"
+        )
         assert "app.kubernetes.io/component" in labels, obj["metadata"]["name"]
         if obj["kind"] == "Namespace":  # the keypairs' own
             assert obj["metadata"]["name"] == KEYPAIR_NAMESPACE
-        elif obj["kind"] == "Secret" and labels["app.kubernetes.io/component"] == "keypair" or obj["metadata"][
-                "name"] == "kn-kubernel-api-keypairs":
+        elif (obj["kind"] == "Secret" and labels["app.kubernetes.io/component"] == "keypair") or obj[
+            "metadata"
+        ]["name"] == "kn-kubernel-api-keypairs":
             assert obj["metadata"]["namespace"] == KEYPAIR_NAMESPACE, obj["metadata"]["name"]
         else:
             assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
@@ -101,11 +118,17 @@ def test_both_deployments_run_locked_down(default: list[dict]) -> None:
         assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert container["securityContext"] == {
-            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
         assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-        assert {m["mountPath"] for m in container["volumeMounts"]} == {"/etc/kubernel", "/tmp",
-                                                                       "/var/run/kubernel/runner-key"}
+        assert {m["mountPath"] for m in container["volumeMounts"]} == {
+            "/etc/kubernel",
+            "/tmp",
+            "/var/run/kubernel/runner-key",
+        }
         assert container["image"] == "ghcr.io/kubernel/kubernel:0.1.0"
 
 
@@ -115,9 +138,12 @@ def test_the_api_deployment(default: list[dict]) -> None:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     env = env_of(deployment)
-    assert env["KUBERNEL_API_NAMESPACE"] == NAMESPACE and env["KUBERNEL_KEYPAIR_NAMESPACE"] == KEYPAIR_NAMESPACE
-    assert Limits.model_validate_json(env["KUBERNEL_API_LIMITS"]) == Limits(cpu="64", memory="256Gi", gpu=8,
-                                                                             cluster_size=16)
+    assert (
+        env["KUBERNEL_API_NAMESPACE"] == NAMESPACE and env["KUBERNEL_KEYPAIR_NAMESPACE"] == KEYPAIR_NAMESPACE
+    )
+    assert Limits.model_validate_json(env["KUBERNEL_API_LIMITS"]) == Limits(
+        cpu="64", memory="256Gi", gpu=8, cluster_size=16
+    )
     assert env["KUBERNEL_API_MAX_BODY"] == "1048576"
     pdb = one(default, "PodDisruptionBudget", "kn-kubernel-api")
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
@@ -125,13 +151,17 @@ def test_the_api_deployment(default: list[dict]) -> None:
     assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
 
 
-@pytest.mark.parametrize(("drain", "pre_stop", "grace"), [
-    (None, {"exec": {"command": ["sleep", "5"]}}, 35),
-    (12, {"exec": {"command": ["sleep", "12"]}}, 42),
-    (0, None, 30),
-])
-def test_a_leaving_api_pod_keeps_serving_while_proxies_catch_up(helm_bin: str, drain: int | None,
-                                                                 pre_stop: dict | None, grace: int) -> None:
+@pytest.mark.parametrize(
+    ("drain", "pre_stop", "grace"),
+    [
+        (None, {"exec": {"command": ["sleep", "5"]}}, 35),
+        (12, {"exec": {"command": ["sleep", "12"]}}, 42),
+        (0, None, 30),
+    ],
+)
+def test_a_leaving_api_pod_keeps_serving_while_proxies_catch_up(
+    helm_bin: str, drain: int | None, pre_stop: dict | None, grace: int
+) -> None:
     objects = render(helm_bin, *([] if drain is None else ["--set", f"api.drainSeconds={drain}"]))
     pod = one(objects, "Deployment", "kn-kubernel-api")["spec"]["template"]["spec"]
     assert pod["containers"][0].get("lifecycle", {}).get("preStop") == pre_stop
@@ -158,18 +188,23 @@ def test_the_image_table_is_what_the_services_load(helm_bin: str) -> None:
 
 def test_rbac_is_least_privilege(default: list[dict]) -> None:
     api = rules_of(one(default, "Role", "kn-kubernel-api"))
-    assert api == {("kubernel.io", "kernelsessions", v) for v in ("get", "list", "watch", "create", "patch", "delete")
-                   } | {("kubernel.io", "kernelsessions/status", v) for v in ("get", "patch")
-                        } | {("", "pods/log", "get"),  # kernel logs
-                             ("", "persistentvolumeclaims", "get")}  # whose folder a claim is; no Secret
-    assert rules_of(one(default, "Role", "kn-kubernel-api-keypairs")) == {("", "secrets", v)
-                                                                         for v in ("get", "list", "watch")}
+    assert api == {
+        ("kubernel.io", "kernelsessions", v) for v in ("get", "list", "watch", "create", "patch", "delete")
+    } | {("kubernel.io", "kernelsessions/status", v) for v in ("get", "patch")} | {
+        ("", "pods/log", "get"),  # kernel logs
+        ("", "persistentvolumeclaims", "get"),
+    }  # whose folder a claim is; no Secret
+    assert rules_of(one(default, "Role", "kn-kubernel-api-keypairs")) == {
+        ("", "secrets", v) for v in ("get", "list", "watch")
+    }
     operator = rules_of(one(default, "Role", "kn-kubernel-operator"))
     assert ("", "pods", "create") in operator
     # Runner Secrets are created, never read back: the operator cannot read keypairs.
     assert {(g, r, v) for g, r, v in operator if r == "secrets"} == {("", "secrets", "create")}
     assert ("kopf.dev", "kopfpeerings", "patch") in operator
-    assert not [o for o in default if o["kind"].startswith("Cluster")], "namespace scope needs no cluster roles"
+    assert not [o for o in default if o["kind"].startswith("Cluster")], (
+        "namespace scope needs no cluster roles"
+    )
 
 
 def test_cluster_wide_scope(helm_bin: str) -> None:
@@ -177,7 +212,9 @@ def test_cluster_wide_scope(helm_bin: str) -> None:
     role = one(objects, "ClusterRole", "kubernel-kn-kubernel-operator")
     assert ("kopf.dev", "clusterkopfpeerings", "patch") in rules_of(role)
     binding = one(objects, "ClusterRoleBinding", "kubernel-kn-kubernel-operator")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kn-kubernel-operator", "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "kn-kubernel-operator", "namespace": NAMESPACE}
+    ]
     assert env_of(one(objects, "Deployment", "kn-kubernel-operator"))["KUBERNEL_NAMESPACES"] == ""
     assert one(objects, "ClusterKopfPeering", "kn-kubernel")
     assert one(objects, "Role", "kn-kubernel-api")["metadata"]["namespace"] == "kernels"
@@ -186,21 +223,39 @@ def test_cluster_wide_scope(helm_bin: str) -> None:
 
 
 def test_a_cluster_wide_operator_writes_pods_only_where_sessions_may_run(helm_bin: str) -> None:
-    objects = render(helm_bin, "-f", str(REPO / "helm" / "examples" / "cluster-wide.yaml"),
-                     "--set-json", 'scope.sessionNamespaces=["kernels","team-a"]')
+    objects = render(
+        helm_bin,
+        "-f",
+        str(REPO / "helm" / "examples" / "cluster-wide.yaml"),
+        "--set-json",
+        'scope.sessionNamespaces=["kernels","team-a"]',
+    )
     reads = rules_of(one(objects, "ClusterRole", "kubernel-kn-kubernel-operator"))
-    assert ("", "pods", "watch") in reads and not {v for g, r_, v in reads if r_ == "pods"} - {"get", "list", "watch"}
+    assert ("", "pods", "watch") in reads and not {v for g, r_, v in reads if r_ == "pods"} - {
+        "get",
+        "list",
+        "watch",
+    }
     writes = one(objects, "ClusterRole", "kubernel-kn-kubernel-operator-sessions")
     assert ("", "pods", "create") in rules_of(writes)
-    bindings = [o for o in objects if o["kind"] == "RoleBinding" and o["roleRef"]["name"] == writes["metadata"]["name"]]
+    bindings = [
+        o
+        for o in objects
+        if o["kind"] == "RoleBinding" and o["roleRef"]["name"] == writes["metadata"]["name"]
+    ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["kernels", "team-a"]
-    assert not [o for o in objects if o["kind"] == "ClusterRoleBinding"
-                and o["roleRef"]["name"] == writes["metadata"]["name"]], "no cluster-wide Pod writes"
+    assert not [
+        o
+        for o in objects
+        if o["kind"] == "ClusterRoleBinding" and o["roleRef"]["name"] == writes["metadata"]["name"]
+    ], "no cluster-wide Pod writes"
     policy = one(objects, "ValidatingAdmissionPolicy", "kubernel-kn-kubernel-kernel-pods")
     assert policy["spec"]["matchConditions"][0]["expression"] == (
-        'request.userInfo.username == "system:serviceaccount:kubernel:kn-kubernel-operator"')
+        'request.userInfo.username == "system:serviceaccount:kubernel:kn-kubernel-operator"'
+    )
     assert one(objects, "ValidatingAdmissionPolicyBinding", "kubernel-kn-kubernel-kernel-pods")["spec"][
-        "validationActions"] == ["Deny"]
+        "validationActions"
+    ] == ["Deny"]
     namespaced = render(helm_bin)
     assert not [o for o in namespaced if o["kind"].startswith("ValidatingAdmission")]
 
@@ -223,9 +278,11 @@ def test_an_ingress_host_left_empty_matches_every_host(helm_bin: str, tmp_path: 
     from kubernel_testbed import deploy
 
     digest = "sha256:" + "ab" * 32
-    values = deploy.chart_values(f"registry.kubernel.test/kubernel/kubernel@{digest}",
-                                 yaml.safe_load(deploy.DEV_IMAGE_TABLE.read_text()),
-                                 yaml.safe_load(deploy.TRAEFIK_VALUES.read_text())["ingress"])
+    values = deploy.chart_values(
+        f"registry.kubernel.test/kubernel/kubernel@{digest}",
+        yaml.safe_load(deploy.DEV_IMAGE_TABLE.read_text()),
+        yaml.safe_load(deploy.TRAEFIK_VALUES.read_text())["ingress"],
+    )
     (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
     objects = render(helm_bin, "-f", str(tmp_path / "values.yaml"))
     ingress = one(objects, "Ingress", "kn-kubernel-api")
@@ -243,13 +300,26 @@ def test_the_bootstrap_keypair_is_one_the_api_accepts(default: list[dict], helm_
     labels = secret["metadata"]["labels"]
     assert "managed-by" not in kp.SELECTOR, "Helm labels what it installs managed-by=Helm"
     assert all(labels[k] == v for k, v in (kv.split("=") for kv in kp.SELECTOR.split(",")))
-    given = one(render(helm_bin, "--set", "keypairs.bootstrap.accessKey=AKIAGIVEN",
-                       "--set", "keypairs.bootstrap.secretKey=a-secret-of-my-choosing"),
-                "Secret", "kn-kubernel-bootstrap-keypair")
-    assert kp.from_secret(given).access_key == "AKIAGIVEN" and given["metadata"]["labels"][
-        "kubernel.io/access-key"] == "AKIAGIVEN"
-    assert [o["metadata"]["name"] for o in render(helm_bin, "--set", "keypairs.bootstrap.enabled=false")
-            if o["kind"] == "Secret"] == ["kn-kubernel-runner-key"]
+    given = one(
+        render(
+            helm_bin,
+            "--set",
+            "keypairs.bootstrap.accessKey=AKIAGIVEN",
+            "--set",
+            "keypairs.bootstrap.secretKey=a-secret-of-my-choosing",
+        ),
+        "Secret",
+        "kn-kubernel-bootstrap-keypair",
+    )
+    assert (
+        kp.from_secret(given).access_key == "AKIAGIVEN"
+        and given["metadata"]["labels"]["kubernel.io/access-key"] == "AKIAGIVEN"
+    )
+    assert [
+        o["metadata"]["name"]
+        for o in render(helm_bin, "--set", "keypairs.bootstrap.enabled=false")
+        if o["kind"] == "Secret"
+    ] == ["kn-kubernel-runner-key"]
 
 
 def test_keypairs_live_apart_by_default(default: list[dict], helm_bin: str) -> None:
@@ -257,9 +327,15 @@ def test_keypairs_live_apart_by_default(default: list[dict], helm_bin: str) -> N
     uninstall); a namespace given, or the release's own, is not created."""
     namespace = one(default, "Namespace", KEYPAIR_NAMESPACE)
     assert namespace["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert {(o["kind"], o["metadata"]["name"]) for o in default if o["metadata"].get("namespace") == KEYPAIR_NAMESPACE} == {
-        ("Secret", "kn-kubernel-bootstrap-keypair"), ("Role", "kn-kubernel-api-keypairs"),
-        ("RoleBinding", "kn-kubernel-api-keypairs")}
+    assert {
+        (o["kind"], o["metadata"]["name"])
+        for o in default
+        if o["metadata"].get("namespace") == KEYPAIR_NAMESPACE
+    } == {
+        ("Secret", "kn-kubernel-bootstrap-keypair"),
+        ("Role", "kn-kubernel-api-keypairs"),
+        ("RoleBinding", "kn-kubernel-api-keypairs"),
+    }
     for given in (("--set", "keypairs.namespace=kubernel"), ("--set", "keypairs.createNamespace=false")):
         assert not [o for o in render(helm_bin, *given) if o["kind"] == "Namespace"]
 
@@ -270,19 +346,36 @@ def test_both_services_share_the_mounted_runner_key(default: list[dict]) -> None
     assert len(base64.b64decode(key["data"]["key"])) >= 32
     for name in ("kn-kubernel-api", "kn-kubernel-operator"):
         pod = one(default, "Deployment", name)["spec"]["template"]["spec"]
-        assert {"name": "runner-key", "secret": {"secretName": "kn-kubernel-runner-key", "defaultMode": 0o400}} in (
-            pod["volumes"])
-        assert env_of(one(default, "Deployment", name))["KUBERNEL_RUNNER_KEY_FILE"] == "/var/run/kubernel/runner-key/key"
+        assert {
+            "name": "runner-key",
+            "secret": {"secretName": "kn-kubernel-runner-key", "defaultMode": 0o400},
+        } in (pod["volumes"])
+        assert (
+            env_of(one(default, "Deployment", name))["KUBERNEL_RUNNER_KEY_FILE"]
+            == "/var/run/kubernel/runner-key/key"
+        )
 
 
 def test_optional_parts_follow_their_values(helm_bin: str) -> None:
-    single = render(helm_bin, "--set", "api.replicas=1", "--set", "operator.peering.enabled=false",
-                    "--set", "tests.enabled=false", "--set", "image.digest=sha256:" + "a" * 64)
+    single = render(
+        helm_bin,
+        "--set",
+        "api.replicas=1",
+        "--set",
+        "operator.peering.enabled=false",
+        "--set",
+        "tests.enabled=false",
+        "--set",
+        "image.digest=sha256:" + "a" * 64,
+    )
     kinds = {o["kind"] for o in single}
     assert "PodDisruptionBudget" not in kinds and "KopfPeering" not in kinds and "Pod" not in kinds
     operator = one(single, "Deployment", "kn-kubernel-operator")
     assert env_of(operator)["KUBERNEL_PEERING"] == ""
-    assert operator["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/kubernel/kubernel@sha256:" + "a" * 64
+    assert (
+        operator["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "ghcr.io/kubernel/kubernel@sha256:" + "a" * 64
+    )
 
 
 def test_helm_test_calls_the_api_readiness_through_the_service(default: list[dict]) -> None:

@@ -20,7 +20,11 @@ STATUSES = ("same", "fixed", "kept (", "beyond the seeds")
 
 def definitions(path: str, symbol: str) -> list[int]:
     lines = (REPO / path).read_text().splitlines()
-    return [n for n, text in enumerate(lines, 1) if re.search(rf"\b(def|class) {symbol}\b|^\s*{symbol}\s*[:=]", text)]
+    return [
+        n
+        for n, text in enumerate(lines, 1)
+        if re.search(rf"\b(def|class) {symbol}\b|^\s*{symbol}\s*[:=]", text)
+    ]
 
 
 @pytest.mark.parametrize(("path", "line", "symbol"), sorted(set(CODE_REF.findall(DOC))))
@@ -36,8 +40,11 @@ def test_named_tests_exist(path: str, name: str) -> None:
 
 def test_every_row_has_a_status() -> None:
     lines = DOC.splitlines()
-    rows = [line for line, after in zip(lines, [*lines[1:], ""])
-            if line.startswith("| ") and not after.startswith("|---")]  # not a header
+    rows = [
+        line
+        for line, after in zip(lines, [*lines[1:], ""], strict=True)
+        if line.startswith("| ") and not after.startswith("|---")
+    ]  # not a header
     assert len(rows) > 80
     for row in rows:
         status = row.rstrip(" |").rsplit(" | ", 1)[-1]
@@ -45,6 +52,7 @@ def test_every_row_has_a_status() -> None:
 
 
 if __name__ == "__main__":
+
     def _current(match: re.Match[str]) -> str:
         path, _, symbol = match.groups()
         return f"`{path}:{definitions(path, symbol)[0]}` (`{symbol}`)"

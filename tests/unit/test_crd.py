@@ -12,7 +12,9 @@ CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "kernelsessions.kubern
 
 
 def test_crd_file_is_generated_from_the_model() -> None:
-    assert CRD_FILE.read_text() == render(), "run: python -m kubernel.crd > crds/kernelsessions.kubernel.io.yaml"
+    assert CRD_FILE.read_text() == render(), (
+        "run: python -m kubernel.crd > crds/kernelsessions.kubernel.io.yaml"
+    )
     assert yaml.safe_load(CRD_FILE.read_text()) == crd()
 
 

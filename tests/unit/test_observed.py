@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+from kubernel import resource as r
 from kubernel_operator.facts import KernelFacts
 from kubernel_operator.observed import Observed
-
-from kubernel import resource as r
 
 KEY = ("ns", "s")
 
 
-def pod(name: str = "s-r0-0", restart: str = "0", index: str = "0", ready: bool = False,
-        scheduled: bool = True, ip: str = "") -> dict:
-    return {"metadata": {"name": name, "labels": {r.LABEL_RESTART: restart, r.LABEL_INDEX: index}},
-            "status": {"podIP": ip, "conditions": [
+def pod(
+    name: str = "s-r0-0",
+    restart: str = "0",
+    index: str = "0",
+    ready: bool = False,
+    scheduled: bool = True,
+    ip: str = "",
+) -> dict:
+    return {
+        "metadata": {"name": name, "labels": {r.LABEL_RESTART: restart, r.LABEL_INDEX: index}},
+        "status": {
+            "podIP": ip,
+            "conditions": [
                 {"type": "PodScheduled", "status": "True" if scheduled else "False"},
-                {"type": "Ready", "status": "True" if ready else "False"}]}}
+                {"type": "Ready", "status": "True" if ready else "False"},
+            ],
+        },
+    }
 
 
 def test_a_pod_the_watch_has_not_shown_sends_the_caller_to_the_api_server() -> None:

@@ -6,17 +6,21 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from kubernel_testbed.polling import last_line, run_logged
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("", "(no output yet)"),
-    ("\n\n  \n", "(no output yet)"),
-    ("a\nb\n", "b"),
-    ("compiling x\n   \n", "compiling x"),
-    ("  step 3/9  \r\n", "step 3/9"),
-    ("x" * 150, "x" * 99 + "…"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "(no output yet)"),
+        ("\n\n  \n", "(no output yet)"),
+        ("a\nb\n", "b"),
+        ("compiling x\n   \n", "compiling x"),
+        ("  step 3/9  \r\n", "step 3/9"),
+        ("x" * 150, "x" * 99 + "…"),
+    ],
+)
 def test_the_last_line_of_a_log(text: str, expected: str) -> None:
     assert last_line(text) == expected
 
@@ -33,5 +37,9 @@ def test_a_long_command_reports_while_it_runs(tmp_path: Path) -> None:
 
 def test_a_failed_command_raises_with_the_end_of_its_log(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"(?s)child failed \(3\).*it broke"):
-        run_logged([sys.executable, "-c", "import sys; print('it broke'); sys.exit(3)"], tmp_path / "f.log",
-                   "child", print)
+        run_logged(
+            [sys.executable, "-c", "import sys; print('it broke'); sys.exit(3)"],
+            tmp_path / "f.log",
+            "child",
+            print,
+        )

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from kubernel_runner.paths import OutsideWorkdir, confine, opened_root, parts_inside, walk
 
 
@@ -24,21 +25,44 @@ def tree(tmp_path: Path) -> Path:
     return work
 
 
-@pytest.mark.parametrize(("name", "inside"), [
-    (".", "."), ("data", "data"), ("data/f.txt", "data/f.txt"), ("./data/../data/sub", "data/sub"),
-    ("data-link/f.txt", "data/f.txt"), ("new/dir/file", "new/dir/file"), ("dangling", "missing"),
-    ("{work}", "."), ("{work}/data", "data"),
-])
+@pytest.mark.parametrize(
+    ("name", "inside"),
+    [
+        (".", "."),
+        ("data", "data"),
+        ("data/f.txt", "data/f.txt"),
+        ("./data/../data/sub", "data/sub"),
+        ("data-link/f.txt", "data/f.txt"),
+        ("new/dir/file", "new/dir/file"),
+        ("dangling", "missing"),
+        ("{work}", "."),
+        ("{work}/data", "data"),
+    ],
+)
 def test_names_inside(tree: Path, name: str, inside: str) -> None:
     resolved = confine(tree, name.format(work=tree))
     assert resolved == (tree / inside).resolve()
     assert "/".join(parts_inside(tree, resolved)) == ("" if inside == "." else inside)
 
 
-@pytest.mark.parametrize("name", [
-    "..", "../outside", "/", "/etc/passwd", "root-link", "root-link/etc", "passwd-link", "data/up-link",
-    "data/up-link/x", "{work}/../outside", "{work}/..", "", "a\x00b",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "..",
+        "../outside",
+        "/",
+        "/etc/passwd",
+        "root-link",
+        "root-link/etc",
+        "passwd-link",
+        "data/up-link",
+        "data/up-link/x",
+        "{work}/../outside",
+        "{work}/..",
+        "",
+        "a\x00b",
+    ],
+)
 def test_names_that_lead_out_are_refused(tree: Path, name: str) -> None:
     with pytest.raises(OutsideWorkdir):
         confine(tree, name.format(work=tree))
@@ -68,8 +92,18 @@ def test_runner_tokens_are_derived_per_session() -> None:
     key = b"k" * 32
     base = token(key, "ns", "s1", "uid-1")
     assert base == token(key, "ns", "s1", "uid-1") and len(base) == 64
-    assert len({base, token(key, "ns", "s1", "uid-2"), token(key, "ns", "s2", "uid-1"), token(key, "ns2", "s1", "uid-1"),
-                token(b"j" * 32, "ns", "s1", "uid-1")}) == 5
+    assert (
+        len(
+            {
+                base,
+                token(key, "ns", "s1", "uid-2"),
+                token(key, "ns", "s2", "uid-1"),
+                token(key, "ns2", "s1", "uid-1"),
+                token(b"j" * 32, "ns", "s1", "uid-1"),
+            }
+        )
+        == 5
+    )
 
 
 def test_the_runner_key_comes_from_a_file_first(tmp_path) -> None:
@@ -77,5 +111,6 @@ def test_the_runner_key_comes_from_a_file_first(tmp_path) -> None:
 
     (tmp_path / "key").write_text("from-the-file\n")
     assert runner_key({"KUBERNEL_RUNNER_KEY_FILE": str(tmp_path / "key"), "KUBERNEL_RUNNER_KEY": "env"}) == (
-        b"from-the-file")
+        b"from-the-file"
+    )
     assert runner_key({"KUBERNEL_RUNNER_KEY": "env"}) == b"env" and runner_key({}) == b""

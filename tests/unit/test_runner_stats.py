@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kubernel_runner import stats
 
 V2 = {
@@ -22,24 +23,60 @@ V1 = {
 }
 
 
-@pytest.mark.parametrize(("files", "expected"), [
-    (V2, {"cpu_used": 2500, "mem_cur_bytes": 1048576, "mem_max_bytes": 4194304, "io_read_bytes": 101,
-          "io_write_bytes": 202}),
-    ({**V2, "memory.peak": None}, {"cpu_used": 2500, "mem_cur_bytes": 1048576, "mem_max_bytes": 1048576,
-                                   "io_read_bytes": 101, "io_write_bytes": 202}),
-    (V1, {"cpu_used": 3000, "mem_cur_bytes": 2048, "mem_max_bytes": 8192, "io_read_bytes": 15,
-          "io_write_bytes": 20}),
-    ({"cpu,cpuacct/cpuacct.usage": "1000000\n"}, {"cpu_used": 1, "mem_cur_bytes": 0, "mem_max_bytes": 0,
-                                                  "io_read_bytes": 0, "io_write_bytes": 0}),
-    ({}, {"cpu_used": 0, "mem_cur_bytes": 0, "mem_max_bytes": 0, "io_read_bytes": 0, "io_write_bytes": 0}),
-    ({"cgroup.controllers": "", "memory.current": "max\n", "cpu.stat": "garbage"},
-     {"cpu_used": 0, "mem_cur_bytes": 0, "mem_max_bytes": 0, "io_read_bytes": 0, "io_write_bytes": 0}),
-])
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (
+            V2,
+            {
+                "cpu_used": 2500,
+                "mem_cur_bytes": 1048576,
+                "mem_max_bytes": 4194304,
+                "io_read_bytes": 101,
+                "io_write_bytes": 202,
+            },
+        ),
+        (
+            {**V2, "memory.peak": None},
+            {
+                "cpu_used": 2500,
+                "mem_cur_bytes": 1048576,
+                "mem_max_bytes": 1048576,
+                "io_read_bytes": 101,
+                "io_write_bytes": 202,
+            },
+        ),
+        (
+            V1,
+            {
+                "cpu_used": 3000,
+                "mem_cur_bytes": 2048,
+                "mem_max_bytes": 8192,
+                "io_read_bytes": 15,
+                "io_write_bytes": 20,
+            },
+        ),
+        (
+            {"cpu,cpuacct/cpuacct.usage": "1000000\n"},
+            {"cpu_used": 1, "mem_cur_bytes": 0, "mem_max_bytes": 0, "io_read_bytes": 0, "io_write_bytes": 0},
+        ),
+        (
+            {},
+            {"cpu_used": 0, "mem_cur_bytes": 0, "mem_max_bytes": 0, "io_read_bytes": 0, "io_write_bytes": 0},
+        ),
+        (
+            {"cgroup.controllers": "", "memory.current": "max\n", "cpu.stat": "garbage"},
+            {"cpu_used": 0, "mem_cur_bytes": 0, "mem_max_bytes": 0, "io_read_bytes": 0, "io_write_bytes": 0},
+        ),
+    ],
+)
 def test_figures(files: dict, expected: dict) -> None:
     assert stats.figures(files) == expected
 
 
-@pytest.mark.parametrize(("files", "expected"), [(V2, 1), (V1, 2), ({}, 0), ({"memory.events": "oom 3\n"}, 0)])
+@pytest.mark.parametrize(
+    ("files", "expected"), [(V2, 1), (V1, 2), ({}, 0), ({"memory.events": "oom 3\n"}, 0)]
+)
 def test_oom_kills(files: dict, expected: int) -> None:
     assert stats.oom_kills(files) == expected
 

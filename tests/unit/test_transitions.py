@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+
+from kubernel.lifecycle import Reason, Result
+from kubernel.model import KernelSessionSpec, KernelSessionStatus, Mount
 from kubernel_operator.facts import KernelFacts, kernel_facts
 from kubernel_operator.transitions import (
     Ending,
@@ -19,10 +22,7 @@ from kubernel_operator.transitions import (
     terminate,
 )
 
-from kubernel.lifecycle import Reason, Result
-from kubernel.model import KernelSessionSpec, KernelSessionStatus, Mount
-
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 SPEC = KernelSessionSpec(session_id="abcd", owner={"access_key": "AK"}, image="python:3.6")
 BATCH = SPEC.model_copy(update={"type": "batch", "startup_command": "run"})
 
@@ -39,17 +39,27 @@ def names(status: KernelSessionStatus) -> list[str]:
     return [e.event for e in status.lifecycle]
 
 
-@pytest.mark.parametrize(("kernel", "expected"), [
-    (facts(), []),
-    (facts(scheduled=True), ["kernel_preparing"]),
-    (facts(scheduled=True, pulling=True), ["kernel_preparing", "kernel_pulling"]),
-    (facts(scheduled=True, pulling=True, pulled=True), ["kernel_preparing", "kernel_pulling", "kernel_creating"]),
-    (facts(scheduled=True, pulled=True), ["kernel_preparing", "kernel_creating"]),
-    (facts(scheduled=True, pulled=True, ready=True, ran=True),
-     ["kernel_preparing", "kernel_creating", "kernel_started"]),
-    (facts(scheduled=True, pulling=True, pulled=True, ready=True, ran=True),
-     ["kernel_preparing", "kernel_pulling", "kernel_creating", "kernel_started"]),
-])
+@pytest.mark.parametrize(
+    ("kernel", "expected"),
+    [
+        (facts(), []),
+        (facts(scheduled=True), ["kernel_preparing"]),
+        (facts(scheduled=True, pulling=True), ["kernel_preparing", "kernel_pulling"]),
+        (
+            facts(scheduled=True, pulling=True, pulled=True),
+            ["kernel_preparing", "kernel_pulling", "kernel_creating"],
+        ),
+        (facts(scheduled=True, pulled=True), ["kernel_preparing", "kernel_creating"]),
+        (
+            facts(scheduled=True, pulled=True, ready=True, ran=True),
+            ["kernel_preparing", "kernel_creating", "kernel_started"],
+        ),
+        (
+            facts(scheduled=True, pulling=True, pulled=True, ready=True, ran=True),
+            ["kernel_preparing", "kernel_pulling", "kernel_creating", "kernel_started"],
+        ),
+    ],
+)
 def test_startup_events_follow_the_facts(kernel: KernelFacts, expected: list[str]) -> None:
     new = advance(started(), SPEC, [kernel], [], NOW)
     assert names(new) == expected
@@ -77,18 +87,50 @@ def test_started_needs_every_kernel_ready() -> None:
     assert names(advance(started(), spec, [ready, sub_ready], [], NOW))[-1] == "kernel_started"
 
 
-@pytest.mark.parametrize(("spec", "kernel", "missing", "reason", "result"), [
-    (BATCH, facts(scheduled=True, ran=True, exit_code=0), [], Reason.TASK_FINISHED, Result.SUCCESS),
-    (BATCH, facts(scheduled=True, ran=True, exit_code=2), [], Reason.TASK_FAILED, Result.FAILURE),
-    (SPEC, facts(scheduled=True, ran=True, exit_code=0), [], Reason.SELF_TERMINATED, Result.UNDEFINED),
-    (SPEC, facts(scheduled=True, pulling=True, pull_failure="ErrImagePull"), [], Reason.IMAGE_PULL_FAILED,
-     Result.UNDEFINED),
-    (BATCH, facts(scheduled=True, pull_failure="ImagePullBackOff"), [], Reason.IMAGE_PULL_FAILED, Result.FAILURE),
-    (SPEC, facts(scheduled=True, ran=True, oom_killed=True, exit_code=137), [], Reason.OOM_KILLED, Result.UNDEFINED),
-    (SPEC, facts(scheduled=True, ready=True, ran=True, evicted=True), [], Reason.EVICTED, Result.UNDEFINED),
-    (SPEC, facts(scheduled=True, ready=True, ran=True, deleting=True), [], Reason.SELF_TERMINATED, Result.UNDEFINED),
-    (SPEC, None, ["s-r0-0"], Reason.SELF_TERMINATED, Result.UNDEFINED),
-])
+@pytest.mark.parametrize(
+    ("spec", "kernel", "missing", "reason", "result"),
+    [
+        (BATCH, facts(scheduled=True, ran=True, exit_code=0), [], Reason.TASK_FINISHED, Result.SUCCESS),
+        (BATCH, facts(scheduled=True, ran=True, exit_code=2), [], Reason.TASK_FAILED, Result.FAILURE),
+        (SPEC, facts(scheduled=True, ran=True, exit_code=0), [], Reason.SELF_TERMINATED, Result.UNDEFINED),
+        (
+            SPEC,
+            facts(scheduled=True, pulling=True, pull_failure="ErrImagePull"),
+            [],
+            Reason.IMAGE_PULL_FAILED,
+            Result.UNDEFINED,
+        ),
+        (
+            BATCH,
+            facts(scheduled=True, pull_failure="ImagePullBackOff"),
+            [],
+            Reason.IMAGE_PULL_FAILED,
+            Result.FAILURE,
+        ),
+        (
+            SPEC,
+            facts(scheduled=True, ran=True, oom_killed=True, exit_code=137),
+            [],
+            Reason.OOM_KILLED,
+            Result.UNDEFINED,
+        ),
+        (
+            SPEC,
+            facts(scheduled=True, ready=True, ran=True, evicted=True),
+            [],
+            Reason.EVICTED,
+            Result.UNDEFINED,
+        ),
+        (
+            SPEC,
+            facts(scheduled=True, ready=True, ran=True, deleting=True),
+            [],
+            Reason.SELF_TERMINATED,
+            Result.UNDEFINED,
+        ),
+        (SPEC, None, ["s-r0-0"], Reason.SELF_TERMINATED, Result.UNDEFINED),
+    ],
+)
 def test_endings(spec, kernel, missing, reason, result) -> None:
     new = advance(started(), spec, [kernel] if kernel else [], missing, NOW)
     last = new.lifecycle[-1]
@@ -98,30 +140,38 @@ def test_endings(spec, kernel, missing, reason, result) -> None:
 
 def test_a_batch_that_exits_before_it_was_seen_ready_still_reports_started() -> None:
     new = advance(started(), BATCH, [facts(scheduled=True, pulled=True, ran=True, exit_code=0)], [], NOW)
-    assert names(new) == ["kernel_preparing", "kernel_creating", "kernel_started", "kernel_success",
-                          "kernel_terminated"]
+    assert names(new) == [
+        "kernel_preparing",
+        "kernel_creating",
+        "kernel_started",
+        "kernel_success",
+        "kernel_terminated",
+    ]
 
 
 NEVER_STARTED = started()
 RAN = started(started_at=NOW)
 
 
-@pytest.mark.parametrize(("status", "reason", "expected"), [
-    # Ended before it ever started: cancelled (Backend.AI's word), whatever the reason.
-    (NEVER_STARTED, Reason.USER_REQUESTED, [("kernel_cancelled", "user-requested")]),
-    (NEVER_STARTED, Reason.IMAGE_PULL_FAILED, [("kernel_cancelled", "image-pull-failed")]),
-    (NEVER_STARTED, Reason.FAILED_TO_START, [("kernel_cancelled", "failed-to-start")]),
-    # Started, and the end was asked for: terminating first.
-    (RAN, Reason.USER_REQUESTED, [("kernel_terminating", "user-requested")]),
-    (RAN, Reason.FORCE_TERMINATED, [("kernel_terminating", "force-terminated")]),
-    (RAN, Reason.IDLE_TIMEOUT, [("kernel_terminating", "idle-timeout")]),
-    # Started, and the kernel ended by itself: nothing before kernel_terminated...
-    (RAN, Reason.SELF_TERMINATED, []),
-    (RAN, Reason.OOM_KILLED, []),
-    # ...but a batch task's outcome, as kernel_success / kernel_failure.
-    (RAN, Reason.TASK_FINISHED, [("kernel_success", "task-success")]),
-    (RAN, Reason.TASK_FAILED, [("kernel_failure", "task-failure")]),
-])
+@pytest.mark.parametrize(
+    ("status", "reason", "expected"),
+    [
+        # Ended before it ever started: cancelled (Backend.AI's word), whatever the reason.
+        (NEVER_STARTED, Reason.USER_REQUESTED, [("kernel_cancelled", "user-requested")]),
+        (NEVER_STARTED, Reason.IMAGE_PULL_FAILED, [("kernel_cancelled", "image-pull-failed")]),
+        (NEVER_STARTED, Reason.FAILED_TO_START, [("kernel_cancelled", "failed-to-start")]),
+        # Started, and the end was asked for: terminating first.
+        (RAN, Reason.USER_REQUESTED, [("kernel_terminating", "user-requested")]),
+        (RAN, Reason.FORCE_TERMINATED, [("kernel_terminating", "force-terminated")]),
+        (RAN, Reason.IDLE_TIMEOUT, [("kernel_terminating", "idle-timeout")]),
+        # Started, and the kernel ended by itself: nothing before kernel_terminated...
+        (RAN, Reason.SELF_TERMINATED, []),
+        (RAN, Reason.OOM_KILLED, []),
+        # ...but a batch task's outcome, as kernel_success / kernel_failure.
+        (RAN, Reason.TASK_FINISHED, [("kernel_success", "task-success")]),
+        (RAN, Reason.TASK_FAILED, [("kernel_failure", "task-failure")]),
+    ],
+)
 def test_ending_events(status: KernelSessionStatus, reason: Reason, expected: list[tuple[str, str]]) -> None:
     assert ending_events(status, Ending(reason)) == expected
     ended = terminate(status, Ending(reason), NOW)
@@ -144,8 +194,11 @@ def test_restart_replays_with_reason_restarting_and_keeps_counting() -> None:
     assert restarting.phase == "Restarting" and restarting.cpu_credit_ms == 2000
     again = advance(restarting, spec, [ready], [], NOW + timedelta(seconds=3))
     replay = [(e.event, e.reason, e.restart) for e in again.lifecycle[3:]]
-    assert replay == [("kernel_preparing", "restarting", 1), ("kernel_creating", "restarting", 1),
-                      ("kernel_started", "restarting", 1)]
+    assert replay == [
+        ("kernel_preparing", "restarting", 1),
+        ("kernel_creating", "restarting", 1),
+        ("kernel_started", "restarting", 1),
+    ]
     assert again.started_at == running.started_at
 
 
@@ -158,20 +211,32 @@ def test_idle_timeout(idle: int, elapsed: int, ends: bool) -> None:
 
 def test_unschedulable_past_the_deadline_fails_to_start() -> None:
     stuck = facts(unschedulable="0/3 nodes are available", created_at="2026-11-21T12:00:00Z")
-    assert overdue(SPEC, started(), [stuck], NOW + timedelta(seconds=5), idle_timeout=0, start_deadline=10) is None
+    assert (
+        overdue(SPEC, started(), [stuck], NOW + timedelta(seconds=5), idle_timeout=0, start_deadline=10)
+        is None
+    )
     due = overdue(SPEC, started(), [stuck], NOW + timedelta(seconds=11), idle_timeout=0, start_deadline=10)
     assert due.reason == Reason.FAILED_TO_START and "0/3 nodes" in due.message
 
 
-@pytest.mark.parametrize(("reached", "elapsed", "problem", "ends"), [
-    (facts(scheduled=True), 9, None, False),  # within the deadline
-    (facts(scheduled=True), 11, None, True),  # scheduled, never pulled nor started
-    (facts(scheduled=True, pulling=True), 11, None, True),  # a pull that takes too long
-    (facts(scheduled=True), 11, "FailedCreatePodSandBox: no runtime for \"x\"", True),
-    (facts(scheduled=True, pulled=True, ready=True, ran=True), 10**6, None, False),  # running: no deadline
-])
+@pytest.mark.parametrize(
+    ("reached", "elapsed", "problem", "ends"),
+    [
+        (facts(scheduled=True), 9, None, False),  # within the deadline
+        (facts(scheduled=True), 11, None, True),  # scheduled, never pulled nor started
+        (facts(scheduled=True, pulling=True), 11, None, True),  # a pull that takes too long
+        (facts(scheduled=True), 11, 'FailedCreatePodSandBox: no runtime for "x"', True),
+        (
+            facts(scheduled=True, pulled=True, ready=True, ran=True),
+            10**6,
+            None,
+            False,
+        ),  # running: no deadline
+    ],
+)
 def test_scheduled_kernels_that_never_start_fail_at_the_deadline(
-        reached: KernelFacts, elapsed: int, problem: str | None, ends: bool) -> None:
+    reached: KernelFacts, elapsed: int, problem: str | None, ends: bool
+) -> None:
     status = advance(started(), SPEC, [reached], [], NOW)
     stuck = KernelFacts(name="s-r0-0", scheduled=True, start_problem=problem)
     due = overdue(SPEC, status, [stuck], NOW + timedelta(seconds=elapsed), idle_timeout=0, start_deadline=10)
@@ -179,8 +244,10 @@ def test_scheduled_kernels_that_never_start_fail_at_the_deadline(
     if ends:
         assert "not started within 10s" in due.message
         assert (problem or "not started") in due.message
-        assert overdue(SPEC, status, [], NOW + timedelta(seconds=elapsed), idle_timeout=0,
-                       start_deadline=10) is not None  # the timer's check needs no Pods
+        assert (
+            overdue(SPEC, status, [], NOW + timedelta(seconds=elapsed), idle_timeout=0, start_deadline=10)
+            is not None
+        )  # the timer's check needs no Pods
 
 
 def test_a_restart_generation_gets_its_own_start_deadline() -> None:
@@ -188,15 +255,22 @@ def test_a_restart_generation_gets_its_own_start_deadline() -> None:
     spec = SPEC.model_copy(update={"restart_count": 1})
     later = NOW + timedelta(hours=1)
     restarting = advance(begin_restart(running, spec, later), spec, [facts(scheduled=True)], [], later)
-    assert overdue(spec, restarting, [], later + timedelta(seconds=5), idle_timeout=0, start_deadline=10) is None
-    assert overdue(spec, restarting, [], later + timedelta(seconds=11), idle_timeout=0,
-                   start_deadline=10).reason == Reason.FAILED_TO_START
+    assert (
+        overdue(spec, restarting, [], later + timedelta(seconds=5), idle_timeout=0, start_deadline=10) is None
+    )
+    assert (
+        overdue(spec, restarting, [], later + timedelta(seconds=11), idle_timeout=0, start_deadline=10).reason
+        == Reason.FAILED_TO_START
+    )
 
 
 def test_kernel_facts_from_a_pod() -> None:
     pod = {
-        "metadata": {"name": "s-r0-0", "labels": {"kubernel.io/kernel-index": "0"},
-                     "creationTimestamp": "2026-11-21T12:00:00Z"},
+        "metadata": {
+            "name": "s-r0-0",
+            "labels": {"kubernel.io/kernel-index": "0"},
+            "creationTimestamp": "2026-11-21T12:00:00Z",
+        },
         "status": {
             "phase": "Failed",
             "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False"}],
@@ -204,8 +278,16 @@ def test_kernel_facts_from_a_pod() -> None:
         },
     }
     got = kernel_facts(pod, ["Pulling", "Pulled", "Created"])
-    assert got == KernelFacts(name="s-r0-0", index=0, scheduled=True, pulling=True, pulled=True, ran=True,
-                              exit_code=3, created_at="2026-11-21T12:00:00Z")
+    assert got == KernelFacts(
+        name="s-r0-0",
+        index=0,
+        scheduled=True,
+        pulling=True,
+        pulled=True,
+        ran=True,
+        exit_code=3,
+        created_at="2026-11-21T12:00:00Z",
+    )
 
 
 def test_scheduled_is_recorded_only_once_the_scheduler_has_a_verdict() -> None:
@@ -214,7 +296,10 @@ def test_scheduled_is_recorded_only_once_the_scheduler_has_a_verdict() -> None:
         return {c.type: (c.status, c.reason) for c in new.conditions}
 
     assert conditions(facts()) == {"Ready": ("False", "KernelsNotReady")}  # just created: no verdict yet
-    assert conditions(facts(unschedulable="0/4 nodes are available"))["Scheduled"] == ("False", "Unschedulable")
+    assert conditions(facts(unschedulable="0/4 nodes are available"))["Scheduled"] == (
+        "False",
+        "Unschedulable",
+    )
     assert conditions(facts(scheduled=True))["Scheduled"] == ("True", "Scheduled")
 
 
@@ -226,23 +311,33 @@ def body(spec: dict | None = None, status: dict | None = None, deleting: bool = 
 CREATED = {"createdAt": "2026-11-21T12:00:00Z", "observedRestart": 0, "phase": "Running"}
 
 
-@pytest.mark.parametrize(("session", "expected"), [
-    (body(), Need.START),  # just created: no status at all
-    (body(status={"phase": "Pending"}), Need.START),  # something wrote status, but no start recorded
-    (body(status=CREATED), Need.NOTHING),
-    (body({"restartCount": 1}, CREATED), Need.RESTART),
-    (body({"restartCount": 1}, {**CREATED, "observedRestart": 1, "phase": "Restarting", "pods": ["s-r1-0"]}),
-     Need.NOTHING),  # restart under way
-    (body({"restartCount": 1}, {**CREATED, "observedRestart": 1, "phase": "Restarting"}),
-     Need.RESTART),  # begun, but interrupted before the new Pods were recorded
-    (body({"terminationRequested": "user-requested"}, CREATED), Need.END),
-    (body({"terminationRequested": "user-requested"}), Need.END),  # requested before it started
-    (body({"terminationRequested": "user-requested", "restartCount": 2}, CREATED), Need.END),  # end wins
-    (body({"terminationRequested": "user-requested"}, {**CREATED, "phase": "Terminated"}), Need.NOTHING),
-    (body({"restartCount": 3}, {**CREATED, "phase": "Terminated"}), Need.NOTHING),
-    (body(status={**CREATED, "phase": "Terminating"}), Need.NOTHING),
-    (body(deleting=True), Need.NOTHING),  # the finalizer ends it
-])
+@pytest.mark.parametrize(
+    ("session", "expected"),
+    [
+        (body(), Need.START),  # just created: no status at all
+        (body(status={"phase": "Pending"}), Need.START),  # something wrote status, but no start recorded
+        (body(status=CREATED), Need.NOTHING),
+        (body({"restartCount": 1}, CREATED), Need.RESTART),
+        (
+            body(
+                {"restartCount": 1},
+                {**CREATED, "observedRestart": 1, "phase": "Restarting", "pods": ["s-r1-0"]},
+            ),
+            Need.NOTHING,
+        ),  # restart under way
+        (
+            body({"restartCount": 1}, {**CREATED, "observedRestart": 1, "phase": "Restarting"}),
+            Need.RESTART,
+        ),  # begun, but interrupted before the new Pods were recorded
+        (body({"terminationRequested": "user-requested"}, CREATED), Need.END),
+        (body({"terminationRequested": "user-requested"}), Need.END),  # requested before it started
+        (body({"terminationRequested": "user-requested", "restartCount": 2}, CREATED), Need.END),  # end wins
+        (body({"terminationRequested": "user-requested"}, {**CREATED, "phase": "Terminated"}), Need.NOTHING),
+        (body({"restartCount": 3}, {**CREATED, "phase": "Terminated"}), Need.NOTHING),
+        (body(status={**CREATED, "phase": "Terminating"}), Need.NOTHING),
+        (body(deleting=True), Need.NOTHING),  # the finalizer ends it
+    ],
+)
 def test_what_a_session_needs_depends_on_its_state_alone(session: dict, expected: Need) -> None:
     assert need_of(session) == expected
 
@@ -251,22 +346,42 @@ def test_the_runner_address_is_recorded_while_running_and_cleared_at_restart_and
     address = "10.245.0.7:2001"
     creating = advance(started(), SPEC, [facts(scheduled=True, pulled=True, runner_address=address)], [], NOW)
     assert creating.kernel_address is None  # not before the kernel can run code
-    running = advance(creating, SPEC, [facts(scheduled=True, pulled=True, ready=True, ran=True,
-                                             runner_address=address)], [], NOW)
+    running = advance(
+        creating,
+        SPEC,
+        [facts(scheduled=True, pulled=True, ready=True, ran=True, runner_address=address)],
+        [],
+        NOW,
+    )
     assert running.kernel_address == address
     assert begin_restart(running, SPEC.model_copy(update={"restart_count": 1}), NOW).kernel_address is None
     assert terminate(running, Ending(Reason.USER_REQUESTED), NOW).kernel_address is None
 
 
-@pytest.mark.parametrize(("pod", "expected"), [
-    ({"status": {"podIP": "10.0.0.5"}, "spec": {"containers": [{"ports": [{"name": "runner",
-                                                                            "containerPort": 2001}]}]}},
-     "10.0.0.5:2001"),
-    ({"status": {}, "spec": {"containers": [{"ports": [{"name": "runner", "containerPort": 2001}]}]}}, None),
-    ({"status": {"podIP": "10.0.0.5"}, "spec": {"containers": [{"ports": [{"name": "http",
-                                                                            "containerPort": 80}]}]}}, None),
-    ({"status": {"podIP": "10.0.0.5"}, "spec": {"containers": [{}]}}, None),
-])
+@pytest.mark.parametrize(
+    ("pod", "expected"),
+    [
+        (
+            {
+                "status": {"podIP": "10.0.0.5"},
+                "spec": {"containers": [{"ports": [{"name": "runner", "containerPort": 2001}]}]},
+            },
+            "10.0.0.5:2001",
+        ),
+        (
+            {"status": {}, "spec": {"containers": [{"ports": [{"name": "runner", "containerPort": 2001}]}]}},
+            None,
+        ),
+        (
+            {
+                "status": {"podIP": "10.0.0.5"},
+                "spec": {"containers": [{"ports": [{"name": "http", "containerPort": 80}]}]},
+            },
+            None,
+        ),
+        ({"status": {"podIP": "10.0.0.5"}, "spec": {"containers": [{}]}}, None),
+    ],
+)
 def test_runner_address_of_a_pod(pod: dict, expected: str | None) -> None:
     assert kernel_facts(pod).runner_address == expected
 
@@ -279,18 +394,28 @@ def test_enqueued_comes_first_and_the_startup_follows() -> None:
     assert [e.seq for e in new.lifecycle] == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize(("mounts", "claims", "refused"), [
-    ([], {}, False),
-    ([{"name": "mine"}], {"mine": {"kubernel.io/access-key": "AK"}}, False),
-    ([{"name": "mine"}], {"mine": None}, True),
-    ([{"name": "theirs"}], {"theirs": {"kubernel.io/access-key": "AK2"}}, True),
-    ([{"name": "plain"}], {"plain": {}}, True),
-    ([{"name": "shared"}], {"shared": {"kubernel.io/domain": "default", "kubernel.io/access": "ro"}}, True),
-    ([{"name": "shared", "readOnly": True}], {"shared": {"kubernel.io/domain": "default",
-                                                         "kubernel.io/access": "ro"}}, False),
-    ([{"name": "mine", "path": "/etc"}], {"mine": {"kubernel.io/access-key": "AK"}}, True),
-    ([{"name": "mine", "path": "../x"}], {"mine": {"kubernel.io/access-key": "AK"}}, True),
-])
+@pytest.mark.parametrize(
+    ("mounts", "claims", "refused"),
+    [
+        ([], {}, False),
+        ([{"name": "mine"}], {"mine": {"kubernel.io/access-key": "AK"}}, False),
+        ([{"name": "mine"}], {"mine": None}, True),
+        ([{"name": "theirs"}], {"theirs": {"kubernel.io/access-key": "AK2"}}, True),
+        ([{"name": "plain"}], {"plain": {}}, True),
+        (
+            [{"name": "shared"}],
+            {"shared": {"kubernel.io/domain": "default", "kubernel.io/access": "ro"}},
+            True,
+        ),
+        (
+            [{"name": "shared", "readOnly": True}],
+            {"shared": {"kubernel.io/domain": "default", "kubernel.io/access": "ro"}},
+            False,
+        ),
+        ([{"name": "mine", "path": "/etc"}], {"mine": {"kubernel.io/access-key": "AK"}}, True),
+        ([{"name": "mine", "path": "../x"}], {"mine": {"kubernel.io/access-key": "AK"}}, True),
+    ],
+)
 def test_the_operator_checks_folders_again(mounts: list[dict], claims: dict, refused: bool) -> None:
     """Whoever made the KernelSession (the API, or kubectl), its folders must be the owner's."""
     spec = SPEC.model_copy(update={"mounts": [Mount.model_validate(m) for m in mounts]})

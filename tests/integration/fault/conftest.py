@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from kubernel_api import keypairs as kp
 from kubernetes_asyncio import client
 
 from kubernel import resource as r
+from kubernel_api import keypairs as kp
 
 from ...waiting import wait_until
 from ..conftest import create_keypairs
@@ -33,8 +33,9 @@ async def own_keypairs(kube: client.ApiClient, own_namespace: str) -> dict[str, 
 
 
 @pytest.fixture
-async def own_operator(kube: client.ApiClient, kubeconfig: str, crds: None, own_namespace: str,
-                       tmp_path: Path) -> AsyncIterator[OperatorProcess]:
+async def own_operator(
+    kube: client.ApiClient, kubeconfig: str, crds: None, own_namespace: str, tmp_path: Path
+) -> AsyncIterator[OperatorProcess]:
     """An operator process for own_namespace only; the test kills and starts it."""
     proc = OperatorProcess(kubeconfig, tmp_path, {"KUBERNEL_NAMESPACES": own_namespace})
     proc.start()

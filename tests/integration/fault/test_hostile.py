@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+
 from kubernel_api import keypairs as kp
 
 from ..api_client import ApiClient
@@ -29,8 +30,9 @@ def rss(process: ApiProcess) -> int:
 
 
 @pytest.fixture
-async def hostile(kubeconfig: str, namespace: str, keypairs: dict[str, kp.Keypair], operator: object,
-                  tmp_path: Path) -> AsyncIterator[tuple[ApiProcess, ApiClient]]:
+async def hostile(
+    kubeconfig: str, namespace: str, keypairs: dict[str, kp.Keypair], operator: object, tmp_path: Path
+) -> AsyncIterator[tuple[ApiProcess, ApiClient]]:
     server = ApiProcess(kubeconfig, namespace, tmp_path, {"KUBERNEL_API_STREAM_QUEUE": str(STREAM_QUEUE)})
     server.start()
     async with aiohttp.ClientSession() as http:
@@ -63,15 +65,18 @@ def raw_exchange(base_url: str, head: bytes, body_chunks: int = 0, chunk: bytes 
 async def test_oversized_bodies_are_refused_without_being_read(hostile: tuple[ApiProcess, ApiClient]) -> None:
     server, alice = hostile
     before = rss(server)
+
     def head(length_or_chunked: str) -> bytes:
         return alice.raw_head("POST", "/kernel", content_type="application/json", extra=length_or_chunked)
 
-    declared = await asyncio.to_thread(raw_exchange, alice.base_url,
-                                       head(f"Content-Length: {100 * MiB}\r\n"), 100, b"x" * MiB)
+    declared = await asyncio.to_thread(
+        raw_exchange, alice.base_url, head(f"Content-Length: {100 * MiB}\r\n"), 100, b"x" * MiB
+    )
     assert declared.startswith(b"HTTP/1.1 413"), declared[:200]
     chunked_chunk = b"100000\r\n" + b"x" * MiB + b"\r\n"
-    chunked = await asyncio.to_thread(raw_exchange, alice.base_url,
-                                      head("Transfer-Encoding: chunked\r\n"), 100, chunked_chunk)
+    chunked = await asyncio.to_thread(
+        raw_exchange, alice.base_url, head("Transfer-Encoding: chunked\r\n"), 100, chunked_chunk
+    )
     assert chunked.startswith(b"HTTP/1.1 413"), chunked[:200]
     just_over = await alice.call("POST", "/kernel", raw=b"{" + b" " * MAX_BODY + b"}")
     assert just_over.status == 413 and just_over.problem_type.endswith("/request-too-large"), just_over.body
@@ -79,15 +84,23 @@ async def test_oversized_bodies_are_refused_without_being_read(hostile: tuple[Ap
     await still_serves(alice)
 
 
-@pytest.mark.parametrize(("name", "body"), [
-    ("deeply-nested-arrays", b"[" * 200_000 + b"]" * 200_000),
-    ("deeply-nested-objects", b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
-    ("invalid-utf8", b'{"clientSessionToken": "\xff\xfe\xfd", "image": "python:3.6"}'),
-    ("lone-surrogate", b'{"clientSessionToken": "\\ud800abcd", "image": "python:3.6"}'),
-    ("nul-bytes", b'{"clientSessionToken": "ab\\u0000cd", "image": "python:3.6"}'),
-    ("huge-number", b'{"clientSessionToken": "abcd", "image": "python:3.6", "maxWaitSeconds": 1' + b"0" * 5000 + b"}"),
-])
-async def test_malformed_bodies_get_a_clear_400(hostile: tuple[ApiProcess, ApiClient], name: str, body: bytes) -> None:
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("deeply-nested-arrays", b"[" * 200_000 + b"]" * 200_000),
+        ("deeply-nested-objects", b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
+        ("invalid-utf8", b'{"clientSessionToken": "\xff\xfe\xfd", "image": "python:3.6"}'),
+        ("lone-surrogate", b'{"clientSessionToken": "\\ud800abcd", "image": "python:3.6"}'),
+        ("nul-bytes", b'{"clientSessionToken": "ab\\u0000cd", "image": "python:3.6"}'),
+        (
+            "huge-number",
+            b'{"clientSessionToken": "abcd", "image": "python:3.6", "maxWaitSeconds": 1' + b"0" * 5000 + b"}",
+        ),
+    ],
+)
+async def test_malformed_bodies_get_a_clear_400(
+    hostile: tuple[ApiProcess, ApiClient], name: str, body: bytes
+) -> None:
     _, alice = hostile
     answer = await alice.call("POST", "/kernel", raw=body)
     assert answer.status == 400, (name, answer.body)
@@ -96,13 +109,24 @@ async def test_malformed_bodies_get_a_clear_400(hostile: tuple[ApiProcess, ApiCl
     await still_serves(alice)
 
 
-async def test_huge_headers_are_refused_and_the_server_stays_up(hostile: tuple[ApiProcess, ApiClient]) -> None:
+async def test_huge_headers_are_refused_and_the_server_stays_up(
+    hostile: tuple[ApiProcess, ApiClient],
+) -> None:
     server, alice = hostile
-    one_huge = await asyncio.to_thread(raw_exchange, alice.base_url, (
-        f"GET / HTTP/1.1\r\nHost: {alice.host}\r\nX-Huge: {'a' * 256 * 1024}\r\n\r\n").encode())
-    many = await asyncio.to_thread(raw_exchange, alice.base_url, (
-        f"GET / HTTP/1.1\r\nHost: {alice.host}\r\n" + "".join(f"X-H{i}: v\r\n" for i in range(5000))
-        + "\r\n").encode())
+    one_huge = await asyncio.to_thread(
+        raw_exchange,
+        alice.base_url,
+        (f"GET / HTTP/1.1\r\nHost: {alice.host}\r\nX-Huge: {'a' * 256 * 1024}\r\n\r\n").encode(),
+    )
+    many = await asyncio.to_thread(
+        raw_exchange,
+        alice.base_url,
+        (
+            f"GET / HTTP/1.1\r\nHost: {alice.host}\r\n"
+            + "".join(f"X-H{i}: v\r\n" for i in range(5000))
+            + "\r\n"
+        ).encode(),
+    )
     for answer in (one_huge, many):
         status = int(answer.split(b" ", 2)[1])
         assert 400 <= status < 500, answer[:200]

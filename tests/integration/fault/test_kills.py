@@ -9,10 +9,10 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
-from kubernel_api import keypairs as kp
 from kubernetes_asyncio import client
 
 from kubernel import resource as r
+from kubernel_api import keypairs as kp
 
 from ...waiting import wait_until
 from ..api_client import ApiClient
@@ -35,22 +35,39 @@ async def read_all(events: EventStream, into: list[Message]) -> None:
 async def unstarted(kube: client.ApiClient, namespace: str, seen: list[Message]) -> str:
     """What the sessions without a kernel_started look like (for the failure message)."""
     started = {m.data["sessionId"] for m in seen if m.event == "kernel_started"}
-    listed = await client.CustomObjectsApi(kube).list_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.PLURAL)
+    listed = await client.CustomObjectsApi(kube).list_namespaced_custom_object(
+        r.GROUP, r.VERSION, namespace, r.PLURAL
+    )
     pods = await client.CoreV1Api(kube).list_namespaced_pod(namespace)
     lines = []
     for body in listed["items"]:
         if body["spec"]["sessionId"] not in started:
-            mine = [(p.metadata.name, p.status.phase) for p in pods.items
-                    if p.metadata.labels.get(r.LABEL_SESSION) == body["metadata"]["name"]]
-            lines.append(json.dumps({"name": body["metadata"]["name"], "annotations": body["metadata"].get(
-                "annotations"), "finalizers": body["metadata"].get("finalizers"), "status": body.get("status"),
-                "pods": mine}, default=str))
+            mine = [
+                (p.metadata.name, p.status.phase)
+                for p in pods.items
+                if p.metadata.labels.get(r.LABEL_SESSION) == body["metadata"]["name"]
+            ]
+            lines.append(
+                json.dumps(
+                    {
+                        "name": body["metadata"]["name"],
+                        "annotations": body["metadata"].get("annotations"),
+                        "finalizers": body["metadata"].get("finalizers"),
+                        "status": body.get("status"),
+                        "pods": mine,
+                    },
+                    default=str,
+                )
+            )
     return "\n".join(lines)
 
 
 async def test_operator_killed_during_50_concurrent_creations(
-        kube: client.ApiClient, own_namespace: str, own_keypairs: dict[str, kp.Keypair],
-        own_operator: OperatorProcess) -> None:
+    kube: client.ApiClient,
+    own_namespace: str,
+    own_keypairs: dict[str, kp.Keypair],
+    own_operator: OperatorProcess,
+) -> None:
     runner, base_url = await start_api(kube, api_settings(own_namespace))
     tokens = {f"op-{i:02}" for i in range(SESSIONS)}
     try:
@@ -98,13 +115,16 @@ async def test_operator_killed_during_50_concurrent_creations(
         lifecycle = body["status"]["lifecycle"]
         assert [e["seq"] for e in lifecycle] == list(range(1, len(lifecycle) + 1)), "a gap or a repeat"
         assert [e["event"] for e in lifecycle] in (STARTUP, [e for e in STARTUP if e != "kernel_pulling"])
-    pods = (await core.list_namespaced_pod(own_namespace, label_selector=f"{r.LABEL_MANAGED_BY}={r.MANAGED_BY}")).items
+    pods = (
+        await core.list_namespaced_pod(own_namespace, label_selector=f"{r.LABEL_MANAGED_BY}={r.MANAGED_BY}")
+    ).items
     per_session = Counter(p.metadata.labels[r.LABEL_SESSION] for p in pods)
     assert len(per_session) == SESSIONS and set(per_session.values()) == {1}, "a duplicate Pod"
 
 
-async def test_api_killed_while_10_clients_stream(kubeconfig: str, namespace: str, keypairs: dict[str, kp.Keypair],
-                                                  operator: object, tmp_path: Path) -> None:
+async def test_api_killed_while_10_clients_stream(
+    kubeconfig: str, namespace: str, keypairs: dict[str, kp.Keypair], operator: object, tmp_path: Path
+) -> None:
     server = ApiProcess(kubeconfig, namespace, tmp_path)
     server.start()
     clients = 10
@@ -115,8 +135,11 @@ async def test_api_killed_while_10_clients_stream(kubeconfig: str, namespace: st
             received: list[list[Message]] = [[] for _ in range(clients)]
             async with contextlib.AsyncExitStack() as streams:
                 opened = [await streams.enter_async_context(stream(alice)) for _ in range(clients)]
-                readers = [asyncio.create_task(read_all(s, into)) for s, into in zip(opened, received)]
+                readers = [
+                    asyncio.create_task(read_all(s, into)) for s, into in zip(opened, received, strict=True)
+                ]
                 await alice.create("ak-00", enqueueOnly=True)
+
                 async def all_saw_the_first_start() -> bool:
                     return all(any(m.event == "kernel_started" for m in got) for got in received)
 

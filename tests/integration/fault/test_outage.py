@@ -8,11 +8,12 @@ import time
 
 import aiohttp
 import pytest
+from kubernetes_asyncio import client
+
 from kubernel_api import keypairs as kp
 from kubernel_testbed import launcher
 from kubernel_testbed import settings as testbed_settings
 from kubernel_testbed.node import SIMULATED_SCHEDULING
-from kubernetes_asyncio import client
 
 from ...waiting import wait_until
 from ..api_client import ApiClient
@@ -26,8 +27,16 @@ KUBE_TIMEOUT = 3  # the API's per-call timeout in this test
 
 async def control_plane_runs_pods(kube: client.ApiClient, namespace: str) -> None:
     core = client.CoreV1Api(kube)
-    await core.create_namespaced_pod(namespace, {"metadata": {"name": "probe"}, "spec": {"containers": [
-        {"name": "main", "image": "registry.example/lablup/python:3.6-ubuntu18.04"}], **SIMULATED_SCHEDULING}})
+    await core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "probe"},
+            "spec": {
+                "containers": [{"name": "main", "image": "registry.example/lablup/python:3.6-ubuntu18.04"}],
+                **SIMULATED_SCHEDULING,
+            },
+        },
+    )
 
     async def running() -> bool:
         return (await core.read_namespaced_pod("probe", namespace)).status.phase == "Running"
@@ -36,12 +45,16 @@ async def control_plane_runs_pods(kube: client.ApiClient, namespace: str) -> Non
 
 
 @pytest.mark.skipif(launcher.external_cluster_reachable(), reason="stops the local test bed's kube-apiserver")
-async def test_kube_apiserver_outage(kubeconfig: str, kube: client.ApiClient, own_namespace: str,
-                                     own_keypairs: dict[str, kp.Keypair], own_operator: OperatorProcess,
-                                     tmp_path) -> None:
+async def test_kube_apiserver_outage(
+    kubeconfig: str,
+    kube: client.ApiClient,
+    own_namespace: str,
+    own_keypairs: dict[str, kp.Keypair],
+    own_operator: OperatorProcess,
+    tmp_path,
+) -> None:
     testbed = launcher.Testbed(testbed_settings.TestbedSettings.from_env())
-    server = ApiProcess(kubeconfig, own_namespace, tmp_path,
-                        {"KUBERNEL_API_KUBE_TIMEOUT": str(KUBE_TIMEOUT)})
+    server = ApiProcess(kubeconfig, own_namespace, tmp_path, {"KUBERNEL_API_KUBE_TIMEOUT": str(KUBE_TIMEOUT)})
     server.start()
     try:
         async with aiohttp.ClientSession() as http:

@@ -90,8 +90,12 @@ def check() -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m kubernel_runner", description=(
-        "Kubernel's code runner: serves the session's code calls on KUBERNEL_RUNNER_PORT (docs/runner.md)."))
+    parser = argparse.ArgumentParser(
+        prog="python -m kubernel_runner",
+        description=(
+            "Kubernel's code runner: serves the session's code calls on KUBERNEL_RUNNER_PORT (docs/runner.md)."
+        ),
+    )
     parser.add_argument("--check", action="store_true", help="check the installation and exit")
     args = parser.parse_args()
     if args.check:

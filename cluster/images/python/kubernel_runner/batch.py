@@ -55,8 +55,9 @@ def default_command(stage: str, present: frozenset[str], python: str) -> str | i
     return 0  # clean: nothing by default
 
 
-def step(stage: str, given: Any, *, present: frozenset[str], python: str, last_code: int,
-         build_failed: bool) -> Step | None:
+def step(
+    stage: str, given: Any, *, present: frozenset[str], python: str, last_code: int, build_failed: bool
+) -> Step | None:
     """The step for ``stage`` (pure); None: skipped, nothing answered. exec always has one."""
     status = STATUS[stage]
     if stage == "exec" and build_failed:
@@ -65,7 +66,9 @@ def step(stage: str, given: Any, *, present: frozenset[str], python: str, last_c
         return Step(stage, status, None, last_code) if stage == "exec" else None
     if given == "*":
         command = default_command(stage, present, python)
-        return Step(stage, status, None, command) if isinstance(command, int) else Step(stage, status, command)
+        return (
+            Step(stage, status, None, command) if isinstance(command, int) else Step(stage, status, command)
+        )
     return Step(stage, status, str(given))
 
 
@@ -87,8 +90,14 @@ class Batch:
         last, build_failed = 0, False
         try:
             for stage in STAGES:
-                planned = step(stage, options.get(stage), present=self._present(), python=sys.executable,
-                               last_code=last, build_failed=build_failed)
+                planned = step(
+                    stage,
+                    options.get(stage),
+                    present=self._present(),
+                    python=sys.executable,
+                    last_code=last,
+                    build_failed=build_failed,
+                )
                 if planned is None:
                     continue
                 code = await self._shell(planned.command, run) if planned.command else planned.exit_code
@@ -108,9 +117,17 @@ class Batch:
             drop = {"user": self.settings.uid, "group": self.settings.gid, "extra_groups": []}
         shell = next((s for s in SHELLS if Path(s).exists()), None)
         self.process = await asyncio.create_subprocess_exec(
-            shell or "/bin/sh", "-c", command, cwd=self.settings.workdir, env=self.env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True, **drop)
+            shell or "/bin/sh",
+            "-c",
+            command,
+            cwd=self.settings.workdir,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            **drop,
+        )
 
         async def pump(stream: asyncio.StreamReader, kind: str) -> None:
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span reads

@@ -28,8 +28,14 @@ class TooLarge(Exception):
 
 def entry(name: str, info: os.stat_result) -> dict[str, Any]:
     """One listed file as 19.09 described it (pure)."""
-    return {"filename": name, "size": info.st_size, "mode": stat.filemode(info.st_mode),
-            "ctime": info.st_ctime, "mtime": info.st_mtime, "atime": info.st_atime}
+    return {
+        "filename": name,
+        "size": info.st_size,
+        "mode": stat.filemode(info.st_mode),
+        "ctime": info.st_ctime,
+        "mtime": info.st_mtime,
+        "atime": info.st_atime,
+    }
 
 
 def listing(workdir: Path, name: str) -> dict[str, Any]:
@@ -56,7 +62,9 @@ def upload_name(filename: str) -> str:
     return unquote(filename)
 
 
-async def save_uploads(reader: MultipartReader, workdir: Path, limit: int, owner: tuple[int, int] | None) -> list[str]:
+async def save_uploads(
+    reader: MultipartReader, workdir: Path, limit: int, owner: tuple[int, int] | None
+) -> list[str]:
     """Each part with a filename written as it arrives (its directories made); more than
     ``limit`` bytes in all: TooLarge (the partial file removed)."""
     total, saved = 0, []
@@ -71,7 +79,9 @@ async def save_uploads(reader: MultipartReader, workdir: Path, limit: int, owner
             directory = walk(root, parts[:-1], create=True, owner=owner)
         try:
             try:
-                fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | FILE_FLAGS, 0o644, dir_fd=directory)
+                fd = os.open(
+                    parts[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | FILE_FLAGS, 0o644, dir_fd=directory
+                )
             except OSError as exc:
                 if exc.errno in RACE_ERRNOS:
                     raise OutsideWorkdir(f"{name!r} is a directory or a link") from None
@@ -131,8 +141,11 @@ def archive(workdir: Path, name: str) -> IO[bytes]:
     parts = parts_inside(workdir, path)
     if not path.exists():
         raise FileNotFoundError(f"there is no {name!r}")
-    spool = tempfile.TemporaryFile()
-    with opened_root(workdir) as root, tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - returned open, the caller streams and closes it
+    with (
+        opened_root(workdir) as root,
+        tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         if parts:
             parent = walk(root, parts[:-1])
             try:

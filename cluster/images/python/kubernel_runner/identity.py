@@ -35,8 +35,9 @@ def parse_identity(token: str, document: str) -> Identity:
         raise ValueError("identity.json must hold a JSON object")
     environ = data.get("environ")
     environ = {} if environ is None else environ
-    if not isinstance(environ, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                for k, v in environ.items()):
+    if not isinstance(environ, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in environ.items()
+    ):
         raise ValueError("environ must map names to strings")
     return Identity(token, str(data.get("sessionId", "")), str(data.get("ownerAccessKey", "")), environ)
 
@@ -45,13 +46,17 @@ def read_identity(directory: Path) -> Identity | None:
     """The identity in ``directory``, or None while it is not there (yet)."""
     try:
         token = (directory / "token").read_text()
-        document = (directory / "identity.json").read_text() if (directory / "identity.json").exists() else "{}"
+        document = (
+            (directory / "identity.json").read_text() if (directory / "identity.json").exists() else "{}"
+        )
     except OSError:
         return None
     return parse_identity(token, document)
 
 
-def session_environ(base: Mapping[str, str], identity: Identity, workdir: Path, user: str | None) -> dict[str, str]:
+def session_environ(
+    base: Mapping[str, str], identity: Identity, workdir: Path, user: str | None
+) -> dict[str, str]:
     """The environment of the interpreter, batch commands and terminals (pure): the
     container's, without the runner's own settings, plus the session's ``environ``;
     HOME is the working directory, USER/LOGNAME the kernel user's name when known."""

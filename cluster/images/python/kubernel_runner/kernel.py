@@ -87,7 +87,9 @@ class JupyterKernel:
         self.kc.start_channels()
         await self.kc.wait_for_ready(timeout=START_TIMEOUT)
         self.alive = True
-        self._tasks = [asyncio.create_task(loop()) for loop in (self._iopub, self._shell, self._stdin, self._watch)]
+        self._tasks = [
+            asyncio.create_task(loop()) for loop in (self._iopub, self._shell, self._stdin, self._watch)
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -51,7 +51,9 @@ def opened_root(workdir: Path) -> Iterator[int]:
         os.close(fd)
 
 
-def walk(root_fd: int, parts: tuple[str, ...], *, create: bool = False, owner: tuple[int, int] | None = None) -> int:
+def walk(
+    root_fd: int, parts: tuple[str, ...], *, create: bool = False, owner: tuple[int, int] | None = None
+) -> int:
     """A new descriptor of the directory ``parts`` below ``root_fd``, never through a symlink.
 
     ``create``: missing directories are made (mode 0755, given to ``owner``). The caller

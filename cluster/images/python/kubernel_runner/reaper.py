@@ -23,7 +23,7 @@ def parse_stat(text: str) -> tuple[int, str, int]:
     """(pid, state, parent pid) from ``/proc/<pid>/stat`` (pure); the command name may
     hold spaces and parentheses, so the fields are counted from its last ')'."""
     pid = int(text.split(" ", 1)[0])
-    rest = text[text.rindex(")") + 2:].split()
+    rest = text[text.rindex(")") + 2 :].split()
     return pid, rest[0], int(rest[1])
 
 
@@ -57,5 +57,5 @@ async def reap_forever(interval: float, proc: Path = Path("/proc")) -> None:
         zombies = zombie_children(await asyncio.to_thread(_scan, proc), me)
         for pid in zombies & seen:
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+                os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 - WNOHANG never blocks
         seen = zombies - seen

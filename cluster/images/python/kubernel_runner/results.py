@@ -19,13 +19,24 @@ RASTER = ("image/png", "image/jpeg")
 ConsoleItem = list  # [kind, data]; a list (not a tuple) so that JSON round trips compare equal
 
 
-def result(run_id: str, status: str, console: list[ConsoleItem], exit_code: int | None = None,
-           options: dict[str, Any] | None = None) -> dict[str, Any]:
+def result(
+    run_id: str,
+    status: str,
+    console: list[ConsoleItem],
+    exit_code: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """One answer of an execute call. ``options`` is null unless the status carries some
     (``waiting-input``: ``{"is_password": bool}``); ``files`` is always an empty list (19.09
     filled it only for files uploaded to S3, which Kubernel has not)."""
-    return {"runId": run_id, "status": status, "console": console, "exitCode": exit_code,
-            "options": options, "files": []}
+    return {
+        "runId": run_id,
+        "status": status,
+        "console": console,
+        "exitCode": exit_code,
+        "options": options,
+        "files": [],
+    }
 
 
 def plain_traceback(lines: list[str]) -> str:

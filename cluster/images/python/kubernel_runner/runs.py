@@ -8,6 +8,7 @@ since the previous one. A stage's answer carries exactly the output before its e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections import deque
@@ -89,7 +90,5 @@ class Run:
             remaining = deadline - time.monotonic()
             if self.answerable or remaining <= 0:
                 return self.take_answer()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass

@@ -34,14 +34,25 @@ BIND_POLL_SECONDS = 0.5
 HEALTH_WAIT_MAX = 30.0
 DEATH_GRACE_SECONDS = 10.0
 """After the kernel died: how long the runner waits for the pending run's last answer to be fetched."""
-TITLES = {400: "Bad request.", 401: "Authentication failed.", 404: "Not found.", 405: "Method not allowed.",
-          409: "Busy.", 413: "Request too large.", 503: "Not ready.", 500: "Internal error."}
+TITLES = {
+    400: "Bad request.",
+    401: "Authentication failed.",
+    404: "Not found.",
+    405: "Method not allowed.",
+    409: "Busy.",
+    413: "Request too large.",
+    503: "Not ready.",
+    500: "Internal error.",
+}
 
 
 def problem(status: int, detail: str) -> web.Response:
     """An RFC 7807 answer."""
-    return web.json_response({"type": "about:blank", "title": TITLES.get(status, "Error."), "status": status,
-                              "detail": detail}, status=status, content_type="application/problem+json")
+    return web.json_response(
+        {"type": "about:blank", "title": TITLES.get(status, "Error."), "status": status, "detail": detail},
+        status=status,
+        content_type="application/problem+json",
+    )
 
 
 class Busy(Exception):
@@ -76,8 +87,12 @@ class Runner:
         if self.identity is not None:
             raise RuntimeError("already bound")
         self.identity = identity
-        self.environ = session_environ(os.environ, identity, self.settings.workdir,
-                                       self.settings.user_name if self.settings.uid is not None else None)
+        self.environ = session_environ(
+            os.environ,
+            identity,
+            self.settings.workdir,
+            self.settings.user_name if self.settings.uid is not None else None,
+        )
         await self.kernel.start(self.environ)
         self.batch = Batch(self.settings, self.environ)
         self.ready.set()
@@ -85,7 +100,7 @@ class Runner:
 
     async def bind_from_directory(self) -> None:
         """Bind with the identity directory's files, waiting for them if they are not there yet."""
-        while (identity := read_identity(self.settings.identity_dir)) is None:
+        while (identity := read_identity(self.settings.identity_dir)) is None:  # noqa: ASYNC110 - files, not an event, announce it
             await asyncio.sleep(BIND_POLL_SECONDS)
         await self.bind(identity)
 
@@ -158,7 +173,12 @@ def make_app(runner: Runner) -> web.Application:
                 return problem(401, "this kernel accepts only its session's token")
         try:
             return await handler(request)
-        except (OutsideWorkdir, ValueError, NotADirectoryError, IsADirectoryError) as exc:  # paths, JSON, values
+        except (
+            OutsideWorkdir,
+            ValueError,
+            NotADirectoryError,
+            IsADirectoryError,
+        ) as exc:  # paths, JSON, values
             return problem(400, str(exc)[:500] or "the request is not usable")
         except FileNotFoundError as exc:
             return problem(404, str(exc)[:500])
@@ -238,8 +258,7 @@ def make_app(runner: Runner) -> web.Application:
         if not request.content_type.startswith("multipart/"):
             raise ValueError("an upload is multipart/form-data")
         owner = (settings.uid, settings.gid) if settings.drops_privileges else None
-        await files.save_uploads(await request.multipart(), settings.workdir, settings.upload_limit,
-                                 owner)  # type: ignore[arg-type]
+        await files.save_uploads(await request.multipart(), settings.workdir, settings.upload_limit, owner)  # type: ignore[arg-type]
         return web.Response(status=204)
 
     async def download(request: web.Request) -> web.Response:
@@ -297,9 +316,19 @@ def make_app(runner: Runner) -> web.Application:
 
     app = web.Application(middlewares=[guard], client_max_size=1 << 22)
     app.on_shutdown.append(on_shutdown)
-    app.add_routes([web.get("/health", health), web.post("/execute", execute), web.post("/interrupt", interrupt),
-                    web.post("/complete", complete), web.get("/files", list_files), web.post("/upload", upload),
-                    web.get("/download", download), web.get("/stats", kernel_stats), web.get("/pty", terminal)])
+    app.add_routes(
+        [
+            web.get("/health", health),
+            web.post("/execute", execute),
+            web.post("/interrupt", interrupt),
+            web.post("/complete", complete),
+            web.get("/files", list_files),
+            web.post("/upload", upload),
+            web.get("/download", download),
+            web.get("/stats", kernel_stats),
+            web.get("/pty", terminal),
+        ]
+    )
     return app
 
 

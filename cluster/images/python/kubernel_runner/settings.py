@@ -67,8 +67,14 @@ class RunnerSettings:
         identity = env.get("KUBERNEL_RUNNER_IDENTITY")
         if not identity:
             raise ValueError("KUBERNEL_RUNNER_IDENTITY is required (the operator sets it in the Pod spec)")
-        uid = int(number("KUBERNEL_RUNNER_UID", None, int, 0, 2**31)) if env.get("KUBERNEL_RUNNER_UID") else None
-        gid = int(number("KUBERNEL_RUNNER_GID", None, int, 0, 2**31)) if env.get("KUBERNEL_RUNNER_GID") else uid
+        uid = (
+            int(number("KUBERNEL_RUNNER_UID", None, int, 0, 2**31))
+            if env.get("KUBERNEL_RUNNER_UID")
+            else None
+        )
+        gid = (
+            int(number("KUBERNEL_RUNNER_GID", None, int, 0, 2**31)) if env.get("KUBERNEL_RUNNER_GID") else uid
+        )
         return cls(
             port=int(number("KUBERNEL_RUNNER_PORT", None, int, 1, 65535)),
             identity_dir=Path(identity),

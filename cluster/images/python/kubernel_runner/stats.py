@@ -52,16 +52,22 @@ def figures(files: dict[str, str | None]) -> dict[str, int]:
     if files.get("cgroup.controllers") is not None:  # v2
         read, write = io_stat_bytes(files.get("io.stat"))
         current = _int(files.get("memory.current"))
-        return {"cpu_used": cpu_stat_usec(files.get("cpu.stat")) // 1000,
-                "mem_cur_bytes": current,
-                "mem_max_bytes": max(current, _int(files.get("memory.peak"))),  # no memory.peak before Linux 5.19
-                "io_read_bytes": read, "io_write_bytes": write}
+        return {
+            "cpu_used": cpu_stat_usec(files.get("cpu.stat")) // 1000,
+            "mem_cur_bytes": current,
+            "mem_max_bytes": max(current, _int(files.get("memory.peak"))),  # no memory.peak before Linux 5.19
+            "io_read_bytes": read,
+            "io_write_bytes": write,
+        }
     cpu_ns = _int(files.get("cpuacct/cpuacct.usage") or files.get("cpu,cpuacct/cpuacct.usage"))
     read, write = blkio_bytes(files.get("blkio/blkio.throttle.io_service_bytes"))
-    return {"cpu_used": cpu_ns // 1_000_000,
-            "mem_cur_bytes": _int(files.get("memory/memory.usage_in_bytes")),
-            "mem_max_bytes": _int(files.get("memory/memory.max_usage_in_bytes")),
-            "io_read_bytes": read, "io_write_bytes": write}
+    return {
+        "cpu_used": cpu_ns // 1_000_000,
+        "mem_cur_bytes": _int(files.get("memory/memory.usage_in_bytes")),
+        "mem_max_bytes": _int(files.get("memory/memory.max_usage_in_bytes")),
+        "io_read_bytes": read,
+        "io_write_bytes": write,
+    }
 
 
 def oom_kills(files: dict[str, str | None]) -> int:
@@ -75,9 +81,20 @@ def oom_kills(files: dict[str, str | None]) -> int:
     return 0
 
 
-FILES = ("cgroup.controllers", "memory.events", "memory/memory.oom_control", "cpu.stat", "memory.current", "memory.peak", "io.stat", "cpuacct/cpuacct.usage",
-         "cpu,cpuacct/cpuacct.usage", "memory/memory.usage_in_bytes", "memory/memory.max_usage_in_bytes",
-         "blkio/blkio.throttle.io_service_bytes")
+FILES = (
+    "cgroup.controllers",
+    "memory.events",
+    "memory/memory.oom_control",
+    "cpu.stat",
+    "memory.current",
+    "memory.peak",
+    "io.stat",
+    "cpuacct/cpuacct.usage",
+    "cpu,cpuacct/cpuacct.usage",
+    "memory/memory.usage_in_bytes",
+    "memory/memory.max_usage_in_bytes",
+    "blkio/blkio.throttle.io_service_bytes",
+)
 
 
 def read_files(root: Path = CGROUP) -> dict[str, str | None]:

@@ -66,7 +66,9 @@ def _controlling_tty() -> None:  # in the child, after setsid: the pty becomes i
 
 
 class Terminal:
-    def __init__(self, settings: RunnerSettings, env: dict[str, str], send: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(
+        self, settings: RunnerSettings, env: dict[str, str], send: Callable[[str], Awaitable[None]]
+    ) -> None:
         self.settings = settings
         self.env = {**env, "TERM": "xterm-256color"}
         self.send = send
@@ -85,8 +87,17 @@ class Terminal:
         shell = next(s for s in SHELLS if os.path.exists(s))
         try:
             self.process = await asyncio.create_subprocess_exec(
-                shell, "-i", stdin=slave, stdout=slave, stderr=slave, cwd=self.settings.workdir, env=self.env,
-                start_new_session=True, preexec_fn=_controlling_tty, **drop)
+                shell,
+                "-i",
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=self.settings.workdir,
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=_controlling_tty,
+                **drop,
+            )
         finally:
             os.close(slave)
         os.set_blocking(self.master, False)
@@ -138,7 +149,7 @@ class Terminal:
         view = memoryview(data)
         while view:
             try:
-                view = view[os.write(master, view):]
+                view = view[os.write(master, view) :]
             except BlockingIOError:
                 select.select([], [master], [], 1.0)  # the terminal's input buffer is full
 
