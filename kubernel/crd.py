@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from . import resource
 from .model import KernelSessionSpec, KernelSessionStatus
@@ -58,7 +59,7 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _schema(model: type) -> dict[str, Any]:
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     schema = _structural(raw, raw.get("$defs", {}))
     schema.pop("description", None)

@@ -16,7 +16,6 @@ from typing import Any
 
 from kubernetes_asyncio.client import CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.client.rest import RESTResponse
 
 
 async def read_bytes(response: Any) -> bytes:
@@ -24,7 +23,9 @@ async def read_bytes(response: Any) -> bytes:
     async with response:
         data = await response.read()
         if not 200 <= response.status <= 299:
-            raise ApiException(http_resp=RESTResponse(response, data))
+            error = ApiException(status=response.status, reason=response.reason)
+            error.body, error.headers = data, response.headers
+            raise error
         return data
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from .jsondict import JsonDict
+
 GROUP = "kubernel.io"
 VERSION = "v1alpha1"
 KIND = "KernelSession"
@@ -60,18 +62,19 @@ def session_name(access_key: str, token: str) -> str:
     return "-".join(part for part in (slug or "ks", digest) if part)
 
 
-def owns(body: dict, access_key: str, token: str) -> bool:
+def owns(body: JsonDict, access_key: str, token: str) -> bool:
     """Whether the KernelSession ``body`` is (owner ``access_key``, token ``token``)'s:
     a name stands for an owner only once this says so."""
     spec = body.get("spec") or {}
     return (spec.get("owner") or {}).get("accessKey") == access_key and spec.get("sessionId") == token
 
 
-def owner_uid(obj: dict) -> str | None:
+def owner_uid(obj: JsonDict) -> str | None:
     """The uid of the KernelSession that owns ``obj`` (a Pod, Service or Secret), if any."""
     for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
         if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(GROUP + "/"):
-            return ref.get("uid")
+            uid: str | None = ref.get("uid")
+            return uid
     return None
 
 

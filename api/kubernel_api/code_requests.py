@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kubernel.jsondict import JsonDict
+
 CODE_MAX = 1 << 20
 COMMAND_MAX = 65536
 PATH_MAX = 4096
@@ -38,7 +40,7 @@ class ExecuteRequest(_Body):
     run_id: str | None = Field(None, alias="runId", pattern=RUN_ID_PATTERN)
     options: BatchOptions | None = None
 
-    def to_runner(self) -> dict:
+    def to_runner(self) -> JsonDict:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from kubernel.jsondict import JsonDict
 from kubernel.lifecycle import LifecycleEvent
 
 _CURSOR = re.compile(r"^(?P<base>[0-9]{1,20})(?:\.\.(?P<until>[0-9]{1,20})#(?P<skip>[0-9]{1,9}))?$")
@@ -63,11 +64,11 @@ class Entry:
     time: datetime
 
 
-def last_seqs(bodies: Iterable[dict]) -> dict[str, int]:
+def last_seqs(bodies: Iterable[JsonDict]) -> dict[str, int]:
     return {b["metadata"]["uid"]: (b.get("status") or {}).get("lastSeq", 0) for b in bodies}
 
 
-def entries_after(before: Mapping[str, int], after: Iterable[dict]) -> list[Entry]:
+def entries_after(before: Mapping[str, int], after: Iterable[JsonDict]) -> list[Entry]:
     """Entries in ``after`` that ``before`` (uid -> last seq) had not, in canonical order."""
     found = []
     for body in after:

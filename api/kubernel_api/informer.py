@@ -100,7 +100,7 @@ class Informer:
         previous, self.cache, self.resource_version = self.resource_version, items, rv
         if changes:  # previous is "" for the first listing
             self._publish(previous, rv, changes)
-        for k in {key_of(n or o) for o, n in changes if (n or o)}:
+        for k in {key_of(body) for o, n in changes if (body := n or o)}:
             self._wake(k)
         if not self.loaded.done():
             self.loaded.set_result(None)

@@ -22,6 +22,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from kubernel import resource as r
+from kubernel.jsondict import JsonDict
 
 from .limits import Limits
 
@@ -91,7 +92,7 @@ def secret_name(access_key: str) -> str:
     return f"kubernel-keypair-{slug}-{digest}"
 
 
-def to_secret(keypair: Keypair, *, bootstrap: bool = False) -> dict:
+def to_secret(keypair: Keypair, *, bootstrap: bool = False) -> JsonDict:
     labels = {
         r.LABEL_MANAGED_BY: r.MANAGED_BY,
         r.LABEL_PART_OF: r.MANAGED_BY,
@@ -121,7 +122,7 @@ def to_secret(keypair: Keypair, *, bootstrap: bool = False) -> dict:
     }
 
 
-def from_secret(secret: dict) -> Keypair:
+def from_secret(secret: JsonDict) -> Keypair:
     """Raises ValueError (pydantic's ValidationError included) on a malformed Secret."""
     data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
     return Keypair(
@@ -136,7 +137,7 @@ def from_secret(secret: dict) -> Keypair:
     )
 
 
-def find_secret(secrets: list[dict], access_key: str) -> dict | None:
+def find_secret(secrets: list[JsonDict], access_key: str) -> JsonDict | None:
     """The Secret holding ``access_key``, whatever its name; malformed Secrets are skipped."""
     for secret in secrets:
         try:
@@ -147,7 +148,7 @@ def find_secret(secrets: list[dict], access_key: str) -> dict | None:
     return None
 
 
-def activation_patch(active: bool) -> dict:
+def activation_patch(active: bool) -> JsonDict:
     return {
         "metadata": {"labels": {LABEL_ACTIVE: str(active).lower()}},
         "data": {"active": base64.b64encode(str(active).lower().encode()).decode()},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 
 from aiohttp import web
+from pydantic import BaseModel
 
 import kubernel
 
@@ -17,7 +18,7 @@ from .code_requests import CompleteRequest, DownloadRequest, ExecuteRequest, Fil
 from .problems import PROBLEM_CONTENT_TYPE, ProblemType
 from .requests import CreateRequest
 
-AUTH = [{"BackendAI": []}]
+AUTH: list[dict[str, list[str]]] = [{"BackendAI": []}]
 _ID = {
     "name": "kernel_id",
     "in": "path",
@@ -99,7 +100,7 @@ def _kernel_call(
     return operation
 
 
-def _schemas(*models: type) -> dict:
+def _schemas(*models: type[BaseModel]) -> dict:
     schemas: dict = {}
     for model in models:
         schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")

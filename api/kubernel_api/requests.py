@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kubernel import folders
 from kubernel import model as m
 from kubernel.images import ImageNotAllowed, ImageTable
+from kubernel.jsondict import JsonDict
 
 from . import slots
 from .problems import Problem, ProblemType
@@ -32,10 +33,10 @@ CREATE_ALIASES = {
 }
 
 
-def _documented(aliases: dict[str, str], extra: dict | None = None) -> Callable[[dict], None]:
+def _documented(aliases: dict[str, str], extra: JsonDict | None = None) -> Callable[[JsonDict], None]:
     """The JSON schema with each alias as a property of its own (the OpenAPI document)."""
 
-    def add(schema: dict) -> None:
+    def add(schema: JsonDict) -> None:
         properties = schema.setdefault("properties", {})
         for alias, canonical in aliases.items():
             properties[alias] = {
@@ -217,7 +218,10 @@ def describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse(model: type[BaseModel], data: object) -> BaseModel:
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse(model: type[ModelT], data: object) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -234,7 +238,7 @@ def mount_requests(config: CreationConfig) -> list[folders.MountRequest]:
 
 def grant_mounts(
     wanted: list[folders.MountRequest], claims: dict[str, dict[str, str] | None], owner: m.Owner
-) -> list[dict]:
+) -> list[JsonDict]:
     """The mounts ``owner`` may have, read-only where the folder or the request says so.
     A claim that is missing and one that is not the owner's get the same 404: no oracle."""
     mounts = []
@@ -261,7 +265,7 @@ def to_spec(
     group: str,
     images: ImageTable,
     idle_timeout_seconds: int | None,
-    mounts: list[dict] | None = None,
+    mounts: list[JsonDict] | None = None,
 ) -> m.KernelSessionSpec:
     """The KernelSession spec for a validated request. Raises Problem on what the spec rejects."""
     try:

@@ -8,6 +8,7 @@ as absent. What a Pod cannot have is refused with a 400 that says why.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
 from kubernel import model as m
@@ -47,7 +48,7 @@ def count(slot: str, value: object) -> Decimal:
     return number.quantize(_QUANTUM)
 
 
-def resources(slots: dict[str, object] | None, instance_memory_kib: int | None) -> m.Resources:
+def resources(slots: Mapping[str, object] | None, instance_memory_kib: int | None) -> m.Resources:
     """``config.resources`` (and the legacy ``instanceMemory``) as the spec's Resources."""
     given = {k: v for k, v in (slots or {}).items() if v is not None}
     unknown = sorted(k for k in given if k not in SUPPORTED)
@@ -96,4 +97,4 @@ def resources(slots: dict[str, object] | None, instance_memory_kib: int | None) 
             "fractional GPU shares need Backend.AI's own GPU sharing, which a Kubernetes "
             "cluster does not have; ask for whole GPUs with cuda.device",
         )
-    return m.Resources(**fields)  # type: ignore[arg-type]  # pydantic checks the ranges
+    return m.Resources(**fields)

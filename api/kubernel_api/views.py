@@ -6,12 +6,13 @@ import json
 from datetime import datetime
 
 from kubernel.images import ServicePort, registry_of
+from kubernel.jsondict import JsonDict
 from kubernel.lifecycle import API_STATUS, Phase
 from kubernel.model import KernelSession, KernelSessionStatus
 from kubernel.quantity import memory_kib, parse_quantity
 
 
-def parse_session(body: dict) -> KernelSession:
+def parse_session(body: JsonDict) -> KernelSession:
     return KernelSession.model_validate({k: body[k] for k in ("spec", "status") if k in body})
 
 
@@ -19,16 +20,16 @@ def _status(session: KernelSession) -> KernelSessionStatus:
     return session.status or KernelSessionStatus()
 
 
-def is_terminated(body: dict) -> bool:
+def is_terminated(body: JsonDict) -> bool:
     return (body.get("status") or {}).get("phase") == Phase.TERMINATED
 
 
-def is_settled(body: dict) -> bool:
+def is_settled(body: JsonDict) -> bool:
     """Started or ended: what POST /kernel waits for."""
     return (body.get("status") or {}).get("phase") in (Phase.RUNNING, Phase.TERMINATED)
 
 
-def is_restarted(body: dict, restart: int) -> bool:
+def is_restarted(body: JsonDict, restart: int) -> bool:
     """Restart number ``restart`` has happened: its kernel runs, or the session ended."""
     status = body.get("status") or {}
     return status.get("phase") == Phase.TERMINATED or (
@@ -36,7 +37,7 @@ def is_restarted(body: dict, restart: int) -> bool:
     )
 
 
-def _created(body: dict, status: KernelSessionStatus) -> datetime:
+def _created(body: JsonDict, status: KernelSessionStatus) -> datetime:
     return status.created_at or datetime.fromisoformat(body["metadata"]["creationTimestamp"])
 
 
@@ -46,8 +47,8 @@ def cpu_credit_ms(status: KernelSessionStatus, now: datetime) -> int:
 
 
 def kernel_info(
-    body: dict, now: datetime, measured: dict | None = None, offered: list[ServicePort] | None = None
-) -> dict:
+    body: JsonDict, now: datetime, measured: JsonDict | None = None, offered: list[ServicePort] | None = None
+) -> JsonDict:
     """GET /kernel/:id; ``measured``: the runner's stats, whose CPU time is the credit
     while the kernel runs code (else the time it has been running)."""
     session = parse_session(body)
@@ -94,21 +95,23 @@ def occupied_slots(session: KernelSession) -> dict[str, str]:
     return slots
 
 
-def _cpu_used(measured: dict | None) -> int | None:
+def _cpu_used(measured: JsonDict | None) -> int | None:
     value = (measured or {}).get("cpu_used")
     return (
         int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else None
     )
 
 
-def service_ports(body: dict, offered: list[ServicePort]) -> list[dict]:
+def service_ports(body: JsonDict, offered: list[ServicePort]) -> list[JsonDict]:
     """The app services of a running session, as 19.09's create answer lists them."""
     if (body.get("status") or {}).get("phase") != Phase.RUNNING:
         return []
     return [{"name": p.name, "protocol": p.protocol, "ports": list(p.ports)} for p in offered]
 
 
-def create_response(body: dict, *, created: bool, timed_out: bool, offered: list[ServicePort]) -> dict:
+def create_response(
+    body: JsonDict, *, created: bool, timed_out: bool, offered: list[ServicePort]
+) -> JsonDict:
     """POST /kernel (a reused session's answer has the same keys: 19.09 spelled its
     ports ``service_ports`` there, which its own client does not read)."""
     session = parse_session(body)
@@ -131,7 +134,7 @@ KERNEL_STATS = (
 )
 
 
-def final_stats(body: dict, now: datetime, measured: dict | None = None) -> dict:
+def final_stats(body: JsonDict, now: datetime, measured: JsonDict | None = None) -> JsonDict:
     """DELETE /kernel/:id: 19.09's version-1 stats (numbers, and the status): the
     runner's figures for the container (``measured``, read just before it ended),
     else the CPU credit we count. ``status`` is 19.09's word: ``terminated``, or
@@ -147,7 +150,7 @@ def final_stats(body: dict, now: datetime, measured: dict | None = None) -> dict
     return stats
 
 
-def compute_session(body: dict, now: datetime) -> dict:
+def compute_session(body: JsonDict, now: datetime) -> JsonDict:
     """A session as the 19.09 GraphQL ``ComputeSession`` (snake_case; live counters we
     do not collect are 0, the runner's figures replace them for a single session)."""
     session = parse_session(body)

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .polling import run_logged
 from .settings import REPO_ROOT, TestbedSettings
@@ -217,7 +218,7 @@ def debootstrap_argv(base: DebianBase, target: Path, mirror: str) -> list[str]:
     return [*argv, base.suite, str(target), mirror]
 
 
-def oci_config(spec: ImageSpec) -> dict[str, object]:
+def oci_config(spec: ImageSpec) -> dict[str, Any]:
     """The ``config`` object of the image's OCI configuration, as umoci writes it
     (empty fields left out)."""
     labels = {
@@ -268,7 +269,7 @@ def history_entry(spec: ImageSpec) -> str:
     return "; ".join(parts)
 
 
-def manifest_digests(index: Mapping[str, object]) -> dict[str, str]:
+def manifest_digests(index: Mapping[str, Any]) -> dict[str, str]:
     """Tag -> manifest digest of an OCI layout's ``index.json``."""
     return {
         m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]

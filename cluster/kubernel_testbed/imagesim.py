@@ -31,7 +31,7 @@ class ImageStore:
     async def load_nodes(self) -> None:
         nodes = await self.core.list_node(label_selector=f"{NODE_LABEL}=true")
         for node in nodes.items:
-            known = set()
+            known: set[str] = set()
             for image in node.status.images or []:
                 known.update(image.names or [])
             self.nodes[node.metadata.name] = known

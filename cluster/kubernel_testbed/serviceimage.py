@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import imagebuild, node, realnode
 from .components import Layout
@@ -264,11 +265,11 @@ def pinned_reference(digest: str) -> str:
     return f"{node.REGISTRY_HOST}/{SERVICE_REPOSITORY}@{digest}"
 
 
-def manifest_size(manifest: Mapping[str, object]) -> int:
+def manifest_size(manifest: Mapping[str, Any]) -> int:
     """The configuration and every layer: in the registry's manifest the bytes a pull
     downloads (gzip), in buildah's local one the unpacked size (plain tar layers)."""
-    blobs = [manifest["config"], *manifest["layers"]]  # type: ignore[list-item]
-    return sum(int(blob["size"]) for blob in blobs)  # type: ignore[index]
+    blobs = [manifest["config"], *manifest["layers"]]
+    return sum(int(blob["size"]) for blob in blobs)
 
 
 def format_size(size: int) -> str:

@@ -10,7 +10,7 @@ import kopf
 
 from kubernel.runner import MIN_KEY_BYTES, MISSING_KEY
 
-from . import handlers  # noqa: F401 - registers the handlers
+from .handlers import register
 from .settings import OperatorSettings
 
 
@@ -22,6 +22,8 @@ def main() -> None:
     # kopf reports every handler and timer run at INFO ("Timer 'deadlines' succeeded" each
     # second per session); our own lines say what happened to sessions.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    registry = kopf.OperatorRegistry()
+    register(registry, settings)
     asyncio.run(
         kopf.operator(
             clusterwide=not settings.namespaces,
@@ -29,7 +31,7 @@ def main() -> None:
             peering_name=settings.peering or None,
             standalone=not settings.peering,
             liveness_endpoint=f"http://{settings.health_host}:{settings.health_port}/healthz",
-            memo=kopf.Memo(settings=settings),
+            registry=registry,
         )
     )
 

@@ -11,12 +11,16 @@ Settings chosen on purpose (see docs/operator.md):
   reach this process; of our Pods' Events only the Pulling/Pulled reasons are kept;
 - watch streams end server-side after 5 minutes and are re-listed, and a
   stream silent for longer than the inactivity timeout is considered dead.
+
+The handlers are registered by ``register`` with the settings read at start-up (the
+timer's interval among them), not by decorators at import time.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 import kopf
 
@@ -50,81 +54,86 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
-@kopf.on.startup(errors=kopf.ErrorsMode.PERMANENT)
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_) -> None:
-    ours: OperatorSettings = memo.get("settings") or OperatorSettings.from_env()
-    settings.persistence.finalizer = r.FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"kopf.{r.GROUP}")
-    settings.persistence.diffbase_storage = NoDiffBase()
-    settings.posting.loggers = False
-    settings.posting.level = logging.INFO
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.watching.inactivity_timeout = 120
-    settings.watching.label_selectors["v1", "pods"] = f"{r.LABEL_MANAGED_BY}={r.MANAGED_BY}"
-    settings.watching.field_selectors["v1", "events"] = "involvedObject.kind=Pod"
-    settings.execution.max_workers = 20
-    settings.scanning.disabled = not ours.scans_cluster
-    memo.settings = ours
-    memo.sessions = Sessions(Kube(await connect()), ours)
-    logger.info(
-        "kubernel operator: namespaces=%s idle=%ss start-deadline=%ss",
-        ",".join(ours.namespaces) or "*",
-        ours.idle_timeout_seconds,
-        ours.start_deadline_seconds,
-    )
+Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
-@kopf.on.cleanup()
-async def close(memo: kopf.Memo, **_) -> None:
-    await memo.sessions.kube.api.close()
+def _key(namespace: str | None, name: str) -> tuple[str, str]:
+    if namespace is None:  # KernelSessions, Pods and Events are namespaced
+        raise kopf.PermanentError(f"{name} has no namespace")
+    return namespace, name
 
 
-# Level-triggered: every event of a KernelSession asks what its state needs (start,
-# end, restart; see transitions.need_of), so kopf keeps no diff base and writes no
-# annotations to our objects; the timer asks again, as a retry for a failed action.
-@kopf.on.event(*KS)
-async def session_event(
-    type: str | None, body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, **_
-) -> None:
-    await memo.sessions.observe((namespace, name), type, dict(body))
+def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
+    """Register the operator's handlers in ``registry``, configured by ``ours``."""
 
+    @kopf.on.startup(registry=registry, errors=kopf.ErrorsMode.PERMANENT)
+    async def configure(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_: Any) -> None:
+        settings.persistence.finalizer = r.FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"kopf.{r.GROUP}")
+        settings.persistence.diffbase_storage = NoDiffBase()
+        settings.posting.loggers = False
+        settings.posting.level = logging.INFO
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.watching.inactivity_timeout = 120
+        settings.watching.label_selectors["v1", "pods"] = f"{r.LABEL_MANAGED_BY}={r.MANAGED_BY}"
+        settings.watching.field_selectors["v1", "events"] = "involvedObject.kind=Pod"
+        settings.execution.max_workers = 20
+        settings.scanning.disabled = not ours.scans_cluster
+        memo.sessions = Sessions(Kube(await connect()), ours)
+        logger.info(
+            "kubernel operator: namespaces=%s idle=%ss start-deadline=%ss",
+            ",".join(ours.namespaces) or "*",
+            ours.idle_timeout_seconds,
+            ours.start_deadline_seconds,
+        )
 
-@kopf.on.delete(*KS)
-async def finalize(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, **_) -> None:
-    await memo.sessions.finalize((namespace, name), dict(body))
+    @kopf.on.cleanup(registry=registry)
+    async def close(memo: Any, **_: Any) -> None:
+        await memo.sessions.kube.api.close()
 
+    # Level-triggered: every event of a KernelSession asks what its state needs (start,
+    # end, restart; see transitions.need_of), so kopf keeps no diff base and writes no
+    # annotations to our objects; the timer asks again, as a retry for a failed action.
+    @kopf.on.event(*KS, registry=registry)
+    async def session_event(
+        type: str | None, body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any
+    ) -> None:
+        await memo.sessions.observe(_key(namespace, name), type, dict(body))
 
-# The interval is read once at import: kopf fixes it when the handler registers.
-@kopf.timer(*KS, interval=OperatorSettings.from_env().timer_interval_seconds, sharp=False)
-async def deadlines(body: kopf.Body, name: str, namespace: str, memo: kopf.Memo, **_) -> None:
-    await memo.sessions.tick((namespace, name), dict(body))
+    @kopf.on.delete(*KS, registry=registry)
+    async def finalize(body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+        await memo.sessions.finalize(_key(namespace, name), dict(body))
 
+    @kopf.timer(*KS, registry=registry, interval=ours.timer_interval_seconds, sharp=False)
+    async def deadlines(body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+        await memo.sessions.tick(_key(namespace, name), dict(body))
 
-@kopf.on.event("v1", "pods", labels={r.LABEL_MANAGED_BY: r.MANAGED_BY})
-async def pod_changed(
-    type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_
-) -> None:
-    session = labels.get(r.LABEL_SESSION)
-    # The initial listing (type None) counts too: the Pod watch may start after the
-    # session listing's reconcile read the Pods, and a Pod that became Ready in between
-    # sends no further event (found by the kill -9 fault test).
-    if session:
-        await memo.sessions.pod_changed((namespace, session), type, dict(body))
+    @kopf.on.event("v1", "pods", registry=registry, labels={r.LABEL_MANAGED_BY: r.MANAGED_BY})
+    async def pod_changed(
+        type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any
+    ) -> None:
+        session = labels.get(r.LABEL_SESSION)
+        # The initial listing (type None) counts too: the Pod watch may start after the
+        # session listing's reconcile read the Pods, and a Pod that became Ready in between
+        # sends no further event (found by the kill -9 fault test).
+        if session:
+            await memo.sessions.pod_changed(_key(namespace, session), type, dict(body))
 
-
-@kopf.on.event("v1", "events")
-async def kubelet_event(type: str | None, body: kopf.Body, namespace: str, memo: kopf.Memo, **_) -> None:
-    reason = body.get("reason")
-    if (
-        type not in (None, "ADDED", "MODIFIED")
-        or reason not in LIFECYCLE_EVENT_REASONS | START_PROBLEM_REASONS
-    ):
-        return
-    if type == "MODIFIED" and reason in LIFECYCLE_EVENT_REASONS:
-        return  # a repeated Pulling/Pulled (count + 1) says nothing new
-    pod = body.get("involvedObject", {}).get("name", "")
-    match = POD_NAME.match(pod)
-    if match:
-        problem = f"{reason}: {body.get('message', '')}" if reason in START_PROBLEM_REASONS else None
-        await memo.sessions.kubelet_event((namespace, match["session"]), pod, reason, problem)
+    @kopf.on.event("v1", "events", registry=registry)
+    async def kubelet_event(
+        type: str | None, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
+    ) -> None:
+        reason = body.get("reason")
+        if (
+            type not in (None, "ADDED", "MODIFIED")
+            or reason not in LIFECYCLE_EVENT_REASONS | START_PROBLEM_REASONS
+        ):
+            return
+        if type == "MODIFIED" and reason in LIFECYCLE_EVENT_REASONS:
+            return  # a repeated Pulling/Pulled (count + 1) says nothing new
+        pod = body.get("involvedObject", {}).get("name", "")
+        match = POD_NAME.match(pod)
+        if match:
+            problem = f"{reason}: {body.get('message', '')}" if reason in START_PROBLEM_REASONS else None
+            await memo.sessions.kubelet_event(_key(namespace, match["session"]), pod, reason, problem)

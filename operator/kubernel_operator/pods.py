@@ -9,6 +9,7 @@ from kubernel import folders
 from kubernel import resource as r
 from kubernel import runner as rn
 from kubernel.images import ResolvedImage, Scheduling
+from kubernel.jsondict import JsonDict
 from kubernel.model import KernelSessionSpec, Mount
 
 HOME = rn.WORKDIR
@@ -56,7 +57,7 @@ def runs_runner(spec: KernelSessionSpec, image: ResolvedImage) -> bool:
     return image.runner and not command_for(spec, image)
 
 
-def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: int) -> dict:
+def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: int) -> JsonDict:
     """The Pod of kernel ``index`` (0 = main) of session ``name`` (no owner yet: kopf.adopt sets it)."""
     restart = spec.restart_count
     res = spec.resources
@@ -81,7 +82,7 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
         {"name": f"vfolder-{i}", "mountPath": mount_path(m), **read_only[i]}
         for i, m in enumerate(spec.mounts)
     ]
-    runner: dict = {}
+    runner: JsonDict = {}
     if runs_runner(spec, image):
         env += rn.runner_env()
         volumes.append(
@@ -96,7 +97,7 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
         r.LABEL_INDEX: str(index),
         r.LABEL_RESTART: str(restart),
     }
-    pod: dict = {
+    pod: JsonDict = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": pod_name(name, restart, index), "labels": labels},
@@ -126,9 +127,9 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
     return pod
 
 
-def scheduling_fields(scheduling: Scheduling) -> dict:
+def scheduling_fields(scheduling: Scheduling) -> JsonDict:
     """The image table's scheduling as Pod spec fields (only those that are set)."""
-    fields: dict = {}
+    fields: JsonDict = {}
     if scheduling.node_selector:
         fields["nodeSelector"] = dict(scheduling.node_selector)
     if scheduling.tolerations:
@@ -144,7 +145,7 @@ def scheduling_fields(scheduling: Scheduling) -> dict:
     return fields
 
 
-def runner_container_fields() -> dict:
+def runner_container_fields() -> JsonDict:
     """The runner's port, and readiness on its health check: ``kernel_started`` (every Pod
     Ready) then means the kernel can run code. The check waits for readiness (see
     ``READINESS_WAIT_SECONDS``), so the first probe succeeds the moment the kernel can."""
@@ -159,7 +160,7 @@ def runner_container_fields() -> dict:
     }
 
 
-def build_runner_secret(name: str, spec: KernelSessionSpec, token: str) -> dict:
+def build_runner_secret(name: str, spec: KernelSessionSpec, token: str) -> JsonDict:
     """The runner's identity: its bearer token (the API reads it; the session's user never
     does) and who the session is for. Owned by the KernelSession (kopf.adopt)."""
     identity = {
@@ -179,11 +180,11 @@ def build_runner_secret(name: str, spec: KernelSessionSpec, token: str) -> dict:
     }
 
 
-def build_pods(name: str, spec: KernelSessionSpec, image: ResolvedImage) -> list[dict]:
+def build_pods(name: str, spec: KernelSessionSpec, image: ResolvedImage) -> list[JsonDict]:
     return [build_pod(name, spec, image, i) for i in range(spec.cluster_size)]
 
 
-def build_service(name: str, spec: KernelSessionSpec) -> dict | None:
+def build_service(name: str, spec: KernelSessionSpec) -> JsonDict | None:
     """The headless Service that gives a multi-kernel session stable host names."""
     if spec.cluster_size < 2:
         return None

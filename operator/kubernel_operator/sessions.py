@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -209,7 +210,9 @@ class Sessions:
     async def ensure(self, key: Key, body: dict | None = None) -> bool:
         """Start, end or restart the session if its state asks for it; True if it did."""
         latest = self.latest(key, body)
-        need = need_of(latest) if latest is not None else Need.NOTHING
+        if latest is None:
+            return False
+        need = need_of(latest)
         if need == Need.START:
             await self.start(key)
         elif need == Need.END:
@@ -294,8 +297,9 @@ class Sessions:
         service = builders.build_service(name, spec)
         if service is not None:
             manifests.insert(0, service)
+        owner_body = kopf.Body(cast(kopf.RawBody, owner))
         for manifest in manifests:
-            kopf.adopt(manifest, owner=owner)
+            kopf.adopt(manifest, owner=owner_body)
         try:
             if builders.runs_runner(
                 spec, image
@@ -303,7 +307,7 @@ class Sessions:
                 secret = builders.build_runner_secret(
                     name, spec, rn.token(self.settings.runner_key, namespace, name, owner["metadata"]["uid"])
                 )
-                kopf.adopt(secret, owner=owner)
+                kopf.adopt(secret, owner=owner_body)
                 await self.kube.create(namespace, secret)
             fresh = await asyncio.gather(*(self.kube.create(namespace, m) for m in manifests))
         except ApiException as exc:
