@@ -127,6 +127,11 @@ class ImageTable(_Config):
         alias = self.aliases.get(requested)
         return list(alias.service_ports) if alias is not None else []
 
+    def to_run(self, requested: str, resolved: str | None) -> ResolvedImage:
+        """The image a session runs: ``resolved`` (pinned when the session was created)
+        if set, else what ``requested`` resolves to now. Raises ImageNotAllowed."""
+        return self.pinned(requested, resolved) if resolved else self.resolve(requested)
+
     def pinned(self, requested: str, image: str) -> ResolvedImage:
         """What runs ``image``, pinned earlier for ``requested``: the alias's command and
         scheduling (read now, so a changed table moves new Pods), else the table's."""

@@ -22,8 +22,7 @@ def main() -> None:
     # kopf reports every handler and timer run at INFO ("Timer 'deadlines' succeeded" each
     # second per session); our own lines say what happened to sessions.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    registry = kopf.OperatorRegistry()
-    register(registry, settings)
+    register(kopf.get_default_registry(), settings)  # beside kopf's own login handlers
     asyncio.run(
         kopf.operator(
             clusterwide=not settings.namespaces,
@@ -31,7 +30,6 @@ def main() -> None:
             peering_name=settings.peering or None,
             standalone=not settings.peering,
             liveness_endpoint=f"http://{settings.health_host}:{settings.health_port}/healthz",
-            registry=registry,
         )
     )
 

@@ -27,6 +27,7 @@ import kopf
 from kubernel import resource as r
 from kubernel.connect import connect
 
+from . import upkeep
 from .kube import Kube
 from .sessions import Sessions
 from .settings import OperatorSettings
@@ -103,11 +104,11 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
 
     @kopf.on.delete(*KS, registry=registry)
     async def finalize(body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-        await memo.sessions.finalize(_key(namespace, name), dict(body))
+        await upkeep.finalize(memo.sessions, _key(namespace, name), dict(body))
 
     @kopf.timer(*KS, registry=registry, interval=ours.timer_interval_seconds, sharp=False)
     async def deadlines(body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-        await memo.sessions.tick(_key(namespace, name), dict(body))
+        await upkeep.tick(memo.sessions, _key(namespace, name), dict(body))
 
     @kopf.on.event("v1", "pods", registry=registry, labels={r.LABEL_MANAGED_BY: r.MANAGED_BY})
     async def pod_changed(

@@ -220,6 +220,16 @@ def test_a_pinned_image_takes_its_alias_scheduling_from_the_current_table() -> N
     assert SCHEDULING_TABLE.pinned("gone", "registry.example/x:1").scheduling.node_selector == {"pool": "sim"}
 
 
+def test_a_session_runs_its_pinned_image_else_what_its_request_resolves_to() -> None:
+    assert (
+        SCHEDULING_TABLE.to_run("gpu", "registry.example/gpu@sha256:1").image
+        == "registry.example/gpu@sha256:1"
+    )
+    assert SCHEDULING_TABLE.to_run("gpu", None) == SCHEDULING_TABLE.resolve("gpu")
+    with pytest.raises(ImageNotAllowed):
+        SCHEDULING_TABLE.to_run("elsewhere.example/x:1", None)
+
+
 @pytest.mark.parametrize(
     "bad",
     [

@@ -1,0 +1,67 @@
+"""Telling what happened to a session: a log line per new lifecycle entry, and a
+Kubernetes Event for the milestones ``kubectl describe`` should show (started,
+terminated). The steps between are in the status's lifecycle log and the kernel Pod's
+own Events: an Event each cost the API server two requests per session (make bench,
+docs/performance.md)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import cast
+
+import kopf
+
+from kubernel.jsondict import JsonDict
+from kubernel.lifecycle import FAILURE_REASONS, LifecycleEvent, Result
+from kubernel.model import KernelSessionStatus
+
+log = logging.getLogger("kubernel.operator")
+MILESTONES = {LifecycleEvent.STARTED, LifecycleEvent.TERMINATED}  # posted as Kubernetes Events
+
+
+@dataclass(frozen=True)
+class Announcement:
+    seq: int
+    text: str
+    event_reason: str | None  # a Kubernetes Event's reason, for a milestone
+    failed: bool
+
+
+def event_reason(event: str) -> str:
+    return "".join(p.capitalize() for p in event.split("_"))  # kernel_started -> KernelStarted
+
+
+def announcements(old: KernelSessionStatus, new: KernelSessionStatus) -> list[Announcement]:
+    """What to tell of the entries ``new`` adds to ``old`` (pure)."""
+    told = []
+    for entry in new.lifecycle:
+        if entry.seq <= old.last_seq:
+            continue
+        text = entry.event + (f" ({entry.reason})" if entry.reason else "")
+        if entry.event == LifecycleEvent.TERMINATED:
+            text += f", result {entry.result}" + (f": {new.message}" if new.message else "")
+        failed = entry.event == LifecycleEvent.TERMINATED and (
+            entry.result == Result.FAILURE or entry.reason in FAILURE_REASONS
+        )
+        milestone = event_reason(entry.event) if entry.event in MILESTONES else None
+        told.append(Announcement(entry.seq, text, milestone, failed))
+    return told
+
+
+def as_body(body: JsonDict) -> kopf.Body:
+    """A KernelSession as kopf's posting and adopting functions take it."""
+    return kopf.Body(cast(kopf.RawBody, body))
+
+
+def announce(body: JsonDict, old: KernelSessionStatus, new: KernelSessionStatus) -> None:
+    meta = body["metadata"]
+    for told in announcements(old, new):
+        log.info("%s/%s #%d %s", meta["namespace"], meta["name"], told.seq, told.text)
+        if told.event_reason is not None:
+            kopf.event(
+                as_body(body),
+                type="Warning" if told.failed else "Normal",
+                reason=told.event_reason,
+                message=told.text,
+            )
