@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 node-packages:
 	@[ "$${KUBERNEL_REAL_NODE:-1}" = 0 ] || bash cluster/node-packages.sh
 
-.PHONY: node-packages venv binaries cluster cluster-down deploy deploy-images undeploy run test unit fault bench crds kind kind-down clean image
+.PHONY: check node-packages venv binaries cluster cluster-down deploy deploy-images undeploy run test unit fault bench crds kind kind-down clean image
 
 $(STAMP): pyproject.toml
 	@echo "[make] creating the virtual environment in $(VENV) and installing the project"
@@ -112,7 +112,21 @@ kind-down:
 deploy-images: venv node-packages
 	@$(PY) -m kubernel_testbed.deploy build
 
-test: venv binaries node-packages $(BAI_STAMP) deploy-images
+# The house's checks, first in `make test`: lint and format (ruff), types (mypy; strict on
+# the pure modules), the layering contracts (import-linter). Config in pyproject.toml;
+# docs/architecture.md says what each contract keeps.
+PY_FOLDERS := kubernel operator api cluster bench tests testkit
+check: venv
+	@echo "[check 1/4] ruff check"
+	@$(VENV)/bin/ruff check --quiet $(PY_FOLDERS)
+	@echo "[check 2/4] ruff format --check"
+	@$(VENV)/bin/ruff format --check --quiet $(PY_FOLDERS)
+	@echo "[check 3/4] mypy"
+	@$(VENV)/bin/mypy -p kubernel -p kubernel_operator -p kubernel_api -p kubernel_testbed -p kubernel_runner -p kubernel_testkit
+	@echo "[check 4/4] lint-imports"
+	@$(VENV)/bin/lint-imports --no-cache | tail -n +18
+
+test: venv check binaries node-packages $(BAI_STAMP) deploy-images
 	@$(PY) -m pytest
 
 clean: cluster-down

@@ -39,9 +39,9 @@ from kubernel_api import keypairs as kp
 from kubernel_testbed.launcher import Testbed, say
 from kubernel_testbed.node import PYTHON_IMAGE, SIMULATED_SCHEDULING
 from kubernel_testbed.settings import NodeShape, SimulatedDelays, TestbedSettings
-from tests.integration.api_client import ApiClient
-from tests.integration.processes import REPO, ServiceProcess, free_port
-from tests.waiting import wait_until
+from kubernel_testkit.api_client import ApiClient
+from kubernel_testkit.processes import REPO, ServiceProcess, free_port
+from kubernel_testkit.waiting import wait_until
 
 from .report import (
     Burst,

@@ -11,8 +11,7 @@ from kubernetes_asyncio import client, config
 
 from kubernel_testbed.launcher import Testbed, external_cluster_reachable, say
 from kubernel_testbed.settings import TestbedSettings
-
-from .waiting import wait_until
+from kubernel_testkit.waiting import wait_until
 
 
 @pytest.fixture(scope="session")

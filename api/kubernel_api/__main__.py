@@ -10,7 +10,7 @@ import sys
 
 from aiohttp import web
 
-from kubernel.connect import connect
+from kubernel.client.connect import connect
 from kubernel.runner import MIN_KEY_BYTES, MISSING_KEY
 
 from . import cli

@@ -19,7 +19,7 @@ import aiohttp
 from kubernetes_asyncio import watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kubernel.raw import read_json
+from kubernel.client.raw import read_json
 
 log = logging.getLogger("kubernel.api.informer")
 Key = tuple[str, str]

@@ -25,7 +25,7 @@ from typing import Any
 import kopf
 
 from kubernel import resource as r
-from kubernel.connect import connect
+from kubernel.client.connect import connect
 
 from . import upkeep
 from .kube import Kube

@@ -7,7 +7,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubernel import resource as r
-from kubernel.raw import claim_labels, read_items, read_json
+from kubernel.client.raw import claim_labels, read_items, read_json
 
 
 class Kube:

@@ -25,12 +25,12 @@ from kubernel import resource as r
 from kubernel_api import keypairs as kp
 from kubernel_api.limits import Limits
 from kubernel_testbed import deploy
+from kubernel_testkit.api_client import ApiClient
+from kubernel_testkit.waiting import wait_until
 
-from ..integration.api_client import ApiClient
 from ..integration.sse import EventStream, Message
 from ..integration.test_api_stream import is_startup, startup_of, stream
 from ..integration.test_backendai_client import CLIENT_PYTHON, SCENARIO, run_client
-from ..waiting import wait_until
 from .conftest import Installed
 
 # The install (helm --wait) and the kill test's waits are minutes at worst on 2 cores.

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kubernel_testkit.processes import ServiceProcess, free_port
+
 from .operator_process import TEST_IMAGES
-from .processes import ServiceProcess, free_port
 
 
 class ApiProcess(ServiceProcess):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import aiohttp
 import pytest
 import yaml
 from aiohttp import web
 from kubernetes_asyncio import client
+from pydantic import SecretBytes
 
 from kubernel.images import ImageTable
 from kubernel_api import keypairs as kp
@@ -18,11 +19,11 @@ from kubernel_api.keys import SESSIONS
 from kubernel_api.kube import Kube
 from kubernel_api.limits import Limits
 from kubernel_api.settings import ApiSettings
+from kubernel_testkit.api_client import ApiClient
+from kubernel_testkit.processes import RUNNER_KEY, free_port
+from kubernel_testkit.waiting import wait_until
 
-from ..waiting import wait_until
-from .api_client import ApiClient
 from .operator_process import TEST_IMAGES
-from .processes import RUNNER_KEY, free_port
 
 # name -> (role, domain, groups, limits)
 KEYPAIRS = {
@@ -37,21 +38,19 @@ KEYPAIRS = {
 
 
 def api_settings(namespace: str, **overrides: object) -> ApiSettings:
-    return replace(
-        ApiSettings(
-            host="127.0.0.1",
-            port=0,
-            namespace=namespace,
-            images=ImageTable.model_validate(yaml.safe_load(TEST_IMAGES)),
-            runner_key=RUNNER_KEY.encode(),
-            heartbeat_seconds=0.5,
-            max_wait_seconds=30,
-            destroy_wait_seconds=15,
-            kube_timeout_seconds=3,
-            server_limits=Limits(cpu="16", memory="64Gi", gpu=8, cluster_size=4),
-        ),
-        **overrides,
-    )
+    fields: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "namespace": namespace,
+        "images": ImageTable.model_validate(yaml.safe_load(TEST_IMAGES)),
+        "runner_key_value": SecretBytes(RUNNER_KEY.encode()),
+        "heartbeat_seconds": 0.5,
+        "max_wait_seconds": 30,
+        "destroy_wait_seconds": 15,
+        "kube_timeout_seconds": 3,
+        "server_limits": Limits(cpu="16", memory="64Gi", gpu=8, cluster_size=4),
+    }
+    return ApiSettings(**{**fields, **overrides})
 
 
 def make_keypairs() -> dict[str, kp.Keypair]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .processes import ServiceProcess, free_port
+from kubernel_testkit.processes import ServiceProcess, free_port
 
 # Sessions go to the simulated nodes unless their alias says otherwise; the real-node
 # aliases (scheduling: {}) run on the test bed's real node, from its local registry.

@@ -7,8 +7,7 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from kubernel import resource as r
-
-from ..waiting import wait_until
+from kubernel_testkit.waiting import wait_until
 
 ACCESS_KEY = "AKIATESTUSER0000001"
 

@@ -11,8 +11,8 @@ from kubernetes_asyncio import client
 
 from kubernel import resource as r
 from kubernel_api.problems import TYPE_BASE
+from kubernel_testkit.waiting import wait_until
 
-from ..waiting import wait_until
 from .conftest import RunningApi
 
 PROBLEM = "application/problem+json"

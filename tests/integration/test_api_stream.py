@@ -10,8 +10,8 @@ import aiohttp
 from kubernetes_asyncio import client
 
 from kubernel_api import keypairs as kp
+from kubernel_testkit.api_client import ApiClient
 
-from .api_client import ApiClient
 from .conftest import RunningApi, api_settings, start_api
 from .sse import EventStream, Message
 

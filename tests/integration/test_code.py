@@ -15,9 +15,9 @@ import pytest
 from kubernel import resource as r
 from kubernel_api.keypairs import Keypair
 from kubernel_api.keys import SETTINGS
+from kubernel_testkit.api_client import ApiClient, signed_headers
+from kubernel_testkit.waiting import wait_until
 
-from ..waiting import wait_until
-from .api_client import ApiClient, signed_headers
 from .conftest import RunningApi, api_settings, start_api
 
 pytestmark = pytest.mark.integration

@@ -24,12 +24,12 @@ from kubernetes_asyncio import client
 
 from kubernel_api import keypairs as kp
 from kubernel_testbed.node import SIMULATED_SCHEDULING
+from kubernel_testkit.api_client import ApiClient
+from kubernel_testkit.processes import REPO
+from kubernel_testkit.waiting import wait_until
 
-from ..waiting import wait_until
-from .api_client import ApiClient
 from .api_process import ApiProcess
 from .operator_process import OperatorProcess
-from .processes import REPO
 
 RELEASE = "kn"
 FULLNAME = f"{RELEASE}-kubernel"

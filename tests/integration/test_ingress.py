@@ -18,8 +18,7 @@ import aiohttp
 import pytest
 
 from kubernel_testbed import ingress, launcher, node, settings
-
-from ..waiting import wait_until
+from kubernel_testkit.waiting import wait_until
 
 HOST = "sse.ingress.test"
 """The Ingress rule's host (the test's is ``<namespace>.ingress.test``: two runs, or a

@@ -6,8 +6,8 @@ import pytest
 from kubernetes_asyncio import client
 
 from kubernel import resource as r
+from kubernel_testkit.waiting import wait_until
 
-from ..waiting import wait_until
 from .images import fresh_image
 from .sessions import ACCESS_KEY, SessionClient, events, seqs
 

@@ -19,8 +19,8 @@ from kubernetes_asyncio import client, watch
 
 from kubernel import resource as r
 from kubernel_testbed import imagebuild, launcher, node, realnode, settings
+from kubernel_testkit.waiting import wait_until
 
-from ..waiting import wait_until
 from .sessions import SessionClient, events
 
 SMALL = {"cpu": "500m", "memory": "256Mi"}  # the runner starts IPython: ~1.5 CPU-seconds

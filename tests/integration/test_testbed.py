@@ -8,8 +8,8 @@ import copy
 from kubernetes_asyncio import client
 
 from kubernel_testbed.node import SIMULATED_SCHEDULING
+from kubernel_testkit.waiting import wait_until
 
-from ..waiting import wait_until
 from .images import fresh_image
 
 

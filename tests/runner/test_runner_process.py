@@ -23,8 +23,7 @@ import aiohttp
 import pytest
 
 from kubernel_testbed.polling import free_port
-
-from ..waiting import wait_until
+from kubernel_testkit.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 START_TIMEOUT = 60.0

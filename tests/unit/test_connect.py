@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kubernetes_asyncio import client
 
-from kubernel.connect import without_environment_proxies
+from kubernel.client.connect import without_environment_proxies
 
 
 async def test_the_client_session_does_not_trust_the_environment() -> None:

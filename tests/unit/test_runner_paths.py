@@ -106,11 +106,14 @@ def test_runner_tokens_are_derived_per_session() -> None:
     )
 
 
-def test_the_runner_key_comes_from_a_file_first(tmp_path) -> None:
-    from kubernel.connect import runner_key
+def test_the_runner_key_comes_from_a_file_first(tmp_path, monkeypatch) -> None:
+    from kubernel.settings import ServiceSettings
 
     (tmp_path / "key").write_text("from-the-file\n")
-    assert runner_key({"KUBERNEL_RUNNER_KEY_FILE": str(tmp_path / "key"), "KUBERNEL_RUNNER_KEY": "env"}) == (
-        b"from-the-file"
-    )
-    assert runner_key({"KUBERNEL_RUNNER_KEY": "env"}) == b"env" and runner_key({}) == b""
+    monkeypatch.setenv("KUBERNEL_RUNNER_KEY_FILE", str(tmp_path / "key"))
+    monkeypatch.setenv("KUBERNEL_RUNNER_KEY", "env")
+    assert ServiceSettings.from_env().runner_key == b"from-the-file"
+    monkeypatch.delenv("KUBERNEL_RUNNER_KEY_FILE")
+    assert ServiceSettings.from_env().runner_key == b"env"
+    monkeypatch.delenv("KUBERNEL_RUNNER_KEY")
+    assert ServiceSettings.from_env().runner_key == b""

@@ -11,8 +11,8 @@ from kubernetes_asyncio import client
 
 from kubernel import resource as r
 from kubernel_api import keypairs as kp
+from kubernel_testkit.waiting import wait_until
 
-from ...waiting import wait_until
 from ..conftest import create_keypairs
 from ..operator_process import OperatorProcess
 

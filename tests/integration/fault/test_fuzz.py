@@ -24,8 +24,8 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
 from kubernel_api import keypairs as kp
+from kubernel_testkit.api_client import signed_headers
 
-from ..api_client import signed_headers
 from ..api_process import ApiProcess
 from ..conftest import make_keypairs
 

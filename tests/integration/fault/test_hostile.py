@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 
 from kubernel_api import keypairs as kp
+from kubernel_testkit.api_client import ApiClient
 
-from ..api_client import ApiClient
 from ..api_process import ApiProcess
 from ..test_api_stream import stream, until_started
 

@@ -13,9 +13,9 @@ from kubernetes_asyncio import client
 
 from kubernel import resource as r
 from kubernel_api import keypairs as kp
+from kubernel_testkit.api_client import ApiClient
+from kubernel_testkit.waiting import wait_until
 
-from ...waiting import wait_until
-from ..api_client import ApiClient
 from ..api_process import ApiProcess
 from ..conftest import api_settings, start_api
 from ..operator_process import OperatorProcess

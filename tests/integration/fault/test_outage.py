@@ -14,9 +14,9 @@ from kubernel_api import keypairs as kp
 from kubernel_testbed import launcher
 from kubernel_testbed import settings as testbed_settings
 from kubernel_testbed.node import SIMULATED_SCHEDULING
+from kubernel_testkit.api_client import ApiClient
+from kubernel_testkit.waiting import wait_until
 
-from ...waiting import wait_until
-from ..api_client import ApiClient
 from ..api_process import ApiProcess
 from ..operator_process import OperatorProcess
 from ..test_api_stream import is_startup, startup_of, stream, until_started

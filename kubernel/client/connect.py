@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-
 from kubernetes_asyncio import client, config
-
-from .runner import KEY_ENV, KEY_FILE_ENV
 
 
 async def connect() -> client.ApiClient:
@@ -17,14 +12,6 @@ async def connect() -> client.ApiClient:
     except config.ConfigException:
         await config.load_kube_config()
     return without_environment_proxies(client.ApiClient())
-
-
-def runner_key(environ: Mapping[str, str]) -> bytes:
-    """The runner key: the file named by KUBERNEL_RUNNER_KEY_FILE (a mounted Secret),
-    else KUBERNEL_RUNNER_KEY; empty when neither is set (the services refuse to start)."""
-    if environ.get(KEY_FILE_ENV):
-        return Path(environ[KEY_FILE_ENV]).read_bytes().strip()
-    return environ.get(KEY_ENV, "").encode()
 
 
 def without_environment_proxies(api: client.ApiClient) -> client.ApiClient:
