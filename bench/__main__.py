@@ -133,11 +133,11 @@ class Sampler:
         return self.peak
 
 
-def services(kubeconfig: str, work: Path) -> tuple[ServiceProcess, ServiceProcess, str]:
+def services(kubeconfig: str, work: Path) -> tuple[ServiceProcess, ServiceProcess, str, str]:
     images = work / "images.yaml"
     images.write_text(IMAGES_FILE)
     common = {**os.environ, "KUBECONFIG": kubeconfig, "KUBERNEL_IMAGES": str(images)}
-    health, port = free_port(), free_port()
+    health, port, metrics_port, operator_metrics = free_port(), free_port(), free_port(), free_port()
     operator = ServiceProcess(
         "operator",
         ["kubernel_operator"],
@@ -146,6 +146,7 @@ def services(kubeconfig: str, work: Path) -> tuple[ServiceProcess, ServiceProces
             "KUBERNEL_NAMESPACES": NAMESPACE,
             "KUBERNEL_OPERATOR_HEALTH_HOST": "127.0.0.1",
             "KUBERNEL_OPERATOR_HEALTH_PORT": str(health),
+            "KUBERNEL_OPERATOR_METRICS_PORT": str(operator_metrics),
         },
         work / "operator.log",
         f"http://127.0.0.1:{health}/healthz",
@@ -158,13 +159,14 @@ def services(kubeconfig: str, work: Path) -> tuple[ServiceProcess, ServiceProces
             **common,
             "KUBERNEL_API_HOST": "127.0.0.1",
             "KUBERNEL_API_PORT": str(port),
+            "KUBERNEL_API_METRICS_PORT": str(metrics_port),
             "KUBERNEL_API_NAMESPACE": NAMESPACE,
             "KUBERNEL_API_MAX_WAIT": "120",
         },
         work / "api.log",
         base_url + "/readyz",
     )
-    return operator, api, base_url
+    return operator, api, base_url, f"http://127.0.0.1:{metrics_port}/metrics"
 
 
 # -- the Kubernetes side -------------------------------------------------------------
@@ -473,14 +475,18 @@ async def creations(
 ENTRY_LAG = "kubernel_api_lifecycle_entry_lag_seconds"
 
 
-async def entry_lag(bai: ApiClient) -> dict[float, float]:
+async def entry_lag(bai: ApiClient, metrics_url: str) -> dict[float, float]:
     """The API's histogram of how late lifecycle entries reach it (its /metrics)."""
-    async with bai.http.get(bai.base_url + "/metrics") as response:
+    async with bai.http.get(metrics_url) as response:
         return histogram_buckets(await response.text(), ENTRY_LAG)
 
 
 async def fanout(
-    bai: ApiClient, custom: client.CustomObjectsApi, api: ServiceProcess, settings: BenchSettings
+    bai: ApiClient,
+    custom: client.CustomObjectsApi,
+    api: ServiceProcess,
+    settings: BenchSettings,
+    metrics_url: str,
 ) -> dict:
     say(f"fan-out: opening {settings.subscribers} SSE subscribers")
     keys = Keys()
@@ -492,7 +498,7 @@ async def fanout(
     pid = api.proc.pid
     rss_connected, cpu_before = rss_mb(pid), cpu_seconds(pid)
     sampler = Sampler(pid)
-    lag_before = await entry_lag(bai)
+    lag_before = await entry_lag(bai, metrics_url)
     say(f"fan-out: {settings.fanout_sessions} sessions start while they listen")
     tokens = [f"fan-{i:03}" for i in range(settings.fanout_sessions)]
     answers = await asyncio.gather(
@@ -513,7 +519,7 @@ async def fanout(
 
     await until(complete, len(readers), "every subscriber saw every kernel_started", timeout=300)
     peak, cpu = sampler.stop(), cpu_seconds(pid) - cpu_before
-    lag_after = await entry_lag(bai)
+    lag_after = await entry_lag(bai, metrics_url)
     upstream = {
         f"p{round(q * 100)}": 1000 * histogram_quantile(lag_before, lag_after, q) for q in (0.5, 0.99)
     }
@@ -595,7 +601,7 @@ async def run(settings: BenchSettings, kubeconfig: str, work: Path) -> dict:
         await core.create_namespace({"metadata": {"name": NAMESPACE}})
         admin = kp.Keypair(access_key="AKIABENCHADMIN", secret_key=uuid.uuid4().hex, role=kp.Role.SUPERADMIN)
         await core.create_namespaced_secret(NAMESPACE, kp.to_secret(admin))
-        operator, api, base_url = services(kubeconfig, work)
+        operator, api, base_url, metrics_url = services(kubeconfig, work)
         say("starting the operator and the API")
         operator.start()
         api.start()
@@ -606,7 +612,7 @@ async def run(settings: BenchSettings, kubeconfig: str, work: Path) -> dict:
                 bai = ApiClient(base_url, admin, http)
                 results: dict = await creations(core, custom, bai, settings)
                 results["real_node"] = await real_node(core, custom, bai, settings)
-                results["fanout"] = await fanout(bai, custom, api, settings)
+                results["fanout"] = await fanout(bai, custom, api, settings, metrics_url)
                 results["steady"] = await steady(
                     bai, custom, operator, api, settings, settings.fanout_sessions
                 )

@@ -11,10 +11,12 @@ import sys
 from aiohttp import web
 
 from kubernel.client.connect import connect
+from kubernel.metrics import serve_metrics
 from kubernel.runner import MIN_KEY_BYTES, MISSING_KEY
 
 from . import cli
 from .app import make_app
+from .keys import METRICS
 from .kube import Kube
 from .settings import ApiSettings
 
@@ -53,6 +55,9 @@ async def _serve(settings: ApiSettings) -> None:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
+        metrics = None
+        if settings.metrics_port:
+            metrics = await serve_metrics(app[METRICS].registry, settings.host, settings.metrics_port)
         logging.getLogger("kubernel.api").info(
             "kubernel API on http://%s:%d (sessions in namespace %s, keypairs in %s)",
             settings.host,
@@ -67,6 +72,8 @@ async def _serve(settings: ApiSettings) -> None:
         await stop.wait()
         logging.getLogger("kubernel.api").info("shutting down: closing event streams")
         await runner.cleanup()
+        if metrics is not None:
+            await metrics.cleanup()
 
 
 if __name__ == "__main__":

@@ -60,7 +60,6 @@ ROUTES = (
     Route("POST", "/admin/graphql", graphql.serve, "graphql"),
     Route("GET", "/healthz", routes.healthz, "healthz", public=True),
     Route("GET", "/readyz", routes.readyz, "readyz", public=True),
-    Route("GET", "/metrics", routes.metrics, "metrics", public=True),
     Route("GET", "/openapi.json", openapi.serve, "openapi", public=True),
 )
 PUBLIC = frozenset(r.name for r in ROUTES if r.public)

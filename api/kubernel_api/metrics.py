@@ -1,4 +1,5 @@
-"""Prometheus metrics of one API process (its own registry, served at /metrics)."""
+"""Prometheus metrics of one API process: its own registry, with the process, platform
+and build-info collectors, served at /metrics on the metrics port (kubernel/metrics.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from kubernel.metrics import service_registry
+
 
 @dataclass
 class Metrics:
-    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+    registry: CollectorRegistry = field(default_factory=lambda: service_registry("kubernel_api"))
 
     def __post_init__(self) -> None:
         self.requests = Counter(

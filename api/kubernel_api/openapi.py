@@ -562,13 +562,6 @@ def document() -> dict:
                     "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
                 }
             },
-            "/metrics": {
-                "get": {
-                    "operationId": "metrics",
-                    "summary": "Prometheus metrics",
-                    "responses": {"200": {"description": "text/plain exposition format"}},
-                }
-            },
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",

@@ -8,14 +8,13 @@ import re
 from datetime import UTC, datetime
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import kubernel
 from kubernel import model as m
 from kubernel.images import ServicePort
 
 from . import access, views
-from .events import Cursor, comment
+from .events import Cursor
 from .keypairs import Role
 from .keys import CALLER, HUB, KEYPAIR_INFORMER, KEYPAIRS, KUBE, METRICS, RUNNER, SERVICE, SESSIONS, SETTINGS
 from .problems import Problem, ProblemType
@@ -29,7 +28,8 @@ from .requests import (
     parse,
     to_spec,
 )
-from .stream import CLOSE, StreamFilter
+from .sse import Pacing, write_stream
+from .stream import StreamFilter
 
 _TOKEN = re.compile(m.TOKEN_PATTERN)
 
@@ -144,13 +144,6 @@ async def destroy(request: web.Request) -> web.Response:
     return web.json_response({"stats": views.final_stats(final, _now(), measured)})
 
 
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache, no-transform",
-    "X-Accel-Buffering": "no",  # nginx and ingress-nginx: do not buffer this response
-}
-
-
 async def stream_events(request: web.Request) -> web.StreamResponse:
     app, caller = request.app, request[CALLER]
     query = parse(StreamQuery, query_of(request))
@@ -174,52 +167,10 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         except ValueError as exc:
             raise Problem(ProblemType.INVALID_PARAMETERS, f"Last-Event-ID: {exc}") from None
     stream_filter = StreamFilter(caller, session_id, owner_key, group)
-    hub, metrics, settings = app[HUB], app[METRICS], app[SETTINGS]
-    preface, subscriber = await hub.open(stream_filter, cursor, app[KUBE].sessions_at)
-    response = web.StreamResponse(headers=SSE_HEADERS)
-    # `retry:` rides on the first message: alone it would make an empty message for
-    # parsers like the reference client's.
-    prefix = f"retry: {settings.retry_ms}\n".encode()
-
-    async def send(messages: list[bytes]) -> None:
-        nonlocal prefix
-        await response.write(prefix + b"".join(messages))
-        prefix = b""
-        metrics.events_sent.inc(len(messages))
-
-    try:
-        await response.prepare(request)
-        await response.write(comment("kubernel event stream"))
-        if preface:
-            await send(preface)
-        while True:
-            if subscriber.queue.empty():
-                try:
-                    first = await asyncio.wait_for(subscriber.queue.get(), settings.heartbeat_seconds)
-                except TimeoutError:
-                    await response.write(comment("heartbeat"))
-                    continue
-            else:
-                first = subscriber.queue.get_nowait()
-            # Whatever else is queued goes out in the same write, and a client gets at
-            # most one write per flush interval: under a burst this turns thousands of
-            # small writes per client into a few (make bench).
-            batch = [first]
-            while batch[-1] != CLOSE and not subscriber.queue.empty():
-                batch.append(subscriber.queue.get_nowait())
-            closing = batch[-1] == CLOSE
-            messages = batch[:-1] if closing else batch
-            if messages:
-                await send(messages)
-            if closing:
-                break
-            if messages and settings.stream_flush_seconds:
-                await asyncio.sleep(settings.stream_flush_seconds)  # let the next batch gather
-    except ConnectionResetError:
-        pass  # the client went away
-    finally:
-        hub.close(subscriber)
-    return response
+    settings = app[SETTINGS]
+    preface, subscriber = await app[HUB].open(stream_filter, cursor, app[KUBE].sessions_at)
+    pacing = Pacing(settings.retry_ms, settings.heartbeat_seconds, settings.stream_flush_seconds)
+    return await write_stream(request, app[HUB], subscriber, preface, pacing, app[METRICS].events_sent)
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -230,8 +181,3 @@ async def readyz(request: web.Request) -> web.Response:
     sessions, keypairs = request.app[SESSIONS], request.app[KEYPAIR_INFORMER]
     ready = sessions.loaded.done() and keypairs.loaded.done() and sessions.healthy
     return web.json_response({"status": "ready" if ready else "not ready"}, status=200 if ready else 503)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    registry = request.app[METRICS].registry
-    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -28,6 +28,9 @@ class ApiSettings(ServiceSettings):
     """Listen address."""
     port: int = Field(8090, validation_alias="KUBERNEL_API_PORT")
     """Listen port."""
+    metrics_port: int = Field(9090, ge=0, le=65535, validation_alias="KUBERNEL_API_METRICS_PORT")
+    """Port of the Prometheus endpoint `/metrics`, on the listen address: apart from the
+    API's port, so an Ingress for the API does not publish it; 0 serves no metrics."""
     namespace: str = Field(default_factory=_pod_namespace, validation_alias="KUBERNEL_API_NAMESPACE")
     """Namespace where KernelSessions are created and read; unset, the Pod's own namespace
     (in a Pod), else `default`."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import cast
 
 import kopf
@@ -15,6 +16,8 @@ import kopf
 from kubernel.jsondict import JsonDict
 from kubernel.lifecycle import FAILURE_REASONS, LifecycleEvent, Result
 from kubernel.model import KernelSessionStatus
+
+from .metrics import OperatorMetrics
 
 log = logging.getLogger("kubernel.operator")
 MILESTONES = {LifecycleEvent.STARTED, LifecycleEvent.TERMINATED}  # posted as Kubernetes Events
@@ -54,8 +57,27 @@ def as_body(body: JsonDict) -> kopf.Body:
     return kopf.Body(cast(kopf.RawBody, body))
 
 
-def announce(body: JsonDict, old: KernelSessionStatus, new: KernelSessionStatus) -> None:
+def first_start_seconds(
+    created: datetime | None, old: KernelSessionStatus, new: KernelSessionStatus
+) -> float | None:
+    """Seconds from the session's creation to the first kernel_started, if ``new`` adds it."""
+    for entry in new.lifecycle:
+        if entry.seq > old.last_seq and entry.event == LifecycleEvent.STARTED and entry.restart == 0:
+            return max(0.0, (entry.time - created).total_seconds()) if created is not None else None
+    return None
+
+
+def announce(
+    body: JsonDict, old: KernelSessionStatus, new: KernelSessionStatus, metrics: OperatorMetrics
+) -> None:
     meta = body["metadata"]
+    for entry in new.lifecycle:
+        if entry.seq > old.last_seq:
+            metrics.lifecycle_entries.labels(entry.event.value).inc()
+    created = meta.get("creationTimestamp")
+    started = first_start_seconds(datetime.fromisoformat(created) if created else None, old, new)
+    if started is not None:
+        metrics.start_latency.observe(started)
     for told in announcements(old, new):
         log.info("%s/%s #%d %s", meta["namespace"], meta["name"], told.seq, told.text)
         if told.event_reason is not None:

@@ -26,9 +26,11 @@ import kopf
 
 from kubernel import resource as r
 from kubernel.client.connect import connect
+from kubernel.metrics import serve_metrics
 
 from . import upkeep
 from .kube import Kube
+from .metrics import OperatorMetrics
 from .sessions import Sessions
 from .settings import OperatorSettings
 
@@ -81,7 +83,11 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
         settings.watching.field_selectors["v1", "events"] = "involvedObject.kind=Pod"
         settings.execution.max_workers = 20
         settings.scanning.disabled = not ours.scans_cluster
-        memo.sessions = Sessions(Kube(await connect()), ours)
+        metrics = OperatorMetrics()
+        memo.sessions = Sessions(Kube(await connect()), ours, metrics)
+        memo.metrics_server = None
+        if ours.metrics_port:
+            memo.metrics_server = await serve_metrics(metrics.registry, ours.health_host, ours.metrics_port)
         logger.info(
             "kubernel operator: namespaces=%s idle=%ss start-deadline=%ss",
             ",".join(ours.namespaces) or "*",
@@ -91,6 +97,8 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
 
     @kopf.on.cleanup(registry=registry)
     async def close(memo: Any, **_: Any) -> None:
+        if memo.metrics_server is not None:
+            await memo.metrics_server.cleanup()
         await memo.sessions.kube.api.close()
 
     # Level-triggered: every event of a KernelSession asks what its state needs (start,

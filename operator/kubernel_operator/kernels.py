@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
+from prometheus_client import Counter
 
 from kubernel import resource as r
 from kubernel import runner as rn
@@ -33,10 +34,11 @@ class Created:
 
 
 class Kernels:
-    def __init__(self, kube: Kube, settings: OperatorSettings, observed: Observed) -> None:
+    def __init__(self, kube: Kube, settings: OperatorSettings, observed: Observed, failures: Counter) -> None:
         self.kube = kube
         self.settings = settings
         self.observed = observed
+        self.failures = failures  # by outcome: rejected (the session ends), error (retried)
 
     async def create(self, key: Key, owner: JsonDict, spec: KernelSessionSpec) -> Created | Ending:
         """Create the Pods (and Service) of ``spec.restartCount``, or say why the session ends instead."""
@@ -61,9 +63,11 @@ class Kernels:
             fresh = await asyncio.gather(*(self.kube.create(namespace, m) for m in manifests))
         except ApiException as exc:
             if exc.status in (400, 403, 422):  # rejected for good (quota, admission, validation)
+                self.failures.labels("rejected").inc()
                 return Ending(
                     Reason.FAILED_TO_CREATE, Result.UNDEFINED, f"Pod creation rejected: {exc.reason}"
                 )
+            self.failures.labels("error").inc()
             raise
         return Created(
             pods=[m["metadata"]["name"] for m in manifests if m["kind"] == "Pod"], fresh=all(fresh)

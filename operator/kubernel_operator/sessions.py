@@ -6,6 +6,8 @@ Each decides with the pure functions of ``transitions`` and writes through the
 
 from __future__ import annotations
 
+from functools import partial
+
 import kopf
 
 from kubernel import resource as r
@@ -17,6 +19,7 @@ from kubernel.quantity import memory_kib
 from .announce import announce, as_body
 from .kernels import Created, Kernels
 from .kube import Kube
+from .metrics import OperatorMetrics
 from .observed import Observed
 from .settings import OperatorSettings
 from .store import Key, StatusStore, Step, now, parse_session
@@ -34,12 +37,16 @@ from .transitions import (
 
 
 class Sessions:
-    def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
+    def __init__(self, kube: Kube, settings: OperatorSettings, metrics: OperatorMetrics) -> None:
         self.kube = kube
         self.settings = settings
-        self.store = StatusStore(kube, announce)
+        self.metrics = metrics
+        self.store = StatusStore(
+            kube, partial(announce, metrics=metrics), on_conflict=metrics.status_conflicts.inc
+        )
         self.observed = Observed()
-        self.kernels = Kernels(kube, settings, self.observed)
+        self.kernels = Kernels(kube, settings, self.observed, metrics.pod_creation_failures)
+        metrics.count_sessions(self.store.phases)
 
     def forget(self, key: Key) -> None:
         self.store.forget(key)
@@ -126,6 +133,10 @@ class Sessions:
 
     async def reconcile(self, key: Key) -> None:
         """Bring the lifecycle log up to what the Pods and kubelet Events show."""
+        with self.metrics.reconcile_duration.time():
+            await self._reconcile(key)
+
+    async def _reconcile(self, key: Key) -> None:
         namespace, name = key
         async with self.store.lock(key):
             body = self.store.latest(key)

@@ -34,6 +34,9 @@ class OperatorSettings(ServiceSettings):
     """Address of the liveness endpoint `/healthz`."""
     health_port: int = Field(8081, validation_alias="KUBERNEL_OPERATOR_HEALTH_PORT")
     """Port of the liveness endpoint `/healthz`."""
+    metrics_port: int = Field(8082, ge=0, le=65535, validation_alias="KUBERNEL_OPERATOR_METRICS_PORT")
+    """Port of the Prometheus endpoint `/metrics`, on the liveness endpoint's address; 0
+    serves no metrics."""
     peering: str = Field("", validation_alias="KUBERNEL_PEERING")
     """kopf peering object that keeps one operator active among replicas (a `KopfPeering`
     in each served namespace, or a `ClusterKopfPeering` cluster-wide; the Helm chart sets

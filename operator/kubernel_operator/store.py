@@ -12,13 +12,14 @@ each other.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubernel.jsondict import JsonDict
+from kubernel.lifecycle import Phase
 from kubernel.model import KernelSession, KernelSessionStatus
 
 from .kube import Kube
@@ -45,7 +46,7 @@ def slim(body: JsonDict) -> JsonDict:
         "kind": body.get("kind"),
         "metadata": {
             k: meta[k]
-            for k in ("name", "namespace", "uid", "resourceVersion", "deletionTimestamp")
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "deletionTimestamp")
             if k in meta
         },
         **{k: body[k] for k in ("spec", "status") if k in body},
@@ -59,9 +60,10 @@ def older(version: str, than: str) -> bool:
 class StatusStore:
     """The latest copy of each session, its lock, and the status writer."""
 
-    def __init__(self, kube: Kube, announce: Announce) -> None:
+    def __init__(self, kube: Kube, announce: Announce, on_conflict: Callable[[], None]) -> None:
         self.kube = kube
         self.announce = announce
+        self.on_conflict = on_conflict
         self._locks: dict[Key, asyncio.Lock] = {}
         self._bodies: dict[Key, JsonDict] = {}  # the latest KernelSession seen, slimmed
 
@@ -90,6 +92,11 @@ class StatusStore:
         if body is not None:
             self.seen(key, body)
         return self._bodies.get(key)
+
+    def phases(self) -> Iterator[str]:
+        """The phase of each session held (for the sessions-by-phase gauge)."""
+        for body in self._bodies.values():
+            yield (body.get("status") or {}).get("phase") or Phase.PENDING
 
     def forget(self, key: Key) -> None:
         self._locks.pop(key, None)
@@ -121,6 +128,7 @@ class StatusStore:
                 )
             except ApiException as exc:
                 if exc.status == 409:  # moved on since that copy: read it afresh
+                    self.on_conflict()
                     body = None
                     continue
                 if exc.status == 404:

@@ -24,6 +24,7 @@ class ApiProcess(ServiceProcess):
             "KUBERNEL_IMAGES": str(images),
             "KUBERNEL_API_HOST": "127.0.0.1",
             "KUBERNEL_API_PORT": str(port),
+            "KUBERNEL_API_METRICS_PORT": str(free_port()),
             "KUBERNEL_API_NAMESPACE": namespace,
             "KUBERNEL_API_HEARTBEAT": "0.5",
             **(extra_env or {}),

@@ -13,9 +13,10 @@ from kubernetes_asyncio import client
 from pydantic import SecretBytes
 
 from kubernel.images import ImageTable
+from kubernel.metrics import serve_metrics
 from kubernel_api import keypairs as kp
 from kubernel_api.app import make_app
-from kubernel_api.keys import SESSIONS
+from kubernel_api.keys import METRICS, SESSIONS
 from kubernel_api.kube import Kube
 from kubernel_api.limits import Limits
 from kubernel_api.settings import ApiSettings
@@ -88,6 +89,7 @@ class RunningApi:
     app: web.Application
     http: aiohttp.ClientSession
     keypairs: dict[str, kp.Keypair]
+    metrics_url: str = ""
 
     def client(self, name: str, **kwargs: object) -> ApiClient:
         return ApiClient(self.base_url, self.keypairs[name], self.http, **kwargs)
@@ -113,6 +115,8 @@ async def api(
     kube: client.ApiClient, namespace: str, keypairs: dict[str, kp.Keypair], operator: object
 ) -> AsyncIterator[RunningApi]:
     runner, base_url = await start_api(kube, api_settings(namespace))
+    metrics_port = free_port()  # as `python -m kubernel_api serve` does, on a port of its own
+    metrics = await serve_metrics(runner.app[METRICS].registry, "127.0.0.1", metrics_port)
     async with aiohttp.ClientSession() as http:
 
         async def ready() -> bool:  # as a readiness probe would: caches loaded, watch connected
@@ -120,5 +124,6 @@ async def api(
                 return resp.status == 200
 
         await wait_until(ready, timeout=30, what="the API ready")
-        yield RunningApi(base_url, runner.app, http, keypairs)
+        yield RunningApi(base_url, runner.app, http, keypairs, f"http://127.0.0.1:{metrics_port}/metrics")
+    await metrics.cleanup()
     await runner.cleanup()

@@ -39,13 +39,14 @@ class OperatorProcess(ServiceProcess):
     def __init__(self, kubeconfig: str, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
         images = workdir / "images.yaml"
         images.write_text(TEST_IMAGES)
-        port = free_port()
+        port, self.metrics_port = free_port(), free_port()
         env = {
             **os.environ,
             "KUBECONFIG": kubeconfig,
             "KUBERNEL_IMAGES": str(images),
             "KUBERNEL_OPERATOR_HEALTH_HOST": "127.0.0.1",
             "KUBERNEL_OPERATOR_HEALTH_PORT": str(port),
+            "KUBERNEL_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "KUBERNEL_START_DEADLINE": "15",
             "KUBERNEL_TIMER_INTERVAL": "0.5",
             "KUBERNEL_POD_GRACE": "1",

@@ -498,7 +498,7 @@ async def test_errors_of_routing_are_problems_too(api: RunningApi) -> None:
 
 async def test_the_lag_of_lifecycle_entries_is_measured(api: RunningApi) -> None:
     async def lag_count() -> float:
-        async with api.http.get(api.base_url + "/metrics") as resp:
+        async with api.http.get(api.metrics_url) as resp:
             text = await resp.text()
         return float(re.search(r"^kubernel_api_lifecycle_entry_lag_seconds_count (\S+)$", text, re.M)[1])
 
@@ -517,12 +517,16 @@ async def test_health_metrics_and_openapi(api: RunningApi) -> None:
         assert resp.status == 200
     async with api.http.get(api.base_url + "/readyz") as resp:
         assert resp.status == 200
-    async with api.http.get(api.base_url + "/metrics") as resp:
+    async with api.http.get(api.metrics_url) as resp:
         text = await resp.text()
         assert (
             'kubernel_api_requests_total{method="GET",route="/kernel/{kernel_id}",status="404"} 1.0' in text
         )
         assert "kubernel_api_open_streams 0.0" in text and "kubernel_api_sse_events_sent_total" in text
+        assert re.search(r'^kubernel_api_build_info\{.*version="[^"]+".*\} 1\.0$', text, re.M)
+        assert re.search(r"^process_resident_memory_bytes \S+$", text, re.M)
+    async with api.http.get(api.base_url + "/metrics") as resp:  # not on the API's port (the Ingress's)
+        assert resp.status == 404
     async with api.http.get(api.base_url + "/openapi.json") as resp:
         doc = await resp.json()
         assert doc["openapi"].startswith("3.") and "/kernel/{kernel_id}" in doc["paths"]

@@ -280,12 +280,14 @@ def services(
     images = work / "images.yaml"
     images.write_text(install.get("configmap", FULLNAME)["data"]["images.yaml"])
     operator_env = chart_env(install, OPERATOR_SA, images)
-    operator_env.pop("KUBERNEL_OPERATOR_HEALTH_PORT")  # a free port of the test's
+    for name in ("KUBERNEL_OPERATOR_HEALTH_PORT", "KUBERNEL_OPERATOR_METRICS_PORT"):
+        operator_env.pop(name)  # a free port of the test's
     operator = OperatorProcess(
         service_account_kubeconfig(install, OPERATOR_SA, work / "operator.kubeconfig"), work, operator_env
     )
     api_env = chart_env(install, API_SA, images)
-    api_env.pop("KUBERNEL_API_PORT")
+    for name in ("KUBERNEL_API_PORT", "KUBERNEL_API_METRICS_PORT"):
+        api_env.pop(name)
     api = ApiProcess(
         service_account_kubeconfig(install, API_SA, work / "api.kubeconfig"), install.namespace, work, api_env
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import aiohttp
 import pytest
 from kubernetes_asyncio import client
 
@@ -356,3 +359,41 @@ async def test_the_api_server_rejects_a_bad_token(kube: client.ApiClient, namesp
         with pytest.raises(client.ApiException) as caught:
             await custom.create_namespaced_custom_object(r.GROUP, r.VERSION, namespace, r.PLURAL, body)
         assert caught.value.status == 422, token
+
+
+async def test_the_operator_exports_its_metrics(sessions: SessionClient, operator) -> None:
+    """Its own /metrics (on the metrics port): sessions by phase, lifecycle entries, the
+    time to start, reconciles, build info and the process collector."""
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+
+    async def scrape() -> str:
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            assert resp.status == 200 and resp.content_type == "text/plain"
+            return await resp.text()
+
+    def value(text: str, sample: str) -> float:
+        found = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.M)
+        return float(found[1]) if found else 0.0
+
+    before = await scrape()
+    name = await sessions.create("metrics-01", image=fresh_image())
+    await sessions.wait_phase(name, "Running")
+
+    async def counted() -> bool:
+        text = await scrape()
+        return (
+            value(text, 'kubernel_operator_lifecycle_entries_total{event="kernel_started"}')
+            > value(before, 'kubernel_operator_lifecycle_entries_total{event="kernel_started"}')
+            and value(text, 'kubernel_operator_sessions{phase="Running"}') >= 1
+        )
+
+    await wait_until(counted, timeout=10, what="the start counted")
+    text = await scrape()
+    assert value(text, "kubernel_operator_session_start_seconds_count") > value(
+        before, "kubernel_operator_session_start_seconds_count"
+    )
+    assert value(text, "kubernel_operator_reconcile_duration_seconds_count") > 0
+    assert "kubernel_operator_status_write_conflicts_total" in text
+    assert 'kubernel_operator_sessions{phase="Terminated"}' in text  # every phase, zeros too
+    assert re.search(r'^kubernel_operator_build_info\{.*version="[^"]+".*\} 1\.0$', text, re.M)
+    assert value(text, "process_resident_memory_bytes") > 0

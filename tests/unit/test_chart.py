@@ -272,6 +272,65 @@ def test_the_ingress_suits_event_streams(helm_bin: str) -> None:
     assert not [o for o in render(helm_bin) if o["kind"] == "Ingress"], "the Ingress is optional"
 
 
+def _container_ports(deployment: dict) -> dict[str, int]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {p["name"]: p["containerPort"] for p in container["ports"]}
+
+
+def test_metrics_have_ports_of_their_own_the_ingress_does_not_route(helm_bin: str) -> None:
+    objects = render(helm_bin, "-f", str(REPO / "helm" / "examples" / "ingress-nginx.yaml"))
+    api, operator = (
+        one(objects, "Deployment", "kn-kubernel-api"),
+        one(objects, "Deployment", "kn-kubernel-operator"),
+    )
+    assert _container_ports(api)["metrics"] == int(env_of(api)["KUBERNEL_API_METRICS_PORT"]) == 9090
+    assert (
+        _container_ports(operator)["metrics"]
+        == int(env_of(operator)["KUBERNEL_OPERATOR_METRICS_PORT"])
+        == 8082
+    )
+    api_ports = {p["name"]: p for p in one(objects, "Service", "kn-kubernel-api")["spec"]["ports"]}
+    assert api_ports["metrics"]["targetPort"] == "metrics" and api_ports["http"]["targetPort"] == "http"
+    operator_service = one(objects, "Service", "kn-kubernel-operator-metrics")
+    assert operator_service["spec"]["selector"]["app.kubernetes.io/component"] == "operator"
+    assert [p["targetPort"] for p in operator_service["spec"]["ports"]] == ["metrics"]
+    backends = [
+        path["backend"]["service"]["port"]
+        for rule in one(objects, "Ingress", "kn-kubernel-api")["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+    assert backends and all(port == {"name": "http"} for port in backends)
+
+
+def test_a_service_monitor_scrapes_both_services_when_asked(helm_bin: str) -> None:
+    assert not [o for o in render(helm_bin) if o["kind"] == "ServiceMonitor"], "off by default"
+    objects = render(
+        helm_bin,
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.labels.release=prometheus",
+    )
+    monitor = one(objects, "ServiceMonitor", "kn-kubernel")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+    ]
+    selected = [
+        o
+        for o in objects
+        if o["kind"] == "Service"
+        and all(
+            o["metadata"]["labels"].get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items()
+        )
+        and any(p["name"] == "metrics" for p in o["spec"]["ports"])
+    ]
+    assert sorted(o["metadata"]["name"] for o in selected) == [
+        "kn-kubernel-api",
+        "kn-kubernel-operator-metrics",
+    ]
+
+
 def test_an_ingress_host_left_empty_matches_every_host(helm_bin: str, tmp_path: Path) -> None:
     """What `make deploy` installs (no DNS on the test bed): the rule has no host at all,
     which Kubernetes reads as every host; the image is pinned by digest."""
