@@ -73,7 +73,7 @@ def announce(
     meta = body["metadata"]
     for entry in new.lifecycle:
         if entry.seq > old.last_seq:
-            metrics.lifecycle_entries.labels(entry.event.value).inc()
+            metrics.lifecycle_entries.labels(str(entry.event)).inc()
     created = meta.get("creationTimestamp")
     started = first_start_seconds(datetime.fromisoformat(created) if created else None, old, new)
     if started is not None:

@@ -67,9 +67,10 @@ def _key(namespace: str | None, name: str) -> tuple[str, str]:
 
 
 def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
-    """Register the operator's handlers in ``registry``, configured by ``ours``."""
+    """Register the operator's handlers in ``registry``, configured by ``ours``. Each has
+    an explicit id: the finalizer's progress is kept in annotations under it."""
 
-    @kopf.on.startup(registry=registry, errors=kopf.ErrorsMode.PERMANENT)
+    @kopf.on.startup(id="configure", registry=registry, errors=kopf.ErrorsMode.PERMANENT)
     async def configure(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_: Any) -> None:
         settings.persistence.finalizer = r.FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"kopf.{r.GROUP}")
@@ -95,7 +96,7 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
             ours.start_deadline_seconds,
         )
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(id="close", registry=registry)
     async def close(memo: Any, **_: Any) -> None:
         if memo.metrics_server is not None:
             await memo.metrics_server.cleanup()
@@ -104,21 +105,23 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
     # Level-triggered: every event of a KernelSession asks what its state needs (start,
     # end, restart; see transitions.need_of), so kopf keeps no diff base and writes no
     # annotations to our objects; the timer asks again, as a retry for a failed action.
-    @kopf.on.event(*KS, registry=registry)
+    @kopf.on.event(*KS, id="session_event", registry=registry)
     async def session_event(
         type: str | None, body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any
     ) -> None:
         await memo.sessions.observe(_key(namespace, name), type, dict(body))
 
-    @kopf.on.delete(*KS, registry=registry)
+    @kopf.on.delete(*KS, id="finalize", registry=registry)
     async def finalize(body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
         await upkeep.finalize(memo.sessions, _key(namespace, name), dict(body))
 
-    @kopf.timer(*KS, registry=registry, interval=ours.timer_interval_seconds, sharp=False)
+    @kopf.timer(*KS, id="deadlines", registry=registry, interval=ours.timer_interval_seconds, sharp=False)
     async def deadlines(body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
         await upkeep.tick(memo.sessions, _key(namespace, name), dict(body))
 
-    @kopf.on.event("v1", "pods", registry=registry, labels={r.LABEL_MANAGED_BY: r.MANAGED_BY})
+    @kopf.on.event(
+        "v1", "pods", id="pod_changed", registry=registry, labels={r.LABEL_MANAGED_BY: r.MANAGED_BY}
+    )
     async def pod_changed(
         type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any
     ) -> None:
@@ -129,7 +132,7 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
         if session:
             await memo.sessions.pod_changed(_key(namespace, session), type, dict(body))
 
-    @kopf.on.event("v1", "events", registry=registry)
+    @kopf.on.event("v1", "events", id="kubelet_event", registry=registry)
     async def kubelet_event(
         type: str | None, body: kopf.Body, namespace: str | None, memo: Any, **_: Any
     ) -> None:
