@@ -49,7 +49,6 @@ class Reason(StrEnum):
     EVICTED = "evicted"  # ours: the kubelet or the eviction API removed the Pod
     OOM_KILLED = "oom-killed"  # ours: the container exceeded its memory limit
     VOLUME_NOT_FOUND = "volume-not-found"  # ours: a mount names a missing PersistentVolumeClaim
-    UNKNOWN = "unknown"
     TASK_SUCCESS = "task-success"  # the reason of kernel_success (Backend.AI's)
     TASK_FAILURE = "task-failure"  # the reason of kernel_failure (Backend.AI's)
 
@@ -64,7 +63,6 @@ FAILURE_REASONS = frozenset(
         Reason.EVICTED,
         Reason.OOM_KILLED,
         Reason.VOLUME_NOT_FOUND,
-        Reason.UNKNOWN,
     }
 )
 
@@ -82,20 +80,18 @@ class Phase(StrEnum):
     CREATING = "Creating"
     RUNNING = "Running"
     RESTARTING = "Restarting"
-    TERMINATING = "Terminating"
     TERMINATED = "Terminated"
 
 
+# The phase each event moves a session to. The ending events (kernel_cancelled,
+# kernel_terminating, kernel_success, kernel_failure) move none: kernel_terminated
+# always follows them in the same status write.
 PHASE_AFTER: dict[LifecycleEvent, Phase] = {
     LifecycleEvent.ENQUEUED: Phase.PENDING,
     LifecycleEvent.PREPARING: Phase.PREPARING,
     LifecycleEvent.PULLING: Phase.PULLING,
     LifecycleEvent.CREATING: Phase.CREATING,
     LifecycleEvent.STARTED: Phase.RUNNING,
-    LifecycleEvent.CANCELLED: Phase.TERMINATING,
-    LifecycleEvent.TERMINATING: Phase.TERMINATING,
-    LifecycleEvent.SUCCESS: Phase.TERMINATING,
-    LifecycleEvent.FAILURE: Phase.TERMINATING,
     LifecycleEvent.TERMINATED: Phase.TERMINATED,
 }
 
@@ -111,6 +107,5 @@ API_STATUS: dict[Phase, str] = {
     Phase.CREATING: "BUILDING",
     Phase.RUNNING: "RUNNING",
     Phase.RESTARTING: "RESTARTING",
-    Phase.TERMINATING: "TERMINATING",
     Phase.TERMINATED: "TERMINATED",
 }

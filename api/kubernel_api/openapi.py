@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 import kubernel
+from kubernel.lifecycle import API_STATUS
 
 from .code_requests import CompleteRequest, DownloadRequest, ExecuteRequest, FilesRequest
 from .problems import PROBLEM_CONTENT_TYPE, ProblemType
@@ -196,17 +197,7 @@ def document() -> dict:
                         "created": {"type": "boolean"},
                         "status": {
                             "type": "string",
-                            "enum": [
-                                "PENDING",
-                                "PREPARING",
-                                "PULLING",
-                                "BUILDING",
-                                "RUNNING",
-                                "RESTARTING",
-                                "TERMINATING",
-                                "TERMINATED",
-                                "TIMEOUT",
-                            ],
+                            "enum": [*API_STATUS.values(), "TIMEOUT"],
                         },
                         "servicePorts": _SERVICE_PORTS,
                     },

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubernel import resource as r
+from kubernel.lifecycle import Phase, Reason
 from kubernel.model import KernelSession, KernelSessionSpec
 
 from .informer import Informer
@@ -173,7 +174,7 @@ class SessionService:
         except TimeoutError:
             return Outcome(self.sessions.get(self.key(name)) or created, True, timed_out=True)
         if body is None or body["metadata"]["uid"] != uid:  # replaced meanwhile: ours ended
-            return Outcome(created | {"status": {"phase": "Terminated"}}, True)
+            return Outcome(created | {"status": {"phase": Phase.TERMINATED.value}}, True)
         return Outcome(body, True)
 
     async def find(self, owner: Keypair, kernel_id: str, *, live_only: bool) -> dict:
@@ -240,7 +241,7 @@ class SessionService:
     async def destroy(self, body: dict, *, forced: bool) -> tuple[dict, bool]:
         """Ask the operator to end the session; the final state, and whether it ended in time."""
         name, uid = body["metadata"]["name"], body["metadata"]["uid"]
-        reason = "force-terminated" if forced else "user-requested"
+        reason = Reason.FORCE_TERMINATED if forced else Reason.USER_REQUESTED
         await self.kube.patch_session(name, {"spec": {"terminationRequested": reason}})
         try:
             final = await self.sessions.wait_for(

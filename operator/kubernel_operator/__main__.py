@@ -19,8 +19,8 @@ def main() -> None:
     if len(settings.runner_key) < MIN_KEY_BYTES:
         sys.exit(MISSING_KEY)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # kopf reports every handler and timer run at INFO ("Timer 'deadlines' succeeded" each
-    # second per session); our own lines say what happened to sessions.
+    # kopf reports every handler and timer run at INFO ("Timer 'deadlines' succeeded" at
+    # every interval for every session); our own lines say what happened to sessions.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     register(kopf.get_default_registry(), settings)  # beside kopf's own login handlers
     asyncio.run(

@@ -4,11 +4,12 @@ Settings chosen on purpose (see docs/operator.md):
 - level-triggered: KernelSession events (and the timer) ask what the state needs,
   so there is no diff base; the finalizer's progress lives in annotations, never
   in status, so the status schema stays ours;
-- only the explicit ``kopf.event`` calls post Kubernetes Events (kopf >= 1.44
-  does not post its log lines by itself; we keep it that way);
-- Pods are watched with a server-side label selector and Events with a field
-  selector (kind=Pod), so neither other workloads' Pods nor unrelated Events
-  reach this process; of our Pods' Events only the Pulling/Pulled reasons are kept;
+- only the explicit ``kopf.event``/``kopf.info`` calls post Kubernetes Events (kopf's
+  default: it does not post its log lines);
+- Pods are watched with a server-side label selector, so other workloads' Pods never
+  reach this process; Events with a field selector (involvedObject.kind=Pod), and of
+  those only our Pods' (by name) with the Pulling/Pulled reasons, or the start problems
+  (FailedCreatePodSandBox, FailedMount, FailedAttachVolume) with their message, are kept;
 - watch streams end server-side after 5 minutes and are re-listed, and a
   stream silent for longer than the inactivity timeout is considered dead.
 
@@ -75,14 +76,11 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
         settings.persistence.finalizer = r.FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"kopf.{r.GROUP}")
         settings.persistence.diffbase_storage = NoDiffBase()
-        settings.posting.loggers = False
-        settings.posting.level = logging.INFO
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.watching.inactivity_timeout = 120
         settings.watching.label_selectors["v1", "pods"] = f"{r.LABEL_MANAGED_BY}={r.MANAGED_BY}"
         settings.watching.field_selectors["v1", "events"] = "involvedObject.kind=Pod"
-        settings.execution.max_workers = 20
         settings.scanning.disabled = not ours.scans_cluster
         metrics = OperatorMetrics()
         memo.sessions = Sessions(Kube(await connect()), ours, metrics)

@@ -1,4 +1,4 @@
-"""Pure builders: a KernelSession -> its Pods and headless Service manifests."""
+"""Pure builders: a KernelSession -> its Pods, headless Service and runner-identity Secret manifests."""
 
 from __future__ import annotations
 

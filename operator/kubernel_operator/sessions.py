@@ -149,7 +149,7 @@ class Sessions:
             if body["metadata"].get("deletionTimestamp"):
                 return
             status = body.get("status") or {}
-            if status.get("phase") in (Phase.TERMINATED, Phase.TERMINATING) or not status.get("createdAt"):
+            if status.get("phase") == Phase.TERMINATED or not status.get("createdAt"):
                 return
             kernels = await self.kernels.facts(key, status, body["metadata"].get("uid"))
             present = {k.name for k in kernels}

@@ -58,10 +58,7 @@ def need_of(body: dict[str, Any]) -> Need:
     repeated or reordered event changes nothing (kopf's ``on.event``, and the timer
     as a safety net, ask this; no diff base is needed)."""
     spec, status = body.get("spec") or {}, body.get("status") or {}
-    if body.get("metadata", {}).get("deletionTimestamp") or status.get("phase") in (
-        Phase.TERMINATED,
-        Phase.TERMINATING,
-    ):
+    if body.get("metadata", {}).get("deletionTimestamp") or status.get("phase") == Phase.TERMINATED:
         return Need.NOTHING  # ending (the finalizer's job) or ended
     if spec.get("terminationRequested"):
         return Need.END
@@ -183,7 +180,7 @@ def overdue(
     start_deadline: int,
 ) -> Ending | None:
     """The end a deadline brings: unschedulable too long, or idle too long."""
-    if status.phase in (Phase.TERMINATED, Phase.TERMINATING):
+    if status.phase == Phase.TERMINATED:
         return None
     for k in kernels:
         if k.unschedulable and k.created_at:
@@ -230,7 +227,7 @@ def _append(
         time=now,
     )
     status.lifecycle = [*status.lifecycle, entry][-LIFECYCLE_LOG_LIMIT:]
-    status.phase = PHASE_AFTER[event]
+    status.phase = PHASE_AFTER.get(event, status.phase)
     status.reason = reason
 
 
@@ -305,7 +302,7 @@ def advance(
     now: datetime,
 ) -> KernelSessionStatus:
     """Append the lifecycle events the facts show and the log lacks; end the session if due."""
-    if status.phase in (Phase.TERMINATED, Phase.TERMINATING) or status.observed_restart != spec.restart_count:
+    if status.phase == Phase.TERMINATED or status.observed_restart != spec.restart_count:
         return status
     new = status.model_copy(deep=True)
     main = next((k for k in kernels if k.index == 0), None)

@@ -186,6 +186,18 @@ def test_the_image_table_is_what_the_services_load(helm_bin: str) -> None:
     assert table.resolve("python-tensorflow:1.12").image == "docker.io/lablup/python-tensorflow:1.12-py36"
 
 
+def test_the_image_tables_scheduling_reaches_the_services(helm_bin: str) -> None:
+    """Every field of the values' `images` is in the file (`scheduling` was once left out)."""
+    config = one(
+        render(helm_bin, "--set-json", 'images.scheduling={"nodeSelector":{"pool":"sessions"}}'),
+        "ConfigMap",
+        "kn-kubernel",
+    )
+    table = ImageTable.model_validate(yaml.safe_load(config["data"]["images.yaml"]))
+    assert table.scheduling.node_selector == {"pool": "sessions"}
+    assert table.resolve("docker.io/any:1").scheduling.node_selector == {"pool": "sessions"}
+
+
 def test_rbac_is_least_privilege(default: list[dict]) -> None:
     api = rules_of(one(default, "Role", "kn-kubernel-api"))
     assert api == {

@@ -334,7 +334,6 @@ CREATED = {"createdAt": "2026-11-21T12:00:00Z", "observedRestart": 0, "phase": "
         (body({"terminationRequested": "user-requested", "restartCount": 2}, CREATED), Need.END),  # end wins
         (body({"terminationRequested": "user-requested"}, {**CREATED, "phase": "Terminated"}), Need.NOTHING),
         (body({"restartCount": 3}, {**CREATED, "phase": "Terminated"}), Need.NOTHING),
-        (body(status={**CREATED, "phase": "Terminating"}), Need.NOTHING),
         (body(deleting=True), Need.NOTHING),  # the finalizer ends it
     ],
 )

@@ -78,11 +78,18 @@ class RunnerSettings:
         return cls(
             port=int(number("KUBERNEL_RUNNER_PORT", None, int, 1, 65535)),
             identity_dir=Path(identity),
-            workdir=Path(env.get("KUBERNEL_RUNNER_WORKDIR") or "/home/work"),
+            workdir=Path(env.get("KUBERNEL_RUNNER_WORKDIR") or cls.workdir),
             uid=uid,
             gid=gid,
-            continue_seconds=float(number("KUBERNEL_RUNNER_CONTINUE_SECONDS", "3", float, 0.05, 600)),
-            output_limit=int(number("KUBERNEL_RUNNER_OUTPUT_LIMIT", str(1 << 20), int, 1024, 1 << 30)),
-            upload_limit=int(number("KUBERNEL_RUNNER_UPLOAD_LIMIT", str(64 << 20), int, 1, 1 << 40)),
-            reap_seconds=float(number("KUBERNEL_RUNNER_REAP_SECONDS", "5", float, 0.05, 3600)),
+            # The defaults are the fields' own (written once, above).
+            continue_seconds=float(
+                number("KUBERNEL_RUNNER_CONTINUE_SECONDS", str(cls.continue_seconds), float, 0.05, 600)
+            ),
+            output_limit=int(
+                number("KUBERNEL_RUNNER_OUTPUT_LIMIT", str(cls.output_limit), int, 1024, 1 << 30)
+            ),
+            upload_limit=int(number("KUBERNEL_RUNNER_UPLOAD_LIMIT", str(cls.upload_limit), int, 1, 1 << 40)),
+            reap_seconds=float(
+                number("KUBERNEL_RUNNER_REAP_SECONDS", str(cls.reap_seconds), float, 0.05, 3600)
+            ),
         )
