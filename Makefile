@@ -124,7 +124,7 @@ check: venv
 	@echo "[check 3/4] mypy"
 	@$(VENV)/bin/mypy -p kubernel -p kubernel_operator -p kubernel_api -p kubernel_testbed -p kubernel_runner -p kubernel_testkit
 	@echo "[check 4/4] lint-imports"
-	@$(VENV)/bin/lint-imports --no-cache | tail -n +18
+	@set -o pipefail; $(VENV)/bin/lint-imports --no-cache | tail -n +18  # the banner off; its status kept
 
 test: venv check binaries node-packages $(BAI_STAMP) deploy-images
 	@$(PY) -m pytest
