@@ -8,7 +8,8 @@
 # skopeo build and push the kernel images without a Docker engine; buildah builds the
 # service image from the Dockerfile (`make image`).
 set -euo pipefail
-packages=(containerd runc containernetworking-plugins conntrack iptables docker-registry debootstrap umoci skopeo buildah)
+# chromium and a font run the web console's browser tests (tests/integration/browser).
+packages=(containerd runc containernetworking-plugins conntrack iptables docker-registry debootstrap umoci skopeo buildah chromium fonts-liberation)
 
 log() { printf '[node-packages %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 

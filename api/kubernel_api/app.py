@@ -12,13 +12,28 @@ from datetime import timedelta
 
 import aiohttp
 from aiohttp import web
+from aiohttp_session import session_middleware
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from . import code_routes, graphql, openapi, routes
+from . import code_routes, console_routes, graphql, login_routes, openapi, routes
 from . import keypairs as kp
 from .auth import KeypairIndex, authenticate
+from .cookies import COOKIE_NAME
+from .cors import cors_headers, is_preflight
 from .informer import Informer
-from .keys import CALLER, HUB, KEYPAIR_INFORMER, KEYPAIRS, KUBE, METRICS, RUNNER, SERVICE, SESSIONS, SETTINGS
+from .keys import (
+    CALLER,
+    HUB,
+    KEYPAIR_INFORMER,
+    KEYPAIRS,
+    KUBE,
+    LOGIN_THROTTLES,
+    METRICS,
+    RUNNER,
+    SERVICE,
+    SESSIONS,
+    SETTINGS,
+)
 from .kube import Kube
 from .metrics import Metrics
 from .problems import BY_STATUS, PROBLEM_CONTENT_TYPE, Problem, ProblemType
@@ -26,6 +41,7 @@ from .runner import RunnerClient
 from .service import SessionService
 from .settings import ApiSettings
 from .stream import Hub
+from .throttle import Throttle
 
 log = logging.getLogger("kubernel.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -58,6 +74,12 @@ ROUTES = (
     Route("GET", "/stream/kernel/{kernel_id}/execute", code_routes.stream_execute, "stream_execute"),
     Route("GET", "/stream/kernel/{kernel_id}/pty", code_routes.stream_pty, "stream_pty"),
     Route("POST", "/admin/graphql", graphql.serve, "graphql"),
+    Route("POST", "/server/login", login_routes.login, "login", public=True),
+    Route("GET", "/server/login", login_routes.whoami, "whoami", public=True),
+    Route("POST", "/server/logout", login_routes.logout, "logout", public=True),
+    Route("GET", "/console", console_routes.redirect, "console_redirect", public=True),
+    Route("GET", "/console/", console_routes.index, "console_index", public=True),
+    Route("GET", "/console/{file}", console_routes.serve, "console", public=True),
     Route("GET", "/healthz", routes.healthz, "healthz", public=True),
     Route("GET", "/readyz", routes.readyz, "readyz", public=True),
     Route("GET", "/openapi.json", openapi.serve, "openapi", public=True),
@@ -77,7 +99,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     try:
         return await handler(request)
     except Problem as problem:
-        return problem_response(problem)
+        return problem_response(problem, problem.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -127,19 +149,54 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A signed request, or a browser's login cookie (docs/console.md): the same caller."""
     if request.match_info.route.name not in PUBLIC and request.match_info.http_exception is None:
         app = request.app
         await app[KEYPAIR_INFORMER].loaded
-        request[CALLER] = authenticate(
-            request, app[KEYPAIRS], timedelta(seconds=app[SETTINGS].clock_skew_seconds)
-        )
+        if "Authorization" not in request.headers and COOKIE_NAME in request.cookies:
+            request[CALLER] = await login_routes.cookie_caller(request)
+        else:
+            request[CALLER] = authenticate(
+                request, app[KEYPAIRS], timedelta(seconds=app[SETTINGS].clock_skew_seconds)
+            )
     return await handler(request)
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """CORS preflights for signed requests from the configured origins (docs/console.md)."""
+    if is_preflight(request.method, request.headers):
+        headers = cors_headers(
+            request.headers.get("Origin"), request.app[SETTINGS].cors_origins, preflight=True
+        )
+        return web.Response(status=204 if headers else 403, headers=headers)
+    return await handler(request)
+
+
+async def _cors_answer(request: web.Request, response: web.StreamResponse) -> None:
+    """The CORS headers of every answer, streams too (before their headers go out);
+    never Access-Control-Allow-Credentials."""
+    if not is_preflight(request.method, request.headers):
+        origin = request.headers.get("Origin")
+        response.headers.update(cors_headers(origin, request.app[SETTINGS].cors_origins, preflight=False))
 
 
 def make_app(settings: ApiSettings, kube: Kube) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[metrics_middleware, problems_middleware, auth_middleware],
+        middlewares=[
+            cors_middleware,
+            metrics_middleware,
+            problems_middleware,
+            session_middleware(
+                login_routes.CookieStorage(
+                    login_routes.cookie_key(settings.runner_key),
+                    settings.login_max_age_seconds,
+                    settings.cookie_secure,
+                )
+            ),
+            auth_middleware,
+        ],
     )
     metrics = Metrics()
     sessions = Informer("KernelSessions", kube.list_sessions)
@@ -155,6 +212,11 @@ def make_app(settings: ApiSettings, kube: Kube) -> web.Application:
         keypair_informer,
         keypair_index,
         hub,
+    )
+    app.on_response_prepare.append(_cors_answer)
+    app[LOGIN_THROTTLES] = (
+        Throttle(settings.login_attempts_per_key, 60),
+        Throttle(settings.login_attempts_per_address, 60),
     )
     app[SERVICE] = SessionService(kube, sessions, settings)
     app[RUNNER] = RunnerClient(kube, settings)

@@ -13,6 +13,7 @@ from .runner import RunnerClient
 from .service import SessionService
 from .settings import ApiSettings
 from .stream import Hub
+from .throttle import Throttle
 
 SETTINGS = web.AppKey("settings", ApiSettings)
 KUBE = web.AppKey("kube", Kube)
@@ -23,4 +24,6 @@ SERVICE = web.AppKey("service", SessionService)
 HUB = web.AppKey("hub", Hub)
 RUNNER = web.AppKey("runner", RunnerClient)
 METRICS = web.AppKey("metrics", Metrics)
+# Login attempts: by access key, by client address.
+LOGIN_THROTTLES = web.AppKey("login_throttles", tuple[Throttle, Throttle])
 CALLER = web.RequestKey("caller", Keypair)

@@ -19,7 +19,7 @@ from .code_requests import CompleteRequest, DownloadRequest, ExecuteRequest, Fil
 from .problems import PROBLEM_CONTENT_TYPE, ProblemType
 from .requests import CreateRequest
 
-AUTH: list[dict[str, list[str]]] = [{"BackendAI": []}]
+AUTH: list[dict[str, list[str]]] = [{"BackendAI": []}, {"Cookie": []}]
 _ID = {
     "name": "kernel_id",
     "in": "path",
@@ -161,6 +161,23 @@ def _create_operation(operation_id: str) -> dict:
     }
 
 
+_LOGIN_ANSWER = {
+    "description": "Logged in",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "accessKey": {"type": "string"},
+                    "role": {"type": "string"},
+                    "csrfToken": {"type": "string"},
+                },
+            }
+        }
+    },
+}
+
+
 @functools.cache
 def document() -> dict:
     create_schema = CreateRequest.model_json_schema(
@@ -183,7 +200,14 @@ def document() -> dict:
                     "in": "header",
                     "name": "Authorization",
                     "description": "BackendAI signMethod=HMAC-SHA256, credential=<access key>:<signature>",
-                }
+                },
+                "Cookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "KUBERNEL_SESSION",
+                    "description": "A browser's login (POST /server/login); state-changing requests "
+                    "also need its csrfToken in X-Kubernel-CSRF (docs/console.md)",
+                },
             },
             "schemas": {
                 **defs,
@@ -536,6 +560,75 @@ def document() -> dict:
                             ProblemType.INVALID_PARAMETERS,
                             *_COMMON,
                         ),
+                    },
+                }
+            },
+            "/server/login": {
+                "post": {
+                    "operationId": "login",
+                    "summary": "Log a browser in: sets the KUBERNEL_SESSION cookie (docs/console.md)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["accessKey", "secretKey"],
+                                    "properties": {
+                                        "accessKey": {"type": "string"},
+                                        "secretKey": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _LOGIN_ANSWER,
+                        **_problem(
+                            ProblemType.AUTH_FAILED,
+                            ProblemType.FORBIDDEN,
+                            ProblemType.TOO_MANY_REQUESTS,
+                            ProblemType.INVALID_PARAMETERS,
+                        ),
+                    },
+                },
+                "get": {
+                    "operationId": "whoami",
+                    "summary": "The cookie's login, while it stands",
+                    "responses": {"200": _LOGIN_ANSWER, **_problem(ProblemType.AUTH_FAILED)},
+                },
+            },
+            "/server/logout": {
+                "post": {
+                    "operationId": "logout",
+                    "summary": "Clear the login cookie",
+                    "responses": {"200": {"description": "Logged out"}},
+                }
+            },
+            "/console": {
+                "get": {
+                    "operationId": "console_redirect",
+                    "summary": "To /console/",
+                    "responses": {"308": {"description": "/console/"}},
+                }
+            },
+            "/console/": {
+                "get": {
+                    "operationId": "console_index",
+                    "summary": "The web console's page (docs/console.md)",
+                    "responses": {"200": {"description": "HTML"}},
+                }
+            },
+            "/console/{file}": {
+                "get": {
+                    "operationId": "console",
+                    "summary": "The web console (docs/console.md)",
+                    "parameters": [
+                        {"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": {"description": "HTML, JavaScript or CSS"},
+                        "404": {"description": "No such file"},
                     },
                 }
             },

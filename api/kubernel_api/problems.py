@@ -38,6 +38,7 @@ class ProblemType(Enum):
     KERNEL_NOT_RUNNING = ("kernel-not-running", 409, "The kernel is not running.")
     NO_CODE_RUNNER = ("kernel-cannot-execute", 409, "This session's kernel cannot execute code.")
     KERNEL_BUSY = ("kernel-busy", 409, "The kernel is running another execution.")
+    TOO_MANY_REQUESTS = ("too-many-requests", 429, "You have reached your API query rate limit.")
     QUOTA_EXCEEDED = ("quota-exceeded", 412, "You have reached your resource limit.")
     TOO_LARGE = ("request-too-large", 413, "Request body too large.")
     UNSUPPORTED_MEDIA_TYPE = ("unsupported-media-type", 415, "Unsupported media type.")
@@ -66,6 +67,7 @@ class ProblemType(Enum):
 class Problem(Exception):
     kind: ProblemType
     detail: str = ""
+    headers: dict[str, str] | None = None  # e.g. Retry-After with 429
 
     def body(self) -> dict[str, object]:
         body: dict[str, object] = {

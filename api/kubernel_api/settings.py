@@ -3,7 +3,10 @@ alias is its environment variable, its docstring its documentation."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from kubernel.settings import ServiceSettings
 
@@ -75,8 +78,29 @@ class ApiSettings(ServiceSettings):
     """Largest upload (bytes; POST /kernel/:id/upload), streamed through; more is 413."""
     logs_bytes: int = Field(1 << 20, gt=0, validation_alias="KUBERNEL_API_LOGS_MAX")
     """Most of a kernel's container log (bytes) GET /kernel/:id/logs returns (the newest part)."""
+    login_max_age_seconds: int = Field(8 * 3600, gt=0, validation_alias="KUBERNEL_API_LOGIN_MAX_AGE")
+    """How long (s) a browser's login cookie lasts (docs/console.md); an older cookie is refused."""
+    cookie_secure: bool | None = Field(None, validation_alias="KUBERNEL_API_COOKIE_SECURE")
+    """Mark the login cookie Secure: true, false, or unset for when the request came over
+    TLS (to this process, or to the proxy in front, per X-Forwarded-Proto)."""
+    login_attempts_per_key: int = Field(10, gt=0, validation_alias="KUBERNEL_API_LOGIN_ATTEMPTS_PER_KEY")
+    """Login attempts (failed or not) per access key per minute; more are 429 with Retry-After."""
+    login_attempts_per_address: int = Field(
+        30, gt=0, validation_alias="KUBERNEL_API_LOGIN_ATTEMPTS_PER_ADDRESS"
+    )
+    """Login attempts per client address per minute (behind a proxy, the proxy's address)."""
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("*",), validation_alias="KUBERNEL_API_CORS_ORIGINS"
+    )
+    """Origins whose pages may call the API with signed requests (CORS), comma-separated;
+    `*` is any, as Backend.AI's server; empty is none. Never with cookies (credentials)."""
     default_idle_timeout_seconds: int | None = Field(None, ge=0, validation_alias="KUBERNEL_API_IDLE_TIMEOUT")
     """idleTimeoutSeconds written on new sessions; unset leaves the operator's default."""
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return tuple(o.strip() for o in value.split(",") if o.strip()) if isinstance(value, str) else value
 
     @property
     def keypairs_in(self) -> str:

@@ -118,6 +118,7 @@ def main() -> int:
     )
     say(
         f"API on {endpoint}; in another shell: `source {ENV_FILE.relative_to(REPO)}` for the Backend.AI client, "
-        "`source <(.venv/bin/python -m kubernel_testbed env)` for kubectl. Ctrl-C stops."
+        "`source <(.venv/bin/python -m kubernel_testbed env)` for kubectl; the web console at "
+        f"{endpoint}/console/ (its keys are in that file). Ctrl-C stops."
     )
     return asyncio.run(_run(env))
