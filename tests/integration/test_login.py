@@ -7,6 +7,7 @@ from http.cookies import SimpleCookie
 import aiohttp
 import pytest
 from kubernetes_asyncio import client
+from yarl import URL
 
 from kubernel_api import keypairs as kp
 from kubernel_testkit.waiting import wait_until
@@ -202,3 +203,25 @@ async def test_cors_for_signed_requests_never_with_credentials(api: RunningApi) 
     assert "Access-Control-Allow-Credentials" not in answer.headers
     async with api.http.options(api.base_url + "/kernel") as resp:  # not a preflight
         assert resp.status == 405
+
+
+async def test_another_replica_accepts_the_cookie(
+    api: RunningApi, browser_http, kube: client.ApiClient, namespace: str
+) -> None:
+    """Replicas share the runner key's Secret, so the cookie key too."""
+    from .conftest import api_settings, start_api
+
+    who = await login(api, "alice", browser_http)
+    runner, other_url = await start_api(kube, api_settings(namespace))
+    try:
+        cookie = {
+            "Cookie": f"KUBERNEL_SESSION={browser_http.cookie_jar.filter_cookies(URL(api.base_url))['KUBERNEL_SESSION'].value}"
+        }
+
+        async def answered() -> bool:  # once its keypair cache is loaded
+            async with api.http.get(other_url + "/server/login", headers=cookie) as resp:
+                return resp.status == 200 and (await resp.json())["csrfToken"] == who["csrfToken"]
+
+        await wait_until(answered, timeout=10, what="the other replica's answer")
+    finally:
+        await runner.cleanup()
