@@ -1,7 +1,7 @@
 """kopf handlers: thin triggers into ``Sessions``.
 
 Settings chosen on purpose (see docs/operator.md):
-- level-triggered: KernelSession events (and the timer) ask what the state needs,
+- level-triggered: KernelSession events (and the deadline schedule) ask what the state needs,
   so there is no diff base; the finalizer's progress lives in annotations, never
   in status, so the status schema stays ours;
 - only the explicit ``kopf.event``/``kopf.info`` calls post Kubernetes Events (kopf's
@@ -13,12 +13,14 @@ Settings chosen on purpose (see docs/operator.md):
 - watch streams end server-side after 5 minutes and are re-listed, and a
   stream silent for longer than the inactivity timeout is considered dead.
 
-The handlers are registered by ``register`` with the settings read at start-up (the
-timer's interval among them), not by decorators at import time.
+The handlers are registered by ``register`` with the settings read at start-up, not by
+decorators at import time. There is no kopf timer: deadlines and retries live in one
+schedule (``upkeep.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -44,7 +46,7 @@ START_PROBLEM_REASONS = {"FailedCreatePodSandBox", "FailedMount", "FailedAttachV
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
-    """No diff base: our handlers are level-triggered (``on.event``, the timer) and the
+    """No diff base: our handlers are level-triggered (``on.event``, the schedule) and the
     finalizer's needs none, so kopf need not copy each body to compare it (a tenth of
     the operator's CPU in the make bench profile) nor patch it into our objects."""
 
@@ -84,6 +86,9 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
         settings.scanning.disabled = not ours.scans_cluster
         metrics = OperatorMetrics()
         memo.sessions = Sessions(Kube(await connect()), ours, metrics)
+        memo.upkeep = upkeep.Upkeep(memo.sessions)
+        metrics.count_scheduled(lambda: len(memo.upkeep.schedule))
+        memo.schedule_task = asyncio.create_task(memo.upkeep.run(), name="deadlines")
         memo.metrics_server = None
         if ours.metrics_port:
             memo.metrics_server = await serve_metrics(metrics.registry, ours.health_host, ours.metrics_port)
@@ -96,26 +101,27 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
 
     @kopf.on.cleanup(id="close", registry=registry)
     async def close(memo: Any, **_: Any) -> None:
+        memo.schedule_task.cancel()
         if memo.metrics_server is not None:
             await memo.metrics_server.cleanup()
         await memo.sessions.kube.api.close()
 
     # Level-triggered: every event of a KernelSession asks what its state needs (start,
     # end, restart; see transitions.need_of), so kopf keeps no diff base and writes no
-    # annotations to our objects; the timer asks again, as a retry for a failed action.
+    # annotations to our objects; a failed action is retried by the schedule, with backoff.
     @kopf.on.event(*KS, id="session_event", registry=registry)
     async def session_event(
         type: str | None, body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any
     ) -> None:
-        await memo.sessions.observe(_key(namespace, name), type, dict(body))
+        key = _key(namespace, name)
+        if type == "DELETED":
+            memo.upkeep.forget(key)
+        await memo.upkeep.guarded(key, memo.sessions.observe(key, type, dict(body)))
 
     @kopf.on.delete(*KS, id="finalize", registry=registry)
     async def finalize(body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
         await upkeep.finalize(memo.sessions, _key(namespace, name), dict(body))
-
-    @kopf.timer(*KS, id="deadlines", registry=registry, interval=ours.timer_interval_seconds, sharp=False)
-    async def deadlines(body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-        await upkeep.tick(memo.sessions, _key(namespace, name), dict(body))
+        memo.upkeep.forget(_key(namespace, name))
 
     @kopf.on.event(
         "v1", "pods", id="pod_changed", registry=registry, labels={r.LABEL_MANAGED_BY: r.MANAGED_BY}
@@ -128,7 +134,8 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
         # session listing's reconcile read the Pods, and a Pod that became Ready in between
         # sends no further event (found by the kill -9 fault test).
         if session:
-            await memo.sessions.pod_changed(_key(namespace, session), type, dict(body))
+            key = _key(namespace, session)
+            await memo.upkeep.guarded(key, memo.sessions.pod_changed(key, type, dict(body)), rearm=False)
 
     @kopf.on.event("v1", "events", id="kubelet_event", registry=registry)
     async def kubelet_event(
@@ -146,4 +153,7 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
         match = POD_NAME.match(pod)
         if match:
             problem = f"{reason}: {body.get('message', '')}" if reason in START_PROBLEM_REASONS else None
-            await memo.sessions.kubelet_event(_key(namespace, match["session"]), pod, reason, problem)
+            key = _key(namespace, match["session"])
+            await memo.upkeep.guarded(
+                key, memo.sessions.kubelet_event(key, pod, reason, problem), rearm=False
+            )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -73,6 +73,14 @@ class OperatorMetrics:
             ["outcome"],
             registry=self.registry,
         )
+
+    def count_scheduled(self, size: Callable[[], int]) -> None:
+        """``kubernel_operator_scheduled_deadlines``: sessions with a deadline or retry armed."""
+        Gauge(
+            "kubernel_operator_scheduled_deadlines",
+            "Sessions with a deadline (start, idle, retention) or a retry armed.",
+            registry=self.registry,
+        ).set_function(size)
 
     def count_sessions(self, phases: Callable[[], Iterable[str]]) -> None:
         """Report ``kubernel_operator_sessions{phase}`` from ``phases`` at each scrape."""

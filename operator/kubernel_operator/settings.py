@@ -24,10 +24,6 @@ class OperatorSettings(ServiceSettings):
     before the session ends with `failed-to-start`."""
     terminated_retention_seconds: int = Field(3600, ge=0, validation_alias="KUBERNEL_TERMINATED_RETENTION")
     """How long (s) a session that ended stays visible before it is deleted."""
-    timer_interval_seconds: float = Field(10.0, gt=0, validation_alias="KUBERNEL_TIMER_INTERVAL")
-    """How often (s) deadlines (idle, start, retention) are checked: their resolution. One
-    kopf timer per session runs at this interval, so it sets the operator's idle CPU
-    (docs/performance.md)."""
     pod_grace_seconds: int = Field(10, ge=0, validation_alias="KUBERNEL_POD_GRACE")
     """Grace period (s) given to kernel Pods when a session ends."""
     health_host: str = Field("0.0.0.0", validation_alias="KUBERNEL_OPERATOR_HEALTH_HOST")

@@ -170,6 +170,46 @@ def generation_scheduled_at(status: KernelSessionStatus) -> datetime | None:
     return None
 
 
+def generation_began(status: KernelSessionStatus) -> datetime | None:
+    """When the current restart generation began: its first lifecycle entry, or, for a
+    restart that has none yet, when the session stopped being Ready for it."""
+    first = next((e.time for e in status.lifecycle if e.restart == status.observed_restart), None)
+    if first is None and status.phase == Phase.RESTARTING:
+        ready = next((c for c in status.conditions if c.type == "Ready"), None)
+        return ready.last_transition_time if ready is not None else None
+    return first
+
+
+def next_deadline(
+    spec: KernelSessionSpec,
+    status: KernelSessionStatus,
+    *,
+    idle_timeout: int,
+    start_deadline: int,
+    retention: int,
+) -> datetime | None:
+    """When ``overdue`` (or retention) may next have something to say, or None: the one
+    moment a session needs a look without an event. Events that move it re-arm it."""
+    if status.phase == Phase.TERMINATED:
+        return status.terminated_at + timedelta(seconds=retention) if status.terminated_at else None
+    if status.created_at is None:
+        return None
+    if status.phase in (Phase.PENDING, Phase.RESTARTING, *_STARTING):
+        # Unschedulable Pods count from their creation, scheduled ones from kernel_preparing.
+        began = generation_scheduled_at(status) or generation_began(status) or status.created_at
+        return began + timedelta(seconds=start_deadline)
+    timeout = spec.idle_timeout_seconds if spec.idle_timeout_seconds is not None else idle_timeout
+    if spec.type == "interactive" and status.phase == Phase.RUNNING and timeout > 0:
+        marks = [t for t in (status.last_access_at, status.running_since) if t is not None]
+        return max(marks) + timedelta(seconds=timeout) if marks else None
+    return None
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds before retrying a session's failed action, after ``failures`` in a row."""
+    return float(min(60, 2 ** max(0, failures - 1)))
+
+
 def overdue(
     spec: KernelSessionSpec,
     status: KernelSessionStatus,

@@ -1,9 +1,13 @@
-"""What no event triggers: the timer (a retry of a missed or failed action, deadlines,
-retention) and the finalizer (a deleted KernelSession's Pods go before it does)."""
+"""What no event triggers: deadlines (start, idle, retention) and retries of failed
+actions, from one schedule (``schedule.py``) instead of a timer per session; and the
+finalizer (a deleted KernelSession's Pods go before it does)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+import logging
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
 
 import kopf
 
@@ -11,20 +15,80 @@ from kubernel import resource as r
 from kubernel.jsondict import JsonDict
 from kubernel.lifecycle import Phase, Reason
 
+from .schedule import Schedule
 from .sessions import Sessions
 from .store import Key, now, parse_session
-from .transitions import overdue
+from .transitions import next_deadline, overdue, retry_delay
+
+log = logging.getLogger("kubernel.operator")
+SOON = timedelta(seconds=1)  # a deadline that came and found nothing due yet is looked at again
+
+
+class Upkeep:
+    def __init__(self, sessions: Sessions) -> None:
+        self.sessions = sessions
+        self.schedule = Schedule()
+        self.failures: dict[Key, int] = {}
+
+    async def guarded(self, key: Key, action: Awaitable[None], *, rearm: bool = True) -> None:
+        """Run a session's action; on failure retry it with backoff (kopf does not retry
+        event handlers), on success arm the session's next deadline (``rearm``: the
+        KernelSession's own events and deadlines; a Pod's event moves no deadline, and
+        what it makes us write comes back as a KernelSession event)."""
+        try:
+            await action
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure is retried, with backoff
+            failures = self.failures[key] = self.failures.get(key, 0) + 1
+            delay = retry_delay(failures)
+            log.warning("%s/%s: %s; retrying in %.0fs (failure %d)", *key, exc, delay, failures)
+            self.schedule.arm(key, datetime.now(UTC) + timedelta(seconds=delay))
+            return
+        if self.failures.pop(key, None) is not None or rearm:
+            self.rearm(key)
+
+    def rearm(self, key: Key) -> None:
+        body = self.sessions.store.latest(key)
+        if body is None:
+            self.forget(key)
+            return
+        session = parse_session(body)
+        settings = self.sessions.settings
+        when = (
+            next_deadline(
+                session.spec,
+                session.status,
+                idle_timeout=settings.idle_timeout_seconds,
+                start_deadline=settings.start_deadline_seconds,
+                retention=settings.terminated_retention_seconds,
+            )
+            if session.status is not None
+            else None
+        )
+        if when is not None:
+            when = max(when, datetime.now(UTC) + SOON) if when <= datetime.now(UTC) else when
+        self.schedule.arm(key, when)
+
+    def forget(self, key: Key) -> None:
+        self.schedule.disarm(key)
+        self.failures.pop(key, None)
+
+    async def fire(self, key: Key) -> None:
+        body = self.sessions.store.latest(key)
+        if body is None:
+            self.forget(key)
+            return
+        await self.guarded(key, tick(self.sessions, key, body))
+
+    async def run(self) -> None:
+        await self.schedule.run(self.fire)
 
 
 async def tick(sessions: Sessions, key: Key, body: JsonDict) -> None:
-    """Timer: the retry of what an event should have done (``ensure``), deadlines of a
-    live session, retention of an ended one (and its Pods, should their removal have
-    failed).
-
-    Cheap on purpose (it runs for every session every interval): the checks need only
-    the latest copy of the session and the Pod watch's memory; the API server is called
-    only when something is due.
-    """
+    """A session's deadline or retry came: do what an event should have done
+    (``ensure``), end a live session whose deadline passed, delete an ended one whose
+    retention passed (and remove its Pods, should their removal have failed)."""
     namespace, name = key
     settings = sessions.settings
     if await sessions.ensure(key, body):  # an event's action failed, or an event was missed
@@ -52,6 +116,8 @@ async def tick(sessions: Sessions, key: Key, body: JsonDict) -> None:
         start_deadline=settings.start_deadline_seconds,
     ):
         await sessions.reconcile(key)
+    elif phase in (Phase.PREPARING, Phase.PULLING, Phase.CREATING):
+        await sessions.reconcile(key)  # scheduled, not running: the start deadline needs the facts
 
 
 async def finalize(sessions: Sessions, key: Key, body: JsonDict) -> None:

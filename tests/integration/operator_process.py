@@ -48,7 +48,6 @@ class OperatorProcess(ServiceProcess):
             "KUBERNEL_OPERATOR_HEALTH_PORT": str(port),
             "KUBERNEL_OPERATOR_METRICS_PORT": str(self.metrics_port),
             "KUBERNEL_START_DEADLINE": "15",
-            "KUBERNEL_TIMER_INTERVAL": "0.5",
             "KUBERNEL_POD_GRACE": "1",
             "KUBERNEL_NAMESPACES": TEST_NAMESPACES,
             **(extra_env or {}),

@@ -225,3 +225,31 @@ async def test_another_replica_accepts_the_cookie(
         await wait_until(answered, timeout=10, what="the other replica's answer")
     finally:
         await runner.cleanup()
+
+
+async def test_an_expired_cookie_is_401(
+    api: RunningApi, browser_http, kube: client.ApiClient, namespace: str
+) -> None:
+    """Older than its Max-Age, a cookie is refused even when the client keeps sending it."""
+    from .conftest import api_settings, start_api
+
+    runner, short_url = await start_api(kube, api_settings(namespace, login_max_age_seconds=1))
+    keypair = api.keypairs["alice"]
+    body = {"accessKey": keypair.access_key, "secretKey": keypair.secret_key}
+    try:
+
+        async def logged_in() -> str | None:
+            async with api.http.post(short_url + "/server/login", json=body) as resp:
+                return cookie_of(resp)["KUBERNEL_SESSION"].value if resp.status == 200 else None
+
+        cookie = {"Cookie": f"KUBERNEL_SESSION={await wait_until(logged_in, timeout=10, what='a login')}"}
+
+        async def expired() -> bool:
+            async with api.http.get(short_url + "/server/login", headers=cookie) as resp:
+                return resp.status == 401
+
+        await wait_until(expired, timeout=10, what="the cookie expired")
+        async with api.http.get(short_url + "/kernel/any-01", headers=cookie) as resp:
+            assert resp.status == 401 and resp.content_type == PROBLEM
+    finally:
+        await runner.cleanup()

@@ -247,7 +247,7 @@ def test_scheduled_kernels_that_never_start_fail_at_the_deadline(
         assert (
             overdue(SPEC, status, [], NOW + timedelta(seconds=elapsed), idle_timeout=0, start_deadline=10)
             is not None
-        )  # the timer's check needs no Pods
+        )  # the deadline's check needs no Pods
 
 
 def test_a_restart_generation_gets_its_own_start_deadline() -> None:
