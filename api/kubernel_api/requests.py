@@ -160,10 +160,6 @@ class CreateRequest(BaseModel):
         return self.image or self.lang or ""
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").lower() in ("1", "true", "yes", "on")
-
-
 class OwnerQuery(BaseModel):
     """Query of GET/PATCH /kernel/:id."""
 
@@ -176,8 +172,14 @@ class DestroyQuery(OwnerQuery):
 
     @field_validator("forced", mode="before")
     @classmethod
-    def _flag(cls, value: object) -> bool:
-        return _truthy(value) if isinstance(value, str) else bool(value)
+    def _flag(cls, value: object) -> object:
+        # As documented and as the Backend.AI client sends it; anything else is a 400
+        # (the fuzz suite found `forced=` accepted as false).
+        if isinstance(value, str):
+            if value not in ("true", "false"):
+                raise ValueError("must be true or false")
+            return value == "true"
+        return value
 
 
 class StreamQuery(BaseModel):

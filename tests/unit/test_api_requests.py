@@ -311,3 +311,21 @@ def test_environ_is_bounded(environ: dict, ok: bool) -> None:
         with pytest.raises(Problem) as caught:
             spec_of(body)
         assert caught.value.kind is ProblemType.INVALID_PARAMETERS and "config.environ" in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("raw", "forced"), [({}, False), ({"forced": "true"}, True), ({"forced": "false"}, False)]
+)
+def test_forced_is_true_or_false(raw: dict, forced: bool) -> None:
+    from kubernel_api.requests import DestroyQuery, parse
+
+    assert parse(DestroyQuery, raw).forced is forced
+
+
+@pytest.mark.parametrize("raw", ["", "TRUE", "1", "yes", "maybe"])
+def test_forced_refuses_anything_else(raw: str) -> None:
+    from kubernel_api.problems import Problem
+    from kubernel_api.requests import DestroyQuery, parse
+
+    with pytest.raises(Problem, match="forced"):
+        parse(DestroyQuery, {"forced": raw})
