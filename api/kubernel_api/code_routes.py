@@ -150,6 +150,10 @@ async def logs(request: web.Request) -> web.Response:
     except ApiException as exc:
         if exc.status in (400, 404):  # not started yet, or already removed
             raise Problem(ProblemType.KERNEL_NOT_RUNNING, "the kernel's container has no log now") from None
+        if exc.status == 500:  # the API server answered for the node: its kubelet gave no log
+            raise Problem(
+                ProblemType.KERNEL_NOT_RUNNING, f"the kernel's node did not give its log ({exc.status})"
+            ) from None
         raise
     return web.json_response({"result": {"logs": text}})
 

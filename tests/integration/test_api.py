@@ -606,3 +606,12 @@ async def test_a_name_collision_hands_no_one_another_owners_session(
     mine = await alice.call("GET", "/kernel/shared-01")
     assert mine.status == 200 and mine.body["ownerAccessKey"] == api.keypairs["alice"].access_key
     assert (await alice.call("DELETE", "/kernel/shared-01")).status == 200
+
+
+async def test_logs_of_a_kernel_whose_node_serves_none_are_409(api: RunningApi) -> None:
+    """A simulated node has no kubelet to give logs (the API server answers 500 for it):
+    the kernel has no log now, which is not the cluster being unreachable (503)."""
+    alice = api.client("alice")
+    assert (await alice.create("nolog-01")).body["status"] == "RUNNING"
+    answer = await alice.call("GET", "/kernel/nolog-01/logs")
+    assert answer.status == 409 and answer.problem_type.endswith("kernel-not-running"), answer.body
