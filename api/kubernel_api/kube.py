@@ -12,7 +12,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kubernel import resource as r
-from kubernel.client.raw import claim_labels, read_bytes, read_items
+from kubernel.client.raw import claim_labels, read_bytes, read_items, read_json
 
 from . import keypairs as kp
 
@@ -31,6 +31,42 @@ class Kube:
         self.timeout = timeout
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
+        self.coordination = client.CoordinationV1Api(api)
+
+    # -- Leases (a keypair's creates at its session limit, quota.py) ------------------
+    async def create_lease(self, lease: dict) -> dict:
+        return await read_json(
+            await self.coordination.create_namespaced_lease(
+                self.namespace, lease, _request_timeout=self.timeout, _preload_content=False
+            )
+        )
+
+    async def get_lease(self, name: str) -> dict | None:
+        try:
+            return await read_json(
+                await self.coordination.read_namespaced_lease(
+                    name, self.namespace, _request_timeout=self.timeout, _preload_content=False
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def replace_lease(self, name: str, lease: dict) -> dict:
+        return await read_json(
+            await self.coordination.replace_namespaced_lease(
+                name, self.namespace, lease, _request_timeout=self.timeout, _preload_content=False
+            )
+        )
+
+    async def delete_lease(self, name: str, uid: str, resource_version: str) -> None:
+        await self.coordination.delete_namespaced_lease(
+            name,
+            self.namespace,
+            body={"preconditions": {"uid": uid, "resourceVersion": resource_version}},
+            _request_timeout=self.timeout,
+        )
 
     # -- KernelSessions --------------------------------------------------------
     @property

@@ -22,6 +22,7 @@ from .keypairs import Keypair
 from .kube import Kube
 from .limits import exceeded
 from .problems import Problem, ProblemType
+from .quota import KeypairLock
 from .requests import CreateRequest
 from .settings import ApiSettings
 from .views import is_restarted, is_settled, is_terminated, parse_session
@@ -63,7 +64,7 @@ class SessionService:
         self.kube = kube
         self.sessions = sessions
         self.settings = settings
-        self._quota_locks: dict[str, asyncio.Lock] = {}
+        self._keypair_lock = KeypairLock(kube)
 
     def key(self, name: str) -> tuple[str, str]:
         return self.settings.namespace, name
@@ -79,12 +80,13 @@ class SessionService:
             and not b["metadata"].get("deletionTimestamp")
         )
 
-    def _quota_lock(self, owner: Keypair) -> contextlib.AbstractAsyncContextManager:
-        """Creates of a keypair with a session limit go one at a time in this process, so
-        two of them cannot both see the last free slot (across replicas, see README Limits)."""
+    def _quota_lock(self, owner: Keypair) -> contextlib.AbstractAsyncContextManager[None]:
+        """Creates of a keypair with a session limit go one at a time across every API
+        replica (a Lease per keypair, quota.py), so two of them cannot both see the last
+        free slot. Keypairs without a limit take no lock."""
         if owner.limits.concurrent_sessions is None:
             return contextlib.nullcontext()
-        return self._quota_locks.setdefault(owner.access_key, asyncio.Lock())
+        return self._keypair_lock.held(owner.access_key)
 
     async def get_or_create(self, request: CreateRequest, owner: Keypair, spec: KernelSessionSpec) -> Outcome:
         violations = exceeded(spec.resources, spec.cluster_size, self.settings.server_limits, owner.limits)

@@ -204,8 +204,8 @@ def test_rbac_is_least_privilege(default: list[dict]) -> None:
         ("kubernel.io", "kernelsessions", v) for v in ("get", "list", "watch", "create", "patch", "delete")
     } | {("kubernel.io", "kernelsessions/status", v) for v in ("get", "patch")} | {
         ("", "pods/log", "get"),  # kernel logs
-        ("", "persistentvolumeclaims", "get"),
-    }  # whose folder a claim is; no Secret
+        ("", "persistentvolumeclaims", "get"),  # whose folder a claim is
+    } | {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update", "delete")}  # no Secret
     assert rules_of(one(default, "Role", "kn-kubernel-api-keypairs")) == {
         ("", "secrets", v) for v in ("get", "list", "watch")
     }
