@@ -66,8 +66,9 @@ class Upkeep:
             if session.status is not None
             else None
         )
-        if when is not None:
-            when = max(when, datetime.now(UTC) + SOON) if when <= datetime.now(UTC) else when
+        moment = datetime.now(UTC)
+        if when is not None and when <= moment:  # came and found nothing due yet: look again soon
+            when = moment + SOON
         self.schedule.arm(key, when)
 
     def forget(self, key: Key) -> None:
