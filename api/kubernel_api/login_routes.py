@@ -98,12 +98,20 @@ async def login(request: web.Request) -> web.Response:
     return _answer(keypair, made)
 
 
-async def whoami(request: web.Request) -> web.Response:
-    session = await get_session(request)
-    made = cookies.Login.from_data(session)
+async def _standing(request: web.Request) -> tuple[cookies.Login, Keypair] | None:
+    """The cookie's login and its keypair, while the login stands; else None."""
+    made = cookies.Login.from_data(await get_session(request))
     keypair = request.app[KEYPAIRS].get(made.access_key) if made else None
-    if made is None or not cookies.still_valid(made, keypair) or keypair is None:
+    if made is None or keypair is None or not cookies.still_valid(made, keypair):
+        return None
+    return made, keypair
+
+
+async def whoami(request: web.Request) -> web.Response:
+    standing = await _standing(request)
+    if standing is None:
         raise Problem(ProblemType.AUTH_FAILED, "not logged in")
+    made, keypair = standing
     return _answer(keypair, made)
 
 
@@ -116,13 +124,10 @@ async def logout(request: web.Request) -> web.Response:
 async def cookie_caller(request: web.Request) -> Keypair:
     """The keypair a cookie session stands for, checked as a signed request would be
     (active, same secret) plus the CSRF rules. Raises Problem (401, 403)."""
-    session = await get_session(request)
-    made = cookies.Login.from_data(session)
-    if made is None:
-        raise Problem(ProblemType.AUTH_FAILED, "no Authorization header")
-    keypair = request.app[KEYPAIRS].get(made.access_key)
-    if keypair is None or not cookies.still_valid(made, keypair):
-        raise Problem(ProblemType.AUTH_FAILED, "the login has ended")
+    standing = await _standing(request)
+    if standing is None:
+        raise Problem(ProblemType.AUTH_FAILED, "no valid login")
+    made, keypair = standing
     refusal = cookies.csrf_refusal(request.method, request.headers, made, server_origin(request))
     if refusal is not None:
         raise Problem(ProblemType.FORBIDDEN, refusal)

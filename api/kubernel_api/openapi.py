@@ -18,6 +18,7 @@ from kubernel.lifecycle import API_STATUS
 from .code_requests import CompleteRequest, DownloadRequest, ExecuteRequest, FilesRequest
 from .problems import PROBLEM_CONTENT_TYPE, ProblemType
 from .requests import CreateRequest
+from .views import KERNEL_STATS
 
 AUTH: list[dict[str, list[str]]] = [{"BackendAI": []}, {"Cookie": []}]
 _ID = {
@@ -264,18 +265,8 @@ def document() -> dict:
                         "stats": {
                             "type": "object",
                             "properties": {
+                                **{k: {"type": "integer"} for k in KERNEL_STATS},
                                 "cpu_used": {"type": "integer", "description": "ms"},
-                                **{
-                                    k: {"type": "integer"}
-                                    for k in (
-                                        "mem_max_bytes",
-                                        "mem_cur_bytes",
-                                        "io_read_bytes",
-                                        "io_write_bytes",
-                                        "net_rx_bytes",
-                                        "net_tx_bytes",
-                                    )
-                                },
                                 "status": {"type": "string"},
                             },
                         }

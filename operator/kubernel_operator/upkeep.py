@@ -21,6 +21,7 @@ from .store import Key, now, parse_session
 from .transitions import next_deadline, overdue, retry_delay
 
 log = logging.getLogger("kubernel.operator")
+STARTING = (Phase.PENDING, Phase.RESTARTING, Phase.PREPARING, Phase.PULLING, Phase.CREATING)
 SOON = timedelta(seconds=1)  # a deadline that came and found nothing due yet is looked at again
 
 
@@ -104,8 +105,8 @@ async def tick(sessions: Sessions, key: Key, body: JsonDict) -> None:
         elif sessions.observed.running_pods(key):  # the removal at the end failed
             await sessions.kernels.remove(key)
         return
-    if phase in (Phase.PENDING, Phase.RESTARTING) and status.get("createdAt"):
-        await sessions.reconcile(key)  # the start deadline needs the Pods' scheduling state
+    if phase in STARTING and status.get("createdAt"):
+        await sessions.reconcile(key)  # the start deadline needs the Pods' facts
         return
     session = parse_session(body)
     if session.status and overdue(
@@ -117,8 +118,6 @@ async def tick(sessions: Sessions, key: Key, body: JsonDict) -> None:
         start_deadline=settings.start_deadline_seconds,
     ):
         await sessions.reconcile(key)
-    elif phase in (Phase.PREPARING, Phase.PULLING, Phase.CREATING):
-        await sessions.reconcile(key)  # scheduled, not running: the start deadline needs the facts
 
 
 async def finalize(sessions: Sessions, key: Key, body: JsonDict) -> None:
