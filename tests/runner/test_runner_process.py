@@ -442,7 +442,7 @@ async def test_the_terminal_echoes_a_command(runner: RunnerProcess) -> None:
 
 async def test_orphans_of_the_users_code_are_adopted_and_reaped(runner: RunnerProcess) -> None:
     _, console = await runner.run(
-        "import subprocess\nprint(subprocess.run(['sh', '-c', 'sleep 3 >/dev/null & "
+        "import subprocess\nprint(subprocess.run(['sh', '-c', 'sleep 10 >/dev/null & "
         "echo $!'], capture_output=True, text=True).stdout.strip())"
     )
     orphan = int(text(console, "stdout"))
@@ -458,7 +458,7 @@ async def test_orphans_of_the_users_code_are_adopted_and_reaped(runner: RunnerPr
     async def gone() -> bool:
         return stat() is None  # ended, and not left a zombie
 
-    await wait_until(gone, timeout=20, what=f"the orphan {orphan} reaped (now {stat()})")
+    await wait_until(gone, timeout=30, what=f"the orphan {orphan} reaped (now {stat()})")
 
 
 async def test_sigterm_ends_the_runner_with_status_0(runner: RunnerProcess) -> None:
