@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import re
 import resource
 import sys
@@ -54,7 +55,7 @@ from .report import (
     request_counts,
     table,
 )
-from .sse import Keys, StreamReader
+from .sse import Keys, LoadClient, StreamReader, build_sseload
 
 IMAGE = "registry.example/lablup/python:3.6-ubuntu18.04"
 # python:3.6 runs on the simulated nodes; real/python on the real node, from its registry.
@@ -82,14 +83,19 @@ class BenchSettings:
     """Creations measured one at a time, a plain Pod and a session alternately."""
     real_sequential: int = 10
     """The same on the real node (real pulls are done before: the image is present)."""
-    burst: int = 200
+    burst: int = 1000
     """Creations started at once (baseline and Kubernel)."""
-    subscribers: int = 1000
-    """SSE clients on one API process during the fan-out phase."""
-    fanout_sessions: int = 200
+    subscribers: tuple[int, ...] = (1000, 10_000)
+    """SSE clients on one API process in each round of the fan-out phase."""
+    fanout_sessions: int = 100
     """Sessions started while the subscribers listen."""
-    live_sessions: int = 1000
-    """Sessions running for the steady-state memory figures."""
+    fanout_rate: float = 5.0
+    """Sessions created per second meanwhile: a steady stream of lifecycle events, below
+    what saturates the control plane, so that the delay measured is the fan-out's."""
+    live_sessions: int = 10_000
+    """Sessions running at the end of the scale phase (its figures: memory, idle CPU)."""
+    wave: int = 1000
+    """Sessions created per wave of the scale phase."""
 
     @classmethod
     def quick(cls) -> BenchSettings:
@@ -98,9 +104,10 @@ class BenchSettings:
             sequential=10,
             real_sequential=4,
             burst=50,
-            subscribers=100,
-            fanout_sessions=50,
-            live_sessions=200,
+            subscribers=(100, 500),
+            fanout_sessions=20,
+            live_sessions=400,
+            wave=200,
         )
 
 
@@ -378,9 +385,10 @@ class StartedOnStream:
         self.started: dict[bytes, float] = {}
         self.waiters: dict[bytes, asyncio.Future[float]] = {}
         self.reader: StreamReader | None = None
+        self.keys = Keys()
 
     async def open(self, bai: ApiClient) -> None:
-        self.reader = await open_stream(bai, Keys(), self._on_message)
+        self.reader = await open_stream(bai, self.keys, self._on_message)
 
     def _on_message(self, session: bytes, event: bytes, at: float) -> None:
         if event == b"kernel_started":
@@ -487,112 +495,198 @@ async def fanout(
     api: ServiceProcess,
     settings: BenchSettings,
     metrics_url: str,
+    work: Path,
+    subscribers: int,
+    prefix: str,
 ) -> dict:
-    say(f"fan-out: opening {settings.subscribers} SSE subscribers")
-    keys = Keys()
-    readers = []
-    for start in range(0, settings.subscribers, 100):
-        readers += await asyncio.gather(
-            *(open_stream(bai, keys) for _ in range(start, min(start + 100, settings.subscribers)))
-        )
-    pid = api.proc.pid
-    rss_connected, cpu_before = rss_mb(pid), cpu_seconds(pid)
-    sampler = Sampler(pid)
-    lag_before = await entry_lag(bai, metrics_url)
-    say(f"fan-out: {settings.fanout_sessions} sessions start while they listen")
-    tokens = [f"fan-{i:03}" for i in range(settings.fanout_sessions)]
-    answers = await asyncio.gather(
-        *(
-            bai.call(
-                "POST",
-                "/kernel/create",
-                body={"clientSessionToken": t, "image": "python:3.6", "enqueueOnly": True},
-            )
-            for t in tokens
-        )
-    )
-    assert all(a.status == 201 for a in answers), [a.body for a in answers if a.status != 201][:3]
-    wanted = {(t.encode(), b"kernel_started") for t in tokens}
-
-    async def complete() -> int:
-        return sum(1 for rd in readers if wanted <= {keys.names[k] for k in set(rd.key_ids)})
-
-    await until(complete, len(readers), "every subscriber saw every kernel_started", timeout=300)
-    peak, cpu = sampler.stop(), cpu_seconds(pid) - cpu_before
-    lag_after = await entry_lag(bai, metrics_url)
+    say(f"fan-out: opening {subscribers} SSE streams")
+    binary = build_sseload(work)
+    head = bai.raw_head("GET", "/stream/kernel/_/events", http="1.0")
+    load = await LoadClient.open(binary, bai.host, head, subscribers, work)
+    try:
+        pid = api.proc.pid
+        rss_connected, cpu_before = rss_mb(pid), cpu_seconds(pid)
+        sampler = Sampler(pid)
+        lag_before = await entry_lag(bai, metrics_url)
+        say(f"fan-out: {settings.fanout_sessions} sessions start while {subscribers} streams listen")
+        tokens = [f"{prefix}{i:03}" for i in range(settings.fanout_sessions)]
+        calls = []
+        for token in tokens:
+            body = {"clientSessionToken": token, "image": "python:3.6", "enqueueOnly": True}
+            calls.append(asyncio.create_task(bai.call("POST", "/kernel/create", body=body)))
+            await asyncio.sleep(1 / settings.fanout_rate)  # the creation rate, not synchronisation
+        answers = await asyncio.gather(*calls)
+        if failed := [a.body for a in answers if a.status != 201]:
+            raise RuntimeError(f"fan-out creations failed: {failed[:3]}")
+        complete = await load.wait([f"{t} kernel_started" for t in tokens], timeout=300)
+        if not complete["ok"]:
+            raise RuntimeError(f"not every subscriber saw every kernel_started in {complete['seconds']:.0f}s")
+        peak, cpu = sampler.stop(), cpu_seconds(pid) - cpu_before
+        lag_after = await entry_lag(bai, metrics_url)
+        listed = await custom.list_namespaced_custom_object(r.GROUP, r.VERSION, NAMESPACE, r.PLURAL)
+        recorded = {
+            f"{b['spec']['sessionId']} {e['event']}": datetime.fromisoformat(e["time"]).timestamp()
+            for b in listed["items"]
+            if b["spec"]["sessionId"].startswith(prefix)
+            for e in b["status"]["lifecycle"]
+        }
+        delays = await load.delays(recorded)
+    finally:
+        await load.close()
     upstream = {
         f"p{round(q * 100)}": 1000 * histogram_quantile(lag_before, lag_after, q) for q in (0.5, 0.99)
     }
-    for rd in readers:
-        rd.close()
-    listed = await custom.list_namespaced_custom_object(r.GROUP, r.VERSION, NAMESPACE, r.PLURAL)
-    recorded = {
-        (b["spec"]["sessionId"].encode(), e["event"].encode()): datetime.fromisoformat(e["time"]).timestamp()
-        for b in listed["items"]
-        for e in b["status"]["lifecycle"]
-    }
-    delays = [
-        at - recorded[keys.names[k]]
-        for rd in readers
-        for at, k in zip(rd.times, rd.key_ids, strict=True)
-        if keys.names[k] in recorded
-    ]
     return {
-        "delivery": Latency.of(delays),
+        "delivery": Latency(delays["messages"], delays["p50_ms"], delays["p95_ms"], delays["p99_ms"]),
+        "delivery_max_ms": delays["max_ms"],
+        "spread": Latency(
+            delays["messages"], delays["spread_p50_ms"], delays["spread_p95_ms"], delays["spread_p99_ms"]
+        ),
         "upstream_ms": upstream,
-        "messages": len(delays),
+        "messages": delays["messages"],
+        "streams_ended_early": delays["ended"],
         "api_rss_connected_mb": rss_connected,
         "api_rss_peak_mb": peak,
         "api_cpu_s": cpu,
-        "subscribers": len(readers),
+        "subscribers": subscribers,
     }
 
 
-async def steady(
+class Prober:
+    """GET /kernel/:id of a live session, one after another at a steady pace, while the
+    waves run: what a client reading its session sees meanwhile."""
+
+    def __init__(self, bai: ApiClient, pace_s: float = 0.05) -> None:
+        self.bai, self.pace_s = bai, pace_s
+        self.tokens: list[str] = []
+        self.seconds: list[float] = []
+        self.failures: list[str] = []
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            if self.tokens:
+                token = random.choice(self.tokens)
+                began = time.perf_counter()
+                answer = await self.bai.call("GET", f"/kernel/{token}")
+                self.seconds.append(time.perf_counter() - began)
+                if answer.status != 200:
+                    self.failures.append(f"GET {token}: {answer.status}")
+            await asyncio.sleep(self.pace_s)  # the probe's pace, not synchronisation
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+
+async def idle_cpu(pids: dict[str, int], window_s: float, settle_limit_s: float) -> dict:
+    """CPU use once the processes have settled: 5 s windows until two in a row differ by
+    under 2 points of a core (or ``settle_limit_s``), then one window of ``window_s``."""
+    began, previous = time.perf_counter(), None
+    while time.perf_counter() - began < settle_limit_s:
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        await asyncio.sleep(5)  # a measurement window
+        pct = {name: 20 * (cpu_seconds(pid) - before[name]) for name, pid in pids.items()}
+        if previous and all(abs(pct[n] - previous[n]) < 2 for n in pids):
+            break
+        previous = pct
+    settled = time.perf_counter() - began
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    await asyncio.sleep(window_s)  # a measurement window
+    return {
+        "settle_s": settled,
+        "window_s": window_s,
+        **{
+            f"{name}_idle_cpu_pct": 100 * (cpu_seconds(pid) - before[name]) / window_s
+            for name, pid in pids.items()
+        },
+    }
+
+
+async def scale(
     bai: ApiClient,
     custom: client.CustomObjectsApi,
     operator: ServiceProcess,
     api: ServiceProcess,
     settings: BenchSettings,
-    already: int,
+    already: list[str],
 ) -> dict:
-    more = settings.live_sessions - already
-    say(f"steady state: {more} more sessions, {settings.live_sessions} live")
+    """Sessions created in waves until ``live_sessions`` are running, with a GET prober
+    and an SSE stream watching; then memory and settled idle CPU."""
+    stream, prober = StartedOnStream(), Prober(bai)
+    await stream.open(bai)
+    prober.tokens += already
     gate = asyncio.Semaphore(100)
+    failures: list[str] = []
 
-    async def create(token: str) -> None:
+    async def create(token: str) -> bool:
         async with gate:
             answer = await bai.call(
                 "POST",
                 "/kernel/create",
                 body={"clientSessionToken": token, "image": "python:3.6", "enqueueOnly": True},
             )
-            if answer.status != 201:
-                raise RuntimeError(f"create {token}: {answer.status} {answer.body}")
+        if answer.status != 201:
+            failures.append(f"create {token}: {answer.status} {answer.body}")
+        return answer.status == 201
 
-    await asyncio.gather(*(create(f"live-{i:04}") for i in range(more)))
-
-    async def running() -> int:
-        listed = await custom.list_namespaced_custom_object(r.GROUP, r.VERSION, NAMESPACE, r.PLURAL)
-        return sum(1 for b in listed["items"] if (b.get("status") or {}).get("phase") == "Running")
-
-    began = time.perf_counter()
-    await until(running, settings.live_sessions, f"{settings.live_sessions} sessions running", timeout=600)
-    settle = 10.0
-    say(f"steady state: all running after {time.perf_counter() - began:.0f}s; {settle:.0f}s of idle CPU")
-    op_cpu, api_cpu = cpu_seconds(operator.proc.pid), cpu_seconds(api.proc.pid)
-    await asyncio.sleep(settle)  # a measurement window, not synchronisation
+    waves, live, began_all = [], len(already), time.perf_counter()
+    while live < settings.live_sessions:
+        tokens = [f"live-{i:05}" for i in range(live, min(live + settings.wave, settings.live_sessions))]
+        waiters = {t: stream.wait(t) for t in tokens}
+        began = time.perf_counter()
+        created = await asyncio.gather(*(create(t) for t in tokens))
+        started = [t for t, ok in zip(tokens, created, strict=True) if ok]
+        await asyncio.wait_for(asyncio.gather(*(waiters[t] for t in started)), 900)
+        live += len(tokens)
+        prober.tokens += started
+        wave = {
+            "live": live,
+            "seconds": time.perf_counter() - began,
+            "operator_rss_mb": rss_mb(operator.proc.pid),
+            "api_rss_mb": rss_mb(api.proc.pid),
+        }
+        waves.append(wave)
+        say(
+            f"scale: {live}/{settings.live_sessions} sessions live ({wave['seconds']:.0f}s for this wave;"
+            f" operator {wave['operator_rss_mb']:.0f} MB, API {wave['api_rss_mb']:.0f} MB)"
+        )
+    prober.stop()
+    created_s = time.perf_counter() - began_all
+    say(f"scale: all {live} running after {created_s:.0f}s; waiting for the processes to settle")
+    idle = await idle_cpu({"operator": operator.proc.pid, "api": api.proc.pid}, 30, 120)
+    stream.reader.close()
+    listed = await custom.list_namespaced_custom_object(r.GROUP, r.VERSION, NAMESPACE, r.PLURAL)
+    recorded = {
+        (b["spec"]["sessionId"].encode(), e["event"].encode()): datetime.fromisoformat(e["time"]).timestamp()
+        for b in listed["items"]
+        if b["spec"]["sessionId"].startswith("live-")
+        for e in b["status"]["lifecycle"]
+    }
+    keys, reader = stream.keys, stream.reader
+    delays = [
+        at - recorded[keys.names[k]]
+        for at, k in zip(reader.times, reader.key_ids, strict=True)
+        if keys.names[k] in recorded
+    ]
     return {
-        "sessions": settings.live_sessions,
+        "sessions": live,
+        "waves": waves,
+        "created_s": created_s,
         "operator_rss_mb": rss_mb(operator.proc.pid),
         "api_rss_mb": rss_mb(api.proc.pid),
-        "operator_idle_cpu_pct": 100 * (cpu_seconds(operator.proc.pid) - op_cpu) / settle,
-        "api_idle_cpu_pct": 100 * (cpu_seconds(api.proc.pid) - api_cpu) / settle,
+        **idle,
+        "get_latency": Latency.of(prober.seconds),
+        "sse_delivery": Latency.of(delays),
+        "failed_requests": len(failures) + len(prober.failures),
+        "failures": (failures + prober.failures)[:20],
     }
 
 
 # -- the run -----------------------------------------------------------------------
-async def run(settings: BenchSettings, kubeconfig: str, work: Path) -> dict:
+PHASES = ("creations", "real", "fanout", "scale")
+
+
+async def run(settings: BenchSettings, phases: tuple[str, ...], kubeconfig: str, work: Path) -> dict:
     cfg = client.Configuration()
     await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
     cfg.connection_pool_maxsize = 300
@@ -605,84 +699,149 @@ async def run(settings: BenchSettings, kubeconfig: str, work: Path) -> dict:
         say("starting the operator and the API")
         operator.start()
         api.start()
+        results: dict = {}
         try:
             async with aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=300)
             ) as http:
                 bai = ApiClient(base_url, admin, http)
-                results: dict = await creations(core, custom, bai, settings)
-                results["real_node"] = await real_node(core, custom, bai, settings)
-                results["fanout"] = await fanout(bai, custom, api, settings, metrics_url)
-                results["steady"] = await steady(
-                    bai, custom, operator, api, settings, settings.fanout_sessions
-                )
+                if "creations" in phases:
+                    results["creations"] = await creations(core, custom, bai, settings)
+                if "real" in phases:
+                    results["real_node"] = await real_node(core, custom, bai, settings)
+                live: list[str] = []
+                if "fanout" in phases:
+                    results["fanout"] = []
+                    for round_, subscribers in enumerate(settings.subscribers):
+                        prefix = f"fan{round_}-"
+                        results["fanout"].append(
+                            await fanout(bai, custom, api, settings, metrics_url, work, subscribers, prefix)
+                        )
+                        live += [f"{prefix}{i:03}" for i in range(settings.fanout_sessions)]
+                if "scale" in phases:
+                    results["scale"] = await scale(bai, custom, operator, api, settings, live)
         finally:
             api.stop()
             operator.stop()
         return results
 
 
-def report(results: dict, settings: BenchSettings) -> tuple[str, list[Target]]:
-    base, ours, fan, steady_ = results["baseline"], results["kubernel"], results["fanout"], results["steady"]
-    b1: Latency = base["one_at_a_time"]
-    rows = [
-        (
-            "plain Pods: create -> Ready",
-            f"{b1.p50:.1f}",
-            f"{b1.p95:.1f}",
-            f"{b1.p99:.1f}",
-            "1.00",
-            f"{base['burst'].wall_s:.2f}",
-            f"{base['burst'].per_s:.1f}",
-            "1.00",
-        )
-    ]
-    for label, latency, burst in (
-        ("kubernel: POST /kernel/create -> response", ours["response"], ours["burst_response"]),
-        ("kubernel: POST -> kernel_started on SSE", ours["started_event"], ours["burst_started_event"]),
-    ):
+def creation_rows(results: dict, settings: BenchSettings) -> list[str]:
+    rows = []
+    if "creations" in results:
+        base, ours = results["creations"]["baseline"], results["creations"]["kubernel"]
+        b1: Latency = base["one_at_a_time"]
         rows.append(
             (
-                label,
-                f"{latency.p50:.1f}",
-                f"{latency.p95:.1f}",
-                f"{latency.p99:.1f}",
-                f"{ratio(latency.p50, b1.p50):.2f}",
-                f"{burst.wall_s:.2f}",
-                f"{burst.per_s:.1f}",
-                f"{ratio(burst.per_s, base['burst'].per_s):.2f}",
+                "plain Pods: create -> Ready",
+                f"{b1.p50:.1f}",
+                f"{b1.p95:.1f}",
+                f"{b1.p99:.1f}",
+                "1.00",
+                f"{base['burst'].wall_s:.2f}",
+                f"{base['burst'].per_s:.1f}",
+                "1.00",
             )
         )
-    real = results["real_node"]
-    for label, latency in (
-        ("real node: plain Pod create -> Ready", real["baseline"]),
-        ("real node: POST /kernel/create -> RUNNING", real["kubernel"]),
-        ("real node: POST /kernel/create -> print(1) result", real["first_result"]),
-    ):
-        rows.append(
-            (
-                label,
-                f"{latency.p50:.1f}",
-                f"{latency.p95:.1f}",
-                f"{latency.p99:.1f}",
-                f"{ratio(latency.p50, real['baseline'].p50):.2f}",
-                "",
-                "",
-                "",
+        for label, latency, burst in (
+            ("kubernel: POST /kernel/create -> response", ours["response"], ours["burst_response"]),
+            ("kubernel: POST -> kernel_started on SSE", ours["started_event"], ours["burst_started_event"]),
+        ):
+            rows.append(
+                (
+                    label,
+                    f"{latency.p50:.1f}",
+                    f"{latency.p95:.1f}",
+                    f"{latency.p99:.1f}",
+                    f"{ratio(latency.p50, b1.p50):.2f}",
+                    f"{burst.wall_s:.2f}",
+                    f"{burst.per_s:.1f}",
+                    f"{ratio(burst.per_s, base['burst'].per_s):.2f}",
+                )
             )
-        )
-    creation = table(
-        rows,
-        ("", "p50 ms", "p95 ms", "p99 ms", "p50 x base", f"{settings.burst} at once s", "per s", "x base"),
+    if "real_node" in results:
+        real = results["real_node"]
+        for label, latency in (
+            ("real node: plain Pod create -> Ready", real["baseline"]),
+            ("real node: POST /kernel/create -> RUNNING", real["kubernel"]),
+            ("real node: POST /kernel/create -> print(1) result", real["first_result"]),
+        ):
+            rows.append(
+                (
+                    label,
+                    f"{latency.p50:.1f}",
+                    f"{latency.p95:.1f}",
+                    f"{latency.p99:.1f}",
+                    f"{ratio(latency.p50, real['baseline'].p50):.2f}",
+                    "",
+                    "",
+                    "",
+                )
+            )
+    if not rows:
+        return []
+    header = (
+        "",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "p50 x base",
+        f"{settings.burst} at once s",
+        "per s",
+        "x base",
     )
-    delivery: Latency = fan["delivery"]
-    other = table(
-        [
+    sections = [table(rows, header)]
+    if "creations" in results:
+        calls = "\n".join(
+            f"{label:<11}{sum(counts.values()):6.1f}  "
+            + ", ".join(f"{k} {v:g}" for k, v in list(counts.items())[:8])
+            for label, counts in (
+                ("plain Pod", results["creations"]["baseline"]["requests_per_item"]),
+                ("kubernel", results["creations"]["kubernel"]["requests_per_item"]),
+            )
+        )
+        sections.append(
+            "kube-apiserver requests per creation, one at a time (all clients: ours, scheduler, KWOK, ...)\n"
+            + calls
+        )
+    return sections
+
+
+def report(results: dict, settings: BenchSettings) -> tuple[str, list[Target]]:
+    sections = creation_rows(results, settings)
+    rows: list[tuple[str, ...]] = []
+    targets: list[Target] = []
+    if "creations" in results:
+        base, ours = results["creations"]["baseline"], results["creations"]["kubernel"]
+        targets += [
+            Target(
+                "create-to-started p50 vs plain Pods",
+                ratio(ours["started_event"].p50, base["one_at_a_time"].p50),
+                1.5,
+                "x",
+            ),
+            Target(
+                f"throughput of {settings.burst} at once vs plain Pods",
+                ratio(ours["burst_started_event"].per_s, base["burst"].per_s),
+                0.6,
+                "x",
+                higher_is_better=True,
+            ),
+        ]
+    for fan in results.get("fanout", []):
+        delivery: Latency = fan["delivery"]
+        rows += [
             (
-                f"SSE delivery, {fan['subscribers']} subscribers, {settings.fanout_sessions} sessions",
+                f"SSE delivery, {fan['subscribers']} subscribers, {settings.fanout_rate:g} sessions/s",
                 f"p50 {delivery.p50:.1f} ms",
                 f"p99 {delivery.p99:.1f} ms",
                 f"{fan['messages']} messages",
+            ),
+            (
+                "  after the first subscriber had it (fan-out)",
+                f"p50 {fan['spread'].p50:.1f} ms",
+                f"p99 {fan['spread'].p99:.1f} ms",
+                "(server's fan-out)",
             ),
             (
                 "  of which until the API had the entry",
@@ -691,45 +850,58 @@ def report(results: dict, settings: BenchSettings) -> tuple[str, list[Target]]:
                 "(API histogram)",
             ),
             (
-                "API process during fan-out",
+                "  API process",
                 f"RSS {fan['api_rss_peak_mb']:.0f} MB peak",
                 f"{fan['api_rss_connected_mb']:.0f} MB connected",
                 f"CPU {fan['api_cpu_s']:.1f} s",
             ),
-            (
-                f"steady state, {steady_['sessions']} live sessions",
-                f"operator RSS {steady_['operator_rss_mb']:.0f} MB",
-                f"API RSS {steady_['api_rss_mb']:.0f} MB",
-                f"idle CPU operator {steady_['operator_idle_cpu_pct']:.0f}% / API {steady_['api_idle_cpu_pct']:.0f}%",
+        ]
+        targets += [
+            Target(f"SSE p99 with {fan['subscribers']} subscribers", delivery.p99, 250, " ms"),
+            Target(f"API RSS with {fan['subscribers']} open streams", fan["api_rss_peak_mb"], 500, " MB"),
+            Target(
+                f"SSE streams cut off, {fan['subscribers']} subscribers", fan["streams_ended_early"], 0, ""
             ),
-        ],
-        ("", "", "", ""),
-    )
-    calls = "\n".join(
-        f"{label:<11}{sum(counts.values()):6.1f}  "
-        + ", ".join(f"{k} {v:g}" for k, v in list(counts.items())[:8])
-        for label, counts in (
-            ("plain Pod", base["requests_per_item"]),
-            ("kubernel", ours["requests_per_item"]),
-        )
-    )
-    calls = f"kube-apiserver requests per creation, one at a time (all clients: ours, scheduler, KWOK, ...)\n{calls}"
-    targets = [
-        Target("create-to-started p50 vs plain Pods", ratio(ours["started_event"].p50, b1.p50), 1.5, "x"),
-        Target(
-            f"throughput of {settings.burst} at once vs plain Pods",
-            ratio(ours["burst_started_event"].per_s, base["burst"].per_s),
-            0.6,
-            "x",
-            higher_is_better=True,
-        ),
-        Target(f"SSE p99 with {fan['subscribers']} subscribers", delivery.p99, 250, " ms"),
-        Target(f"API RSS with {fan['subscribers']} subscribers", fan["api_rss_peak_mb"], 200, " MB"),
-        Target(
-            f"operator RSS with {steady_['sessions']} live sessions", steady_["operator_rss_mb"], 300, " MB"
-        ),
-    ]
-    return f"{creation}\n\n{calls}\n\n{other}\n\n" + "\n".join(t.line() for t in targets), targets
+        ]
+    if "scale" in results:
+        sc = results["scale"]
+        rows += [
+            (
+                f"scale, {sc['sessions']} live sessions (waves of {settings.wave})",
+                f"operator RSS {sc['operator_rss_mb']:.0f} MB",
+                f"API RSS {sc['api_rss_mb']:.0f} MB",
+                f"created and started in {sc['created_s']:.0f} s",
+            ),
+            (
+                f"  idle CPU over {sc['window_s']:.0f} s, settled after {sc['settle_s']:.0f} s",
+                f"operator {sc['operator_idle_cpu_pct']:.1f}%",
+                f"API {sc['api_idle_cpu_pct']:.1f}%",
+                "of one core",
+            ),
+            (
+                "  during the waves: GET /kernel/:id",
+                f"p50 {sc['get_latency'].p50:.1f} ms",
+                f"p99 {sc['get_latency'].p99:.1f} ms",
+                f"{sc['get_latency'].n} requests",
+            ),
+            (
+                "  during the waves: SSE delivery",
+                f"p50 {sc['sse_delivery'].p50:.1f} ms",
+                f"p99 {sc['sse_delivery'].p99:.1f} ms",
+                f"{sc['sse_delivery'].n} messages",
+            ),
+        ]
+        targets += [
+            Target(f"operator RSS with {sc['sessions']} live sessions", sc["operator_rss_mb"], 500, " MB"),
+            Target(
+                f"operator idle CPU with {sc['sessions']} live sessions", sc["operator_idle_cpu_pct"], 5, "%"
+            ),
+            Target("failed requests during the waves", sc["failed_requests"], 0, ""),
+        ]
+    if rows:
+        sections.append(table(rows, ("", "", "", "")))
+    sections.append("\n".join(t.line() for t in targets))
+    return "\n\n".join(sections), targets
 
 
 def jsonable(value):
@@ -737,6 +909,8 @@ def jsonable(value):
         return {**asdict(value), **({"per_s": value.per_s} if isinstance(value, Burst) else {})}
     if isinstance(value, dict):
         return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
     return value
 
 
@@ -744,7 +918,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / ".local" / "bench")
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"a comma-separated subset of {','.join(PHASES)} (default: all)",
+    )
     args = parser.parse_args()
+    phases = tuple(p for p in args.phases.split(",") if p)
+    if unknown := set(phases) - set(PHASES):
+        parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     settings = BenchSettings.quick() if args.quick else BenchSettings()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # 1,000 streams on each side
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
@@ -754,7 +936,7 @@ def main() -> int:
             state_dir=REPO / ".local" / "bench-testbed",
             cache_dir=defaults.cache_dir,
             delays=SimulatedDelays(accept=0, pull=0, create=0, start=0, stop=0),
-            nodes=NodeShape(count=4, cpu="4000", memory="16Ti", pods="2000"),
+            nodes=NodeShape(count=4, cpu="4000", memory="16Ti", pods="3000"),
         )
     )
     args.out.mkdir(parents=True, exist_ok=True)
@@ -766,7 +948,7 @@ def main() -> int:
     try:
         testbed.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         testbed.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO / "crds"))
-        results = asyncio.run(run(settings, str(testbed.layout.kubeconfig), work))
+        results = asyncio.run(run(settings, phases, str(testbed.layout.kubeconfig), work))
     finally:
         say("bench: stopping its test bed")
         testbed.down()
@@ -774,6 +956,7 @@ def main() -> int:
     document = {
         "when": datetime.now().astimezone().isoformat(timespec="seconds"),
         "settings": asdict(settings),
+        "phases": list(phases),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "duration_s": round(time.monotonic() - began, 1),
         "results": jsonable(results),

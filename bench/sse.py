@@ -1,13 +1,17 @@
-"""A lean SSE reader for many concurrent streams: an asyncio Protocol over HTTP/1.0
-(no chunked encoding to undo), recording when each lifecycle message arrived."""
+"""The bench's SSE subscribers: a lean asyncio reader for a few streams (HTTP/1.0, no
+chunked encoding to undo), and a compiled load client for thousands."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
+import subprocess
 import time
 from array import array
 from collections.abc import Callable
+from pathlib import Path
 
 _SESSION = re.compile(rb'"sessionId":"([^"]*)"')
 
@@ -81,3 +85,74 @@ class StreamReader(asyncio.Protocol):
     def close(self) -> None:
         if self.transport:
             self.transport.close()
+
+
+SSELOAD_SOURCE = Path(__file__).parent / "sseload"
+
+
+def build_sseload(into: Path) -> Path:
+    """Build the compiled subscriber (Go, standard library only) once per source change."""
+    binary = into / "sseload"
+    newest = max(p.stat().st_mtime for p in SSELOAD_SOURCE.iterdir())
+    if not binary.exists() or binary.stat().st_mtime < newest:
+        subprocess.run(["go", "build", "-o", str(binary), "."], cwd=SSELOAD_SOURCE, check=True)
+    return binary
+
+
+class LoadClient:
+    """Many SSE subscribers in one compiled process (bench/sseload/main.go), so that
+    what the fan-out figures measure is the server, not a Python reader per stream."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def open(cls, binary: Path, address: str, head: bytes, count: int, work: Path) -> LoadClient:
+        (work / "sseload.head").write_bytes(head)
+        process = await asyncio.create_subprocess_exec(
+            str(binary),
+            "-addr",
+            address,
+            "-n",
+            str(count),
+            "-head",
+            str(work / "sseload.head"),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 20,
+        )
+        client = cls(process)
+        opened = await asyncio.wait_for(client._answer(), 300)
+        if opened.get("event") != "open":
+            raise RuntimeError(f"sseload: {opened}")
+        return client
+
+    async def _answer(self) -> dict:
+        line = await self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"sseload ended (exit {await self.process.wait()})")
+        return json.loads(line)
+
+    async def _ask(self, command: dict, timeout: float) -> dict:
+        self.process.stdin.write(json.dumps(command).encode() + b"\n")
+        await self.process.stdin.drain()
+        return await asyncio.wait_for(self._answer(), timeout)
+
+    async def wait(self, keys: list[str], timeout: float) -> dict:
+        """Until every subscriber has received every ``"<sessionId> <event>"``."""
+        return await self._ask({"cmd": "wait", "keys": keys, "timeout": timeout}, timeout + 30)
+
+    async def delays(self, recorded: dict[str, float]) -> dict:
+        """Delivery delays (ms) of every message whose key has a recorded time."""
+        return await self._ask({"cmd": "delays", "recorded": recorded}, 120)
+
+    async def close(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.process.stdin.write(b'{"cmd":"close"}\n')
+                await self.process.stdin.drain()
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()

@@ -23,6 +23,7 @@ from .cors import cors_headers, is_preflight
 from .informer import Informer
 from .keys import (
     CALLER,
+    FANOUT,
     HUB,
     KEYPAIR_INFORMER,
     KEYPAIRS,
@@ -40,6 +41,7 @@ from .problems import BY_STATUS, PROBLEM_CONTENT_TYPE, Problem, ProblemType
 from .runner import RunnerClient
 from .service import SessionService
 from .settings import ApiSettings
+from .sse import Fanout, Pacing
 from .stream import Hub
 from .throttle import Throttle
 
@@ -207,6 +209,16 @@ def make_app(settings: ApiSettings, kube: Kube) -> web.Application:
         "keypairs", kube.list_keypairs, on_change=keypair_index.on_change, label_selector=kp.SELECTOR
     )
     app[SETTINGS], app[KUBE], app[METRICS] = settings, kube, metrics
+    app[FANOUT] = Fanout(
+        hub,
+        Pacing(
+            settings.retry_ms,
+            settings.heartbeat_seconds,
+            settings.stream_flush_seconds,
+            settings.stream_buffer_bytes,
+        ),
+        metrics.events_sent,
+    )
     app[SESSIONS], app[KEYPAIR_INFORMER], app[KEYPAIRS], app[HUB] = (
         sessions,
         keypair_informer,
@@ -233,6 +245,7 @@ async def _informers(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(app[SESSIONS].run(), name="watch-kernelsessions"),
         asyncio.create_task(app[KEYPAIR_INFORMER].run(), name="watch-keypairs"),
         asyncio.create_task(_watch_health(app), name="watch-health"),
+        asyncio.create_task(app[FANOUT].run(), name="sse-fanout"),
     ]
     yield
     for task in tasks:

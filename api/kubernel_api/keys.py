@@ -12,6 +12,7 @@ from .metrics import Metrics
 from .runner import RunnerClient
 from .service import SessionService
 from .settings import ApiSettings
+from .sse import Fanout
 from .stream import Hub
 from .throttle import Throttle
 
@@ -22,6 +23,7 @@ KEYPAIR_INFORMER = web.AppKey("keypair_informer", Informer)
 KEYPAIRS = web.AppKey("keypairs", KeypairIndex)
 SERVICE = web.AppKey("service", SessionService)
 HUB = web.AppKey("hub", Hub)
+FANOUT = web.AppKey("fanout", Fanout)
 RUNNER = web.AppKey("runner", RunnerClient)
 METRICS = web.AppKey("metrics", Metrics)
 # Login attempts: by access key, by client address.

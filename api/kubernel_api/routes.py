@@ -16,7 +16,18 @@ from kubernel.images import ServicePort
 from . import access, views
 from .events import Cursor
 from .keypairs import Role
-from .keys import CALLER, HUB, KEYPAIR_INFORMER, KEYPAIRS, KUBE, METRICS, RUNNER, SERVICE, SESSIONS, SETTINGS
+from .keys import (
+    CALLER,
+    FANOUT,
+    HUB,
+    KEYPAIR_INFORMER,
+    KEYPAIRS,
+    KUBE,
+    RUNNER,
+    SERVICE,
+    SESSIONS,
+    SETTINGS,
+)
 from .problems import Problem, ProblemType
 from .requests import (
     CreateRequest,
@@ -28,7 +39,7 @@ from .requests import (
     parse,
     to_spec,
 )
-from .sse import Pacing, write_stream
+from .sse import write_stream
 from .stream import StreamFilter
 
 _TOKEN = re.compile(m.TOKEN_PATTERN)
@@ -167,10 +178,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         except ValueError as exc:
             raise Problem(ProblemType.INVALID_PARAMETERS, f"Last-Event-ID: {exc}") from None
     stream_filter = StreamFilter(caller, session_id, owner_key, group)
-    settings = app[SETTINGS]
     preface, subscriber = await app[HUB].open(stream_filter, cursor, app[KUBE].sessions_at)
-    pacing = Pacing(settings.retry_ms, settings.heartbeat_seconds, settings.stream_flush_seconds)
-    return await write_stream(request, app[HUB], subscriber, preface, pacing, app[METRICS].events_sent)
+    return await write_stream(request, app[HUB], subscriber, preface, app[FANOUT].pacing)
 
 
 async def healthz(_: web.Request) -> web.Response:

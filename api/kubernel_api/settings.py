@@ -57,10 +57,14 @@ class ApiSettings(ServiceSettings):
     stream_queue_size: int = Field(2048, gt=0, validation_alias="KUBERNEL_API_STREAM_QUEUE")
     """Messages buffered per SSE client; a client that falls this far behind is
     disconnected and resumes with Last-Event-ID."""
+    stream_buffer_bytes: int = Field(256 << 10, gt=0, validation_alias="KUBERNEL_API_STREAM_BUFFER")
+    """Bytes written to an SSE client that its socket has not taken yet; a client that
+    would go past this is disconnected and resumes with Last-Event-ID. With the queue
+    above, what one client can hold of the server's memory."""
     stream_flush_seconds: float = Field(0.02, ge=0, validation_alias="KUBERNEL_API_STREAM_FLUSH")
-    """Shortest time (s) between two writes to one SSE client; what arrives meanwhile goes
-    out in the next write. Bounds the fan-out's work per client under a burst (one wake-up
-    and write per interval, not per message); 0 writes each as it comes."""
+    """Shortest time (s) between two passes of the SSE writer; what arrives meanwhile goes
+    out in the next pass, one write per client. Under a burst a pass takes longer and the
+    batches grow by themselves; 0 starts the next pass as soon as something comes."""
     kube_timeout_seconds: float = Field(5.0, gt=0, validation_alias="KUBERNEL_API_KUBE_TIMEOUT")
     """Timeout (s) of each Kubernetes API call; beyond it the request gets a 503."""
     server_limits: Limits = Field(

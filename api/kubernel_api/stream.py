@@ -1,9 +1,19 @@
 """The SSE hub: one KernelSession watch feeds every subscriber of this process.
 
 Each lifecycle entry becomes one encoded message, shared by all subscribers
-whose filter matches. A subscriber has a bounded queue; one that falls too
-far behind is disconnected (it can resume with Last-Event-ID), so a client
-that never reads cannot grow the server's memory.
+whose filter matches, and is left for the next pass of the one writer
+(``sse.Fanout``): no task wakes per subscriber and message.
+
+Subscribers with the same filter (the same keypair and query) form a ``Group``:
+an entry is matched once per group and appended once to the group's pending
+messages, which the writer joins once and writes to every member. A subscriber
+starts alone, with pending messages of its own, while its catch-up is written
+(and for good when it resumed with entries this process has not seen yet); it
+joins its group at a pass boundary, when neither has anything pending.
+
+A client that falls too far behind (``queue_size`` messages alone, or the
+writer's byte limit) is disconnected and resumes with Last-Event-ID, so a
+client that never reads cannot grow the server's memory.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .access import can_see
 from .events import Cursor, Entry, comment, entries_after, ids_for, last_seqs, message
@@ -22,7 +33,14 @@ from .kube import Gone
 from .metrics import Metrics
 
 log = logging.getLogger("kubernel.api.stream")
-CLOSE = b""  # queued to end a stream
+
+
+class Sink(Protocol):
+    """Writes to one client; False when it cannot take more (too far behind, or gone)."""
+
+    async def __call__(self, data: bytes) -> bool: ...
+
+    async def heartbeat(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -46,19 +64,41 @@ class StreamFilter:
 @dataclass(eq=False)
 class Subscriber:
     filter: StreamFilter
-    queue: asyncio.Queue[bytes]
+    limit: int
+    """Most messages held for this client between two writes."""
+    ended: asyncio.Future[None]
+    """Done when the stream must end (dropped, revoked, server shutdown)."""
     # Entries a resumed client already has but this process has not seen yet (uid -> seq).
     floor: dict[str, int] = field(default_factory=dict)
+    pending: list[bytes] = field(default_factory=list)
+    sink: Sink | None = None
+    """Set once the response's head and catch-up are written: from then on the writer owns it."""
+    closing: bool = False
+    """End once the pending messages are written (server shutdown)."""
     dropped: bool = False
+    last_write: float = 0.0  # time.monotonic() of the last write (heartbeats)
+    group: Group | None = None
 
     def offer(self, entry: Entry, encoded: bytes) -> bool:
         if self.floor and entry.seq <= self.floor.get(entry.uid, 0):
             return True
-        try:
-            self.queue.put_nowait(encoded)
-            return True
-        except asyncio.QueueFull:
+        if len(self.pending) >= self.limit:
             return False
+        self.pending.append(encoded)
+        return True
+
+    def take(self) -> list[bytes]:
+        taken, self.pending = self.pending, []
+        return taken
+
+
+@dataclass(eq=False)
+class Group:
+    """The subscribers of one filter: sent the same bytes."""
+
+    filter: StreamFilter
+    members: set[Subscriber] = field(default_factory=set)
+    pending: list[bytes] = field(default_factory=list)
 
 
 class Hub:
@@ -67,6 +107,18 @@ class Hub:
         self.metrics = metrics
         self.queue_size = queue_size
         self.subscribers: set[Subscriber] = set()
+        self.alone: set[Subscriber] = set()
+        """Subscribers not (yet) in a group: matched one by one."""
+        self.groups: dict[StreamFilter, Group] = {}
+        self.dirty: set[Subscriber] = set()
+        """Subscribers with something of their own to write (messages, or an end)."""
+        self.dirty_groups: set[Group] = set()
+        self.wake = asyncio.Event()
+        """Set when something is left to write: the writer's signal."""
+
+    def mark(self, subscriber: Subscriber) -> None:
+        self.dirty.add(subscriber)
+        self.wake.set()
 
     # -- fed by the informer ----------------------------------------------------
     def on_change(self, previous: str, resource_version: str, changes: list[Change]) -> None:
@@ -81,30 +133,49 @@ class Hub:
             return
         for entry, message_id in zip(entries, ids_for(previous, resource_version, len(entries)), strict=True):
             encoded = message(entry, message_id)
-            for subscriber in list(self.subscribers):
-                if (
-                    not subscriber.dropped
-                    and subscriber.filter.matches(entry)
-                    and not subscriber.offer(entry, encoded)
-                ):
-                    self._drop(subscriber)
+            for group in self.groups.values():
+                if group.filter.matches(entry):
+                    group.pending.append(encoded)
+                    self.dirty_groups.add(group)
+            for subscriber in self.alone:
+                if subscriber.dropped or not subscriber.filter.matches(entry):
+                    continue
+                if subscriber.offer(entry, encoded):
+                    self.dirty.add(subscriber)
+                else:
+                    self.drop(subscriber, f"fell {self.queue_size} messages behind")
+        if self.dirty or self.dirty_groups:
+            self.wake.set()
 
-    def _drop(self, subscriber: Subscriber) -> None:
+    def join_group(self, subscriber: Subscriber) -> bool:
+        """Move a subscriber that has nothing pending into its filter's group, if the
+        group has nothing pending either (between two passes of the writer); else it
+        stays alone until a later pass."""
+        if subscriber.group or subscriber.floor or subscriber.pending or subscriber.sink is None:
+            return subscriber.group is not None
+        group = self.groups.get(subscriber.filter)
+        if group is None:
+            group = self.groups[subscriber.filter] = Group(subscriber.filter)
+        elif group.pending:
+            return False
+        self.alone.discard(subscriber)
+        group.members.add(subscriber)
+        subscriber.group = group
+        return True
+
+    def drop(self, subscriber: Subscriber, why: str) -> None:
+        """Cut a client off that cannot keep up; it resumes with Last-Event-ID."""
         self.metrics.dropped_streams.inc()
-        log.warning(
-            "SSE client of %s fell %d messages behind; disconnecting it",
-            subscriber.filter.caller.access_key,
-            self.queue_size,
-        )
-        self._end(subscriber)
+        log.warning("SSE client of %s %s; disconnecting it", subscriber.filter.caller.access_key, why)
+        self.end(subscriber)
 
-    @staticmethod
-    def _end(subscriber: Subscriber) -> None:
-        """Close a stream now: its backlog is freed (a client resumes with Last-Event-ID)."""
+    def end(self, subscriber: Subscriber) -> None:
+        """Close a stream now: its backlog is freed."""
         subscriber.dropped = True
-        while not subscriber.queue.empty():
-            subscriber.queue.get_nowait()
-        subscriber.queue.put_nowait(CLOSE)
+        subscriber.pending = []
+        self.dirty.discard(subscriber)
+        if not subscriber.ended.done():
+            subscriber.ended.set_result(None)
 
     # -- subscribers ---------------------------------------------------------------
     async def open(
@@ -139,7 +210,7 @@ class Hub:
                 base_state = None
         # From here on nothing awaits: the snapshot and the subscription are taken at
         # the same point of the watch, so nothing falls between them.
-        subscriber = Subscriber(stream_filter, asyncio.Queue(self.queue_size))
+        subscriber = Subscriber(stream_filter, self.queue_size, asyncio.get_running_loop().create_future())
         if base_state is not None:
             current = list(self.informer.cache.values())
             delta = entries_after(last_seqs(base_state), current)
@@ -150,10 +221,18 @@ class Hub:
                 uid: seq for uid, seq in last_seqs(base_state).items() if seq > now_seqs.get(uid, 0)
             }
         self.subscribers.add(subscriber)
+        self.alone.add(subscriber)
         self.metrics.open_streams.inc()
         return preface, subscriber
 
     def close(self, subscriber: Subscriber) -> None:
+        self.dirty.discard(subscriber)
+        self.alone.discard(subscriber)
+        if (group := subscriber.group) is not None:
+            group.members.discard(subscriber)
+            if not group.members:
+                self.groups.pop(group.filter, None)
+                self.dirty_groups.discard(group)
         if subscriber in self.subscribers:
             self.subscribers.discard(subscriber)
             self.metrics.open_streams.dec()
@@ -163,16 +242,14 @@ class Hub:
         changed): what a stream may carry was decided when it opened."""
         for subscriber in list(self.subscribers):
             if subscriber.filter.caller.access_key in access_keys and not subscriber.dropped:
-                self._end(subscriber)
+                self.end(subscriber)
                 log.info(
                     "closing an event stream of %s: its keypair changed", subscriber.filter.caller.access_key
                 )
 
     def shutdown(self) -> None:
-        """End every open stream (server shutdown)."""
+        """End every open stream once what it has pending is written (server shutdown)."""
         for subscriber in list(self.subscribers):
             if not subscriber.dropped:
-                try:
-                    subscriber.queue.put_nowait(CLOSE)
-                except asyncio.QueueFull:
-                    self._drop(subscriber)
+                subscriber.closing = True
+                self.mark(subscriber)

@@ -79,9 +79,7 @@ async def test_resume_after_every_message_is_exactly_once() -> None:
         informer.cache = {("ns", b["metadata"]["name"]): b for b in state.values()}
         history[rv] = list(state.values())
         hub.on_change(previous, rv, changes)
-    received = []
-    while not subscriber.queue.empty():
-        received.append(subscriber.queue.get_nowait())
+    received = subscriber.take()
     assert live == [] and len(received) == 4 + 4 + 4  # every entry once
 
     def parse(message: bytes) -> tuple[str, tuple[str, str]]:

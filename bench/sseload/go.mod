@@ -1,0 +1,3 @@
+module kubernel.dev/bench/sseload
+
+go 1.22
