@@ -17,7 +17,7 @@ from kubernel.runner import MIN_KEY_BYTES, MISSING_KEY
 from . import cli
 from .app import make_app
 from .keys import METRICS
-from .kube import Kube
+from .kube import WATCHES, Kube
 from .settings import ApiSettings
 
 
@@ -41,16 +41,13 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _admin(args: argparse.Namespace, settings: ApiSettings) -> int:
     async with await connect() as api:
-        return await cli.run(
-            args, Kube(api, settings.namespace, settings.keypairs_in, settings.kube_timeout_seconds)
-        )
+        return await cli.run(args, Kube.of(api, settings))
 
 
 async def _serve(settings: ApiSettings) -> None:
-    async with await connect() as api:
-        app = make_app(
-            settings, Kube(api, settings.namespace, settings.keypairs_in, settings.kube_timeout_seconds)
-        )
+    # The calls in flight, and the two watches, each hold a connection of their own.
+    async with await connect(settings.kube_concurrency + WATCHES) as api:
+        app = make_app(settings, Kube.of(api, settings))
         runner = web.AppRunner(app, shutdown_timeout=5, handle_signals=True)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)

@@ -1,12 +1,17 @@
 """The API's Kubernetes calls (the I/O edge; no decisions here).
 
 Every call carries a timeout, so an unreachable API server turns into a quick
-503 instead of a hanging request.
+503 instead of a hanging request. At most ``concurrency`` calls are in flight;
+the others wait their turn (bounded too) before their timeout starts, so a burst
+of requests queues instead of timing out behind itself in the connection pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -16,24 +21,65 @@ from kubernel.client.raw import claim_labels, read_bytes, read_items, read_json
 
 from . import keypairs as kp
 
+if TYPE_CHECKING:
+    from .settings import ApiSettings
+
 LOG_TAIL_LINES = 10000
+WATCHES = 2  # the KernelSession and keypair informers' connections
+QUEUE_TIMEOUTS = 6  # a call waits for its turn at most this many timeouts
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Gone(Exception):
     """The API server no longer has the requested point in history."""
 
 
+def gated(call: Callable[Concatenate[Kube, P], Awaitable[T]]) -> Callable[Concatenate[Kube, P], Awaitable[T]]:
+    """A call that waits for a free slot first (raises TimeoutError after QUEUE_TIMEOUTS)."""
+
+    @functools.wraps(call)
+    async def in_turn(self: Kube, *args: P.args, **kwargs: P.kwargs) -> T:
+        async with asyncio.timeout(self.timeout * QUEUE_TIMEOUTS):
+            await self.slots.acquire()
+        try:
+            return await call(self, *args, **kwargs)
+        finally:
+            self.slots.release()
+
+    return in_turn
+
+
 class Kube:
-    def __init__(self, api: client.ApiClient, namespace: str, keypair_namespace: str, timeout: float) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        keypair_namespace: str,
+        timeout: float,
+        concurrency: int = 64,
+    ) -> None:
         self.api = api
         self.namespace = namespace
         self.keypair_namespace = keypair_namespace
         self.timeout = timeout
+        self.slots = asyncio.Semaphore(concurrency)
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.coordination = client.CoordinationV1Api(api)
 
+    @classmethod
+    def of(cls, api: client.ApiClient, settings: ApiSettings) -> Kube:
+        return cls(
+            api,
+            settings.namespace,
+            settings.keypairs_in,
+            settings.kube_timeout_seconds,
+            settings.kube_concurrency,
+        )
+
     # -- Leases (a keypair's creates at its session limit, quota.py) ------------------
+    @gated
     async def create_lease(self, lease: dict) -> dict:
         return await read_json(
             await self.coordination.create_namespaced_lease(
@@ -41,6 +87,7 @@ class Kube:
             )
         )
 
+    @gated
     async def get_lease(self, name: str) -> dict | None:
         try:
             return await read_json(
@@ -53,6 +100,7 @@ class Kube:
                 return None
             raise
 
+    @gated
     async def replace_lease(self, name: str, lease: dict) -> dict:
         return await read_json(
             await self.coordination.replace_namespaced_lease(
@@ -60,6 +108,7 @@ class Kube:
             )
         )
 
+    @gated
     async def delete_lease(self, name: str, uid: str, resource_version: str) -> None:
         await self.coordination.delete_namespaced_lease(
             name,
@@ -75,6 +124,7 @@ class Kube:
             self.custom.list_namespaced_custom_object, r.GROUP, r.VERSION, self.namespace, r.PLURAL
         )
 
+    @gated
     async def sessions_at(self, resource_version: str) -> list[dict]:
         """Every KernelSession as it was at ``resource_version`` exactly. Raises Gone."""
         try:
@@ -90,6 +140,7 @@ class Kube:
                 raise Gone(str(exc.reason)) from None
             raise
 
+    @gated
     async def sessions_labelled(self, selector: str) -> list[dict]:
         return await read_items(
             await self.list_sessions(
@@ -97,11 +148,13 @@ class Kube:
             )
         )
 
+    @gated
     async def create_session(self, manifest: dict) -> dict:
         return await self.custom.create_namespaced_custom_object(
             r.GROUP, r.VERSION, self.namespace, r.PLURAL, manifest, _request_timeout=self.timeout
         )
 
+    @gated
     async def get_session(self, name: str) -> dict | None:
         try:
             return await self.custom.get_namespaced_custom_object(
@@ -112,6 +165,7 @@ class Kube:
                 return None
             raise
 
+    @gated
     async def patch_session(self, name: str, patch: dict) -> dict:
         return await self.custom.patch_namespaced_custom_object(
             r.GROUP,
@@ -124,6 +178,7 @@ class Kube:
             _request_timeout=self.timeout,
         )
 
+    @gated
     async def patch_session_status(self, name: str, status: dict, resource_version: str) -> dict:
         """Fails with 409 if the object moved on since ``resource_version``."""
         return await self.custom.patch_namespaced_custom_object_status(
@@ -137,6 +192,7 @@ class Kube:
             _request_timeout=self.timeout,
         )
 
+    @gated
     async def delete_session(self, name: str, uid: str) -> None:
         """Delete exactly the object with ``uid`` (not a newer one of the same name)."""
         try:
@@ -154,9 +210,11 @@ class Kube:
                 raise
 
     # -- kernels ----------------------------------------------------------------
+    @gated
     async def claim_labels(self, names: set[str]) -> dict[str, dict[str, str] | None]:
         return await claim_labels(self.core, self.namespace, names, _request_timeout=self.timeout)
 
+    @gated
     async def pod_log(self, pod: str, container: str, limit_bytes: int) -> str:
         """The container's last ``LOG_TAIL_LINES`` lines, at most ``limit_bytes`` of them."""
         response = await self.core.read_namespaced_pod_log(
@@ -175,6 +233,7 @@ class Kube:
     def list_keypairs(self) -> functools.partial:
         return functools.partial(self.core.list_namespaced_secret, self.keypair_namespace)
 
+    @gated
     async def keypair_secrets(self) -> list[dict]:
         return await read_items(
             await self.list_keypairs(
@@ -182,11 +241,13 @@ class Kube:
             )
         )
 
+    @gated
     async def create_keypair_secret(self, secret: dict) -> None:
         await self.core.create_namespaced_secret(
             self.keypair_namespace, secret, _request_timeout=self.timeout
         )
 
+    @gated
     async def patch_keypair_secret(self, name: str, patch: dict) -> None:
         await self.core.patch_namespaced_secret(
             name, self.keypair_namespace, patch, _request_timeout=self.timeout

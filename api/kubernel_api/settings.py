@@ -67,6 +67,10 @@ class ApiSettings(ServiceSettings):
     batches grow by themselves; 0 starts the next pass as soon as something comes."""
     kube_timeout_seconds: float = Field(5.0, gt=0, validation_alias="KUBERNEL_API_KUBE_TIMEOUT")
     """Timeout (s) of each Kubernetes API call; beyond it the request gets a 503."""
+    kube_concurrency: int = Field(64, gt=0, le=1000, validation_alias="KUBERNEL_API_KUBE_CONCURRENCY")
+    """Kubernetes API calls in flight at once per API process. More wait their turn, for
+    up to 6 times the timeout above, before their own timeout starts (1,000 creations
+    at once queue here instead of timing out behind each other; make bench)."""
     server_limits: Limits = Field(
         default_factory=Limits.server_default, validation_alias="KUBERNEL_API_LIMITS"
     )

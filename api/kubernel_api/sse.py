@@ -20,7 +20,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from .events import comment
-from .stream import Hub, Subscriber
+from .stream import Hub, Sink, Subscriber
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -81,8 +81,7 @@ class Fanout:
                     await asyncio.sleep(0)
                 if subscriber.dropped or subscriber.sink is None:
                     continue
-                if not await subscriber.sink(data):
-                    hub.drop(subscriber, f"did not take {self.pacing.buffer_bytes} bytes written")
+                if not await self._write(subscriber, subscriber.sink, data):
                     continue
                 subscriber.last_write = now
                 written += len(messages)
@@ -95,8 +94,7 @@ class Fanout:
                 continue
             messages = subscriber.take()
             if messages:
-                if not await subscriber.sink(b"".join(messages)):
-                    hub.drop(subscriber, f"did not take {self.pacing.buffer_bytes} bytes written")
+                if not await self._write(subscriber, subscriber.sink, b"".join(messages)):
                     continue
                 subscriber.last_write = now
                 written += len(messages)
@@ -107,6 +105,16 @@ class Fanout:
         if written:
             self.sent.inc(written)
 
+    async def _write(self, subscriber: Subscriber, sink: Sink, data: bytes) -> bool:
+        """Whether the client took ``data``; one that is gone or too far behind is ended."""
+        try:
+            if await sink(data):
+                return True
+            self.hub.drop(subscriber, f"would hold over {self.pacing.buffer_bytes} bytes unsent")
+        except ConnectionResetError:
+            self.hub.end(subscriber)  # it left: nothing to report
+        return False
+
     async def heartbeats(self) -> None:
         quiet_since = time.monotonic() - self.pacing.heartbeat_seconds
         for subscriber in list(self.hub.subscribers):
@@ -115,8 +123,13 @@ class Fanout:
                 and not subscriber.dropped
                 and subscriber.last_write <= quiet_since
             ):
-                if not await subscriber.sink.heartbeat():
-                    self.hub.drop(subscriber, "is gone or did not take a heartbeat")
+                try:
+                    taken = await subscriber.sink.heartbeat()
+                except ConnectionResetError:
+                    self.hub.end(subscriber)
+                    continue
+                if not taken:
+                    self.hub.drop(subscriber, f"would hold over {self.pacing.buffer_bytes} bytes unsent")
                     continue
                 subscriber.last_write = time.monotonic()
 
@@ -148,13 +161,10 @@ class ResponseSink:
     async def _write(self, data: bytes) -> bool:
         transport = self.transport
         if transport is None or transport.is_closing():
-            return False
+            raise ConnectionResetError("the client went away")
         if transport.get_write_buffer_size() + len(data) > self.limit:
             return False
-        try:
-            await self.response.write(data)
-        except ConnectionResetError:
-            return False
+        await self.response.write(data)
         return True
 
 

@@ -36,7 +36,8 @@ log = logging.getLogger("kubernel.api.stream")
 
 
 class Sink(Protocol):
-    """Writes to one client; False when it cannot take more (too far behind, or gone)."""
+    """Writes to one client; False when it cannot take more (too far behind), and
+    ConnectionResetError when it is gone."""
 
     async def __call__(self, data: bytes) -> bool: ...
 

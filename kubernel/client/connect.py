@@ -5,13 +5,17 @@ from __future__ import annotations
 from kubernetes_asyncio import client, config
 
 
-async def connect() -> client.ApiClient:
-    """In-cluster credentials when running in a Pod, else the kubeconfig."""
+async def connect(connections: int | None = None) -> client.ApiClient:
+    """In-cluster credentials when running in a Pod, else the kubeconfig; ``connections``
+    sizes the connection pool (the client's default is 5 per CPU)."""
     try:
         config.load_incluster_config()
     except config.ConfigException:
         await config.load_kube_config()
-    return without_environment_proxies(client.ApiClient())
+    configuration = client.Configuration.get_default_copy()
+    if connections is not None:
+        configuration.connection_pool_maxsize = connections
+    return without_environment_proxies(client.ApiClient(configuration))
 
 
 def without_environment_proxies(api: client.ApiClient) -> client.ApiClient:

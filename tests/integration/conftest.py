@@ -100,9 +100,7 @@ class RunningApi:
 
 
 async def start_api(kube: client.ApiClient, settings: ApiSettings) -> tuple[web.AppRunner, str]:
-    app = make_app(
-        settings, Kube(kube, settings.namespace, settings.keypairs_in, settings.kube_timeout_seconds)
-    )
+    app = make_app(settings, Kube.of(kube, settings))
     runner = web.AppRunner(app, shutdown_timeout=2)
     await runner.setup()
     port = free_port()
