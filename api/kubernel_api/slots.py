@@ -22,6 +22,7 @@ SHARED_GPU_SLOT = "cuda.shares"  # fractional GPUs: Backend.AI's own device plug
 SUPPORTED = ("cpu", *MEMORY_SLOTS, *GPU_SLOTS, SHARED_GPU_SLOT)
 _MAX_TEXT = 64  # longer slot values are not numbers anyone means
 _QUANTUM = Decimal("0.001")  # counts are kept to 3 decimals, as the reference does
+MAX_COUNT = Decimal(1_000_000)  # cores or devices: far beyond any node, and within Decimal's precision
 # Below this no container starts. A bare number is bytes (the CLI's help says MiB, its
 # manager reads bytes), so "mem=256" is a mistake worth a clear answer.
 MIN_MEMORY_BYTES = 4 << 20
@@ -45,6 +46,8 @@ def count(slot: str, value: object) -> Decimal:
             raise _bad(slot, f"{value!r} is not a number") from None
     if not number.is_finite() or number < 0:
         raise _bad(slot, f"{value!r} is not a number of at least 0")
+    if number > MAX_COUNT:  # also what quantize() could not hold (1e309)
+        raise _bad(slot, f"{value!r} is more than {MAX_COUNT}")
     return number.quantize(_QUANTUM)
 
 

@@ -46,6 +46,11 @@ def test_slots_the_reference_accepts(slots: dict, expected: Resources) -> None:
         ({"cpu": "NaN"}, "at least 0"),
         ({"cpu": True}, "not a number"),
         ({"cpu": "1" * 100}, "not a number"),
+        ({"cpu": "1e309"}, "more than"),  # a finite decimal past what 3 decimals can hold: no 500
+        ({"cpu": 1e308}, "more than"),
+        ({"cpu": "1000001"}, "more than"),
+        ({"cuda.device": "1e309"}, "more than"),
+        ({"cuda.shares": "1e309"}, "more than"),
         ({"mem": "lots"}, "size"),
         ({"mem": "512b"}, "size"),  # the reference wants a unit before "b"
         ({"mem": "0"}, "size"),
