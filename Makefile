@@ -65,9 +65,10 @@ fault: venv binaries node-packages
 	@$(PY) -m pytest -m fault -q
 
 # Kubernel against plain Pods on a test bed of its own (delays 0): a table, and
-# the figures in .local/bench/results.json. About 5 minutes.
+# the figures in .local/bench/results.json. About 30 minutes (10,000 sessions);
+# BENCH_ARGS="--quick" about 2, "--phases fanout --profile" one phase, profiled.
 bench: venv binaries node-packages
-	@$(PY) -m bench
+	@$(PY) -m bench $(BENCH_ARGS)
 
 # The CRD is generated from the model; the chart carries an identical copy of crds/,
 # and its values schema's `images` is generated from the image table's model.

@@ -44,6 +44,7 @@ from kubernel_testkit.api_client import ApiClient
 from kubernel_testkit.processes import REPO, ServiceProcess, free_port
 from kubernel_testkit.waiting import wait_until
 
+from .profile import profiled
 from .report import (
     Burst,
     Latency,
@@ -686,7 +687,9 @@ async def scale(
 PHASES = ("creations", "real", "fanout", "scale")
 
 
-async def run(settings: BenchSettings, phases: tuple[str, ...], kubeconfig: str, work: Path) -> dict:
+async def run(
+    settings: BenchSettings, phases: tuple[str, ...], profile: bool, kubeconfig: str, work: Path
+) -> dict:
     cfg = client.Configuration()
     await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
     cfg.connection_pool_maxsize = 300
@@ -700,6 +703,7 @@ async def run(settings: BenchSettings, phases: tuple[str, ...], kubeconfig: str,
         operator.start()
         api.start()
         results: dict = {}
+        profiles = work.parent / "profiles"
         try:
             async with aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=300)
@@ -714,12 +718,19 @@ async def run(settings: BenchSettings, phases: tuple[str, ...], kubeconfig: str,
                     results["fanout"] = []
                     for round_, subscribers in enumerate(settings.subscribers):
                         prefix = f"fan{round_}-"
-                        results["fanout"].append(
-                            await fanout(bai, custom, api, settings, metrics_url, work, subscribers, prefix)
-                        )
+                        async with profiled(
+                            profile, {"api": api.proc.pid}, f"fanout-{subscribers}", profiles
+                        ):
+                            results["fanout"].append(
+                                await fanout(
+                                    bai, custom, api, settings, metrics_url, work, subscribers, prefix
+                                )
+                            )
                         live += [f"{prefix}{i:03}" for i in range(settings.fanout_sessions)]
                 if "scale" in phases:
-                    results["scale"] = await scale(bai, custom, operator, api, settings, live)
+                    pids = {"operator": operator.proc.pid, "api": api.proc.pid}
+                    async with profiled(profile, pids, "scale", profiles):
+                        results["scale"] = await scale(bai, custom, operator, api, settings, live)
         finally:
             api.stop()
             operator.stop()
@@ -923,12 +934,17 @@ def main() -> int:
         default=",".join(PHASES),
         help=f"a comma-separated subset of {','.join(PHASES)} (default: all)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record the services with py-spy during the fan-out and scale phases (.local/bench/profiles)",
+    )
     args = parser.parse_args()
     phases = tuple(p for p in args.phases.split(",") if p)
     if unknown := set(phases) - set(PHASES):
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     settings = BenchSettings.quick() if args.quick else BenchSettings()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # 1,000 streams on each side
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # 10,000 streams
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     defaults = TestbedSettings.from_env()
     testbed = Testbed(
@@ -948,7 +964,7 @@ def main() -> int:
     try:
         testbed.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         testbed.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO / "crds"))
-        results = asyncio.run(run(settings, phases, str(testbed.layout.kubeconfig), work))
+        results = asyncio.run(run(settings, phases, args.profile, str(testbed.layout.kubeconfig), work))
     finally:
         say("bench: stopping its test bed")
         testbed.down()

@@ -28,6 +28,7 @@ from .keys import (
     KEYPAIR_INFORMER,
     KEYPAIRS,
     KUBE,
+    LISTINGS,
     LOGIN_THROTTLES,
     METRICS,
     RUNNER,
@@ -36,6 +37,7 @@ from .keys import (
     SETTINGS,
 )
 from .kube import Kube
+from .listings import SharedListings
 from .metrics import Metrics
 from .problems import BY_STATUS, PROBLEM_CONTENT_TYPE, Problem, ProblemType
 from .runner import RunnerClient
@@ -209,6 +211,7 @@ def make_app(settings: ApiSettings, kube: Kube) -> web.Application:
         "keypairs", kube.list_keypairs, on_change=keypair_index.on_change, label_selector=kp.SELECTOR
     )
     app[SETTINGS], app[KUBE], app[METRICS] = settings, kube, metrics
+    app[LISTINGS] = SharedListings(kube.sessions_at)
     app[FANOUT] = Fanout(
         hub,
         Pacing(

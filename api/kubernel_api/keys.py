@@ -8,6 +8,7 @@ from .auth import KeypairIndex
 from .informer import Informer
 from .keypairs import Keypair
 from .kube import Kube
+from .listings import SharedListings
 from .metrics import Metrics
 from .runner import RunnerClient
 from .service import SessionService
@@ -24,6 +25,7 @@ KEYPAIRS = web.AppKey("keypairs", KeypairIndex)
 SERVICE = web.AppKey("service", SessionService)
 HUB = web.AppKey("hub", Hub)
 FANOUT = web.AppKey("fanout", Fanout)
+LISTINGS = web.AppKey("listings", SharedListings)
 RUNNER = web.AppKey("runner", RunnerClient)
 METRICS = web.AppKey("metrics", Metrics)
 # Login attempts: by access key, by client address.

@@ -23,6 +23,7 @@ from .keys import (
     KEYPAIR_INFORMER,
     KEYPAIRS,
     KUBE,
+    LISTINGS,
     RUNNER,
     SERVICE,
     SESSIONS,
@@ -178,7 +179,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         except ValueError as exc:
             raise Problem(ProblemType.INVALID_PARAMETERS, f"Last-Event-ID: {exc}") from None
     stream_filter = StreamFilter(caller, session_id, owner_key, group)
-    preface, subscriber = await app[HUB].open(stream_filter, cursor, app[KUBE].sessions_at)
+    preface, subscriber = await app[HUB].open(stream_filter, cursor, app[LISTINGS])
     return await write_stream(request, app[HUB], subscriber, preface, app[FANOUT].pacing)
 
 
