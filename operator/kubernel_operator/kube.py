@@ -50,10 +50,15 @@ class Kube:
         )
 
     async def pod_event_reasons(self, namespace: str, pod: str) -> set[str]:
+        """The reasons of a Pod's Events, from the API server's watch cache
+        (resourceVersion 0): Events cannot be selected by field in etcd, so a quorum
+        list decodes every Event of the namespace. With 2,000 sessions that took 17 s
+        a call and held the API server at full load (make bench, docs/performance.md)."""
         events = await read_items(
             await self.core.list_namespaced_event(
                 namespace,
                 field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
+                resource_version="0",
                 _preload_content=False,
             )
         )
