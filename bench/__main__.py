@@ -169,7 +169,7 @@ def services(kubeconfig: str, work: Path) -> tuple[ServiceProcess, ServiceProces
             "KUBERNEL_API_PORT": str(port),
             "KUBERNEL_API_METRICS_PORT": str(metrics_port),
             "KUBERNEL_API_NAMESPACE": NAMESPACE,
-            "KUBERNEL_API_MAX_WAIT": "120",
+            "KUBERNEL_API_MAX_WAIT": "900",  # 1,000 at once: the last start after minutes
         },
         work / "api.log",
         base_url + "/readyz",
@@ -688,8 +688,14 @@ PHASES = ("creations", "real", "fanout", "scale")
 
 
 async def run(
-    settings: BenchSettings, phases: tuple[str, ...], profile: bool, kubeconfig: str, work: Path
-) -> dict:
+    settings: BenchSettings,
+    phases: tuple[str, ...],
+    profile: bool,
+    kubeconfig: str,
+    work: Path,
+    results: dict,
+) -> None:
+    """Fills ``results`` phase by phase (a failed phase keeps what the others measured)."""
     cfg = client.Configuration()
     await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
     cfg.connection_pool_maxsize = 300
@@ -702,7 +708,6 @@ async def run(
         say("starting the operator and the API")
         operator.start()
         api.start()
-        results: dict = {}
         profiles = work.parent / "profiles"
         try:
             async with aiohttp.ClientSession(
@@ -734,7 +739,6 @@ async def run(
         finally:
             api.stop()
             operator.stop()
-        return results
 
 
 def creation_rows(results: dict, settings: BenchSettings) -> list[str]:
@@ -961,10 +965,15 @@ def main() -> int:
     began = time.monotonic()
     say("bench: starting a test bed of its own (simulated delays 0 ms)")
     testbed.up()
+    results: dict = {}
+    failure = None
     try:
         testbed.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         testbed.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO / "crds"))
-        results = asyncio.run(run(settings, phases, args.profile, str(testbed.layout.kubeconfig), work))
+        asyncio.run(run(settings, phases, args.profile, str(testbed.layout.kubeconfig), work, results))
+    except Exception as exc:  # noqa: BLE001 - the phases that finished are still written
+        failure = f"{type(exc).__name__}: {exc}"
+        say(f"bench: a phase failed ({failure}); writing what the others measured")
     finally:
         say("bench: stopping its test bed")
         testbed.down()
@@ -977,10 +986,11 @@ def main() -> int:
         "duration_s": round(time.monotonic() - began, 1),
         "results": jsonable(results),
         "targets": [{**asdict(t), "met": t.met} for t in targets],
+        "failure": failure,
     }
     (args.out / "results.json").write_text(json.dumps(document, indent=2))
     print(f"\n{text}\n\nfigures: {args.out / 'results.json'} ({document['duration_s']:.0f}s)", flush=True)
-    return 0
+    return 1 if failure else 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,19 @@ from pathlib import Path
 
 from kubernel_testbed.launcher import say
 
+# Frames every sample of a service passes through (start-up, the event loop): they say nothing.
+_ALWAYS = (
+    "_run_module_as_main",
+    "_run_code",
+    "<module>",
+    "main (",
+    "run (asyncio/runners.py",
+    "run_until_complete",
+    "run_forever",
+    "_run_once",
+    "_run (asyncio/events.py",
+)
+
 
 def summary(collapsed: str, top: int = 12) -> str:
     """The functions with the most samples, on their own (self) and with what they call."""
@@ -30,8 +43,7 @@ def summary(collapsed: str, top: int = 12) -> str:
             within[frame] += samples
     if not total:
         return "no samples"
-    # The frames every sample passes through (the event loop, main) say nothing.
-    below_the_loop = [(f, n) for f, n in within.most_common() if n < total * 0.97]
+    below_the_loop = [(f, n) for f, n in within.most_common() if not f.startswith(_ALWAYS)]
     return "\n".join(
         [f"{total} samples", "self:"]
         + [f"  {n / total:6.1%}  {f}" for f, n in own.most_common(top)]
@@ -74,5 +86,6 @@ async def profiled(enabled: bool, pids: dict[str, int], phase: str, into: Path) 
             recorder.send_signal(2)  # SIGINT: py-spy writes what it has and exits
             await asyncio.wait_for(recorder.wait(), 60)
             out = into / f"{phase}-{name}.txt"
-            if out.exists():
-                (into / f"{phase}-{name}.summary.txt").write_text(summary(out.read_text()) + "\n")
+            if out.exists():  # file names in the stacks need not be UTF-8
+                text = out.read_text(errors="replace")
+                (into / f"{phase}-{name}.summary.txt").write_text(summary(text) + "\n")
