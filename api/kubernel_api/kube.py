@@ -57,7 +57,7 @@ class Kube:
         namespace: str,
         keypair_namespace: str,
         timeout: float,
-        concurrency: int = 64,
+        concurrency: int,
     ) -> None:
         self.api = api
         self.namespace = namespace
