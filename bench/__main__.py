@@ -170,6 +170,10 @@ def services(kubeconfig: str, work: Path) -> tuple[ServiceProcess, ServiceProces
             "KUBERNEL_API_METRICS_PORT": str(metrics_port),
             "KUBERNEL_API_NAMESPACE": NAMESPACE,
             "KUBERNEL_API_MAX_WAIT": "900",  # 1,000 at once: the last start after minutes
+            # One keypair stands for thousands of users here: the per-keypair limits would
+            # measure themselves (docs/security.md has what they cost).
+            "KUBERNEL_API_RATE_LIMIT": "100000000",
+            "KUBERNEL_API_STREAMS_PER_KEYPAIR": "100000",
         },
         work / "api.log",
         base_url + "/readyz",

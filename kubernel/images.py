@@ -13,6 +13,8 @@ File format (``KUBERNEL_IMAGES``, or ``images:`` in the Helm values)::
         runner: false           # true: the image runs Kubernel's code runner (docs/runner.md)
         servicePorts:           # app services, listed in the API's servicePorts
           - {name: jupyter, protocol: http, ports: [8080]}
+        security:               # replaces the table's security for this alias
+          readOnlyRootFilesystem: false
         scheduling:             # replaces the table's scheduling for this alias
           nodeSelector: {pool: cpu}
           tolerations: [{key: pool, operator: Equal, value: cpu, effect: NoSchedule}]
@@ -20,6 +22,13 @@ File format (``KUBERNEL_IMAGES``, or ``images:`` in the Helm values)::
           runtimeClassName: gvisor
           priorityClassName: sessions
     defaultCommand: [sleep, infinity]
+    security:                   # how kernels are confined (below: the defaults)
+      runAsUser: 1000
+      runAsGroup: 1000
+      readOnlyRootFilesystem: true
+      writablePaths: [/tmp]     # besides the working directory, each an emptyDir
+      scratch: 1Gi              # each writable directory's size, and the container's ephemeral-storage
+      netBindService: false
 
 The scheduling fields are the Pod's own (``spec.nodeSelector`` ...): the image
 table is written by the platform team, never by a session's user.
@@ -31,8 +40,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from kubernel.model import Quantity
+from kubernel.runner import KERNEL_UID
 
 
 class ImageNotAllowed(ValueError):
@@ -68,6 +80,45 @@ class Scheduling(_Config):
     priority_class_name: Subdomain | None = None
 
 
+def _plain_absolute(path: str) -> str:
+    """An absolute path with no ``.``/``..`` step, outside the kernel's own /proc, /sys, /dev."""
+    steps = path.split("/")[1:]
+    if any(step in ("", ".", "..") for step in steps) or steps[0] in ("proc", "sys", "dev"):
+        raise ValueError(f"{path!r} is not a plain absolute path outside /proc, /sys and /dev")
+    return path
+
+
+AbsolutePath = Annotated[
+    str,
+    Field(min_length=2, max_length=256, pattern=r"^/[A-Za-z0-9._/-]+$"),
+    AfterValidator(_plain_absolute),
+]
+
+
+class Security(_Config):
+    """How a kernel's container is confined. The defaults meet the Pod Security Standards'
+    ``restricted`` profile (non-root, no privilege escalation, every capability dropped,
+    seccomp ``RuntimeDefault``) and add a read-only root filesystem; no field here can make a
+    kernel root or privileged, so every value still passes ``restricted``. docs/security.md
+    says what each relaxation costs."""
+
+    run_as_user: int = Field(KERNEL_UID, ge=1, le=2**31 - 1)
+    """The kernel's UID (never 0); the image needs no user of this number."""
+    run_as_group: int = Field(KERNEL_UID, ge=1, le=2**31 - 1)
+    """Its GID, also the Pod's fsGroup: the runner's identity files and the scratch
+    directories belong to this group."""
+    read_only_root_filesystem: bool = True
+    """false: user code may change the image's files in its own container (they count
+    against ``scratch``)."""
+    writable_paths: list[AbsolutePath] = Field(default_factory=lambda: ["/tmp"], max_length=16)
+    """Directories given an empty, writable volume each, besides the working directory."""
+    scratch: Quantity = "1Gi"
+    """The size of each writable directory (emptyDir ``sizeLimit``) and the container's
+    ``ephemeral-storage`` request and limit: the kubelet evicts a kernel that writes more."""
+    net_bind_service: bool = False
+    """Adds NET_BIND_SERVICE (ports below 1024), the one capability ``restricted`` allows."""
+
+
 class ServicePort(_Config):
     """An app service the image offers (Backend.AI's ``ai.backend.service-ports`` label)."""
 
@@ -87,6 +138,8 @@ class ImageAlias(_Config):
     (the operator gives the Pod the runner's Secret, port and readiness probe)."""
     scheduling: Scheduling | None = None
     """Replaces the table's ``scheduling`` for this alias when set."""
+    security: Security | None = None
+    """Replaces the table's ``security`` for this alias when set."""
 
 
 class ResolvedImage(BaseModel):
@@ -95,6 +148,7 @@ class ResolvedImage(BaseModel):
     command: list[str]
     runner: bool = False
     scheduling: Scheduling = Field(default_factory=Scheduling)
+    security: Security = Field(default_factory=Security)
 
 
 class ImageTable(_Config):
@@ -105,6 +159,8 @@ class ImageTable(_Config):
     default_command: list[str] = Field(default_factory=lambda: ["sleep", "infinity"], min_length=1)
     scheduling: Scheduling = Field(default_factory=Scheduling)
     """Where sessions run unless their alias has its own."""
+    security: Security = Field(default_factory=Security)
+    """How kernels are confined unless their alias has its own."""
 
     @classmethod
     def load(cls, path: Path | str | None) -> ImageTable:
@@ -117,7 +173,12 @@ class ImageTable(_Config):
         if alias is not None:
             return self.pinned(requested, alias.image)
         if registry_of(requested) in self.allowed_registries:
-            return ResolvedImage(image=requested, command=self.default_command, scheduling=self.scheduling)
+            return ResolvedImage(
+                image=requested,
+                command=self.default_command,
+                scheduling=self.scheduling,
+                security=self.security,
+            )
         raise ImageNotAllowed(
             f"image {requested!r} is not a known alias and its registry {registry_of(requested)!r} "
             f"is not allowed (allowed: {', '.join(self.allowed_registries) or 'none'})"
@@ -133,13 +194,18 @@ class ImageTable(_Config):
         return self.pinned(requested, resolved) if resolved else self.resolve(requested)
 
     def pinned(self, requested: str, image: str) -> ResolvedImage:
-        """What runs ``image``, pinned earlier for ``requested``: the alias's command and
-        scheduling (read now, so a changed table moves new Pods), else the table's."""
+        """What runs ``image``, pinned earlier for ``requested``: the alias's command,
+        scheduling and security (read now, so a changed table moves new Pods), else the table's."""
         alias = self.aliases.get(requested)
         command = alias.command if alias is not None and alias.command is not None else self.default_command
         scheduling = alias.scheduling if alias and alias.scheduling is not None else self.scheduling
+        security = alias.security if alias and alias.security is not None else self.security
         return ResolvedImage(
-            image=image, command=command, runner=alias.runner if alias else False, scheduling=scheduling
+            image=image,
+            command=command,
+            runner=alias.runner if alias else False,
+            scheduling=scheduling,
+            security=security,
         )
 
 

@@ -21,8 +21,8 @@ IDENTITY_DIR = "/var/run/kubernel/identity"
 TOKEN_KEY = "token"
 IDENTITY_KEY = "identity.json"
 KERNEL_UID = 1000
-"""``work`` in the kernel images: user code, batch commands and terminals run as it; the
-runner stays root so the token file (mode 0400) is out of the user code's reach."""
+"""``work`` in the kernel images: the default user (and group) of a kernel's container, the
+runner and the user's code alike (the image table's ``security`` may name another)."""
 WORKDIR = "/home/work"
 
 
@@ -54,6 +54,4 @@ def runner_env() -> list[dict[str, str]]:
         {"name": "KUBERNEL_RUNNER_PORT", "value": str(PORT)},
         {"name": "KUBERNEL_RUNNER_IDENTITY", "value": IDENTITY_DIR},
         {"name": "KUBERNEL_RUNNER_WORKDIR", "value": WORKDIR},
-        {"name": "KUBERNEL_RUNNER_UID", "value": str(KERNEL_UID)},
-        {"name": "KUBERNEL_RUNNER_GID", "value": str(KERNEL_UID)},
     ]

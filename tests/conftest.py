@@ -48,10 +48,16 @@ async def kube(kubeconfig: str) -> AsyncIterator[client.ApiClient]:
 
 
 @pytest.fixture
-async def namespace(kube: client.ApiClient) -> AsyncIterator[str]:
+async def namespace(kube: client.ApiClient, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A fresh namespace that enforces the ``restricted`` Pod Security Standard, as the chart's
+    session namespace does: the API server refuses any kernel Pod looser than that. Tests of
+    the test bed's own plain Pods mark themselves ``pod_security("privileged")``."""
     core = client.CoreV1Api(kube)
     name = f"t-{uuid.uuid4().hex[:10]}"
-    await core.create_namespace({"metadata": {"name": name, "labels": {"kubernel.io/test": "true"}}})
+    marker = request.node.get_closest_marker("pod_security")
+    level = marker.args[0] if marker else "restricted"
+    labels = {"kubernel.io/test": "true", "pod-security.kubernetes.io/enforce": level}
+    await core.create_namespace({"metadata": {"name": name, "labels": labels}})
 
     async def default_service_account() -> bool:
         try:

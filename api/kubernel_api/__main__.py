@@ -48,7 +48,11 @@ async def _serve(settings: ApiSettings) -> None:
     # The calls in flight, and the two watches, each hold a connection of their own.
     async with await connect(settings.kube_concurrency + WATCHES) as api:
         app = make_app(settings, Kube.of(api, settings))
-        runner = web.AppRunner(app, shutdown_timeout=5, handle_signals=True)
+        # aiohttp arms its keep-alive timer when a connection opens and after each answer:
+        # a client idle, or still sending its request head, that long is closed.
+        runner = web.AppRunner(
+            app, shutdown_timeout=5, handle_signals=True, keepalive_timeout=settings.connection_idle_seconds
+        )
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()

@@ -17,13 +17,15 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from . import code_routes, console_routes, graphql, login_routes, openapi, routes
 from . import keypairs as kp
-from .auth import KeypairIndex, authenticate
+from .auth import KeypairIndex, access_key_of, authenticate
 from .cookies import COOKIE_NAME
 from .cors import cors_headers, is_preflight
+from .guard import Guard
 from .informer import Informer
 from .keys import (
     CALLER,
     FANOUT,
+    GUARD,
     HUB,
     KEYPAIR_INFORMER,
     KEYPAIRS,
@@ -31,6 +33,7 @@ from .keys import (
     LISTINGS,
     LOGIN_THROTTLES,
     METRICS,
+    RATE,
     RUNNER,
     SERVICE,
     SESSIONS,
@@ -89,6 +92,7 @@ ROUTES = (
     Route("GET", "/openapi.json", openapi.serve, "openapi", public=True),
 )
 PUBLIC = frozenset(r.name for r in ROUTES if r.public)
+ANY_HOST = frozenset({"healthz", "readyz"})
 
 
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> web.Response:
@@ -152,18 +156,48 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 @web.middleware
+async def host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Only the Host names the API serves (KUBERNEL_API_ALLOWED_HOSTS); health checks come
+    to the Pod's address, so they answer any."""
+    if request.match_info.route.name not in ANY_HOST and not request.app[GUARD].serves_host(request.host):
+        raise Problem(ProblemType.INVALID_PARAMETERS, "this API does not serve that Host")
+    return await handler(request)
+
+
+@web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A signed request, or a browser's login cookie (docs/console.md): the same caller."""
+    """A signed request, or a browser's login cookie (docs/console.md): the same caller,
+    counted against its keypair's rate limit."""
     if request.match_info.route.name not in PUBLIC and request.match_info.http_exception is None:
         app = request.app
         await app[KEYPAIR_INFORMER].loaded
+        now = time.monotonic()
         if "Authorization" not in request.headers and COOKIE_NAME in request.cookies:
-            request[CALLER] = await login_routes.cookie_caller(request)
+            caller = await login_routes.cookie_caller(request)
         else:
-            request[CALLER] = authenticate(
-                request, app[KEYPAIRS], timedelta(seconds=app[SETTINGS].clock_skew_seconds)
-            )
+            caller = _signed_caller(request, app[GUARD], now)
+        request[CALLER] = caller
+        request[RATE] = app[GUARD].count_request(caller, now)
     return await handler(request)
+
+
+def _signed_caller(request: web.Request, guard: Guard, now: float) -> kp.Keypair:
+    """The signer, unless its key or address failed too often (429); a failure is counted."""
+    authorization = request.headers.get("Authorization")
+    access_key, address = access_key_of(authorization), request.remote or ""
+    if authorization:
+        guard.check_failures(access_key, address, now)
+    try:
+        return authenticate(
+            request,
+            request.app[KEYPAIRS],
+            timedelta(seconds=request.app[SETTINGS].clock_skew_seconds),
+            lambda signature: guard.first_use(signature, now),
+        )
+    except Problem as problem:
+        if authorization and problem.kind in (ProblemType.AUTH_FAILED, ProblemType.INVALID_AUTH_PARAMETERS):
+            guard.failed(access_key, address, now)
+        raise
 
 
 @web.middleware
@@ -175,6 +209,14 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
         )
         return web.Response(status=204 if headers else 403, headers=headers)
     return await handler(request)
+
+
+async def _rate_answer(request: web.Request, response: web.StreamResponse) -> None:
+    """Where the caller stands against its rate limit, on every answer to a caller (streams
+    too, before their headers go out), as Backend.AI's manager says it."""
+    rate = request.get(RATE)
+    if rate is not None:
+        response.headers.update(rate.headers())
 
 
 async def _cors_answer(request: web.Request, response: web.StreamResponse) -> None:
@@ -192,6 +234,7 @@ def make_app(settings: ApiSettings, kube: Kube) -> web.Application:
             cors_middleware,
             metrics_middleware,
             problems_middleware,
+            host_middleware,
             session_middleware(
                 login_routes.CookieStorage(
                     login_routes.cookie_key(settings.runner_key),
@@ -229,6 +272,8 @@ def make_app(settings: ApiSettings, kube: Kube) -> web.Application:
         hub,
     )
     app.on_response_prepare.append(_cors_answer)
+    app.on_response_prepare.append(_rate_answer)
+    app[GUARD] = Guard.of(settings)
     app[LOGIN_THROTTLES] = (
         Throttle(settings.login_attempts_per_key, 60),
         Throttle(settings.login_attempts_per_address, 60),

@@ -72,14 +72,27 @@ class KeypairIndex:
             self.on_revoke(revoked)
 
 
-def authenticate(request: web.Request, index: KeypairIndex, max_skew: timedelta) -> Keypair:
+def access_key_of(authorization: str | None) -> str | None:
+    """The access key an Authorization header names, if it is readable (for throttles)."""
+    try:
+        return parse_authorization(authorization).access_key
+    except SignatureError:
+        return None
+
+
+def authenticate(
+    request: web.Request,
+    index: KeypairIndex,
+    max_skew: timedelta,
+    first_use: Callable[[str], bool] = lambda _signature: True,
+) -> Keypair:
     """The active keypair that signed ``request``. Raises Problem.
 
     No credentials at all: 401. Then in the 19.09 manager's order: the date
     (missing, unreadable or too far from our clock: 400 ``invalid-auth-params``),
     the credentials (malformed, or no API version: 400 ``invalid-auth-params``,
     saying what is wrong), the key and signature (401 ``auth-failed``, saying
-    nothing).
+    nothing). A valid signature used before (``first_use`` says False) is a replay: 401.
     """
     version = request.headers.get(API_VERSION_HEADER)
     if version is not None and version not in SUPPORTED_VERSIONS:
@@ -114,6 +127,8 @@ def authenticate(request: web.Request, index: KeypairIndex, max_skew: timedelta)
         if keypair is None or not keypair.active:
             raise SignatureError(f"unknown or inactive access key {credential.access_key!r}")
         verify(signed, credential, keypair.secret_key, now=datetime.now(UTC), max_skew=max_skew)
+        if not first_use(credential.signature):
+            raise SignatureError("a signature already used (a replay)")
     except SignatureError as exc:
         log.info("401 %s %s: %s", request.method, request.path, exc)
         raise Problem(ProblemType.AUTH_FAILED) from None

@@ -18,6 +18,9 @@ class Limits(BaseModel):
     gpu: int | None = Field(None, ge=0, description="nvidia.com/gpu per kernel.")
     cluster_size: int | None = Field(None, ge=1, description="Kernels per session.")
     concurrent_sessions: int | None = Field(None, ge=0, description="Live sessions per keypair.")
+    rate_limit: int | None = Field(
+        None, ge=1, description="Requests per 15 minutes (Backend.AI's rate_limit); unset: the server's."
+    )
 
     @classmethod
     def server_default(cls) -> Limits:

@@ -38,6 +38,7 @@ class ProblemType(Enum):
     KERNEL_NOT_RUNNING = ("kernel-not-running", 409, "The kernel is not running.")
     NO_CODE_RUNNER = ("kernel-cannot-execute", 409, "This session's kernel cannot execute code.")
     KERNEL_BUSY = ("kernel-busy", 409, "The kernel is running another execution.")
+    REQUEST_TIMEOUT = ("request-timeout", 408, "The request's body did not arrive in time.")
     TOO_MANY_REQUESTS = ("too-many-requests", 429, "You have reached your API query rate limit.")
     QUOTA_EXCEEDED = ("quota-exceeded", 412, "You have reached your resource limit.")
     TOO_LARGE = ("request-too-large", 413, "Request body too large.")

@@ -19,6 +19,7 @@ from .keypairs import Role
 from .keys import (
     CALLER,
     FANOUT,
+    GUARD,
     HUB,
     KEYPAIR_INFORMER,
     KEYPAIRS,
@@ -51,7 +52,14 @@ def _now() -> datetime:
 
 
 async def json_object(request: web.Request) -> dict:
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].body_seconds):
+            raw = await request.read()
+    except TimeoutError:  # a client sending its body too slowly holds a handler no longer
+        raise Problem(
+            ProblemType.REQUEST_TIMEOUT,
+            f"the body did not arrive within {request.app[SETTINGS].body_seconds} s",
+        ) from None
     try:
         data = json.loads(raw.decode("utf-8")) if raw else {}
     except UnicodeDecodeError:
@@ -179,8 +187,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         except ValueError as exc:
             raise Problem(ProblemType.INVALID_PARAMETERS, f"Last-Event-ID: {exc}") from None
     stream_filter = StreamFilter(caller, session_id, owner_key, group)
-    preface, subscriber = await app[HUB].open(stream_filter, cursor, app[LISTINGS])
-    return await write_stream(request, app[HUB], subscriber, preface, app[FANOUT].pacing)
+    with app[GUARD].stream(caller.access_key):
+        preface, subscriber = await app[HUB].open(stream_filter, cursor, app[LISTINGS])
+        return await write_stream(request, app[HUB], subscriber, preface, app[FANOUT].pacing)
 
 
 async def healthz(_: web.Request) -> web.Response:

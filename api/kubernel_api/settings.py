@@ -102,10 +102,38 @@ class ApiSettings(ServiceSettings):
     )
     """Origins whose pages may call the API with signed requests (CORS), comma-separated;
     `*` is any, as Backend.AI's server; empty is none. Never with cookies (credentials)."""
+    rate_limit: int = Field(5000, gt=0, validation_alias="KUBERNEL_API_RATE_LIMIT")
+    """Requests per keypair in a rolling 15 minutes (Backend.AI's `rate_limit`), unless the
+    keypair's limits say `rateLimit`; more are 429 with Retry-After. Every signed answer says
+    where its caller stands: `X-RateLimit-Limit`, `-Remaining`, `-Window`. Per process."""
+    auth_failures_per_key: int = Field(10, gt=0, validation_alias="KUBERNEL_API_AUTH_FAILURES_PER_KEY")
+    """Failed signatures (or dates) per access key per minute; beyond, that key's requests are
+    429 with Retry-After until the minute's first failure is a minute old."""
+    auth_failures_per_address: int = Field(
+        30, gt=0, validation_alias="KUBERNEL_API_AUTH_FAILURES_PER_ADDRESS"
+    )
+    """Failed signatures per client address per minute; beyond, that address's signed
+    requests are 429 likewise (behind a proxy, the proxy's address)."""
+    replay_cache_entries: int = Field(200_000, ge=0, validation_alias="KUBERNEL_API_REPLAY_CACHE")
+    """Signatures remembered inside the date window (`KUBERNEL_API_CLOCK_SKEW`): a signature
+    used once is refused again (401), with any body. 0 turns the check off. Per process."""
+    streams_per_keypair: int = Field(32, gt=0, validation_alias="KUBERNEL_API_STREAMS_PER_KEYPAIR")
+    """Event streams one keypair may hold open on one API process; one more is 429."""
+    connection_idle_seconds: float = Field(30.0, gt=0, validation_alias="KUBERNEL_API_CONNECTION_IDLE")
+    """A connection that sends no complete request head this long after it opened, or after
+    its last answer, is closed (slow and idle clients; aiohttp's own default is an hour)."""
+    body_seconds: float = Field(30.0, gt=0, validation_alias="KUBERNEL_API_BODY_TIMEOUT")
+    """Longest time (s) to receive a request body (uploads excepted: they stream); slower is 408."""
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias="KUBERNEL_API_ALLOWED_HOSTS"
+    )
+    """Host names the API answers to, comma-separated (behind an ingress, its public host);
+    any other `Host` is 400 before anything else is read (health checks excepted). Empty:
+    any host."""
     default_idle_timeout_seconds: int | None = Field(None, ge=0, validation_alias="KUBERNEL_API_IDLE_TIMEOUT")
     """idleTimeoutSeconds written on new sessions; unset leaves the operator's default."""
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         return tuple(o.strip() for o in value.split(",") if o.strip()) if isinstance(value, str) else value

@@ -180,7 +180,14 @@ current-context: kubernel-testbed
 
 
 def node_manifest(index: int, cpu: str, memory: str, gpus: str, pods: str) -> dict:
-    resources = {"cpu": cpu, "memory": memory, "nvidia.com/gpu": gpus, "pods": pods}
+    # Kernels ask for ephemeral-storage (their scratch); a simulated node has room for any number.
+    resources = {
+        "cpu": cpu,
+        "memory": memory,
+        "ephemeral-storage": "1Pi",
+        "nvidia.com/gpu": gpus,
+        "pods": pods,
+    }
     return {
         "apiVersion": "v1",
         "kind": "Node",

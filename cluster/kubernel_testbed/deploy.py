@@ -41,6 +41,7 @@ from .settings import REPO_ROOT, TestbedSettings
 RELEASE = "kubernel"
 NAMESPACE = "kubernel"
 KEYPAIR_NAMESPACE = f"{NAMESPACE}-keypairs"  # the chart's default: keypairs live apart
+SESSION_NAMESPACE = f"{NAMESPACE}-sessions"  # and sessions too, enforcing the restricted profile
 CHART = REPO_ROOT / "helm" / "kubernel"
 DEV_IMAGE_TABLE = REPO_ROOT / "cluster" / "images.dev.yaml"
 TRAEFIK_VALUES = REPO_ROOT / "helm" / "examples" / "ingress-traefik.yaml"
@@ -236,10 +237,19 @@ def undeploy(bed: Testbed) -> None:
     )
     if operator_runs:
         say(
-            f"[undeploy 1/4] ending the sessions in {NAMESPACE} while the operator runs (Pods, lifecycle, finalizer)"
+            f"[undeploy 1/4] ending the sessions in {SESSION_NAMESPACE} while the operator runs "
+            "(Pods, lifecycle, finalizer)"
         )
         ended = _kubectl(
-            bed, "-n", NAMESPACE, "delete", "kernelsessions", "--all", "--wait", "--timeout=120s", check=False
+            bed,
+            "-n",
+            SESSION_NAMESPACE,
+            "delete",
+            "kernelsessions",
+            "--all",
+            "--wait",
+            "--timeout=120s",
+            check=False,
         )
         if ended.returncode != 0:  # a broken operator: step 3 removes what it left
             say(f"[undeploy 1/4] not all ended: {ended.stderr.strip()}")
@@ -261,7 +271,9 @@ def undeploy(bed: Testbed) -> None:
     )
     if uninstalled.returncode != 0:
         raise DeployError(f"helm uninstall failed: {uninstalled.stderr.strip()}")
-    left = _kubectl(bed, "-n", NAMESPACE, "get", "kernelsessions", "-o", "name", check=False).stdout.split()
+    left = _kubectl(
+        bed, "-n", SESSION_NAMESPACE, "get", "kernelsessions", "-o", "name", check=False
+    ).stdout.split()
     say(
         f"[undeploy 3/4] sessions left without an operator: {len(left)} (finalizer removed; Pods follow by owner)"
     )
@@ -269,7 +281,7 @@ def undeploy(bed: Testbed) -> None:
         _kubectl(
             bed,
             "-n",
-            NAMESPACE,
+            SESSION_NAMESPACE,
             "patch",
             name,
             "--type=merge",
@@ -278,14 +290,15 @@ def undeploy(bed: Testbed) -> None:
             check=False,
         )  # gone meanwhile is fine
     say(
-        f"[undeploy 4/4] deleting namespaces {NAMESPACE} and {KEYPAIR_NAMESPACE} (the chart keeps the keypairs' "
-        "on uninstall; undeploy removes everything)"
+        f"[undeploy 4/4] deleting namespaces {NAMESPACE}, {SESSION_NAMESPACE} and {KEYPAIR_NAMESPACE} (the chart "
+        "keeps the sessions' and the keypairs' on uninstall; undeploy removes everything)"
     )
     _kubectl(
         bed,
         "delete",
         "namespace",
         NAMESPACE,
+        SESSION_NAMESPACE,
         KEYPAIR_NAMESPACE,
         "--ignore-not-found",
         "--wait",

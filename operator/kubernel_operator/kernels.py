@@ -1,5 +1,5 @@
-"""A session's kernels in the cluster: creating them (Pods, headless Service, runner
-Secret, owned by the KernelSession), reading their facts, removing them."""
+"""A session's kernels in the cluster: creating them (Pods, headless Service, NetworkPolicy,
+runner Secret, owned by the KernelSession), reading their facts, removing them."""
 
 from __future__ import annotations
 
@@ -48,9 +48,9 @@ class Kernels:
         except ImageNotAllowed as exc:
             return Ending(Reason.FAILED_TO_CREATE, result_for(spec, success=False), str(exc))
         manifests = builders.build_pods(name, spec, image)
-        service = builders.build_service(name, spec)
-        if service is not None:
-            manifests.insert(0, service)
+        for shared in (builders.build_service(name, spec), builders.build_network_policy(name, spec)):
+            if shared is not None:
+                manifests.insert(0, shared)
         owner_body = as_body(owner)
         for manifest in manifests:
             kopf.adopt(manifest, owner=owner_body)
@@ -97,7 +97,7 @@ class Kernels:
 
     async def remove(self, key: Key, keep_generation: int | None = None) -> None:
         """Delete the session's Pods (all, or all but generation ``keep_generation``) and,
-        when all go, its Service."""
+        when all go, its Service and NetworkPolicy."""
         namespace, name = key
         selector = f"{r.LABEL_SESSION}={name}"
         if keep_generation is not None:
@@ -105,3 +105,4 @@ class Kernels:
         await self.kube.delete_pods(namespace, selector, self.settings.pod_grace_seconds)
         if keep_generation is None:
             await self.kube.delete_service(namespace, name)
+            await self.kube.delete_network_policy(namespace, f"{name}-kernels")

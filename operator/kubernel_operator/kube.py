@@ -15,6 +15,7 @@ class Kube:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.networking = client.NetworkingV1Api(api)
 
     async def get_session(self, namespace: str, name: str) -> dict | None:
         try:
@@ -65,10 +66,12 @@ class Kube:
         return {e["reason"] for e in events if e.get("reason")}
 
     async def create(self, namespace: str, manifest: dict) -> bool:
-        """Create a Pod, Service or Secret: True if created, False if it existed already (a retry)."""
+        """Create a Pod, Service, NetworkPolicy or Secret: True if created, False if it existed
+        already (a retry)."""
         create = {
             "Pod": self.core.create_namespaced_pod,
             "Service": self.core.create_namespaced_service,
+            "NetworkPolicy": self.networking.create_namespaced_network_policy,
             "Secret": self.core.create_namespaced_secret,
         }[manifest["kind"]]
         try:
@@ -100,6 +103,13 @@ class Kube:
     async def delete_service(self, namespace: str, name: str) -> None:
         try:
             await self.core.delete_namespaced_service(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def delete_network_policy(self, namespace: str, name: str) -> None:
+        try:
+            await self.networking.delete_namespaced_network_policy(name, namespace)
         except ApiException as exc:
             if exc.status != 404:
                 raise

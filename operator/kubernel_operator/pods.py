@@ -1,4 +1,5 @@
-"""Pure builders: a KernelSession -> its Pods, headless Service and runner-identity Secret manifests."""
+"""Pure builders: a KernelSession -> its Pods, headless Service, NetworkPolicy and runner-identity
+Secret manifests."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import posixpath
 from kubernel import folders
 from kubernel import resource as r
 from kubernel import runner as rn
-from kubernel.images import ResolvedImage, Scheduling
+from kubernel.images import ResolvedImage, Scheduling, Security
 from kubernel.jsondict import JsonDict
 from kubernel.model import KernelSessionSpec, Mount
 
@@ -61,7 +62,11 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
     """The Pod of kernel ``index`` (0 = main) of session ``name`` (no owner yet: kopf.adopt sets it)."""
     restart = spec.restart_count
     res = spec.resources
-    limits: dict[str, str] = {"cpu": res.cpu, "memory": res.memory}
+    limits: dict[str, str] = {
+        "cpu": res.cpu,
+        "memory": res.memory,
+        "ephemeral-storage": image.security.scratch,
+    }
     if res.gpu:
         limits["nvidia.com/gpu"] = str(res.gpu)
     env = [{"name": k, "value": v} for k, v in sorted(spec.environ.items())]
@@ -82,11 +87,14 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
         {"name": f"vfolder-{i}", "mountPath": mount_path(m), **read_only[i]}
         for i, m in enumerate(spec.mounts)
     ]
+    scratch_volumes, scratch_mounts = scratch_fields(image.security)
+    volumes = scratch_volumes + volumes
+    mounts = scratch_mounts + mounts  # the working directory before the folders inside it
     runner: JsonDict = {}
     if runs_runner(spec, image):
         env += rn.runner_env()
         volumes.append(
-            {"name": "runner-identity", "secret": {"secretName": rn.secret_name(name), "defaultMode": 0o400}}
+            {"name": "runner-identity", "secret": {"secretName": rn.secret_name(name), "defaultMode": 0o440}}
         )
         mounts.append({"name": "runner-identity", "mountPath": rn.IDENTITY_DIR, "readOnly": True})
         runner = runner_container_fields()
@@ -106,6 +114,7 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
             "hostname": hostname(index),
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
+            "securityContext": pod_security_context(image.security),
             "containers": [
                 {
                     "name": KERNEL_CONTAINER,
@@ -115,6 +124,7 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
                     "env": env,
                     "resources": {"requests": dict(limits), "limits": limits},
                     "volumeMounts": mounts,
+                    "securityContext": container_security_context(image.security),
                     **runner,
                 }
             ],
@@ -125,6 +135,43 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
         pod["spec"]["subdomain"] = name  # <hostname>.<session> resolves through the headless Service
     pod["spec"].update(scheduling_fields(image.scheduling))
     return pod
+
+
+def pod_security_context(security: Security) -> JsonDict:
+    """The Pod's user, group and seccomp profile: the ``restricted`` Pod Security Standard.
+    fsGroup gives the kernel's group the volumes (the runner reads its identity through it)."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": security.run_as_user,
+        "runAsGroup": security.run_as_group,
+        "fsGroup": security.run_as_group,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context(security: Security) -> JsonDict:
+    """No privilege escalation and no capabilities (NET_BIND_SERVICE only if the image table
+    says so), a read-only root filesystem unless it says otherwise."""
+    capabilities: JsonDict = {"drop": ["ALL"]}
+    if security.net_bind_service:
+        capabilities["add"] = ["NET_BIND_SERVICE"]
+    return {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": security.read_only_root_filesystem,
+        "capabilities": capabilities,
+    }
+
+
+def scratch_fields(security: Security) -> tuple[list[JsonDict], list[JsonDict]]:
+    """An emptyDir of ``scratch`` size for the working directory and each writable path:
+    the only places a kernel writes when its root filesystem is read-only."""
+    paths = [HOME, *(p for p in security.writable_paths if p != HOME)]
+    volumes = [
+        {"name": f"scratch-{i}", "emptyDir": {"sizeLimit": security.scratch}} for i in range(len(paths))
+    ]
+    mounts = [{"name": f"scratch-{i}", "mountPath": path} for i, path in enumerate(paths)]
+    return volumes, mounts
 
 
 def scheduling_fields(scheduling: Scheduling) -> JsonDict:
@@ -199,5 +246,28 @@ def build_service(name: str, spec: KernelSessionSpec) -> JsonDict | None:
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
             "selector": {r.LABEL_SESSION: name},
+        },
+    }
+
+
+def build_network_policy(name: str, spec: KernelSessionSpec) -> JsonDict | None:
+    """Lets a multi-kernel session's kernels reach each other (and nothing else more): the
+    chart's policy denies kernels every other kernel, and a NetworkPolicy cannot say "the
+    same session" for all sessions at once, so each cluster session gets its own."""
+    if spec.cluster_size < 2:
+        return None
+    own_kernels = {"podSelector": {"matchLabels": {r.LABEL_SESSION: name, r.LABEL_COMPONENT: "kernel"}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": f"{name}-kernels",
+            "labels": {**session_labels(name, spec), r.LABEL_COMPONENT: "network-policy"},
+        },
+        "spec": {
+            **own_kernels,
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [own_kernels]}],
+            "egress": [{"to": [own_kernels]}],
         },
     }

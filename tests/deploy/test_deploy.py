@@ -74,7 +74,8 @@ def ready(pod: dict) -> bool:
 
 
 def sessions_of(installed: Installed) -> dict[str, dict]:
-    return {s["spec"]["sessionId"]: s for s in installed.get("kernelsessions")["items"]}
+    items = installed.get("kernelsessions", namespace=deploy.SESSION_NAMESPACE)["items"]
+    return {s["spec"]["sessionId"]: s for s in items}
 
 
 # -- the install ---------------------------------------------------------------------
@@ -342,7 +343,9 @@ async def test_operator_and_an_api_replica_deleted_in_the_middle(installed: Inst
     for token in tokens:
         lifecycle = [entry["event"] for entry in sessions[token]["status"]["lifecycle"]]
         assert lifecycle.count("kernel_started") == 1, (token, lifecycle)
-    pods = installed.get("pods", "-l", f"{r.LABEL_MANAGED_BY}={r.MANAGED_BY}")["items"]
+    pods = installed.get(
+        "pods", "-l", f"{r.LABEL_MANAGED_BY}={r.MANAGED_BY}", namespace=deploy.SESSION_NAMESPACE
+    )["items"]
     per_session = Counter(
         p["metadata"]["labels"][r.LABEL_SESSION]
         for p in pods
@@ -366,7 +369,8 @@ async def test_helm_upgrade_keeps_the_keypair_and_the_sessions(installed: Instal
     async with client_for(installed.deployment.endpoint, root_of(installed)) as root:
         assert (await root.create("kept", "sim/python")).status == 201
     session = sessions_of(installed)["kept"]
-    pod_before = installed.get("pods", "-l", f"{r.LABEL_SESSION}={session['metadata']['name']}")["items"]
+    session_pods = ("pods", "-l", f"{r.LABEL_SESSION}={session['metadata']['name']}")
+    pod_before = installed.get(*session_pods, namespace=deploy.SESSION_NAMESPACE)["items"]
     api_before = {p["metadata"]["name"] for p in api_pods(installed)}
     secret_before = installed.get("secret", deploy.BOOTSTRAP_SECRET, namespace=deploy.KEYPAIR_NAMESPACE)[
         "data"
@@ -391,7 +395,7 @@ async def test_helm_upgrade_keeps_the_keypair_and_the_sessions(installed: Instal
     assert api_after and not api_after & api_before, "the API's Pods were replaced"
     after = sessions_of(installed)["kept"]
     assert after["metadata"]["uid"] == session["metadata"]["uid"] and after["status"]["phase"] == "Running"
-    pod_after = installed.get("pods", "-l", f"{r.LABEL_SESSION}={session['metadata']['name']}")["items"]
+    pod_after = installed.get(*session_pods, namespace=deploy.SESSION_NAMESPACE)["items"]
     assert [p["metadata"]["uid"] for p in pod_after] == [p["metadata"]["uid"] for p in pod_before]
     async with client_for(installed.deployment.endpoint, root_of(installed)) as root:  # the old credentials
         answer = await root.call("GET", "/kernel/kept")
@@ -403,17 +407,26 @@ def test_helm_uninstall_then_the_documented_clean_up_leaves_nothing_behind(insta
     result = installed.helm("uninstall", deploy.RELEASE, "--wait", "--timeout=120s")
     assert result.returncode == 0, result.stdout + result.stderr
     # With the operator gone, nothing ends the session: it keeps its finalizer and its Pod.
-    left = installed.get("kernelsession", kept["metadata"]["name"])
+    left = installed.get("kernelsession", kept["metadata"]["name"], namespace=deploy.SESSION_NAMESPACE)
     assert r.FINALIZER in left["metadata"]["finalizers"]
-    # The keypairs' namespace outlives the release (the users' credentials): kept by Helm.
-    assert installed.kubectl("get", "namespace", deploy.KEYPAIR_NAMESPACE, "-o", "name").stdout.strip()
+    # The keypairs' namespace outlives the release (the users' credentials), and so does the
+    # sessions' (its sessions still hold their finalizer): kept by Helm.
+    for kept_namespace in (deploy.KEYPAIR_NAMESPACE, deploy.SESSION_NAMESPACE):
+        assert installed.kubectl("get", "namespace", kept_namespace, "-o", "name").stdout.strip()
     deploy.undeploy(installed.bed)  # the README's clean-up
     namespaces = installed.kubectl(
-        "get", "namespace", deploy.NAMESPACE, deploy.KEYPAIR_NAMESPACE, "--ignore-not-found", "-o", "name"
+        "get",
+        "namespace",
+        deploy.NAMESPACE,
+        deploy.SESSION_NAMESPACE,
+        deploy.KEYPAIR_NAMESPACE,
+        "--ignore-not-found",
+        "-o",
+        "name",
     ).stdout
     assert namespaces == "", "the namespaces are gone, so nothing in them kept a finalizer"
     everywhere = json.loads(installed.kubectl("get", "kernelsessions", "-A", "-o", "json").stdout)["items"]
     assert not [s for s in everywhere if s["spec"]["owner"]["accessKey"] == installed.deployment.access_key]
     pods = json.loads(installed.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
-    assert not [p for p in pods if p["metadata"]["namespace"] == deploy.NAMESPACE]
+    assert not [p for p in pods if p["metadata"]["namespace"] in (deploy.NAMESPACE, deploy.SESSION_NAMESPACE)]
     assert installed.helm("status", deploy.RELEASE).returncode != 0, "the release is gone"

@@ -101,7 +101,7 @@ class RunningApi:
 
 async def start_api(kube: client.ApiClient, settings: ApiSettings) -> tuple[web.AppRunner, str]:
     app = make_app(settings, Kube.of(kube, settings))
-    runner = web.AppRunner(app, shutdown_timeout=2)
+    runner = web.AppRunner(app, shutdown_timeout=2, keepalive_timeout=settings.connection_idle_seconds)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()

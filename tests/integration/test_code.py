@@ -301,9 +301,74 @@ async def test_the_runner_port_refuses_requests_without_the_sessions_token(api: 
             assert resp.status == 401
         async with http.get(f"http://{address}/health") as resp:
             assert resp.status == 200 and set(await resp.json()) == {"status"}
-    # The user's own code cannot read the token either: it runs as another user.
-    read = await execute(alice, "code-token", "open('/var/run/kubernel/identity/token').read()")
-    assert "PermissionError" in text(read["console"], "stderr")
+    # The runner and the user's code share one non-root user, so the code can read its own
+    # session's token: it opens only this session's runner, which the code already commands.
+    read = await execute(alice, "code-token", "print(open('/var/run/kubernel/identity/token').read())")
+    own_token = text(read["console"], "stdout").strip()
+    auth = {"Authorization": f"Bearer {own_token}"}
+    await running(alice, "code-token-2")
+    other = api.sessions.get(
+        (api.app[SETTINGS].namespace, r.session_name(api.keypairs["alice"].access_key, "code-token-2"))
+    )
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json=payload, headers=auth) as resp:
+            assert resp.status == 200  # it is the real token
+        other_url = f"http://{other['status']['kernelAddress']}/execute"
+        async with http.post(other_url, json=payload, headers=auth) as resp:
+            assert resp.status == 401  # and another session's runner refuses it
+
+
+SANDBOX_PROBE = r"""
+import ctypes, json, os, socket, subprocess
+def status(field):
+    return next(l.split(":", 1)[1].strip() for l in open("/proc/self/status") if l.startswith(field + ":"))
+def refused(action):
+    try:
+        action()
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return False
+def write(path):
+    with open(os.path.join(path, ".kubernel-probe"), "w") as f:
+        f.write("x")
+def raw_socket():
+    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
+def mount():
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b"none", b"/home/work", b"tmpfs", 0, None) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+mount_command = subprocess.run(["mount", "-t", "tmpfs", "none", "/tmp"], capture_output=True, text=True)
+print(json.dumps({
+    "ids": [os.getuid(), os.geteuid(), os.getgid()],
+    "capEff": status("CapEff"), "capBnd": status("CapBnd"),
+    "noNewPrivs": status("NoNewPrivs"), "seccomp": status("Seccomp"),
+    "setuid": refused(lambda: os.setuid(0)),
+    "rawSocket": refused(raw_socket),
+    "mount": refused(mount), "mountCommand": mount_command.returncode,
+    "written": {p: not refused(lambda: write(p)) for p in ["/home/work", "/tmp", "/", "/etc", "/usr/bin", "/var", "/root", "/opt"]},
+}))
+"""
+
+
+async def test_a_kernel_is_confined_to_the_restricted_profile(api: RunningApi) -> None:
+    """From inside a real kernel: no root, no capabilities, no privilege escalation, a seccomp
+    filter, no raw sockets, no mount, and writes only to the working directory and /tmp. The
+    test namespace enforces ``restricted`` too, so the Pod got past the API server's check."""
+    alice = api.client("alice")
+    await running(alice, "code-sandbox")
+    probe = await execute(alice, "code-sandbox", SANDBOX_PROBE)
+    assert text(probe["console"], "stderr") == "", probe["console"]
+    found = json.loads(text(probe["console"], "stdout"))
+    assert found["ids"] == [1000, 1000, 1000]
+    assert int(found["capEff"], 16) == 0 and int(found["capBnd"], 16) == 0
+    assert found["noNewPrivs"] == "1" and found["seccomp"] == "2"  # 2: a seccomp filter
+    assert found["setuid"] and found["rawSocket"] and found["mount"]
+    assert found["mountCommand"] != 0
+    assert found["written"] == {
+        "/home/work": True,
+        "/tmp": True,
+        **dict.fromkeys(["/", "/etc", "/usr/bin", "/var", "/root", "/opt"], False),
+    }
 
 
 async def ws_connect(

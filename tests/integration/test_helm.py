@@ -56,7 +56,7 @@ class Install:
                 kind,
                 *([f"--subresource={subresource}"] if subresource else []),
                 "-n",
-                namespace or self.namespace,
+                namespace or self.sessions_namespace,
                 f"--as=system:serviceaccount:{self.namespace}:{account}",
             ],
             capture_output=True,
@@ -68,6 +68,10 @@ class Install:
     @property
     def keypair_namespace(self) -> str:
         return f"{self.namespace}-keypairs"  # the chart's default: keypairs live apart
+
+    @property
+    def sessions_namespace(self) -> str:
+        return f"{self.namespace}-sessions"  # and sessions too, enforcing restricted
 
     def get(self, *args: str, namespace: str | None = None) -> dict:
         out = subprocess.run(
@@ -126,12 +130,13 @@ def test_the_release_is_up(install: Install) -> None:
     assert install.get("deployment", OPERATOR_SA)["status"].get("readyReplicas") == 1
     assert install.get("pdb", f"{FULLNAME}-api")["status"]["currentHealthy"] == 2
     assert install.get("service", f"{FULLNAME}-api")["spec"]["ports"][0]["targetPort"] == "http"
-    assert install.get("kopfpeering", FULLNAME)["metadata"]["name"] == FULLNAME
+    peering = install.get("kopfpeering", FULLNAME, namespace=install.sessions_namespace)
+    assert peering["metadata"]["name"] == FULLNAME
     keypair = kp.from_secret(install.bootstrap_secret())
     assert keypair.role is kp.Role.SUPERADMIN and keypair.active
 
 
-# (ServiceAccount, verb, resource, in the release namespace?, allowed)
+# (ServiceAccount, verb, resource, in the sessions namespace?, allowed)
 RBAC = [
     (API_SA, "create", "kernelsessions.kubernel.io", True, True),
     (API_SA, "watch", "kernelsessions.kubernel.io", True, True),
@@ -289,7 +294,10 @@ def services(
     for name in ("KUBERNEL_API_PORT", "KUBERNEL_API_METRICS_PORT"):
         api_env.pop(name)
     api = ApiProcess(
-        service_account_kubeconfig(install, API_SA, work / "api.kubeconfig"), install.namespace, work, api_env
+        service_account_kubeconfig(install, API_SA, work / "api.kubeconfig"),
+        install.sessions_namespace,
+        work,
+        api_env,
     )
     operator.start()
     api.start()
@@ -314,12 +322,12 @@ async def test_the_chart_accounts_are_enough_to_serve_a_session(
 
     async def pods_gone() -> bool:
         pods = await client.CoreV1Api(kube).list_namespaced_pod(
-            install.namespace, label_selector="app.kubernetes.io/managed-by=kubernel"
+            install.sessions_namespace, label_selector="app.kubernetes.io/managed-by=kubernel"
         )
         return not pods.items
 
     await wait_until(pods_gone, timeout=30, what="the session's Pods deleted by the operator")
-    peers = install.get("kopfpeering", FULLNAME).get("status") or {}
+    peers = install.get("kopfpeering", FULLNAME, namespace=install.sessions_namespace).get("status") or {}
     assert len(peers) == 1, f"the operator records itself in the peering object: {peers}"
     for proc in (operator, api):
         log = proc.log.read_text()
@@ -340,8 +348,8 @@ def cluster_wide(
     sessions = f"{namespace}-s"
     kubectl = [kubectl_bin, f"--kubeconfig={kubeconfig}"]
     helm = [helm_bin, f"--kubeconfig={kubeconfig}", "-n", namespace]
-    for name in (namespace, sessions):
-        subprocess.run([*kubectl, "create", "namespace", name], check=True, capture_output=True)
+    # The chart creates the sessions namespace (restricted); the release's must exist.
+    subprocess.run([*kubectl, "create", "namespace", namespace], check=True, capture_output=True)
     placement = [
         f"--set-json={part}.{key}={json.dumps(SIMULATED_SCHEDULING[key])}"
         for part in ("api", "operator")
@@ -359,6 +367,10 @@ def cluster_wide(
             "scope.clusterWide=true",
             "--set",
             f"sessions.namespace={sessions}",
+            # The admission policy alone, as in an opted-in namespace the chart did not
+            # create: Pod Security admission would refuse these Pods before it.
+            "--set",
+            "sessions.podSecurity=privileged",
             "--set",
             "operator.peering.enabled=false",
             *placement,

@@ -20,6 +20,9 @@ import pytest
 from kubernel_testbed import ingress, launcher, node, settings
 from kubernel_testkit.waiting import wait_until
 
+# A plain backend Pod, not a kernel: the namespace enforces no Pod Security Standard.
+pytestmark = pytest.mark.pod_security("privileged")
+
 HOST = "sse.ingress.test"
 """The Ingress rule's host (the test's is ``<namespace>.ingress.test``: two runs, or a
 leftover Ingress, must not share a route): Traefik routes on it, the backend echoes it."""

@@ -40,7 +40,11 @@ async def test_session_starts_with_the_full_lifecycle(sessions: SessionClient) -
     [pod] = await sessions.pods(name)
     assert pod.metadata.owner_references[0].name == name
     assert pod.metadata.labels[r.LABEL_MANAGED_BY] == "kubernel"
-    assert pod.spec.containers[0].resources.limits == {"cpu": "500m", "memory": "2Gi"}
+    assert pod.spec.containers[0].resources.limits == {
+        "cpu": "500m",
+        "memory": "2Gi",
+        "ephemeral-storage": "1Gi",
+    }
 
 
 async def test_alias_resolves_and_a_present_image_is_not_pulled(sessions: SessionClient) -> None:
@@ -244,13 +248,14 @@ async def test_mounts_existing_claim_and_fails_on_a_missing_one(sessions: Sessio
         await sessions.core.delete_persistent_volume(pv)
     [pod] = await sessions.pods(ok)
     mounts = {m.mount_path for m in pod.spec.containers[0].volume_mounts}
-    assert mounts == {"/home/work/mydata", "/home/work/.local/lib"}
+    assert mounts == {"/home/work", "/tmp", "/home/work/mydata", "/home/work/.local/lib"}  # scratch too
     assert {
         m.mount_path: bool(m.read_only)
         for m in pod.spec.containers[0].volume_mounts
         if m.name.startswith("vfolder")
     } == {"/home/work/mydata": False, "/home/work/.local/lib": True}
-    assert {v.persistent_volume_claim.claim_name for v in pod.spec.volumes} == {"mydata"}
+    claims = {v.persistent_volume_claim.claim_name for v in pod.spec.volumes if v.persistent_volume_claim}
+    assert claims == {"mydata"}
 
     missing = await sessions.create("mount-missing", image=fresh_image(), mounts=[{"name": "nosuch"}])
     body = await sessions.wait_phase(missing, "Terminated")

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 from kubernetes_asyncio import client
 
 from kubernel_testbed.node import SIMULATED_SCHEDULING
 from kubernel_testkit.waiting import wait_until
 
 from .images import fresh_image
+
+# The test bed's own plain Pods, not kernels: the namespace enforces no Pod Security Standard.
+pytestmark = pytest.mark.pod_security("privileged")
 
 
 def pod_manifest(

@@ -23,6 +23,8 @@ CHART = REPO / "helm" / "kubernel"
 EXAMPLES = sorted((REPO / "helm" / "examples").glob("*.yaml"))
 RELEASE, NAMESPACE = "kn", "kubernel"
 KEYPAIR_NAMESPACE = "kubernel-keypairs"  # keypairs live apart by default
+SESSION_NAMESPACE = "kubernel-sessions"  # and so do the sessions, restricted
+SESSION_SCOPED = {("Role", "kn-kubernel-api"), ("RoleBinding", "kn-kubernel-api")}
 
 
 def render(helm_bin: str, *args: str) -> list[dict]:
@@ -100,8 +102,14 @@ def test_every_object_is_labelled_and_namespaced(default: list[dict]) -> None:
             and labels["app.kubernetes.io/part-of"] == "kubernel"
         )
         assert "app.kubernetes.io/component" in labels, obj["metadata"]["name"]
-        if obj["kind"] == "Namespace":  # the keypairs' own
-            assert obj["metadata"]["name"] == KEYPAIR_NAMESPACE
+        if obj["kind"] == "Namespace":  # the keypairs' and the sessions' own
+            assert obj["metadata"]["name"] in (KEYPAIR_NAMESPACE, SESSION_NAMESPACE)
+        elif (
+            (labels["app.kubernetes.io/component"] == "operator" and obj["kind"] in ("Role", "RoleBinding"))
+            or obj["kind"] == "KopfPeering"
+            or (obj["kind"], obj["metadata"]["name"]) in SESSION_SCOPED
+        ):
+            assert obj["metadata"]["namespace"] == SESSION_NAMESPACE, obj["metadata"]["name"]
         elif (obj["kind"] == "Secret" and labels["app.kubernetes.io/component"] == "keypair") or obj[
             "metadata"
         ]["name"] == "kn-kubernel-api-keypairs":
@@ -139,7 +147,8 @@ def test_the_api_deployment(default: list[dict]) -> None:
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     env = env_of(deployment)
     assert (
-        env["KUBERNEL_API_NAMESPACE"] == NAMESPACE and env["KUBERNEL_KEYPAIR_NAMESPACE"] == KEYPAIR_NAMESPACE
+        env["KUBERNEL_API_NAMESPACE"] == SESSION_NAMESPACE
+        and env["KUBERNEL_KEYPAIR_NAMESPACE"] == KEYPAIR_NAMESPACE
     )
     assert Limits.model_validate_json(env["KUBERNEL_API_LIMITS"]) == Limits(
         cpu="64", memory="256Gi", gpu=8, cluster_size=16
@@ -172,7 +181,7 @@ def test_the_operator_deployment(default: list[dict]) -> None:
     deployment = one(default, "Deployment", "kn-kubernel-operator")
     assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
     env = env_of(deployment)
-    assert env["KUBERNEL_NAMESPACES"] == NAMESPACE and env["KUBERNEL_PEERING"] == "kn-kubernel"
+    assert env["KUBERNEL_NAMESPACES"] == SESSION_NAMESPACE and env["KUBERNEL_PEERING"] == "kn-kubernel"
     peering = one(default, "KopfPeering", "kn-kubernel")
     assert peering["apiVersion"] == "kopf.dev/v1"
 
@@ -408,7 +417,27 @@ def test_keypairs_live_apart_by_default(default: list[dict], helm_bin: str) -> N
         ("RoleBinding", "kn-kubernel-api-keypairs"),
     }
     for given in (("--set", "keypairs.namespace=kubernel"), ("--set", "keypairs.createNamespace=false")):
-        assert not [o for o in render(helm_bin, *given) if o["kind"] == "Namespace"]
+        created = [o["metadata"]["name"] for o in render(helm_bin, *given) if o["kind"] == "Namespace"]
+        assert created == [SESSION_NAMESPACE]
+
+
+def test_sessions_live_apart_in_a_namespace_that_enforces_restricted(
+    default: list[dict], helm_bin: str
+) -> None:
+    """The API server itself refuses a kernel Pod looser than ``sessions.podSecurity``; a
+    namespace the chart does not create is left alone (NOTES.txt says to label it)."""
+    labels = one(default, "Namespace", SESSION_NAMESPACE)["metadata"]["labels"]
+    assert {k: v for k, v in labels.items() if k.startswith("pod-security")} == {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/audit": "restricted",
+    }
+    baseline = one(render(helm_bin, "--set", "sessions.podSecurity=baseline"), "Namespace", SESSION_NAMESPACE)
+    assert baseline["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+    for given in (("--set", f"sessions.namespace={NAMESPACE}"), ("--set", "sessions.createNamespace=false")):
+        created = [o["metadata"]["name"] for o in render(helm_bin, *given) if o["kind"] == "Namespace"]
+        assert created == [KEYPAIR_NAMESPACE]
 
 
 def test_both_services_share_the_mounted_runner_key(default: list[dict]) -> None:

@@ -10,7 +10,7 @@ from kubernel.images import DEFAULT_TABLE, ImageNotAllowed, ImageTable
 from kubernel.model import KernelSessionSpec
 from kubernel.quantity import memory_kib
 from kubernel.resource import owner_uid, owns, session_name
-from kubernel_operator.pods import build_pod, build_runner_secret, build_service
+from kubernel_operator.pods import build_network_policy, build_pod, build_runner_secret, build_service
 
 SPEC = KernelSessionSpec.model_validate(
     {
@@ -44,7 +44,7 @@ def test_main_kernel_pod() -> None:
         "kubernel.io/kernel-index": "0",
         "kubernel.io/restart": "3",
     }
-    limits = {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"}
+    limits = {"cpu": "2", "memory": "4Gi", "ephemeral-storage": "1Gi", "nvidia.com/gpu": "1"}
     assert build_pod("s1", SPEC, image, 0) == {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -55,6 +55,13 @@ def test_main_kernel_pod() -> None:
             "subdomain": "s1",
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "runAsGroup": 1000,
+                "fsGroup": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
             "containers": [
                 {
                     "name": "kernel",
@@ -71,12 +78,22 @@ def test_main_kernel_pod() -> None:
                     ],
                     "resources": {"requests": limits, "limits": limits},
                     "volumeMounts": [
+                        {"name": "scratch-0", "mountPath": "/home/work"},
+                        {"name": "scratch-1", "mountPath": "/tmp"},
                         {"name": "vfolder-0", "mountPath": "/home/work/mydata"},
                         {"name": "vfolder-1", "mountPath": "/home/work/.local/lib", "readOnly": True},
                     ],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "privileged": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
                 }
             ],
             "volumes": [
+                {"name": "scratch-0", "emptyDir": {"sizeLimit": "1Gi"}},
+                {"name": "scratch-1", "emptyDir": {"sizeLimit": "1Gi"}},
                 {"name": "vfolder-0", "persistentVolumeClaim": {"claimName": "mydata"}},
                 {"name": "vfolder-1", "persistentVolumeClaim": {"claimName": "pkgs", "readOnly": True}},
             ],
@@ -266,14 +283,18 @@ def test_a_runner_image_gets_the_identity_secret_port_and_readiness() -> None:
         "timeoutSeconds": 10,
         "failureThreshold": 3,
     }
-    assert container["volumeMounts"] == [
-        {"name": "runner-identity", "mountPath": "/var/run/kubernel/identity", "readOnly": True}
-    ]
-    assert pod["spec"]["volumes"] == [
-        {"name": "runner-identity", "secret": {"secretName": "s1-runner", "defaultMode": 0o400}}
-    ]
+    assert container["volumeMounts"][-1] == {
+        "name": "runner-identity",
+        "mountPath": "/var/run/kubernel/identity",
+        "readOnly": True,
+    }
+    # Readable by the kernel's group only (fsGroup): the runner is not root.
+    assert pod["spec"]["volumes"][-1] == {
+        "name": "runner-identity",
+        "secret": {"secretName": "s1-runner", "defaultMode": 0o440},
+    }
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["KUBERNEL_RUNNER_PORT"] == "2001" and env["KUBERNEL_RUNNER_UID"] == "1000"
+    assert env["KUBERNEL_RUNNER_PORT"] == "2001" and "KUBERNEL_RUNNER_UID" not in env
     assert env["KUBERNEL_RUNNER_IDENTITY"] == "/var/run/kubernel/identity"
 
 
@@ -330,3 +351,93 @@ def test_the_owner_of_a_pod_is_its_kernelsession_uid() -> None:
     )
     assert owner_uid({"metadata": {"ownerReferences": [{**ref, "apiVersion": "other.io/v1"}]}}) is None
     assert owner_uid({"metadata": {}}) is None
+
+
+RELAXED_TABLE = ImageTable.model_validate(
+    {
+        "allowedRegistries": ["registry.test"],
+        "security": {
+            "runAsUser": 2000,
+            "scratch": "256Mi",
+            "writablePaths": ["/tmp", "/var/tmp", "/home/work"],
+        },
+        "aliases": {
+            "web": {
+                "image": "registry.test/web:1",
+                "security": {"readOnlyRootFilesystem": False, "netBindService": True, "writablePaths": []},
+            },
+            "plain": {"image": "registry.test/plain:1"},
+        },
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("requested", "user", "group", "read_only", "added", "paths", "scratch"),
+    [
+        # The table's security: its user (group stays the default), its paths (the working
+        # directory once), its scratch size.
+        ("plain", 2000, 1000, True, None, ["/home/work", "/tmp", "/var/tmp"], "256Mi"),
+        ("registry.test/other:2", 2000, 1000, True, None, ["/home/work", "/tmp", "/var/tmp"], "256Mi"),
+        # An alias's security replaces the table's as a whole.
+        ("web", 1000, 1000, False, ["NET_BIND_SERVICE"], ["/home/work"], "1Gi"),
+    ],
+)
+def test_the_image_tables_security_shapes_the_pod(
+    requested: str,
+    user: int,
+    group: int,
+    read_only: bool,
+    added: list[str] | None,
+    paths: list[str],
+    scratch: str,
+) -> None:
+    spec = SPEC.model_copy(update={"mounts": [], "image": requested})
+    pod = build_pod("s1", spec, RELAXED_TABLE.resolve(requested), 0)["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsUser"] == user
+    assert pod["securityContext"]["runAsGroup"] == pod["securityContext"]["fsGroup"] == group
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is read_only
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"].get("add") == added
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert [m["mountPath"] for m in container["volumeMounts"]] == paths
+    assert {v["emptyDir"]["sizeLimit"] for v in pod["volumes"]} == {scratch}
+    assert container["resources"]["limits"]["ephemeral-storage"] == scratch
+
+
+@pytest.mark.parametrize(
+    "security",
+    [
+        {"runAsUser": 0},  # root is not a relaxation the table can make
+        {"runAsGroup": 0},
+        {"writablePaths": ["tmp"]},  # relative
+        {"writablePaths": ["/tmp/../etc"]},
+        {"writablePaths": ["/proc/sys"]},
+        {"writablePaths": ["/tmp/"]},
+        {"scratch": "lots"},
+        {"privileged": True},  # no such field
+        {"capabilities": ["SYS_ADMIN"]},
+    ],
+)
+def test_the_image_table_cannot_make_a_kernel_root_or_privileged(security: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        ImageTable.model_validate({"security": security})
+
+
+def test_a_cluster_sessions_kernels_may_reach_each_other_and_no_one_else() -> None:
+    own = {
+        "podSelector": {"matchLabels": {"kubernel.io/session": "s1", "app.kubernetes.io/component": "kernel"}}
+    }
+    policy = build_network_policy("s1", SPEC)
+    assert policy is not None
+    assert policy["metadata"]["name"] == "s1-kernels"
+    assert policy["metadata"]["labels"]["app.kubernetes.io/component"] == "network-policy"
+    assert policy["spec"] == {
+        **own,
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [{"from": [own]}],
+        "egress": [{"to": [own]}],
+    }
+    assert build_network_policy("s1", SPEC.model_copy(update={"cluster_size": 1})) is None

@@ -37,7 +37,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{- define "kubernel.sessionNamespace" -}}
-{{- default .Release.Namespace .Values.sessions.namespace }}
+{{- default (printf "%s-sessions" .Release.Namespace | trunc 63 | trimSuffix "-") .Values.sessions.namespace }}
 {{- end }}
 
 {{- define "kubernel.keypairNamespace" -}}

@@ -21,6 +21,9 @@ from ..api_process import ApiProcess
 from ..operator_process import OperatorProcess
 from ..test_api_stream import is_startup, startup_of, stream, until_started
 
+# The test bed's own plain Pods, not kernels: the namespace enforces no Pod Security Standard.
+pytestmark = pytest.mark.pod_security("privileged")
+
 OUTAGE_SECONDS = 10
 KUBE_TIMEOUT = 3  # the API's per-call timeout in this test
 
