@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 node-packages:
 	@[ "$${KUBERNEL_REAL_NODE:-1}" = 0 ] || bash cluster/node-packages.sh
 
-.PHONY: check node-packages venv binaries cluster cluster-down deploy deploy-images undeploy run test unit fault bench crds kind kind-down clean image
+.PHONY: check node-packages venv binaries cluster cluster-down deploy deploy-images undeploy run test unit fault bench crds kind kind-down clean image rotate-key
 
 $(STAMP): pyproject.toml
 	@echo "[make] creating the virtual environment in $(VENV) and installing the project"
@@ -56,6 +56,12 @@ undeploy: venv
 # and the API. Ctrl-C stops the operator and the API; `make cluster-down` the rest.
 run: cluster
 	@source <($(PY) -m kubernel_testbed env) && exec $(PY) -m kubernel_testbed run
+
+# A new secret key for make run's superadmin keypair (.local/backend.env rewritten, 0600):
+# the old key is refused from the next request and its event streams close.
+rotate-key: venv
+	@source <($(PY) -m kubernel_testbed env) && $(PY) -m kubernel_api keypair rotate \
+		--env-file .local/backend.env --endpoint http://127.0.0.1:8090
 
 unit: venv binaries
 	@$(PY) -m pytest -m "not integration" -q

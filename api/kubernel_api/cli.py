@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from datetime import UTC, datetime
@@ -35,6 +36,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     boot = commands.add_parser("bootstrap", help="create the superadmin keypair once and write an env file")
     boot.add_argument("--env-file", required=True, type=Path)
     boot.add_argument("--endpoint", required=True)
+    rotate = commands.add_parser(
+        "rotate", help="give a keypair (default: the bootstrap superadmin) a new secret key, shown once"
+    )
+    rotate.add_argument("access_key", nargs="?", help="default: the bootstrap keypair")
+    rotate.add_argument("--env-file", type=Path, help="rewrite this env file with the new key (0600)")
+    rotate.add_argument("--endpoint", default="http://127.0.0.1:8090", help="BACKEND_ENDPOINT in --env-file")
 
 
 def env_file_text(endpoint: str, keypair: kp.Keypair) -> str:
@@ -85,7 +92,42 @@ async def run(args: argparse.Namespace, kube: Kube) -> int:
         )
         print(f"{args.access_key}: {command}d")
         return 0
+    if command == "rotate":
+        return await rotate(kube, args.access_key, args.env_file, args.endpoint)
     return await bootstrap(kube, args.env_file, args.endpoint, now)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a credentials file readable by its owner only (0600, whatever it was before)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+async def rotate(kube: Kube, access_key: str | None, env_file: Path | None, endpoint: str) -> int:
+    """A new secret key for ``access_key`` (None: the bootstrap keypair): the old one is
+    refused from the next request, and the streams it opened close."""
+    found = [
+        s
+        for s in await kube.keypair_secrets()
+        if (access_key is None and (s["metadata"].get("labels") or {}).get(kp.LABEL_BOOTSTRAP) == "true")
+        or (access_key is not None and kp.find_secret([s], access_key) is not None)
+    ]
+    if not found:
+        print(f"no keypair {access_key or '(bootstrap)'}", file=sys.stderr)
+        return 1
+    keypair = kp.from_secret(found[0]).model_copy(update={"secret_key": kp.new_secret_key()})
+    await kube.patch_keypair_secret(found[0]["metadata"]["name"], kp.rotation_patch(keypair.secret_key))
+    if env_file is not None:
+        write_private(env_file, env_file_text(endpoint, keypair))
+        print(f"{keypair.access_key}: new secret key written to {env_file}")
+    else:
+        print(
+            f"access key: {keypair.access_key}\nsecret key: {keypair.secret_key}\nThe secret key is shown only this once."
+        )
+    return 0
 
 
 async def bootstrap(kube: Kube, env_file: Path, endpoint: str, now: datetime) -> int:
@@ -102,9 +144,7 @@ async def bootstrap(kube: Kube, env_file: Path, endpoint: str, now: datetime) ->
     else:
         keypair = kp.generate(kp.Role.SUPERADMIN, "default", ("default",), Limits(), now)
         await kube.create_keypair_secret(kp.to_secret(keypair, bootstrap=True))
-    env_file.parent.mkdir(parents=True, exist_ok=True)
-    env_file.touch(mode=0o600)
-    env_file.write_text(env_file_text(endpoint, keypair))
+    write_private(env_file, env_file_text(endpoint, keypair))
     print(
         f"[kubernel] superadmin keypair created; `source {env_file}` sets:\n{env_file_text(endpoint, keypair)}",
         end="",

@@ -73,16 +73,20 @@ def generate(role: Role, domain: str, groups: tuple[str, ...], limits: Limits, n
     """A new keypair in Backend.AI's shapes: AKIA + 16 characters, a 40-character secret."""
     alphabet = string.ascii_uppercase + string.digits
     access_key = "AKIA" + "".join(secrets.choice(alphabet) for _ in range(16))
-    secret_key = secrets.token_urlsafe(30)[:40]
     return Keypair(
         access_key=access_key,
-        secret_key=secret_key,
+        secret_key=new_secret_key(),
         role=role,
         domain=domain,
         groups=groups,
         limits=limits,
         created_at=now,
     )
+
+
+def new_secret_key() -> str:
+    """40 random URL-safe characters, as Backend.AI's secret keys."""
+    return secrets.token_urlsafe(30)[:40]
 
 
 def secret_name(access_key: str) -> str:
@@ -153,3 +157,9 @@ def activation_patch(active: bool) -> JsonDict:
         "metadata": {"labels": {LABEL_ACTIVE: str(active).lower()}},
         "data": {"active": base64.b64encode(str(active).lower().encode()).decode()},
     }
+
+
+def rotation_patch(secret_key: str) -> JsonDict:
+    """A keypair Secret's patch to a new secret key: the old one is refused from then on, and
+    the streams it opened close (``revokes``)."""
+    return {"data": {"secret-key": base64.b64encode(secret_key.encode()).decode()}}

@@ -4,6 +4,7 @@ runner Secret, owned by the KernelSession), reading their facts, removing them."
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 
 import kopf
@@ -24,7 +25,7 @@ from .kube import Kube
 from .observed import Observed, with_reasons
 from .settings import OperatorSettings
 from .store import Key
-from .transitions import Ending, result_for
+from .transitions import Ending, creation_gives_up, creation_refused, result_for
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class Kernels:
         self.settings = settings
         self.observed = observed
         self.failures = failures  # by outcome: rejected (the session ends), error (retried)
+        # Errors in a row per session (retried with backoff until pod_create_attempts).
+        self.failed_attempts: dict[Key, int] = {}
 
     async def create(self, key: Key, owner: JsonDict, spec: KernelSessionSpec) -> Created | Ending:
         """Create the Pods (and Service) of ``spec.restartCount``, or say why the session ends instead."""
@@ -62,13 +65,23 @@ class Kernels:
                 await self.kube.create(namespace, secret)
             fresh = await asyncio.gather(*(self.kube.create(namespace, m) for m in manifests))
         except ApiException as exc:
-            if exc.status in (400, 403, 422):  # rejected for good (quota, admission, validation)
+            if creation_refused(exc.status):
                 self.failures.labels("rejected").inc()
+                self.failed_attempts.pop(key, None)
                 return Ending(
                     Reason.FAILED_TO_CREATE, Result.UNDEFINED, f"Pod creation rejected: {exc.reason}"
                 )
             self.failures.labels("error").inc()
+            failed = self.failed_attempts[key] = self.failed_attempts.get(key, 0) + 1
+            if creation_gives_up(failed, self.settings.pod_create_attempts):
+                self.failed_attempts.pop(key, None)
+                return Ending(
+                    Reason.FAILED_TO_CREATE,
+                    Result.UNDEFINED,
+                    f"Pod creation failed {failed} times: {exc.status} {_first_line(exc)}",
+                )
             raise
+        self.failed_attempts.pop(key, None)
         return Created(
             pods=[m["metadata"]["name"] for m in manifests if m["kind"] == "Pod"], fresh=all(fresh)
         )
@@ -106,3 +119,12 @@ class Kernels:
         if keep_generation is None:
             await self.kube.delete_service(namespace, name)
             await self.kube.delete_network_policy(namespace, f"{name}-kernels")
+
+
+def _first_line(exc: ApiException) -> str:
+    """The API server's message (its Status body) or reason, one line, bounded."""
+    try:
+        message = str(json.loads(exc.body or "{}").get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    return (message or str(exc.reason)).splitlines()[0][:300] if (message or exc.reason) else ""

@@ -51,6 +51,7 @@ class Sessions:
     def forget(self, key: Key) -> None:
         self.store.forget(key)
         self.observed.forget(key)
+        self.kernels.failed_attempts.pop(key, None)
 
     # -- start ---------------------------------------------------------------
     async def observe(self, key: Key, event_type: str | None, body: JsonDict) -> None:

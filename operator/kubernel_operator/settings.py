@@ -26,6 +26,11 @@ class OperatorSettings(ServiceSettings):
     """How long (s) a session that ended stays visible before it is deleted."""
     pod_grace_seconds: int = Field(10, ge=0, validation_alias="KUBERNEL_POD_GRACE")
     """Grace period (s) given to kernel Pods when a session ends."""
+    pod_create_attempts: int = Field(6, ge=1, le=100, validation_alias="KUBERNEL_POD_CREATE_ATTEMPTS")
+    """Times a session's Pods are created, with backoff (1, 2, 4, ... s), while the API server
+    answers with an error (a broken admission webhook, say) before the session ends with
+    `failed-to-create`. A refusal for good (400, 403, 422) ends it at once; an API server
+    that does not answer is waited for."""
     health_host: str = Field("0.0.0.0", validation_alias="KUBERNEL_OPERATOR_HEALTH_HOST")
     """Address of the liveness endpoint `/healthz`."""
     health_port: int = Field(8081, validation_alias="KUBERNEL_OPERATOR_HEALTH_PORT")

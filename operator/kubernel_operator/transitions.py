@@ -205,6 +205,18 @@ def next_deadline(
     return None
 
 
+def creation_refused(status: int) -> bool:
+    """An API server's refusal of a kernel's objects that no retry can change (quota,
+    admission, validation)."""
+    return status in (400, 403, 422)
+
+
+def creation_gives_up(failed_attempts: int, attempts: int) -> bool:
+    """Whether Pod creation, answered with an error ``failed_attempts`` times in a row, has
+    had its ``attempts`` (KUBERNEL_POD_CREATE_ATTEMPTS)."""
+    return failed_attempts >= attempts
+
+
 def retry_delay(failures: int) -> float:
     """Seconds before retrying a session's failed action, after ``failures`` in a row."""
     return float(min(60, 2 ** max(0, failures - 1)))

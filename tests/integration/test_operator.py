@@ -199,6 +199,64 @@ async def test_multi_kernel_session_gets_pods_and_a_headless_service(sessions: S
     assert service.spec.cluster_ip == "None"
     assert len(body["status"]["pods"]) == 3
     assert [e for e, _ in events(body)][-1] == "kernel_started"
+    # Its kernels may reach each other: a NetworkPolicy of its own, gone with the session.
+    networking = client.NetworkingV1Api(sessions.core.api_client)
+    policy = await networking.read_namespaced_network_policy(f"{name}-kernels", sessions.namespace)
+    assert policy.spec.pod_selector.match_labels == {r.LABEL_SESSION: name, r.LABEL_COMPONENT: "kernel"}
+    assert policy.metadata.owner_references[0].name == name
+    await sessions.delete(name)
+    await sessions.wait_gone(name)
+
+    async def policy_gone() -> bool:
+        names = [
+            p.metadata.name
+            for p in (await networking.list_namespaced_network_policy(sessions.namespace)).items
+        ]
+        return f"{name}-kernels" not in names
+
+    await wait_until(policy_gone, timeout=30, what="the session's NetworkPolicy removed")
+
+
+async def test_pod_creation_that_keeps_failing_ends_the_session(
+    sessions: SessionClient, kube: client.ApiClient
+) -> None:
+    """A broken admission webhook answers every Pod creation with an error (500): retried
+    with backoff, KUBERNEL_POD_CREATE_ATTEMPTS (6) times, then the session ends, saying why."""
+    admission = client.AdmissionregistrationV1Api(kube)
+    webhook = f"broken-{sessions.namespace}"
+    await admission.create_validating_webhook_configuration(
+        {
+            "metadata": {"name": webhook},
+            "webhooks": [
+                {
+                    "name": "broken.kubernel.test",
+                    "clientConfig": {"url": "https://127.0.0.1:1/validate"},  # nothing listens there
+                    "rules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE"],
+                            "resources": ["pods"],
+                        }
+                    ],
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": sessions.namespace}},
+                    "failurePolicy": "Fail",
+                    "sideEffects": "None",
+                    "admissionReviewVersions": ["v1"],
+                    "timeoutSeconds": 1,
+                }
+            ],
+        }
+    )
+    try:
+        name = await sessions.create("webhook-01", image=fresh_image())
+        body = await sessions.wait_phase(name, "Terminated", timeout=120)
+    finally:
+        await admission.delete_validating_webhook_configuration(webhook)
+    assert events(body)[-1] == ("kernel_terminated", "failed-to-create")
+    assert "Pod creation failed 6 times: 500" in body["status"]["message"]
+    assert "failed calling webhook" in body["status"]["message"]
+    assert not await sessions.pods(name)
 
 
 async def test_mounts_existing_claim_and_fails_on_a_missing_one(sessions: SessionClient) -> None:

@@ -497,3 +497,19 @@ def test_the_images_schema_is_the_image_tables_model() -> None:
 
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert schema == with_images(schema)
+
+
+def test_the_api_limits_are_values(default: list[dict], helm_bin: str) -> None:
+    env = env_of(one(default, "Deployment", "kn-kubernel-api"))
+    assert (env["KUBERNEL_API_RATE_LIMIT"], env["KUBERNEL_API_STREAMS_PER_KEYPAIR"]) == ("5000", "32")
+    assert env["KUBERNEL_API_ALLOWED_HOSTS"] == ""  # any host, until the platform team names its own
+    given = render(
+        helm_bin,
+        "--set",
+        "api.config.rateLimit=100000",
+        "--set-json",
+        'api.config.allowedHosts=["api.example.com","kn-kubernel-api.kubernel.svc"]',
+    )
+    env = env_of(one(given, "Deployment", "kn-kubernel-api"))
+    assert env["KUBERNEL_API_RATE_LIMIT"] == "100000"
+    assert env["KUBERNEL_API_ALLOWED_HOSTS"] == "api.example.com,kn-kubernel-api.kubernel.svc"

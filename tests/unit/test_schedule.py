@@ -16,6 +16,8 @@ from kubernel_operator.transitions import (
     Ending,
     advance,
     begin_restart,
+    creation_gives_up,
+    creation_refused,
     next_deadline,
     overdue,
     retry_delay,
@@ -157,3 +159,27 @@ def test_a_restart_generation_has_its_own_start_deadline() -> None:
 @pytest.mark.parametrize(("failures", "delay"), [(1, 1), (2, 2), (3, 4), (6, 32), (7, 60), (50, 60)])
 def test_retries_back_off_to_a_minute(failures: int, delay: float) -> None:
     assert retry_delay(failures) == delay
+
+
+@pytest.mark.parametrize(
+    ("status", "refused"),
+    [
+        (400, True),
+        (403, True),
+        (422, True),
+        (404, False),
+        (409, False),
+        (429, False),
+        (500, False),
+        (503, False),
+    ],
+)
+def test_a_refusal_for_good_ends_a_session_at_once(status: int, refused: bool) -> None:
+    assert creation_refused(status) is refused
+
+
+@pytest.mark.parametrize(
+    ("failed", "attempts", "gives_up"), [(1, 6, False), (5, 6, False), (6, 6, True), (1, 1, True)]
+)
+def test_pod_creation_gives_up_after_its_attempts(failed: int, attempts: int, gives_up: bool) -> None:
+    assert creation_gives_up(failed, attempts) is gives_up
