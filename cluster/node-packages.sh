@@ -4,12 +4,12 @@
 #   cluster/node-packages.sh        (as root; CI runs as root)
 #
 # containerd, runc and the CNI plugins run the Pods; conntrack and iptables serve
-# kube-proxy; docker-registry is the local OCI registry; debootstrap, umoci and
-# skopeo build and push the kernel images without a Docker engine; buildah builds the
+# kube-proxy, ipset and iptables kube-router (NetworkPolicies); docker-registry is the
+# local OCI registry; debootstrap, umoci and skopeo build and push the kernel images without a Docker engine; buildah builds the
 # service image from the Dockerfile (`make image`).
 set -euo pipefail
 # chromium and a font run the web console's browser tests (tests/integration/browser).
-packages=(containerd runc containernetworking-plugins conntrack iptables docker-registry debootstrap umoci skopeo buildah chromium fonts-liberation)
+packages=(containerd runc containernetworking-plugins conntrack iptables ipset docker-registry debootstrap umoci skopeo buildah chromium fonts-liberation)
 
 log() { printf '[node-packages %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 

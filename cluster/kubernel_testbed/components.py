@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .node import (
+    SERVICE_CIDR,  # allocation range; kube-proxy and kube-router read it
+    SIMULATED_TAINT,
+)
 from .node import SIMULATED_NODE_LABEL as NODE_LABEL
-from .node import SIMULATED_TAINT
 
-SERVICE_CIDR = "10.96.0.0/16"  # allocation range only; nothing routes to it
 POD_CIDR = "10.244.0.1/16"  # KWOK hands out pod IPs from here; nothing routes to it
 NODE_ANNOTATION = "kwok.x-k8s.io/node"
 

@@ -25,7 +25,8 @@ CNI_BRIDGE = "kubernel-cni"
 CNI_NETWORK = "kubernel"
 POD_SUBNET = "10.245.0.0/24"
 POD_GATEWAY = "10.245.0.1"
-KUBERNETES_SERVICE_IP = "10.96.0.1"  # the first address of components.SERVICE_CIDR
+SERVICE_CIDR = "10.96.0.0/16"  # the Services' range (the API server allocates from it)
+KUBERNETES_SERVICE_IP = "10.96.0.1"  # its first address
 CLUSTER_DOMAIN = "cluster.local"
 REGISTRY_HOST = "registry.kubernel.test"
 """The name kernels' images carry; containerd maps it to the local registry on loopback."""
@@ -310,6 +311,40 @@ def kube_proxy(bin_dir: Path, layout: NodeLayout) -> list[str]:
 def kube_proxy_cleanup(bin_dir: Path) -> list[str]:
     """Removes the iptables rules kube-proxy made."""
     return [str(bin_dir / "kube-proxy"), "--cleanup"]
+
+
+# -- NetworkPolicies ------------------------------------------------------------------
+NETPOL_CHAIN = "KUBE-ROUTER-FORWARD"
+"""kube-router's chain in FORWARD: there once its first sync is done."""
+NETPOL_IPSET_PREFIXES = ("KUBE-SRC-", "KUBE-DST-", "kube-router-")
+
+
+def kube_router(bin_dir: Path, kubeconfig: Path) -> list[str]:
+    """kube-router as the NetworkPolicy engine alone: its firewall (iptables and ipsets, on
+    the bridge through br_netfilter), not its router, service proxy or CNI, and no SNAT
+    of its own (the bridge plugin masquerades). Its ports are off: nothing else to serve."""
+    return [
+        str(bin_dir / "kube-router"),
+        f"--kubeconfig={kubeconfig}",
+        f"--hostname-override={NODE_NAME}",
+        "--run-firewall=true",
+        "--run-router=false",
+        "--run-service-proxy=false",
+        "--run-loadbalancer=false",
+        "--enable-cni=false",
+        "--enable-pod-egress=false",
+        "--enable-ipv6=false",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--health-port=0",
+        "--metrics-port=0",
+        "--iptables-sync-period=1m",
+        "-v=1",
+    ]
+
+
+def netpol_ipsets(names: list[str]) -> list[str]:
+    """kube-router's ipsets among ``names`` (``ipset list -n``)."""
+    return [n for n in names if n.startswith(NETPOL_IPSET_PREFIXES)]
 
 
 # -- cluster DNS ---------------------------------------------------------------------

@@ -28,6 +28,7 @@ REQUIRED = {
     "ctr": "containerd",
     "conntrack": "conntrack",
     "iptables": "iptables",
+    "ipset": "ipset",
     "docker-registry": "docker-registry",
     "skopeo": "skopeo",
     "umoci": "umoci",
@@ -65,6 +66,14 @@ def _iptables_save(table: str) -> str:
     return _run("iptables-save", "-t", table, check=False).stdout
 
 
+def has_chain(table: str, chain: str) -> bool:
+    return f":{chain} " in _iptables_save(table)
+
+
+def _ipsets() -> list[str]:
+    return _run("ipset", "list", "-n", check=False).stdout.split()
+
+
 def prepare(layout: node.NodeLayout) -> None:
     """The node address and IP forwarding. What the machine had before (kernel settings,
     Kubernetes iptables chains, libcni's cache directory) is saved once, for ``clean``."""
@@ -74,6 +83,7 @@ def prepare(layout: node.NodeLayout) -> None:
                 k: _sysctl_path(k).read_text().strip() for k in node.SYSCTLS if _sysctl_path(k).exists()
             },
             "chains": {t: sorted(node.kube_chains(_iptables_save(t))) for t in node.IPTABLES_TABLES},
+            "ipsets": node.netpol_ipsets(_ipsets()),
             "cni_cache_existed": CNI_CACHE.exists(),
         }
         layout.machine_state.parent.mkdir(parents=True, exist_ok=True)
@@ -178,6 +188,8 @@ def _restore_machine(layout: node.NodeLayout) -> None:
         with contextlib.suppress(OSError):
             _sysctl_path(key).write_text(value)
     _remove_kube_chains(before["chains"])
+    for name in set(node.netpol_ipsets(_ipsets())) - set(before.get("ipsets", [])):
+        _run("ipset", "destroy", name, check=False)  # after the rules that used them
     if not before["cni_cache_existed"]:
         shutil.rmtree(CNI_CACHE, ignore_errors=True)
     layout.machine_state.unlink()
@@ -185,7 +197,7 @@ def _restore_machine(layout: node.NodeLayout) -> None:
 
 def clean(layout: node.NodeLayout, bin_dir: Path, stop: Callable[[str], None]) -> None:
     """Undo everything the node made. ``stop`` stops a test bed component by name."""
-    for name in ("kubelet", "kube-proxy", "coredns"):
+    for name in ("kube-router", "kubelet", "kube-proxy", "coredns"):
         stop(name)
     _kill_containers()
     stop("containerd")
@@ -220,6 +232,9 @@ def leftovers(layout: node.NodeLayout) -> list[str]:
             continue
     if layout.machine_state.exists():
         found.append(f"unrestored {layout.machine_state}")
+    if has_chain("filter", node.NETPOL_CHAIN):
+        found.append(f"iptables filter chain {node.NETPOL_CHAIN}")
+    found += [f"ipset {name}" for name in node.netpol_ipsets(_ipsets())]
     save = _iptables_save("nat")
     rules, _chains = node.our_iptables_rules(save)
     found += [f"iptables nat rule {rule}" for rule in rules]

@@ -1,5 +1,6 @@
 """Start the real node of the test bed: registry, images, containerd, CoreDNS,
-kube-proxy and the kubelet, each a background process of the test bed."""
+kube-proxy, the kubelet and kube-router (NetworkPolicies), each a background process
+of the test bed."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from . import imagebuild, node, nodehost
 from .components import Layout
 from .polling import free_port, wait_for
 
-COMPONENTS = ["registry", "containerd", "coredns", "kube-proxy", "kubelet"]
+COMPONENTS = ["registry", "containerd", "coredns", "kube-proxy", "kubelet", "kube-router"]
 OWNER_FILE = Path("/run/kubernel-testbed-real-node")
 """Which test bed holds the real node: its interfaces and addresses are machine-wide."""
 
@@ -81,7 +82,8 @@ def prepare(host: Host, cache_dir: Path, say: Callable[[str], None]) -> Path:
 
 
 def start(host: Host, oci: Path, registry_storage: Path, say: Callable[[str], None]) -> node.NodePorts:
-    """Registry (images pushed), containerd, CoreDNS, kube-proxy, kubelet; waits for Ready."""
+    """Registry (images pushed), containerd, CoreDNS, kube-proxy, kubelet, kube-router;
+    waits for Ready, and for kube-router's first sync."""
 
     layout = node_layout(host.layout)
     ports = node.NodePorts(
@@ -96,12 +98,12 @@ def start(host: Host, oci: Path, registry_storage: Path, say: Callable[[str], No
     kubeconfig = host.layout.kubeconfig
     registry_storage.mkdir(parents=True, exist_ok=True)
 
-    say("real node 1/5: the image registry")
+    say("real node 1/6: the image registry")
     layout.registry_config.write_text(node.registry_config(registry_storage, ports))
     start_registry(host, ports)
     imagebuild.push(oci, node.registry_address(ports), say)
 
-    say("real node 2/5: containerd")
+    say("real node 2/6: containerd")
     layout.containerd_config.write_text(node.containerd_config(layout))
     hosts = layout.registry_hosts / node.REGISTRY_HOST
     hosts.mkdir(parents=True, exist_ok=True)
@@ -125,15 +127,15 @@ def start(host: Host, oci: Path, registry_storage: Path, say: Callable[[str], No
         capture_output=True,
     )
 
-    say("real node 3/5: CoreDNS (cluster DNS on the node address)")
+    say("real node 3/6: CoreDNS (cluster DNS on the node address)")
     layout.corefile.write_text(node.corefile(kubeconfig, ports))
     host.start_process("coredns", node.coredns(host.layout.bin, layout))
 
-    say("real node 4/5: kube-proxy")
+    say("real node 4/6: kube-proxy")
     layout.kube_proxy_config.write_text(yaml.safe_dump(node.kube_proxy_config(kubeconfig, ports)))
     host.start_process("kube-proxy", node.kube_proxy(host.layout.bin, layout))
 
-    say("real node 5/5: the kubelet")
+    say("real node 5/6: the kubelet")
     layout.kubelet_config.write_text(
         yaml.safe_dump(node.kubelet_config(layout, host.layout.state / "pki", ports))
     )
@@ -155,6 +157,13 @@ def start(host: Host, oci: Path, registry_storage: Path, say: Callable[[str], No
         lambda: host.check_alive("kubelet") and host.check_alive("containerd") and _node_ready(host),
         timeout=90,
         interval=0.3,
+    )
+    say("real node 6/6: kube-router (enforces NetworkPolicies on the node's Pods)")
+    host.start_process("kube-router", node.kube_router(host.layout.bin, kubeconfig))
+    wait_for(
+        "kube-router's first sync",
+        lambda: host.check_alive("kube-router") and nodehost.has_chain("filter", node.NETPOL_CHAIN),
+        timeout=60,
     )
     return ports
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kubernel import runner as rn
 from kubernel.images import ImageTable
 from kubernel_api import keypairs as kp
 from kubernel_api.limits import Limits
@@ -106,7 +107,7 @@ def test_every_object_is_labelled_and_namespaced(default: list[dict]) -> None:
             assert obj["metadata"]["name"] in (KEYPAIR_NAMESPACE, SESSION_NAMESPACE)
         elif (
             (labels["app.kubernetes.io/component"] == "operator" and obj["kind"] in ("Role", "RoleBinding"))
-            or obj["kind"] == "KopfPeering"
+            or obj["kind"] in ("KopfPeering", "NetworkPolicy")
             or (obj["kind"], obj["metadata"]["name"]) in SESSION_SCOPED
         ):
             assert obj["metadata"]["namespace"] == SESSION_NAMESPACE, obj["metadata"]["name"]
@@ -513,3 +514,40 @@ def test_the_api_limits_are_values(default: list[dict], helm_bin: str) -> None:
     env = env_of(one(given, "Deployment", "kn-kubernel-api"))
     assert env["KUBERNEL_API_RATE_LIMIT"] == "100000"
     assert env["KUBERNEL_API_ALLOWED_HOSTS"] == "api.example.com,kn-kubernel-api.kubernel.svc"
+
+
+def test_kernels_reach_nothing_but_dns_and_only_the_api_reaches_them(
+    default: list[dict], helm_bin: str
+) -> None:
+    policy = one(default, "NetworkPolicy", "kn-kubernel-kernels")
+    spec = policy["spec"]
+    assert spec["podSelector"] == {
+        "matchLabels": {"app.kubernetes.io/managed-by": "kubernel", "app.kubernetes.io/component": "kernel"}
+    }
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    [ingress] = spec["ingress"]
+    assert ingress["ports"] == [{"protocol": "TCP", "port": rn.PORT}]
+    assert ingress["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "kubernel",
+                    "app.kubernetes.io/instance": RELEASE,
+                    "app.kubernetes.io/component": "api",
+                }
+            },
+        }
+    ]
+    # The API's Pods carry those labels.
+    api_labels = one(default, "Deployment", "kn-kubernel-api")["spec"]["template"]["metadata"]["labels"]
+    assert ingress["from"][0]["podSelector"]["matchLabels"].items() <= api_labels.items()
+    [dns] = spec["egress"]  # no internet by default
+    assert dns["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    internet = one(
+        render(helm_bin, "--set", "networkPolicy.internetEgress=true"), "NetworkPolicy", "kn-kubernel-kernels"
+    )
+    block = internet["spec"]["egress"][1]["to"][0]["ipBlock"]
+    assert block["cidr"] == "0.0.0.0/0" and {"169.254.0.0/16", "10.0.0.0/8"} <= set(block["except"])
+    off = render(helm_bin, "--set", "networkPolicy.enabled=false")
+    assert not [o for o in off if o["kind"] == "NetworkPolicy"]
