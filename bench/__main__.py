@@ -174,6 +174,7 @@ def services(kubeconfig: str, work: Path) -> tuple[ServiceProcess, ServiceProces
             # measure themselves (docs/security.md has what they cost).
             "KUBERNEL_API_RATE_LIMIT": "100000000",
             "KUBERNEL_API_STREAMS_PER_KEYPAIR": "100000",
+            "KUBERNEL_API_SESSIONS_PER_KEYPAIR": "1000000",
         },
         work / "api.log",
         base_url + "/readyz",

@@ -41,6 +41,7 @@ class Reason(StrEnum):
     FORCE_TERMINATED = "force-terminated"  # DELETE with forced=true by an admin
     SELF_TERMINATED = "self-terminated"  # the process ended, or the Pod vanished behind our back
     IDLE_TIMEOUT = "idle-timeout"  # no access for the idle timeout
+    EXEC_TIMEOUT = "exec-timeout"  # a batch session ran past its run-time limit (later Backend.AI's word)
     FAILED_TO_START = "failed-to-start"  # unschedulable past the start deadline
     FAILED_TO_CREATE = "failed-to-create"  # the Pods could not be created
     TASK_FINISHED = "task-finished"  # batch: exit code 0
@@ -58,6 +59,7 @@ FAILURE_REASONS = frozenset(
     {
         Reason.FAILED_TO_START,
         Reason.FAILED_TO_CREATE,
+        Reason.EXEC_TIMEOUT,
         Reason.TASK_FAILED,
         Reason.IMAGE_PULL_FAILED,
         Reason.EVICTED,

@@ -21,7 +21,8 @@ from .auth import KeypairIndex, access_key_of, authenticate
 from .cookies import COOKIE_NAME
 from .cors import cors_headers, is_preflight
 from .guard import Guard
-from .informer import Informer
+from .holdings import Holdings
+from .informer import Change, Informer
 from .keys import (
     CALLER,
     FANOUT,
@@ -122,6 +123,12 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             return problem_response(
                 Problem(ProblemType.UNAVAILABLE, f"Kubernetes API: {exc.status} {exc.reason}")
             )
+        if exc.status == 403 and "exceeded quota" in str(exc.body or ""):  # the namespace's ResourceQuota
+            return problem_response(
+                Problem(ProblemType.QUOTA_EXCEEDED, "the sessions namespace's ResourceQuota is used up")
+            )
+        if exc.status == 403 and "status unknown for quota" in str(exc.body or ""):  # a quota just made
+            return problem_response(Problem(ProblemType.UNAVAILABLE, "the namespace's quota is being set up"))
         if exc.status == 422:  # the API server's own validation of the resource
             return problem_response(
                 Problem(ProblemType.INVALID_PARAMETERS, "rejected by the cluster's validation")
@@ -249,7 +256,13 @@ def make_app(settings: ApiSettings, kube: Kube) -> web.Application:
     sessions = Informer("KernelSessions", kube.list_sessions)
     hub = Hub(sessions, metrics, settings.stream_queue_size)
     keypair_index = KeypairIndex(on_revoke=hub.revoke)
-    sessions.on_change = hub.on_change
+    holdings = Holdings()
+
+    def on_session_change(previous: str, rv: str, changes: list[Change]) -> None:
+        holdings.on_change(previous, rv, changes)
+        hub.on_change(previous, rv, changes)
+
+    sessions.on_change = on_session_change
     keypair_informer = Informer(
         "keypairs", kube.list_keypairs, on_change=keypair_index.on_change, label_selector=kp.SELECTOR
     )
@@ -278,7 +291,7 @@ def make_app(settings: ApiSettings, kube: Kube) -> web.Application:
         Throttle(settings.login_attempts_per_key, 60),
         Throttle(settings.login_attempts_per_address, 60),
     )
-    app[SERVICE] = SessionService(kube, sessions, settings)
+    app[SERVICE] = SessionService(kube, sessions, settings, holdings)
     app[RUNNER] = RunnerClient(kube, settings)
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler, name=route.name)

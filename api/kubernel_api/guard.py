@@ -1,6 +1,6 @@
 """The API's abuse limits, per process (pure; the clock is passed in): failed signatures
 per access key and per address, replayed signatures, request rates per keypair, open
-event streams per keypair, and the Host names served. docs/security.md lists them."""
+event streams per keypair, restarts per session, and the Host names served. docs/security.md lists them."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .settings import ApiSettings
 from .throttle import Throttle, retry_after
 
 FAILURE_WINDOW_SECONDS = 60
+RESTART_WINDOW_SECONDS = 600
 
 
 def too_many(detail: str, wait: float, headers: dict[str, str] | None = None) -> Problem:
@@ -30,6 +31,7 @@ class Guard:
     settings: ApiSettings
     failures_by_key: Throttle
     failures_by_address: Throttle
+    restarts: Throttle
     seen: SeenSignatures
     rates: RollingRates = field(default_factory=RollingRates)
     streams: Counter[str] = field(default_factory=Counter)
@@ -40,6 +42,7 @@ class Guard:
             settings,
             Throttle(settings.auth_failures_per_key, FAILURE_WINDOW_SECONDS),
             Throttle(settings.auth_failures_per_address, FAILURE_WINDOW_SECONDS),
+            Throttle(settings.restarts_per_session, RESTART_WINDOW_SECONDS),
             # A date may be off by the skew either way: its signature is accepted that long.
             SeenSignatures(2 * settings.clock_skew_seconds, max(1, settings.replay_cache_entries)),
         )
@@ -79,6 +82,15 @@ class Guard:
                 rate.headers(),
             )
         return rate
+
+    def restart(self, session: str, now: float) -> None:
+        """Count a restart of ``session``; 429 beyond its allowance per 10 minutes (each restart
+        is a new container: a loop of them would churn the node)."""
+        wait = self.restarts.attempt(session, now)
+        if wait is not None:
+            raise too_many(
+                f"restarted {self.settings.restarts_per_session} times in {RESTART_WINDOW_SECONDS} s", wait
+            )
 
     @contextmanager
     def stream(self, access_key: str) -> Iterator[None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -148,6 +149,7 @@ async def restart(request: web.Request) -> web.Response:
     owner = access.acting_owner(caller, query.owner_access_key, app[KEYPAIRS].get)
     service = app[SERVICE]
     found = await service.record_access(await service.find(owner, kernel_id_of(request), live_only=True))
+    app[GUARD].restart(found["metadata"]["name"], time.monotonic())  # 429 when restarted too often
     await service.restart(found)
     return web.Response(status=204)
 

@@ -17,6 +17,7 @@ from kubernel import resource as r
 from kubernel.lifecycle import Phase, Reason
 from kubernel.model import KernelSession, KernelSessionSpec
 
+from .holdings import Holdings
 from .informer import Informer
 from .keypairs import Keypair
 from .kube import Kube
@@ -60,10 +61,11 @@ def manifest(name: str, spec: KernelSessionSpec) -> dict:
 
 
 class SessionService:
-    def __init__(self, kube: Kube, sessions: Informer, settings: ApiSettings) -> None:
+    def __init__(self, kube: Kube, sessions: Informer, settings: ApiSettings, holdings: Holdings) -> None:
         self.kube = kube
         self.sessions = sessions
         self.settings = settings
+        self.holdings = holdings
         self._keypair_lock = KeypairLock(kube)
 
     def key(self, name: str) -> tuple[str, str]:
@@ -93,6 +95,13 @@ class SessionService:
         if violations:
             raise Problem(ProblemType.LIMIT_EXCEEDED, "; ".join(violations))
         name = r.session_name(owner.access_key, spec.session_id)
+        held = self.holdings.held(owner.access_key)
+        if held >= self.settings.sessions_per_keypair and self.sessions.get(self.key(name)) is None:
+            raise Problem(
+                ProblemType.QUOTA_EXCEEDED,
+                f"keypair {owner.access_key} holds {held} sessions, live and ended, the most it may "
+                "(an ended session is kept until its retention passes)",
+            )
         async with self._quota_lock(owner):
             outcome = await self._claim(name, request, owner, spec)
         if outcome.created and not request.enqueue_only:

@@ -117,6 +117,13 @@ class ApiSettings(ServiceSettings):
     replay_cache_entries: int = Field(200_000, ge=0, validation_alias="KUBERNEL_API_REPLAY_CACHE")
     """Signatures remembered inside the date window (`KUBERNEL_API_CLOCK_SKEW`): a signature
     used once is refused again (401), with any body. 0 turns the check off. Per process."""
+    sessions_per_keypair: int = Field(1000, gt=0, validation_alias="KUBERNEL_API_SESSIONS_PER_KEYPAIR")
+    """Sessions one keypair may hold, live and ended (an ended one is kept for the retention
+    time); one more is 412 (`quota-exceeded`). Counted from this process's watch, so replicas
+    creating at the same moment may pass it by the creates in flight."""
+    restarts_per_session: int = Field(6, gt=0, validation_alias="KUBERNEL_API_RESTARTS_PER_SESSION")
+    """Restarts (PATCH /kernel/:id) of one session per 10 minutes; one more is 429 with
+    Retry-After. Per process."""
     streams_per_keypair: int = Field(32, gt=0, validation_alias="KUBERNEL_API_STREAMS_PER_KEYPAIR")
     """Event streams one keypair may hold open on one API process; one more is 429."""
     connection_idle_seconds: float = Field(30.0, gt=0, validation_alias="KUBERNEL_API_CONNECTION_IDLE")

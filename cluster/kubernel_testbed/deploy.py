@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from . import imagebuild, ingress, serviceimage
+from . import imagebuild, ingress, node, serviceimage
 from .launcher import Testbed, external_cluster_reachable
 from .polling import say, wait_for
 from .settings import REPO_ROOT, TestbedSettings
@@ -84,12 +84,14 @@ def chart_values(
 ) -> dict[str, Any]:
     """The values `make deploy` installs the chart with (everything else: the chart's defaults).
     ``ingress_values``: the README's Traefik example (no DNS here: its rule has no host, so
-    the ingress's address is the endpoint)."""
+    the ingress's address is the endpoint). The cluster DNS is CoreDNS on the node's
+    address here, not a Pod in kube-system: the kernels' NetworkPolicy names it so."""
     repository, digest = split_image(image)
     return {
         "image": {"repository": repository, "digest": digest, "pullPolicy": "IfNotPresent"},
         "images": dict(image_table),
         "ingress": dict(ingress_values),
+        "networkPolicy": {"dns": [{"ipBlock": {"cidr": f"{node.NODE_IP}/32"}}]},
     }
 
 

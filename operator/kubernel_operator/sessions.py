@@ -167,6 +167,7 @@ class Sessions:
                     moment,
                     idle_timeout=self.settings.idle_timeout_seconds,
                     start_deadline=self.settings.start_deadline_seconds,
+                    batch_timeout=self.settings.batch_timeout_seconds,
                 )
                 return terminate(new, due, moment) if due else new
 

@@ -22,6 +22,9 @@ class OperatorSettings(ServiceSettings):
     start_deadline_seconds: int = Field(300, gt=0, validation_alias="KUBERNEL_START_DEADLINE")
     """How long (s) a Pod may stay unschedulable, or scheduled kernels may take to start,
     before the session ends with `failed-to-start`."""
+    batch_timeout_seconds: int = Field(86400, ge=0, validation_alias="KUBERNEL_BATCH_TIMEOUT")
+    """Run-time limit (s) of batch sessions, from the start of their run: past it the session
+    ends with `exec-timeout` (a failure); 0: no limit."""
     terminated_retention_seconds: int = Field(3600, ge=0, validation_alias="KUBERNEL_TERMINATED_RETENTION")
     """How long (s) a session that ended stays visible before it is deleted."""
     pod_grace_seconds: int = Field(10, ge=0, validation_alias="KUBERNEL_POD_GRACE")

@@ -187,6 +187,7 @@ def next_deadline(
     idle_timeout: int,
     start_deadline: int,
     retention: int,
+    batch_timeout: int = 0,
 ) -> datetime | None:
     """When ``overdue`` (or retention) may next have something to say, or None: the one
     moment a session needs a look without an event. Events that move it re-arm it."""
@@ -202,6 +203,15 @@ def next_deadline(
     if spec.type == "interactive" and status.phase == Phase.RUNNING and timeout > 0:
         marks = [t for t in (status.last_access_at, status.running_since) if t is not None]
         return max(marks) + timedelta(seconds=timeout) if marks else None
+    return batch_deadline(spec, status, batch_timeout)
+
+
+def batch_deadline(
+    spec: KernelSessionSpec, status: KernelSessionStatus, batch_timeout: int
+) -> datetime | None:
+    """When a running batch session's run-time limit passes (``batch_timeout`` 0: never)."""
+    if spec.type == "batch" and status.phase == Phase.RUNNING and batch_timeout > 0 and status.running_since:
+        return status.running_since + timedelta(seconds=batch_timeout)
     return None
 
 
@@ -230,8 +240,10 @@ def overdue(
     *,
     idle_timeout: int,
     start_deadline: int,
+    batch_timeout: int = 0,
 ) -> Ending | None:
-    """The end a deadline brings: unschedulable too long, or idle too long."""
+    """The end a deadline brings: unschedulable too long, idle too long, or a batch
+    session running past ``batch_timeout`` (0: no limit)."""
     if status.phase == Phase.TERMINATED:
         return None
     for k in kernels:
@@ -259,6 +271,11 @@ def overdue(
         marks = [t for t in (status.last_access_at, status.running_since) if t is not None]
         if marks and now - max(marks) > timedelta(seconds=timeout):
             return Ending(Reason.IDLE_TIMEOUT, Result.UNDEFINED, f"no access for {timeout}s")
+    limit = batch_deadline(spec, status, batch_timeout)
+    if limit is not None and now > limit:
+        return Ending(
+            Reason.EXEC_TIMEOUT, result_for(spec, success=False), f"ran longer than {batch_timeout}s"
+        )
     return None
 
 

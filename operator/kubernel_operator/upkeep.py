@@ -62,6 +62,7 @@ class Upkeep:
                 session.status,
                 idle_timeout=settings.idle_timeout_seconds,
                 start_deadline=settings.start_deadline_seconds,
+                batch_timeout=settings.batch_timeout_seconds,
                 retention=settings.terminated_retention_seconds,
             )
             if session.status is not None
@@ -116,6 +117,7 @@ async def tick(sessions: Sessions, key: Key, body: JsonDict) -> None:
         now(),
         idle_timeout=settings.idle_timeout_seconds,
         start_deadline=settings.start_deadline_seconds,
+        batch_timeout=settings.batch_timeout_seconds,
     ):
         await sessions.reconcile(key)
 

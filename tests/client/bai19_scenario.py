@@ -1,6 +1,7 @@
 """Runs under the Backend.AI 19.09 client's own virtualenv (see requirements-bai19.txt).
 
-Usage: python bai19_scenario.py <token> <image>; reads BACKEND_* from the environment.
+Usage: python bai19_scenario.py <token> <image> [--execute]; reads BACKEND_* from the environment
+(--execute: run code too, for an image with the code runner).
 Prints one JSON object with what the client saw; the pytest side asserts on it.
 """
 
@@ -21,7 +22,7 @@ async def follow(kernel, events, until, connected=None):
                 return
 
 
-async def main(token, image):
+async def main(token, image, execute):
     out = {}
     async with AsyncSession() as session:
         out["hello"] = await session.Kernel.hello()
@@ -32,6 +33,8 @@ async def main(token, image):
         again = await session.Kernel.get_or_create(image, client_token=token)
         out["again"] = {"kernelId": again.kernel_id, "created": again.created, "status": again.status}
         out["info"] = await kernel.get_info()
+        if execute:  # code runs: the API reaches the kernel's runner (through its NetworkPolicy)
+            out["executed"] = await kernel.execute(code="print(6 * 7)", mode="query")
         restart_events, connected = [], asyncio.Event()
         # The restart answers once it has happened: follow its events from before it.
         following = asyncio.ensure_future(follow(kernel, restart_events, "kernel_started", connected))
@@ -49,4 +52,4 @@ async def main(token, image):
     print(json.dumps(out))
 
 
-asyncio.run(main(sys.argv[1], sys.argv[2]))
+asyncio.run(main(sys.argv[1], sys.argv[2], "--execute" in sys.argv[3:]))

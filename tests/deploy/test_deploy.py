@@ -110,12 +110,15 @@ async def test_the_published_client_through_the_ingress(installed: Installed) ->
     env = {**os.environ, **installed.deployment.env()}
     env.pop("PYTHONPATH", None)
     code, out, err = await run_client(
-        [str(CLIENT_PYTHON), str(SCENARIO), "through-ingress", "python:3.6"], env
+        [str(CLIENT_PYTHON), str(SCENARIO), "through-ingress", "python:3.6", "--execute"], env
     )
     assert code == 0, err[-3000:]
     seen = json.loads(out)
     assert seen["hello"]["version"] == "v4.20190615"
     assert seen["created"]["created"] is True and seen["info"]["status"] == "RUNNING"
+    # The API's Pod reached the kernel's runner through the kernels' NetworkPolicy (enforced
+    # on the real node by kube-router).
+    assert seen["executed"]["status"] == "finished" and ["stdout", "42\n"] in seen["executed"]["console"]
     assert is_startup([e["event"] for e in seen["events"]], late=True), seen["events"]
     restart = [e["event"] for e in seen["restart_events"]]
     assert restart[-1] == "kernel_started" and {e["data"]["reason"] for e in seen["restart_events"]} == {

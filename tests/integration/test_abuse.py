@@ -203,3 +203,63 @@ async def test_a_flood_from_one_keypair_leaves_the_others_served(
         assert statuses.count(404) == 100 and statuses.count(429) == 300
         async with http.get(base_url + "/readyz") as resp:
             assert resp.status == 200
+
+
+async def test_a_keypair_holds_so_many_sessions_ended_ones_included(
+    kube: client.ApiClient, namespace: str, keypairs: dict[str, kp.Keypair], operator: object
+) -> None:
+    async with guarded(kube, namespace, sessions_per_keypair=2) as (base_url, http):
+        alice, bob = ApiClient(base_url, keypairs["alice"], http), ApiClient(base_url, keypairs["bob"], http)
+        for token in ("held-1", "held-2"):
+            created = await alice.create(token)
+            assert created.status == 201, created.body
+
+        async def both_seen() -> bool:  # the count comes from the API's watch
+            return all(
+                [(await alice.call("GET", f"/kernel/{t}")).status == 200 for t in ("held-1", "held-2")]
+            )
+
+        await wait_until(both_seen, timeout=30, what="the API to see both sessions")
+        refused = await alice.create("held-3")
+        assert refused.status == 412 and refused.problem_type.endswith("/quota-exceeded"), refused.body
+        assert (await alice.call("DELETE", "/kernel/held-1")).status == 200
+        # Ended, but kept for the retention time: still held.
+        assert (await alice.create("held-3")).status == 412
+        # Its own token again replaces the ended session: no new object.
+        again = await alice.create("held-1")
+        assert again.status == 201 and again.body["created"] is True, again.body
+        assert (await bob.create("held-1")).status == 201  # another keypair's count
+
+
+async def test_the_namespaces_resource_quota_is_a_412_not_a_500(
+    kube: client.ApiClient, namespace: str, keypairs: dict[str, kp.Keypair], crds: None
+) -> None:
+    core = client.CoreV1Api(kube)
+    await core.create_namespaced_resource_quota(
+        namespace,
+        {"metadata": {"name": "sessions"}, "spec": {"hard": {"count/kernelsessions.kubernel.io": "1"}}},
+    )
+
+    async def counting() -> bool:  # until its controller has set it up, the quota refuses everything
+        quota = await core.read_namespaced_resource_quota("sessions", namespace)
+        return bool(quota.status and quota.status.hard)
+
+    await wait_until(counting, timeout=30, what="the ResourceQuota set up")
+    async with guarded(kube, namespace) as (base_url, http):
+        alice = ApiClient(base_url, keypairs["alice"], http)
+        assert (await alice.create("quota-1", enqueueOnly=True)).status == 201
+        answer = await alice.create("quota-2", enqueueOnly=True)
+        assert answer.status == 412 and answer.problem_type.endswith("/quota-exceeded"), answer.body
+
+
+async def test_restarts_of_a_session_are_throttled(
+    kube: client.ApiClient, namespace: str, keypairs: dict[str, kp.Keypair], operator: object
+) -> None:
+    async with guarded(kube, namespace, restarts_per_session=2) as (base_url, http):
+        alice = ApiClient(base_url, keypairs["alice"], http)
+        for token in ("restarted", "other"):
+            created = await alice.create(token)
+            assert created.status == 201 and created.body["status"] == "RUNNING", created.body
+        statuses = [(await alice.call("PATCH", "/kernel/restarted")).status for _ in range(3)]
+        assert statuses == [204, 204, 429]
+        assert (await alice.call("PATCH", "/kernel/other")).status == 204  # another session's allowance

@@ -270,7 +270,7 @@ def chart_env(install: Install, deployment: str, images: Path) -> dict[str, str]
     """The environment the chart gives a container, with the image table and the chart's
     runner key (its Secret, which the Pods mount) as local files."""
     container = install.get("deployment", deployment)["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value", "") for e in container["env"]}  # an empty value is left out
     key = images.parent / "runner.key"
     key.write_bytes(base64.b64decode(install.get("secret", f"{FULLNAME}-runner-key")["data"]["key"]))
     assert env["KUBERNEL_RUNNER_KEY_FILE"].startswith("/var/run/kubernel/runner-key/")

@@ -6,6 +6,7 @@ import pytest
 from pydantic import SecretBytes
 
 from kubernel_api.guard import Guard
+from kubernel_api.holdings import Holdings
 from kubernel_api.ratelimit import WINDOW_SECONDS, Rate, RollingRates
 from kubernel_api.settings import ApiSettings
 from kubernel_api.throttle import Throttle
@@ -86,3 +87,24 @@ def test_failures_alone_count_against_a_throttle() -> None:
 def test_the_host_allow_list(allowed: tuple[str, ...], host: str | None, served: bool) -> None:
     settings = ApiSettings(allowed_hosts=allowed, runner_key_value=SecretBytes(b"k" * 32))
     assert Guard.of(settings).serves_host(host) is served
+
+
+def test_holdings_count_every_session_of_a_keypair_until_it_is_deleted() -> None:
+    def session(name: str, owner: str, phase: str = "Running") -> dict:
+        return {
+            "metadata": {"namespace": "ns", "name": name},
+            "spec": {"owner": {"accessKey": owner}},
+            "status": {"phase": phase},
+        }
+
+    holdings = Holdings()
+    holdings.on_change(
+        "", "1", [(None, session("a", "AK")), (None, session("b", "AK")), (None, session("c", "BK"))]
+    )
+    assert (holdings.held("AK"), holdings.held("BK"), holdings.held("nobody")) == (2, 1, 0)
+    holdings.on_change("1", "2", [(session("a", "AK"), session("a", "AK", "Terminated"))])
+    assert holdings.held("AK") == 2  # ended, still kept: still held
+    holdings.on_change("2", "3", [(session("a", "AK", "Terminated"), None)])
+    assert holdings.held("AK") == 1
+    holdings.on_change("3", "4", [(session("c", "BK"), None), (None, session("c", "AK"))])  # a name reused
+    assert (holdings.held("AK"), holdings.held("BK")) == (2, 0)

@@ -107,7 +107,7 @@ def test_every_object_is_labelled_and_namespaced(default: list[dict]) -> None:
             assert obj["metadata"]["name"] in (KEYPAIR_NAMESPACE, SESSION_NAMESPACE)
         elif (
             (labels["app.kubernetes.io/component"] == "operator" and obj["kind"] in ("Role", "RoleBinding"))
-            or obj["kind"] in ("KopfPeering", "NetworkPolicy")
+            or obj["kind"] in ("KopfPeering", "NetworkPolicy", "ResourceQuota")
             or (obj["kind"], obj["metadata"]["name"]) in SESSION_SCOPED
         ):
             assert obj["metadata"]["namespace"] == SESSION_NAMESPACE, obj["metadata"]["name"]
@@ -503,7 +503,7 @@ def test_the_images_schema_is_the_image_tables_model() -> None:
 def test_the_api_limits_are_values(default: list[dict], helm_bin: str) -> None:
     env = env_of(one(default, "Deployment", "kn-kubernel-api"))
     assert (env["KUBERNEL_API_RATE_LIMIT"], env["KUBERNEL_API_STREAMS_PER_KEYPAIR"]) == ("5000", "32")
-    assert env["KUBERNEL_API_ALLOWED_HOSTS"] == ""  # any host, until the platform team names its own
+    assert "KUBERNEL_API_ALLOWED_HOSTS" not in env  # any host, until the platform team names its own
     given = render(
         helm_bin,
         "--set",
@@ -551,3 +551,17 @@ def test_kernels_reach_nothing_but_dns_and_only_the_api_reaches_them(
     assert block["cidr"] == "0.0.0.0/0" and {"169.254.0.0/16", "10.0.0.0/8"} <= set(block["except"])
     off = render(helm_bin, "--set", "networkPolicy.enabled=false")
     assert not [o for o in off if o["kind"] == "NetworkPolicy"]
+
+
+def test_a_resource_quota_caps_all_sessions_together(default: list[dict], helm_bin: str) -> None:
+    quota = one(default, "ResourceQuota", "kn-kubernel-sessions")
+    assert quota["metadata"]["namespace"] == SESSION_NAMESPACE
+    assert quota["spec"]["hard"]["count/kernelsessions.kubernel.io"] == "5000"
+    assert quota["spec"]["hard"]["pods"] == "2000"
+    assert not [
+        o for o in render(helm_bin, "--set", "sessions.resourceQuota=null") if o["kind"] == "ResourceQuota"
+    ]
+
+
+def test_the_batch_run_time_limit_reaches_the_operator(default: list[dict]) -> None:
+    assert env_of(one(default, "Deployment", "kn-kubernel-operator"))["KUBERNEL_BATCH_TIMEOUT"] == "86400"

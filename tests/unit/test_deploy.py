@@ -37,6 +37,7 @@ def test_the_chart_values() -> None:
         "image": {"repository": "r/k", "digest": "sha256:" + "1" * 64, "pullPolicy": "IfNotPresent"},
         "images": {"aliases": {"python:3.6": {"image": "registry.kubernel.test/kubernel/python:3.11"}}},
         "ingress": {"enabled": True, "className": "traefik"},
+        "networkPolicy": {"dns": [{"ipBlock": {"cidr": "10.246.0.1/32"}}]},  # CoreDNS on the node address
     }
 
 

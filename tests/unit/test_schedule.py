@@ -183,3 +183,28 @@ def test_a_refusal_for_good_ends_a_session_at_once(status: int, refused: bool) -
 )
 def test_pod_creation_gives_up_after_its_attempts(failed: int, attempts: int, gives_up: bool) -> None:
     assert creation_gives_up(failed, attempts) is gives_up
+
+
+BATCH = SPEC.model_copy(update={"type": "batch", "startup_command": "python train.py"})
+
+
+@pytest.mark.parametrize(
+    ("spec", "batch_timeout", "expected"),
+    [
+        (BATCH, 7200, at(7200)),  # from the start of its run
+        (BATCH, 0, None),  # no limit
+        (SPEC, 7200, at(600)),  # interactive: the idle timeout, not this
+    ],
+)
+def test_a_batch_session_has_a_run_time_limit(
+    spec: KernelSessionSpec, batch_timeout: int, expected: datetime | None
+) -> None:
+    status = advance(KernelSessionStatus(created_at=T), spec, [RUNNING], [], T)
+    assert next_deadline(spec, status, **LIMITS, batch_timeout=batch_timeout) == expected
+    limits = {"idle_timeout": 0, "start_deadline": 300, "batch_timeout": batch_timeout}
+    past = overdue(spec, status, [], at(7201), **limits)
+    if spec is BATCH and batch_timeout:
+        assert past == Ending(Reason.EXEC_TIMEOUT, Result.FAILURE, "ran longer than 7200s")
+        assert overdue(spec, status, [], at(7199), **limits) is None
+    else:
+        assert past is None
