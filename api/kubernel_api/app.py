@@ -44,6 +44,7 @@ from .kube import Kube
 from .listings import SharedListings
 from .metrics import Metrics
 from .problems import BY_STATUS, PROBLEM_CONTENT_TYPE, Problem, ProblemType
+from .recent import Recent
 from .runner import RunnerClient
 from .service import SessionService
 from .settings import ApiSettings
@@ -254,7 +255,7 @@ def make_app(settings: ApiSettings, kube: Kube) -> web.Application:
     )
     metrics = Metrics()
     sessions = Informer("KernelSessions", kube.list_sessions)
-    hub = Hub(sessions, metrics, settings.stream_queue_size)
+    hub = Hub(sessions, metrics, settings.stream_queue_size, Recent(settings.resume_entries))
     keypair_index = KeypairIndex(on_revoke=hub.revoke)
     holdings = Holdings()
 

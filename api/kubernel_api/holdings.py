@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .informer import Change, Key, key_of
+from kubernel.jsondict import JsonDict
+
+Key = tuple[str, str]
+Change = tuple[JsonDict | None, JsonDict | None]  # (before, after), as the informer publishes them
 
 
-def owner_of(body: dict) -> str:
+def owner_of(body: JsonDict) -> str:
     return str(((body.get("spec") or {}).get("owner") or {}).get("accessKey") or "")
 
 
@@ -26,7 +29,8 @@ class Holdings:
 
     def on_change(self, _previous: str, _rv: str, changes: list[Change]) -> None:
         for old, new in changes:
-            key = key_of(new or old or {"metadata": {"name": ""}})
+            meta = (new or old or {}).get("metadata") or {}
+            key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
             before = self._owner.pop(key, None)
             if before is not None:
                 self._held[before] -= 1

@@ -50,6 +50,10 @@ def gated(call: Callable[Concatenate[Kube, P], Awaitable[T]]) -> Callable[Concat
     return in_turn
 
 
+QUOTA_NOT_READY = "status unknown for quota"
+QUOTA_WAIT_ATTEMPTS = 10  # half a second apart
+
+
 class Kube:
     def __init__(
         self,
@@ -150,9 +154,21 @@ class Kube:
 
     @gated
     async def create_session(self, manifest: dict) -> dict:
-        return await self.custom.create_namespaced_custom_object(
-            r.GROUP, r.VERSION, self.namespace, r.PLURAL, manifest, _request_timeout=self.timeout
-        )
+        for attempt in range(QUOTA_WAIT_ATTEMPTS):
+            try:
+                return await self.custom.create_namespaced_custom_object(
+                    r.GROUP, r.VERSION, self.namespace, r.PLURAL, manifest, _request_timeout=self.timeout
+                )
+            except ApiException as exc:
+                # A ResourceQuota made a moment ago refuses everything until it has counted.
+                if (
+                    exc.status != 403
+                    or QUOTA_NOT_READY not in str(exc.body or "")
+                    or attempt == QUOTA_WAIT_ATTEMPTS - 1
+                ):
+                    raise
+            await asyncio.sleep(0.5)
+        raise AssertionError("unreachable")
 
     @gated
     async def get_session(self, name: str) -> dict | None:

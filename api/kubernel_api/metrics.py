@@ -41,6 +41,13 @@ class Metrics:
             "SSE clients disconnected for falling too far behind.",
             registry=self.registry,
         )
+        self.resumes = Counter(
+            "kubernel_api_sse_resumes_total",
+            "SSE streams resumed with Last-Event-ID, by where the missed entries came from: memory "
+            "(the ring of recent entries) or listing (the API server).",
+            ["source"],
+            registry=self.registry,
+        )
         self.entry_lag = Histogram(
             "kubernel_api_lifecycle_entry_lag_seconds",
             "From a lifecycle entry's time (the operator's clock) to this process receiving it from its watch: "

@@ -57,6 +57,10 @@ class ApiSettings(ServiceSettings):
     stream_queue_size: int = Field(2048, gt=0, validation_alias="KUBERNEL_API_STREAM_QUEUE")
     """Messages buffered per SSE client; a client that falls this far behind is
     disconnected and resumes with Last-Event-ID."""
+    resume_entries: int = Field(10_000, ge=0, validation_alias="KUBERNEL_API_RESUME_ENTRIES")
+    """Recent lifecycle entries kept in memory (with their messages), so that a stream
+    resumed with Last-Event-ID inside them needs no listing at the API server; older resume
+    points are listed (one listing shared by every resume waiting for it). 0: always list."""
     stream_buffer_bytes: int = Field(256 << 10, gt=0, validation_alias="KUBERNEL_API_STREAM_BUFFER")
     """Bytes written to an SSE client that its socket has not taken yet; a client that
     would go past this is disconnected and resumes with Last-Event-ID. With the queue

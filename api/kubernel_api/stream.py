@@ -31,6 +31,7 @@ from .informer import Change, Informer
 from .keypairs import Keypair
 from .kube import Gone
 from .metrics import Metrics
+from .recent import Recent
 
 log = logging.getLogger("kubernel.api.stream")
 
@@ -103,10 +104,14 @@ class Group:
 
 
 class Hub:
-    def __init__(self, informer: Informer, metrics: Metrics, queue_size: int) -> None:
+    def __init__(
+        self, informer: Informer, metrics: Metrics, queue_size: int, recent: Recent | None = None
+    ) -> None:
         self.informer = informer
         self.metrics = metrics
         self.queue_size = queue_size
+        self.recent = recent or Recent(0)
+        """The last entries seen: a resume inside it is served without a listing."""
         self.subscribers: set[Subscriber] = set()
         self.alone: set[Subscriber] = set()
         """Subscribers not (yet) in a group: matched one by one."""
@@ -130,10 +135,14 @@ class Hub:
         received = time.time()
         for entry in entries:
             self.metrics.entry_lag.observe(max(0.0, received - entry.time.timestamp()))
+        ids = ids_for(previous, resource_version, len(entries))
+        messages = [
+            (entry, message(entry, message_id)) for entry, message_id in zip(entries, ids, strict=True)
+        ]
+        self.recent.add(previous, resource_version, messages)
         if not entries or not self.subscribers:
             return
-        for entry, message_id in zip(entries, ids_for(previous, resource_version, len(entries)), strict=True):
-            encoded = message(entry, message_id)
+        for entry, encoded in messages:
             for group in self.groups.values():
                 if group.filter.matches(entry):
                     group.pending.append(encoded)
@@ -187,6 +196,12 @@ class Hub:
     ) -> tuple[list[bytes], Subscriber]:
         """Subscribe; returns what the client missed since ``cursor`` and the live subscription."""
         await self.informer.loaded
+        if cursor is not None:
+            missed = self.recent.after(cursor, self.informer.resource_version)
+            if missed is not None:  # the ring has it: no listing, and nothing awaits before subscribing
+                self.metrics.resumes.labels("memory").inc()
+                return [m for e, m in missed if stream_filter.matches(e)], self._subscribe(stream_filter)
+            self.metrics.resumes.labels("listing").inc()
         preface: list[bytes] = []
         base_state: list[dict] | None = None
         base_rv = ""
@@ -211,7 +226,7 @@ class Hub:
                 base_state = None
         # From here on nothing awaits: the snapshot and the subscription are taken at
         # the same point of the watch, so nothing falls between them.
-        subscriber = Subscriber(stream_filter, self.queue_size, asyncio.get_running_loop().create_future())
+        subscriber = self._subscribe(stream_filter)
         if base_state is not None:
             current = list(self.informer.cache.values())
             delta = entries_after(last_seqs(base_state), current)
@@ -221,10 +236,14 @@ class Hub:
             subscriber.floor = {
                 uid: seq for uid, seq in last_seqs(base_state).items() if seq > now_seqs.get(uid, 0)
             }
+        return preface, subscriber
+
+    def _subscribe(self, stream_filter: StreamFilter) -> Subscriber:
+        subscriber = Subscriber(stream_filter, self.queue_size, asyncio.get_running_loop().create_future())
         self.subscribers.add(subscriber)
         self.alone.add(subscriber)
         self.metrics.open_streams.inc()
-        return preface, subscriber
+        return subscriber
 
     def close(self, subscriber: Subscriber) -> None:
         self.dirty.discard(subscriber)

@@ -65,7 +65,7 @@ class Kernels:
                 await self.kube.create(namespace, secret)
             fresh = await asyncio.gather(*(self.kube.create(namespace, m) for m in manifests))
         except ApiException as exc:
-            if creation_refused(exc.status):
+            if creation_refused(exc.status, str(exc.body or "")):
                 self.failures.labels("rejected").inc()
                 self.failed_attempts.pop(key, None)
                 return Ending(

@@ -215,10 +215,15 @@ def batch_deadline(
     return None
 
 
-def creation_refused(status: int) -> bool:
+QUOTA_NOT_READY = "status unknown for quota"
+"""The API server's words while a new ResourceQuota's controller has not counted yet:
+every create in the namespace is refused until it has, usually within seconds."""
+
+
+def creation_refused(status: int, message: str = "") -> bool:
     """An API server's refusal of a kernel's objects that no retry can change (quota,
-    admission, validation)."""
-    return status in (400, 403, 422)
+    admission, validation); a quota not counted yet is retried."""
+    return status in (400, 403, 422) and QUOTA_NOT_READY not in message
 
 
 def creation_gives_up(failed_attempts: int, attempts: int) -> bool:

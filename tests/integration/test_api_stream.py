@@ -7,9 +7,11 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
+import pytest
 from kubernetes_asyncio import client
 
 from kubernel_api import keypairs as kp
+from kubernel_api.keys import METRICS
 from kubernel_testkit.api_client import ApiClient
 
 from .conftest import RunningApi, api_settings, start_api
@@ -194,6 +196,33 @@ async def test_resume_with_last_event_id_gets_each_event_once(api: RunningApi) -
     async with stream(alice, last_event_id=first[-1].id) as events:
         rest = await until_started(events, {"r-01"})
     assert is_startup([m.event for m in first + rest]), first + rest
+
+
+@pytest.mark.parametrize(("kept", "source"), [(10_000, "memory"), (0, "listing")])
+async def test_a_resume_is_served_from_memory_or_from_one_listing(
+    kube: client.ApiClient,
+    namespace: str,
+    keypairs: dict[str, kp.Keypair],
+    operator: object,
+    kept: int,
+    source: str,
+) -> None:
+    """Inside the ring of recent entries (KUBERNEL_API_RESUME_ENTRIES) a resume needs no
+    listing; with no ring it lists. Either way each event arrives once."""
+    runner, base_url = await start_api(kube, api_settings(namespace, resume_entries=kept))
+    try:
+        async with aiohttp.ClientSession() as http:
+            alice = ApiClient(base_url, keypairs["alice"], http)
+            async with stream(alice) as events:
+                await alice.create("ring-01", enqueueOnly=True)
+                first = [await events.next(30), await events.next(30)]
+            async with stream(alice, last_event_id=first[-1].id) as events:
+                rest = await until_started(events, {"ring-01"})
+        assert is_startup([m.event for m in first + rest]), first + rest
+        registry = runner.app[METRICS].registry
+        assert registry.get_sample_value("kubernel_api_sse_resumes_total", {"source": source}) == 1
+    finally:
+        await runner.cleanup()
 
 
 async def test_revoking_a_keypair_closes_its_open_streams(

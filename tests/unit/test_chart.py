@@ -554,13 +554,13 @@ def test_kernels_reach_nothing_but_dns_and_only_the_api_reaches_them(
 
 
 def test_a_resource_quota_caps_all_sessions_together(default: list[dict], helm_bin: str) -> None:
-    quota = one(default, "ResourceQuota", "kn-kubernel-sessions")
+    assert not [o for o in default if o["kind"] == "ResourceQuota"]  # off by default
+    given = render(
+        helm_bin, "--set-json", 'sessions.resourceQuota={"count/kernelsessions.kubernel.io": "5000"}'
+    )
+    quota = one(given, "ResourceQuota", "kn-kubernel-sessions")
     assert quota["metadata"]["namespace"] == SESSION_NAMESPACE
-    assert quota["spec"]["hard"]["count/kernelsessions.kubernel.io"] == "5000"
-    assert quota["spec"]["hard"]["pods"] == "2000"
-    assert not [
-        o for o in render(helm_bin, "--set", "sessions.resourceQuota=null") if o["kind"] == "ResourceQuota"
-    ]
+    assert quota["spec"]["hard"] == {"count/kernelsessions.kubernel.io": "5000"}
 
 
 def test_the_batch_run_time_limit_reaches_the_operator(default: list[dict]) -> None:
