@@ -27,7 +27,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--limits",
         default="{}",
         help='JSON, e.g. \'{"cpu": "4", "memory": "16Gi", "gpu": 1, "clusterSize": 2, '
-        '"concurrentSessions": 5}\'',
+        '"concurrentSessions": 5, "totalCpu": "16", "totalMemory": "64Gi", "totalGpu": 2, "rateLimit": 5000}\'',
     )
     commands.add_parser("list", help="list keypairs (without secrets)")
     for verb in ("deactivate", "activate"):

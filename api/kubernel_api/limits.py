@@ -18,6 +18,9 @@ class Limits(BaseModel):
     gpu: int | None = Field(None, ge=0, description="nvidia.com/gpu per kernel.")
     cluster_size: int | None = Field(None, ge=1, description="Kernels per session.")
     concurrent_sessions: int | None = Field(None, ge=0, description="Live sessions per keypair.")
+    total_cpu: Quantity | None = Field(None, description="CPU of all its live sessions together.")
+    total_memory: Quantity | None = Field(None, description="Memory of all its live sessions together.")
+    total_gpu: int | None = Field(None, ge=0, description="nvidia.com/gpu of all its live sessions together.")
     rate_limit: int | None = Field(
         None, ge=1, description="Requests per 15 minutes (Backend.AI's rate_limit); unset: the server's."
     )

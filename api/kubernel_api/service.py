@@ -17,7 +17,7 @@ from kubernel import resource as r
 from kubernel.lifecycle import Phase, Reason
 from kubernel.model import KernelSession, KernelSessionSpec
 
-from .holdings import Holdings
+from .holdings import Holdings, asked_by, beyond_totals
 from .informer import Informer
 from .keypairs import Keypair
 from .kube import Kube
@@ -96,7 +96,13 @@ class SessionService:
             raise Problem(ProblemType.LIMIT_EXCEEDED, "; ".join(violations))
         name = r.session_name(owner.access_key, spec.session_id)
         held = self.holdings.held(owner.access_key)
-        if held >= self.settings.sessions_per_keypair and self.sessions.get(self.key(name)) is None:
+        new = self.sessions.get(self.key(name)) is None
+        beyond = (
+            beyond_totals(self.holdings.usage(owner.access_key), asked_by(spec), owner.limits) if new else []
+        )
+        if beyond:
+            raise Problem(ProblemType.QUOTA_EXCEEDED, f"keypair {owner.access_key}: " + "; ".join(beyond))
+        if held >= self.settings.sessions_per_keypair and new:
             raise Problem(
                 ProblemType.QUOTA_EXCEEDED,
                 f"keypair {owner.access_key} holds {held} sessions, live and ended, the most it may "

@@ -316,7 +316,9 @@ def kube_proxy_cleanup(bin_dir: Path) -> list[str]:
 # -- NetworkPolicies ------------------------------------------------------------------
 NETPOL_CHAIN = "KUBE-ROUTER-FORWARD"
 """kube-router's chain in FORWARD: there once its first sync is done."""
-NETPOL_IPSET_PREFIXES = ("KUBE-SRC-", "KUBE-DST-", "kube-router-")
+NETPOL_IPSET_PREFIXES = ("KUBE-SRC-", "KUBE-DST-", "TMP-")
+"""kube-router's ipsets (TMP-: its scratch sets while it restores). Neither SIGTERM nor its
+--cleanup-config (a no-op, then a panic, in v2.1.0) removes them: ``nodehost.clean`` does."""
 
 
 def kube_router(bin_dir: Path, kubeconfig: Path) -> list[str]:

@@ -35,6 +35,7 @@ KEYPAIRS = {
     "otheradmin": (kp.Role.ADMIN, "other", ("default",), Limits()),
     "carol": (kp.Role.USER, "other", ("default",), Limits()),
     "root": (kp.Role.SUPERADMIN, "default", ("default",), Limits()),
+    "frugal": (kp.Role.USER, "default", ("default",), Limits(total_cpu="1", total_memory="1Gi")),
 }
 
 

@@ -263,3 +263,29 @@ async def test_restarts_of_a_session_are_throttled(
         statuses = [(await alice.call("PATCH", "/kernel/restarted")).status for _ in range(3)]
         assert statuses == [204, 204, 429]
         assert (await alice.call("PATCH", "/kernel/other")).status == 204  # another session's allowance
+
+
+async def test_a_keypairs_live_sessions_stay_within_its_totals(
+    kube: client.ApiClient, namespace: str, keypairs: dict[str, kp.Keypair], operator: object
+) -> None:
+    """frugal may hold 1 CPU and 1Gi in all its live sessions; an ended one holds nothing."""
+    half = {"resources": {"cpu": "500m", "mem": "256m"}}
+    async with guarded(kube, namespace) as (base_url, http):
+        frugal = ApiClient(base_url, keypairs["frugal"], http)
+        for token in ("t-1", "t-2"):
+            created = await frugal.create(token, config=half)
+            assert created.status == 201, created.body
+
+        async def both_seen() -> bool:
+            return all([(await frugal.call("GET", f"/kernel/{t}")).status == 200 for t in ("t-1", "t-2")])
+
+        await wait_until(both_seen, timeout=30, what="the API to see both sessions")
+        refused = await frugal.create("t-3", config=half)
+        assert refused.status == 412 and "cpu 1.5 in all > 1" in refused.body["detail"], refused.body
+        assert (await frugal.call("DELETE", "/kernel/t-1")).status == 200
+
+        async def fits() -> Any:
+            answer = await frugal.create("t-3", config=half)
+            return answer if answer.status == 201 else None
+
+        await wait_until(fits, timeout=30, what="the ended session's share given back")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from pydantic import SecretBytes
 
 from kubernel_api.guard import Guard
-from kubernel_api.holdings import Holdings
+from kubernel_api.holdings import Holdings, Usage, beyond_totals
+from kubernel_api.limits import Limits
 from kubernel_api.ratelimit import WINDOW_SECONDS, Rate, RollingRates
 from kubernel_api.settings import ApiSettings
 from kubernel_api.throttle import Throttle
@@ -108,3 +111,42 @@ def test_holdings_count_every_session_of_a_keypair_until_it_is_deleted() -> None
     assert holdings.held("AK") == 1
     holdings.on_change("3", "4", [(session("c", "BK"), None), (None, session("c", "AK"))])  # a name reused
     assert (holdings.held("AK"), holdings.held("BK")) == (2, 0)
+
+
+def test_holdings_add_up_what_live_sessions_ask_for() -> None:
+    def session(name: str, cpu: str, memory: str, gpu: int, size: int = 1, phase: str = "Running") -> dict:
+        return {
+            "metadata": {"namespace": "ns", "name": name},
+            "spec": {
+                "owner": {"accessKey": "AK"},
+                "resources": {"cpu": cpu, "memory": memory, "gpu": gpu},
+                "clusterSize": size,
+            },
+            "status": {"phase": phase},
+        }
+
+    holdings = Holdings()
+    holdings.on_change(
+        "", "1", [(None, session("a", "500m", "1Gi", 1)), (None, session("b", "1", "2Gi", 0, size=2))]
+    )
+    assert holdings.usage("AK") == Usage(Decimal("2.5"), Decimal(5 * 2**30), 1)
+    ended = session("a", "500m", "1Gi", 1, phase="Terminated")
+    holdings.on_change("1", "2", [(session("a", "500m", "1Gi", 1), ended)])
+    assert holdings.usage("AK") == Usage(Decimal(2), Decimal(4 * 2**30), 0)  # an ended one holds nothing
+    assert holdings.held("AK") == 2  # but it is still held
+
+
+@pytest.mark.parametrize(
+    ("limits", "beyond"),
+    [
+        (Limits(), []),
+        (Limits(total_cpu="3"), []),  # 2 held + 1 asked: exactly the total
+        (Limits(total_cpu="2500m"), ["cpu 3 in all > 2500m"]),
+        (Limits(total_memory="4Gi"), [f"memory {5 * 2**30} bytes in all > 4Gi"]),
+        (Limits(total_gpu=0), ["gpu 1 in all > 0"]),
+    ],
+)
+def test_a_keypairs_totals_bound_its_live_sessions(limits: Limits, beyond: list[str]) -> None:
+    held = Usage(Decimal(2), Decimal(4 * 2**30), 0)
+    asked = Usage(Decimal(1), Decimal(2**30), 1)
+    assert beyond_totals(held, asked, limits) == beyond
