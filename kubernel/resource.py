@@ -30,6 +30,9 @@ LABEL_GROUP = f"{GROUP}/group"
 LABEL_ROLE = f"{GROUP}/kernel-role"  # main | sub
 LABEL_INDEX = f"{GROUP}/kernel-index"  # 0 = main
 LABEL_RESTART = f"{GROUP}/restart"  # the restart generation a Pod belongs to
+LABEL_KERNELS_ISOLATED = f"{GROUP}/kernels-isolated"
+"""On a NetworkPolicy that isolates the namespace's kernels (the chart's): the operator then
+gives each multi-kernel session a policy that lets its own kernels reach each other."""
 
 KERNEL_CONTAINER = "kernel"  # the container of each kernel Pod
 

@@ -1,6 +1,7 @@
 """The API's abuse limits, per process (pure; the clock is passed in): failed signatures
 per access key and per address, replayed signatures, request rates per keypair, open
-event streams per keypair, restarts per session, and the Host names served. docs/security.md lists them."""
+event streams per keypair, restarts per session, and the Host names served
+(docs/security.md lists them)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ class Guard:
         """Whether ``host`` (a Host header, maybe with a port) is one the API answers to."""
         if not self.settings.allowed_hosts:
             return True
-        name = (host or "").rsplit(":", 1)[0] if not (host or "").endswith("]") else host or ""
+        host = host or ""
+        name = host if host.endswith("]") else host.rsplit(":", 1)[0]  # "[::1]" has no port to drop
         return name.lower().rstrip(".") in {h.lower().rstrip(".") for h in self.settings.allowed_hosts}
 
     def check_failures(self, access_key: str | None, address: str, now: float) -> None:

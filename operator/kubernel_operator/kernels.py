@@ -51,9 +51,12 @@ class Kernels:
         except ImageNotAllowed as exc:
             return Ending(Reason.FAILED_TO_CREATE, result_for(spec, success=False), str(exc))
         manifests = builders.build_pods(name, spec, image)
-        for shared in (builders.build_service(name, spec), builders.build_network_policy(name, spec)):
-            if shared is not None:
-                manifests.insert(0, shared)
+        service = builders.build_service(name, spec)
+        if service is not None:
+            manifests.insert(0, service)
+            if await self.kube.kernels_isolated(namespace):
+                # Only where kernels are isolated: alone, this policy would isolate them itself.
+                manifests.insert(0, builders.build_network_policy(name, spec))
         owner_body = as_body(owner)
         for manifest in manifests:
             kopf.adopt(manifest, owner=owner_body)

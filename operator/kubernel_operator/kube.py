@@ -107,6 +107,13 @@ class Kube:
             if exc.status != 404:
                 raise
 
+    async def kernels_isolated(self, namespace: str) -> bool:
+        """Whether a NetworkPolicy isolates the kernels of ``namespace`` (the chart's)."""
+        found = await self.networking.list_namespaced_network_policy(
+            namespace, label_selector=f"{r.LABEL_KERNELS_ISOLATED}=true", limit=1
+        )
+        return bool(found.items)
+
     async def delete_network_policy(self, namespace: str, name: str) -> None:
         try:
             await self.networking.delete_namespaced_network_policy(name, namespace)

@@ -250,12 +250,11 @@ def build_service(name: str, spec: KernelSessionSpec) -> JsonDict | None:
     }
 
 
-def build_network_policy(name: str, spec: KernelSessionSpec) -> JsonDict | None:
-    """Lets a multi-kernel session's kernels reach each other (and nothing else more): the
-    chart's policy denies kernels every other kernel, and a NetworkPolicy cannot say "the
-    same session" for all sessions at once, so each cluster session gets its own."""
-    if spec.cluster_size < 2:
-        return None
+def build_network_policy(name: str, spec: KernelSessionSpec) -> JsonDict:
+    """Lets a multi-kernel session's kernels reach each other (and nothing more) where a
+    policy isolates the namespace's kernels (``LABEL_KERNELS_ISOLATED``, the chart's): it
+    denies kernels every other kernel, and a NetworkPolicy cannot say "the same session"
+    for all sessions at once, so each cluster session gets its own."""
     own_kernels = {"podSelector": {"matchLabels": {r.LABEL_SESSION: name, r.LABEL_COMPONENT: "kernel"}}}
     return {
         "apiVersion": "networking.k8s.io/v1",

@@ -131,16 +131,12 @@ async def test_kernels_reach_only_what_the_policies_allow(
     apiserver_address = apiserver.split("://", 1)[1]
     async with outside_world():
         await running(alice, "np-alone")
-        # The other sessions ask for little: the real node has 2 CPUs in all.
-        little = {"cpu": "250m", "mem": "256m"}
-        for token, size in (("np-other", 1), ("np-pair", 2)):
-            made = await alice.create(
-                token, image="real/python", config={"resources": little, "clusterSize": size}
-            )
-            assert made.status == 201 and made.body["status"] == "RUNNING", made.body
+        # The others ask for little: the real node has 2 CPUs in all.
+        little = {"resources": {"cpu": "250m", "mem": "256m"}}
+        made = await alice.create("np-other", image="real/python", config=little)
+        assert made.status == 201 and made.body["status"] == "RUNNING", made.body
         [alone] = await kernel_ips(api, kube, namespace, "np-alone")
         [other] = await kernel_ips(api, kube, namespace, "np-other")
-        pair_main, pair_sub = await kernel_ips(api, kube, namespace, "np-pair")
         targets = {
             "other-session-runner": f"{other}:2001",
             "kube-apiserver": apiserver_address,
@@ -179,8 +175,11 @@ async def test_kernels_reach_only_what_the_policies_allow(
             "dns": "open",
             "dns-name": node.KUBERNETES_SERVICE_IP,
         }
-        # A multi-kernel session's kernels reach each other (its own policy), and no one else,
-        # nor does anyone else reach them.
+        # A multi-kernel session started now (the kernels are isolated) gets a policy of its
+        # own: its kernels reach each other, and no one else, nor does anyone else reach them.
+        pair = await alice.create("np-pair", image="real/python", config={**little, "clusterSize": 2})
+        assert pair.status == 201 and pair.body["status"] == "RUNNING", pair.body
+        pair_main, pair_sub = await kernel_ips(api, kube, namespace, "np-pair")
         from_pair = await probe(
             alice, "np-pair", {"own-sub-kernel": f"{pair_sub}:2001", "other": f"{alone}:2001"}
         )

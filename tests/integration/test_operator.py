@@ -189,6 +189,14 @@ async def test_unschedulable_session_fails_to_start(sessions: SessionClient) -> 
 
 
 async def test_multi_kernel_session_gets_pods_and_a_headless_service(sessions: SessionClient) -> None:
+    # A policy says the namespace's kernels are isolated (as the chart's does): the session
+    # then gets a policy of its own that lets its kernels reach each other.
+    networking = client.NetworkingV1Api(sessions.core.api_client)
+    isolating = {
+        "metadata": {"name": "isolated", "labels": {r.LABEL_KERNELS_ISOLATED: "true"}},
+        "spec": {"podSelector": {"matchLabels": {"kubernel.io/nothing": "x"}}, "policyTypes": ["Ingress"]},
+    }
+    await networking.create_namespaced_network_policy(sessions.namespace, isolating)
     name = await sessions.create("cluster-01", image=fresh_image(), clusterSize=3)
     body = await sessions.wait_phase(name, "Running")
     pods = sorted(await sessions.pods(name), key=lambda p: p.metadata.name)
@@ -200,7 +208,6 @@ async def test_multi_kernel_session_gets_pods_and_a_headless_service(sessions: S
     assert len(body["status"]["pods"]) == 3
     assert [e for e, _ in events(body)][-1] == "kernel_started"
     # Its kernels may reach each other: a NetworkPolicy of its own, gone with the session.
-    networking = client.NetworkingV1Api(sessions.core.api_client)
     policy = await networking.read_namespaced_network_policy(f"{name}-kernels", sessions.namespace)
     assert policy.spec.pod_selector.match_labels == {r.LABEL_SESSION: name, r.LABEL_COMPONENT: "kernel"}
     assert policy.metadata.owner_references[0].name == name

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kubernel import resource as r
 from kubernel import runner as rn
 from kubernel.images import ImageTable
 from kubernel_api import keypairs as kp
@@ -525,6 +526,8 @@ def test_kernels_reach_nothing_but_dns_and_only_the_api_reaches_them(
         "matchLabels": {"app.kubernetes.io/managed-by": "kubernel", "app.kubernetes.io/component": "kernel"}
     }
     assert spec["policyTypes"] == ["Ingress", "Egress"]
+    # It says it isolates the kernels: the operator then lets a session's own kernels meet.
+    assert policy["metadata"]["labels"][r.LABEL_KERNELS_ISOLATED] == "true"
     [ingress] = spec["ingress"]
     assert ingress["ports"] == [{"protocol": "TCP", "port": rn.PORT}]
     assert ingress["from"] == [
