@@ -147,11 +147,17 @@ def registry_config(storage: Path, ports: NodePorts) -> str:
 
 
 # -- containerd ----------------------------------------------------------------------
+SECOND_HANDLER = "kubernel-runc"
+"""A second handler (runc again) for the RuntimeClass of the same name: what an image's
+``runtimeClassName`` reaches, end to end. gVisor cannot take its place here (docs/security.md)."""
+
+
 def containerd_config(layout: NodeLayout) -> str:
     """containerd 1.6's CRI, with the four settings this kind of machine needs:
     ``restrict_oom_score_adj`` (no CAP_SYS_RESOURCE in the VM: without it every sandbox
     fails with "can't get final child's PID from pipe"), runc named as the default
-    runtime, the registry hosts directory, and netns mounts kept under our state."""
+    runtime, the registry hosts directory, and netns mounts kept under our state; and a
+    second handler, ``SECOND_HANDLER``."""
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     return f"""version = 2
 root = "{layout.containerd_root}"
@@ -175,6 +181,12 @@ state = "{layout.containerd_state}"
   runtime_type = "io.containerd.runc.v2"
 
 [{cri}.containerd.runtimes.runc.options]
+  SystemdCgroup = false
+
+[{cri}.containerd.runtimes.{SECOND_HANDLER}]
+  runtime_type = "io.containerd.runc.v2"
+
+[{cri}.containerd.runtimes.{SECOND_HANDLER}.options]
   SystemdCgroup = false
 
 [{cri}.cni]

@@ -21,6 +21,11 @@ aliases:
   real/python: {image: registry.kubernel.test/kubernel/python:3.11, command: [], runner: true, scheduling: {}}
   real/fresh: {image: registry.kubernel.test/kubernel/python:fresh, command: [], runner: true, scheduling: {}}
   real/missing: {image: registry.kubernel.test/kubernel/python:no-such-tag, command: [], scheduling: {}}
+  real/runtime-class:
+    image: registry.kubernel.test/kubernel/python:3.11
+    command: []
+    runner: true
+    scheduling: {runtimeClassName: kubernel-runc}
   real/broken-runtime:
     image: registry.kubernel.test/kubernel/python:3.11
     command: []

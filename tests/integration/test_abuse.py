@@ -272,20 +272,22 @@ async def test_a_keypairs_live_sessions_stay_within_its_totals(
     half = {"resources": {"cpu": "500m", "mem": "256m"}}
     async with guarded(kube, namespace) as (base_url, http):
         frugal = ApiClient(base_url, keypairs["frugal"], http)
-        for token in ("t-1", "t-2"):
+        for token in ("total-1", "total-2"):
             created = await frugal.create(token, config=half)
             assert created.status == 201, created.body
 
         async def both_seen() -> bool:
-            return all([(await frugal.call("GET", f"/kernel/{t}")).status == 200 for t in ("t-1", "t-2")])
+            return all(
+                [(await frugal.call("GET", f"/kernel/{t}")).status == 200 for t in ("total-1", "total-2")]
+            )
 
         await wait_until(both_seen, timeout=30, what="the API to see both sessions")
-        refused = await frugal.create("t-3", config=half)
+        refused = await frugal.create("total-3", config=half)
         assert refused.status == 412 and "cpu 1.5 in all > 1" in refused.body["detail"], refused.body
-        assert (await frugal.call("DELETE", "/kernel/t-1")).status == 200
+        assert (await frugal.call("DELETE", "/kernel/total-1")).status == 200
 
         async def fits() -> Any:
-            answer = await frugal.create("t-3", config=half)
+            answer = await frugal.create("total-3", config=half)
             return answer if answer.status == 201 else None
 
         await wait_until(fits, timeout=30, what="the ended session's share given back")

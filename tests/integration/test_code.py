@@ -11,10 +11,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from kubernetes_asyncio import client
 
 from kubernel import resource as r
 from kubernel_api.keypairs import Keypair
 from kubernel_api.keys import SETTINGS
+from kubernel_testbed import node
 from kubernel_testkit.api_client import ApiClient, signed_headers
 from kubernel_testkit.waiting import wait_until
 
@@ -413,3 +415,29 @@ async def test_the_execute_websocket_and_the_terminal(api: RunningApi) -> None:
 
 def _stdin(chars: str) -> str:
     return base64.b64encode(chars.encode()).decode()
+
+
+async def test_an_images_runtime_class_reaches_the_node(api: RunningApi, kube: Any) -> None:
+    """The image table's runtimeClassName, end to end: the RuntimeClass, its handler in the
+    node's containerd, a session of that image that runs code, still confined. (An unknown
+    handler fails the session: test_real_node.py.)"""
+    runtime_classes = client.NodeV1Api(kube)
+    await runtime_classes.create_runtime_class(
+        {"metadata": {"name": node.SECOND_HANDLER}, "handler": node.SECOND_HANDLER}
+    )
+    try:
+        alice = api.client("alice")
+        created = await alice.create("code-runtime", image="real/runtime-class", config={"resources": SMALL})
+        assert created.status == 201 and created.body["status"] == "RUNNING", created.body
+        name = r.session_name(api.keypairs["alice"].access_key, "code-runtime")
+        [pod] = (
+            await client.CoreV1Api(kube).list_namespaced_pod(
+                api.app[SETTINGS].namespace, label_selector=f"{r.LABEL_SESSION}={name}"
+            )
+        ).items
+        assert pod.spec.runtime_class_name == node.SECOND_HANDLER
+        probe = await execute(alice, "code-runtime", SANDBOX_PROBE)
+        found = json.loads(text(probe["console"], "stdout"))
+        assert found["ids"] == [1000, 1000, 1000] and found["setuid"] and found["written"]["/etc"] is False
+    finally:
+        await runtime_classes.delete_runtime_class(node.SECOND_HANDLER)

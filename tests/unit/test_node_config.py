@@ -32,6 +32,7 @@ def test_containerd_has_the_settings_this_machine_needs() -> None:
     assert cri["netns_mounts_under_state_dir"] is True  # down finds them under the state
     assert cri["sandbox_image"] == node.PAUSE_IMAGE
     assert config["grpc"]["address"] == "/state/node/containerd.sock"
+    assert cri["containerd"]["runtimes"]["kubernel-runc"]["runtime_type"] == "io.containerd.runc.v2"
 
 
 def test_the_registry_name_maps_to_loopback_over_http_without_fallback() -> None:
