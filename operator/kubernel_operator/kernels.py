@@ -44,7 +44,8 @@ class Kernels:
         self.failed_attempts: dict[Key, int] = {}
 
     async def create(self, key: Key, owner: JsonDict, spec: KernelSessionSpec) -> Created | Ending:
-        """Create the Pods (and Service) of ``spec.restartCount``, or say why the session ends instead."""
+        """Create the Pods (and Service, and NetworkPolicy) of ``spec.restartCount``, or say why the
+        session ends instead."""
         namespace, name = key
         try:
             image = self.settings.images.to_run(spec.image, spec.resolved_image)
