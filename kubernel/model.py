@@ -106,6 +106,12 @@ class KernelSessionSpec(_Model):
         description="End an interactive session after this long without access (0: never). "
         "Unset: the operator's default.",
     )
+    batch_timeout_seconds: int | None = Field(
+        None,
+        ge=0,
+        description="End a batch session that runs longer than this (0: never), with reason "
+        "exec-timeout. Unset: the operator's default.",
+    )
     restart_count: int = Field(0, ge=0, description="Bumped to request a restart (PATCH /kernel/:id).")
     termination_requested: Literal["user-requested", "force-terminated"] | None = Field(
         None,

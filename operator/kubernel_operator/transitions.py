@@ -209,9 +209,11 @@ def next_deadline(
 def batch_deadline(
     spec: KernelSessionSpec, status: KernelSessionStatus, batch_timeout: int
 ) -> datetime | None:
-    """When a running batch session's run-time limit passes (``batch_timeout`` 0: never)."""
-    if spec.type == "batch" and status.phase == Phase.RUNNING and batch_timeout > 0 and status.running_since:
-        return status.running_since + timedelta(seconds=batch_timeout)
+    """When a running batch session's run-time limit passes: its own ``batchTimeoutSeconds``,
+    else the operator's ``batch_timeout`` (0: never)."""
+    limit = spec.batch_timeout_seconds if spec.batch_timeout_seconds is not None else batch_timeout
+    if spec.type == "batch" and status.phase == Phase.RUNNING and limit > 0 and status.running_since:
+        return status.running_since + timedelta(seconds=limit)
     return None
 
 
@@ -277,10 +279,9 @@ def overdue(
         if marks and now - max(marks) > timedelta(seconds=timeout):
             return Ending(Reason.IDLE_TIMEOUT, Result.UNDEFINED, f"no access for {timeout}s")
     limit = batch_deadline(spec, status, batch_timeout)
-    if limit is not None and now > limit:
-        return Ending(
-            Reason.EXEC_TIMEOUT, result_for(spec, success=False), f"ran longer than {batch_timeout}s"
-        )
+    if limit is not None and status.running_since is not None and now > limit:
+        allowed = int((limit - status.running_since).total_seconds())
+        return Ending(Reason.EXEC_TIMEOUT, result_for(spec, success=False), f"ran longer than {allowed}s")
     return None
 
 

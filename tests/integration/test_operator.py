@@ -106,6 +106,28 @@ async def test_batch_session_ends_with_its_exit_code(
     assert body["status"]["result"] == result
 
 
+async def test_a_batch_session_past_its_run_time_limit_ends(sessions: SessionClient) -> None:
+    """A batch job that would run a minute, with a limit of 2 s (its own batchTimeoutSeconds;
+    the operator's default is a day): it ends exec-timeout, a failure, and its Pod goes."""
+    name = await sessions.create(
+        "batch-limit",
+        image=fresh_image(),
+        type="batch",
+        startupCommand="python job.py",
+        environ={"KUBERNEL_SIM_EXIT_CODE": "0", "KUBERNEL_SIM_RUN_FOR": "60s"},
+        batchTimeoutSeconds=2,
+    )
+    body = await sessions.wait_phase(name, "Terminated", timeout=30)
+    last = body["status"]["lifecycle"][-1]
+    assert (last["event"], last["reason"], last["result"]) == ("kernel_terminated", "exec-timeout", "FAILURE")
+    assert "ran longer than 2s" in body["status"]["message"]
+
+    async def pod_gone() -> bool:
+        return not await sessions.pods(name)
+
+    await wait_until(pod_gone, timeout=30, what="the timed-out job's Pod removed")
+
+
 async def test_batch_pod_runs_the_startup_command(sessions: SessionClient) -> None:
     name = await sessions.create(
         "batch-cmd", image=fresh_image(), type="batch", startupCommand="echo hi && exit 0"

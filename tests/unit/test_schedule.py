@@ -193,6 +193,7 @@ BATCH = SPEC.model_copy(update={"type": "batch", "startup_command": "python trai
     [
         (BATCH, 7200, at(7200)),  # from the start of its run
         (BATCH, 0, None),  # no limit
+        (BATCH.model_copy(update={"batch_timeout_seconds": 7200}), 0, at(7200)),  # its own limit
         (SPEC, 7200, at(600)),  # interactive: the idle timeout, not this
     ],
 )
@@ -203,7 +204,7 @@ def test_a_batch_session_has_a_run_time_limit(
     assert next_deadline(spec, status, **LIMITS, batch_timeout=batch_timeout) == expected
     limits = {"idle_timeout": 0, "start_deadline": 300, "batch_timeout": batch_timeout}
     past = overdue(spec, status, [], at(7201), **limits)
-    if spec is BATCH and batch_timeout:
+    if spec.type == "batch" and (batch_timeout or spec.batch_timeout_seconds):
         assert past == Ending(Reason.EXEC_TIMEOUT, Result.FAILURE, "ran longer than 7200s")
         assert overdue(spec, status, [], at(7199), **limits) is None
     else:
