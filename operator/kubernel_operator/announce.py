@@ -81,9 +81,12 @@ def announce(
     for told in announcements(old, new):
         log.info("%s/%s #%d %s", meta["namespace"], meta["name"], told.seq, told.text)
         if told.event_reason is not None:
-            kopf.event(
-                as_body(body),
-                type="Warning" if told.failed else "Normal",
-                reason=told.event_reason,
-                message=told.text,
-            )
+            try:
+                kopf.event(
+                    as_body(body),
+                    type="Warning" if told.failed else "Normal",
+                    reason=told.event_reason,
+                    message=told.text,
+                )
+            except LookupError:  # outside kopf's context (no event queue): the status has it all
+                log.warning("%s/%s: no Kubernetes Event for %s", meta["namespace"], meta["name"], told.text)

@@ -88,7 +88,7 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
         memo.sessions = Sessions(Kube(await connect()), ours, metrics)
         memo.upkeep = upkeep.Upkeep(memo.sessions)
         metrics.count_scheduled(lambda: len(memo.upkeep.schedule))
-        memo.schedule_task = asyncio.create_task(memo.upkeep.run(), name="deadlines")
+        memo.schedule_task = None  # started by the first session event (see session_event)
         memo.metrics_server = None
         if ours.metrics_port:
             memo.metrics_server = await serve_metrics(metrics.registry, ours.health_host, ours.metrics_port)
@@ -101,7 +101,8 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
 
     @kopf.on.cleanup(id="close", registry=registry)
     async def close(memo: Any, **_: Any) -> None:
-        memo.schedule_task.cancel()
+        if memo.schedule_task is not None:
+            memo.schedule_task.cancel()
         if memo.metrics_server is not None:
             await memo.metrics_server.cleanup()
         await memo.sessions.kube.api.close()
@@ -113,6 +114,11 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
     async def session_event(
         type: str | None, body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any
     ) -> None:
+        if memo.schedule_task is None:
+            # Started from a handler, so that it inherits kopf's context: what a deadline
+            # ends is announced with kopf.event, which needs kopf's event queue (the
+            # startup handler's context has none).
+            memo.schedule_task = asyncio.create_task(memo.upkeep.run(), name="deadlines")
         key = _key(namespace, name)
         if type == "DELETED":
             memo.upkeep.forget(key)
