@@ -30,6 +30,11 @@ LABEL_GROUP = f"{GROUP}/group"
 LABEL_ROLE = f"{GROUP}/kernel-role"  # main | sub
 LABEL_INDEX = f"{GROUP}/kernel-index"  # 0 = main
 LABEL_RESTART = f"{GROUP}/restart"  # the restart generation a Pod belongs to
+QUOTA_EXCEEDED = "exceeded quota"
+"""The API server's words when a namespace's ResourceQuota refuses a create."""
+QUOTA_NOT_READY = "status unknown for quota"
+"""Its words while a new ResourceQuota's controller has not counted yet: every create in the
+namespace is refused until it has, usually within seconds (retried, not an end)."""
 LABEL_KERNELS_ISOLATED = f"{GROUP}/kernels-isolated"
 """On a NetworkPolicy that isolates the namespace's kernels (the chart's): the operator then
 gives each multi-kernel session a policy that lets its own kernels reach each other."""

@@ -15,6 +15,8 @@ from aiohttp import web
 from aiohttp_session import session_middleware
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from kubernel import resource as r
+
 from . import code_routes, console_routes, graphql, login_routes, openapi, routes
 from . import keypairs as kp
 from .auth import KeypairIndex, access_key_of, authenticate
@@ -124,11 +126,11 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             return problem_response(
                 Problem(ProblemType.UNAVAILABLE, f"Kubernetes API: {exc.status} {exc.reason}")
             )
-        if exc.status == 403 and "exceeded quota" in str(exc.body or ""):  # the namespace's ResourceQuota
+        if exc.status == 403 and r.QUOTA_EXCEEDED in str(exc.body or ""):  # the namespace's ResourceQuota
             return problem_response(
                 Problem(ProblemType.QUOTA_EXCEEDED, "the sessions namespace's ResourceQuota is used up")
             )
-        if exc.status == 403 and "status unknown for quota" in str(exc.body or ""):  # a quota just made
+        if exc.status == 403 and r.QUOTA_NOT_READY in str(exc.body or ""):  # a quota just made
             return problem_response(Problem(ProblemType.UNAVAILABLE, "the namespace's quota is being set up"))
         if exc.status == 422:  # the API server's own validation of the resource
             return problem_response(

@@ -50,7 +50,6 @@ def gated(call: Callable[Concatenate[Kube, P], Awaitable[T]]) -> Callable[Concat
     return in_turn
 
 
-QUOTA_NOT_READY = "status unknown for quota"
 QUOTA_WAIT_ATTEMPTS = 10  # half a second apart
 
 
@@ -163,7 +162,7 @@ class Kube:
                 # A ResourceQuota made a moment ago refuses everything until it has counted.
                 if (
                     exc.status != 403
-                    or QUOTA_NOT_READY not in str(exc.body or "")
+                    or r.QUOTA_NOT_READY not in str(exc.body or "")
                     or attempt == QUOTA_WAIT_ATTEMPTS - 1
                 ):
                     raise

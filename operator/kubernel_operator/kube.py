@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import kopf
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -101,11 +103,7 @@ class Kube:
         )
 
     async def delete_service(self, namespace: str, name: str) -> None:
-        try:
-            await self.core.delete_namespaced_service(name, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        await _gone_is_fine(self.core.delete_namespaced_service(name, namespace))
 
     async def kernels_isolated(self, namespace: str) -> bool:
         """Whether a NetworkPolicy isolates the kernels of ``namespace`` (the chart's)."""
@@ -115,11 +113,16 @@ class Kube:
         return bool(found.items)
 
     async def delete_network_policy(self, namespace: str, name: str) -> None:
-        try:
-            await self.networking.delete_namespaced_network_policy(name, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        await _gone_is_fine(self.networking.delete_namespaced_network_policy(name, namespace))
 
     async def claim_labels(self, namespace: str, names: list[str]) -> dict[str, dict[str, str] | None]:
         return await claim_labels(self.core, namespace, names)
+
+
+async def _gone_is_fine(delete: Awaitable[object]) -> None:
+    """A delete whose object is already gone (404) has nothing left to do."""
+    try:
+        await delete
+    except ApiException as exc:
+        if exc.status != 404:
+            raise

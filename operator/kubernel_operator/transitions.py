@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any
 
 from kubernel import folders
+from kubernel import resource as r
 from kubernel.lifecycle import (
     PHASE_AFTER,
     REQUESTED_ENDS,
@@ -217,15 +218,10 @@ def batch_deadline(
     return None
 
 
-QUOTA_NOT_READY = "status unknown for quota"
-"""The API server's words while a new ResourceQuota's controller has not counted yet:
-every create in the namespace is refused until it has, usually within seconds."""
-
-
 def creation_refused(status: int, message: str = "") -> bool:
     """An API server's refusal of a kernel's objects that no retry can change (quota,
     admission, validation); a quota not counted yet is retried."""
-    return status in (400, 403, 422) and QUOTA_NOT_READY not in message
+    return status in (400, 403, 422) and r.QUOTA_NOT_READY not in message
 
 
 def creation_gives_up(failed_attempts: int, attempts: int) -> bool:

@@ -187,15 +187,19 @@ async def test_a_session_that_never_started_is_cancelled_then_terminated(api: Ru
     assert {m.data["reason"] for m in got[-2:]} == {"user-requested"}
 
 
-async def test_resume_with_last_event_id_gets_each_event_once(api: RunningApi) -> None:
-    alice = api.client("alice")
-    async with stream(alice) as events:
-        await alice.create("r-01", enqueueOnly=True)
+async def startup_across_a_resume(client: ApiClient, token: str) -> list[Message]:
+    """A session's start-up seen by a stream that disconnects after two messages and resumes
+    with Last-Event-ID while the session goes on starting."""
+    async with stream(client) as events:
+        await client.create(token, enqueueOnly=True)
         first = [await events.next(30), await events.next(30)]
-    # Disconnected; the session goes on starting. Resume after the second message.
-    async with stream(alice, last_event_id=first[-1].id) as events:
-        rest = await until_started(events, {"r-01"})
-    assert is_startup([m.event for m in first + rest]), first + rest
+    async with stream(client, last_event_id=first[-1].id) as events:
+        return first + await until_started(events, {token})
+
+
+async def test_resume_with_last_event_id_gets_each_event_once(api: RunningApi) -> None:
+    seen = await startup_across_a_resume(api.client("alice"), "r-01")
+    assert is_startup([m.event for m in seen]), seen
 
 
 @pytest.mark.parametrize(("kept", "source"), [(10_000, "memory"), (0, "listing")])
@@ -212,13 +216,8 @@ async def test_a_resume_is_served_from_memory_or_from_one_listing(
     runner, base_url = await start_api(kube, api_settings(namespace, resume_entries=kept))
     try:
         async with aiohttp.ClientSession() as http:
-            alice = ApiClient(base_url, keypairs["alice"], http)
-            async with stream(alice) as events:
-                await alice.create("ring-01", enqueueOnly=True)
-                first = [await events.next(30), await events.next(30)]
-            async with stream(alice, last_event_id=first[-1].id) as events:
-                rest = await until_started(events, {"ring-01"})
-        assert is_startup([m.event for m in first + rest]), first + rest
+            seen = await startup_across_a_resume(ApiClient(base_url, keypairs["alice"], http), "ring-01")
+        assert is_startup([m.event for m in seen]), seen
         registry = runner.app[METRICS].registry
         assert registry.get_sample_value("kubernel_api_sse_resumes_total", {"source": source}) == 1
     finally:
