@@ -79,7 +79,7 @@ bench: venv binaries node-packages
 # The CRD is generated from the model; the chart carries an identical copy of crds/,
 # and its values schema's `images` is generated from the image table's model.
 crds: venv
-	@$(PY) -m kubernel.crd > crds/kernelsessions.kubernel.io.yaml
+	@$(PY) -m kubernel.crd crds
 	@rm -f helm/kubernel/crds/*.yaml && cp crds/*.yaml helm/kubernel/crds/
 	@$(PY) -m kubernel.chartschema
 	@echo "[make] crds/ regenerated and copied into helm/kubernel/crds/; the chart's images schema regenerated"

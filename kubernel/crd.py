@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from . import resource
 from .model import KernelSessionSpec, KernelSessionStatus
+from .pool import KernelPoolSpec, KernelPoolStatus
 
 _DROP = {"title", "$defs"}
 
@@ -138,10 +139,90 @@ def crd() -> dict[str, Any]:
     }
 
 
-def render() -> str:
-    header = "# Generated from kubernel/model.py by `python -m kubernel.crd`; do not edit.\n"
-    return header + yaml.safe_dump(crd(), sort_keys=False, width=120)
+def pool_crd() -> dict[str, Any]:
+    """The KernelPool CRD: printer columns, and a scale subresource (kubectl scale, an HPA)."""
+    spec = _schema(KernelPoolSpec)
+    spec["description"] = "Which kernels the pool keeps warm, and how many."
+    status = _schema(KernelPoolStatus)
+    status["description"] = "What the operator observed; written only by the operator."
+    columns = [
+        {"name": "Image", "type": "string", "jsonPath": ".spec.image", "description": "Image alias"},
+        {"name": "Desired", "type": "integer", "jsonPath": ".spec.replicas", "description": "Warm kernels to keep"},
+        {"name": "Ready", "type": "integer", "jsonPath": ".status.ready", "description": "Ready to claim"},
+        {"name": "Starting", "type": "integer", "jsonPath": ".status.starting", "description": "Starting"},
+        {"name": "Claimed", "type": "integer", "jsonPath": ".status.claimed", "description": "Claims"},
+        {"name": "Misses", "type": "integer", "jsonPath": ".status.misses", "description": "Cold starts"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{resource.POOL_PLURAL}.{resource.GROUP}",
+            "labels": {resource.LABEL_PART_OF: "kubernel", resource.LABEL_MANAGED_BY: "kubernel"},
+        },
+        "spec": {
+            "group": resource.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": resource.POOL_KIND,
+                "plural": resource.POOL_PLURAL,
+                "singular": resource.POOL_SINGULAR,
+                "shortNames": resource.POOL_SHORT_NAMES,
+                "categories": ["kubernel"],
+            },
+            "versions": [
+                {
+                    "name": resource.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "Warm kernels of one image and size, claimed by sessions.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string", "description": "APIVersion of the object."},
+                                "kind": {"type": "string", "description": "Kind of the object."},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+HEADER = "# Generated from kubernel/{module} by `python -m kubernel.crd`; do not edit.\n"
+FILES = {
+    "kernelsessions.kubernel.io.yaml": ("model.py", crd),
+    "kernelpools.kubernel.io.yaml": ("pool.py", pool_crd),
+}
+
+
+def render(file: str = "kernelsessions.kubernel.io.yaml") -> str:
+    module, make = FILES[file]
+    return HEADER.format(module=module) + yaml.safe_dump(make(), sort_keys=False, width=120)
 
 
 if __name__ == "__main__":
-    print(render(), end="")
+    import sys
+    from pathlib import Path
+
+    if len(sys.argv) > 1:  # python -m kubernel.crd <directory>: write every CRD file there
+        for name in FILES:
+            (Path(sys.argv[1]) / name).write_text(render(name))
+    else:
+        print(render(), end="")

@@ -29,6 +29,9 @@ File format (``KUBERNEL_IMAGES``, or ``images:`` in the Helm values)::
       writablePaths: [/tmp]     # besides the working directory, each an emptyDir
       scratch: 1Gi              # each writable directory's size, and the container's ephemeral-storage
       netBindService: false
+    guarantee:                  # what kernels request of their limits (below: the defaults)
+      cpu: 100%                 # a percentage of the limit, or an amount (250m)
+      memory: 100%              # keep 100% unless OOM kills are acceptable
 
 The scheduling fields are the Pod's own (``spec.nodeSelector`` ...): the image
 table is written by the platform team, never by a session's user.
@@ -119,6 +122,27 @@ class Security(_Config):
     """Adds NET_BIND_SERVICE (ports below 1024), the one capability ``restricted`` allows."""
 
 
+GuaranteeValue = Annotated[
+    str,
+    Field(pattern=r"^(([1-9][0-9]?|100)%|([0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?))$", max_length=32),
+]
+
+
+class Guarantee(_Config):
+    """What each kernel container requests (the scheduler reserves it) of the limit its session
+    may use: ``requests`` below ``limits``, as notebook platforms do (KubeSpawner's
+    ``cpu_guarantee``), since interactive kernels are idle most of the time. A percentage of
+    the limit or an amount (capped at the limit). Below 100% the Pod's QoS class is
+    Burstable. docs/capacity.md says what each choice costs."""
+
+    cpu: GuaranteeValue = "100%"
+    """CPU requested: ``10%`` of a 1-CPU limit reserves 100m; the kernel may still burst to
+    its limit when the node has CPU to spare."""
+    memory: GuaranteeValue = "100%"
+    """Memory requested. Keep ``100%`` unless OOM kills are acceptable: memory over-commit
+    means the kernel's node can run out, and then the kernel is killed."""
+
+
 class ServicePort(_Config):
     """An app service the image offers (Backend.AI's ``ai.backend.service-ports`` label)."""
 
@@ -140,6 +164,8 @@ class ImageAlias(_Config):
     """Replaces the table's ``scheduling`` for this alias when set."""
     security: Security | None = None
     """Replaces the table's ``security`` for this alias when set."""
+    guarantee: Guarantee | None = None
+    """Replaces the table's ``guarantee`` for this alias when set."""
 
 
 class ResolvedImage(BaseModel):
@@ -149,6 +175,7 @@ class ResolvedImage(BaseModel):
     runner: bool = False
     scheduling: Scheduling = Field(default_factory=Scheduling)
     security: Security = Field(default_factory=Security)
+    guarantee: Guarantee = Field(default_factory=Guarantee)
 
 
 class ImageTable(_Config):
@@ -161,6 +188,8 @@ class ImageTable(_Config):
     """Where sessions run unless their alias has its own."""
     security: Security = Field(default_factory=Security)
     """How kernels are confined unless their alias has its own."""
+    guarantee: Guarantee = Field(default_factory=Guarantee)
+    """What kernels request of their limits unless their alias has its own."""
 
     @classmethod
     def load(cls, path: Path | str | None) -> ImageTable:
@@ -178,6 +207,7 @@ class ImageTable(_Config):
                 command=self.default_command,
                 scheduling=self.scheduling,
                 security=self.security,
+                guarantee=self.guarantee,
             )
         raise ImageNotAllowed(
             f"image {requested!r} is not a known alias and its registry {registry_of(requested)!r} "
@@ -200,12 +230,14 @@ class ImageTable(_Config):
         command = alias.command if alias is not None and alias.command is not None else self.default_command
         scheduling = alias.scheduling if alias and alias.scheduling is not None else self.scheduling
         security = alias.security if alias and alias.security is not None else self.security
+        guarantee = alias.guarantee if alias and alias.guarantee is not None else self.guarantee
         return ResolvedImage(
             image=image,
             command=command,
             runner=alias.runner if alias else False,
             scheduling=scheduling,
             security=security,
+            guarantee=guarantee,
         )
 
 

@@ -45,8 +45,14 @@ class Owner(_Model):
 
 
 class Resources(_Model):
-    cpu: Quantity = Field("1", description="CPU cores for each kernel container (request and limit).")
-    memory: Quantity = Field("1Gi", description="Memory for each kernel container (request and limit).")
+    cpu: Quantity = Field(
+        "1", description="CPU cores each kernel container may use (its limit; it requests the image "
+        "table's guarantee of it)."
+    )
+    memory: Quantity = Field(
+        "1Gi", description="Memory each kernel container may use (its limit; it requests the image "
+        "table's guarantee of it)."
+    )
     gpu: int = Field(0, ge=0, le=64, description="nvidia.com/gpu devices for each kernel container.")
 
 

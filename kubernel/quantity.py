@@ -82,3 +82,19 @@ def binary_size(value: str | int | float) -> int:
     if size > _LARGEST_SIZE:
         raise ValueError(f"not a size: {value!r} is too large")
     return int(size)
+
+
+_PERCENT = re.compile(r"^([1-9][0-9]?|100)%$")
+
+
+def guaranteed(limit: str, guarantee: str, unit: str) -> str:
+    """What a container requests of ``limit`` under ``guarantee`` (pure): a percentage of it
+    (``"10%"``) or an amount (``"250m"``, ``"512Mi"``), never more than the limit. CPU in
+    millicores (``unit="m"``), memory in bytes (``unit=""``), at least 1."""
+    whole = parse_quantity(limit)
+    percent = _PERCENT.match(guarantee)
+    share = whole * int(percent[1]) / 100 if percent else min(parse_quantity(guarantee), whole)
+    if share == whole:
+        return limit  # the limit as written: requests = limits keeps Guaranteed QoS exact
+    scale = Decimal(1000) if unit == "m" else Decimal(1)
+    return f"{max(int(share * scale), 1)}{unit}"

@@ -90,3 +90,13 @@ def label_value(value: str) -> str:
     """A label-safe rendering of a free-form value (access keys, group names)."""
     cleaned = _LABEL_VALUE_UNSAFE.sub("_", value)[:63].strip("_.-")
     return cleaned or "_"
+
+
+# The KernelPool resource: warm kernels of one image and size (docs/pools.md).
+POOL_KIND = "KernelPool"
+POOL_PLURAL = "kernelpools"
+POOL_SINGULAR = "kernelpool"
+POOL_SHORT_NAMES = ["kp"]
+LABEL_POOL = f"{GROUP}/pool"  # on a pool's unclaimed Pods: the pool's name
+LABEL_POOL_TEMPLATE = f"{GROUP}/pool-template"  # the hash of the template a pool Pod was made from
+LABEL_CLAIMED_FROM = f"{GROUP}/claimed-from"  # on a claimed Pod: the pool it came from

@@ -9,9 +9,10 @@ import posixpath
 from kubernel import folders
 from kubernel import resource as r
 from kubernel import runner as rn
-from kubernel.images import ResolvedImage, Scheduling, Security
+from kubernel.images import Guarantee, ResolvedImage, Scheduling, Security
 from kubernel.jsondict import JsonDict
 from kubernel.model import KernelSessionSpec, Mount
+from kubernel.quantity import guaranteed
 
 HOME = rn.WORKDIR
 KERNEL_CONTAINER = r.KERNEL_CONTAINER
@@ -122,7 +123,8 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
                     **({"command": command} if (command := command_for(spec, image)) else {}),
                     "workingDir": HOME,
                     "env": env,
-                    "resources": {"requests": dict(limits), "limits": limits},
+                    "resources": container_resources(limits, image.guarantee),
+                    "resizePolicy": RESIZE_POLICY,
                     "volumeMounts": mounts,
                     "securityContext": container_security_context(image.security),
                     **runner,
@@ -135,6 +137,22 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
         pod["spec"]["subdomain"] = name  # <hostname>.<session> resolves through the headless Service
     pod["spec"].update(scheduling_fields(image.scheduling))
     return pod
+
+
+RESIZE_POLICY = [
+    {"resourceName": "cpu", "restartPolicy": "NotRequired"},
+    {"resourceName": "memory", "restartPolicy": "NotRequired"},
+]
+"""A warm kernel's limits change in place (InPlacePodVerticalScaling) without a restart."""
+
+
+def container_resources(limits: dict[str, str], guarantee: Guarantee) -> JsonDict:
+    """Requests under the image table's guarantee, limits as asked (ephemeral storage and
+    GPUs are requested whole: neither can be over-committed)."""
+    requests = dict(limits)
+    requests["cpu"] = guaranteed(limits["cpu"], guarantee.cpu, "m")
+    requests["memory"] = guaranteed(limits["memory"], guarantee.memory, "")
+    return {"requests": requests, "limits": limits}
 
 
 def pod_security_context(security: Security) -> JsonDict:

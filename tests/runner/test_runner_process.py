@@ -505,3 +505,48 @@ async def test_a_kernel_that_dies_between_executions_ends_the_runner(
         assert "the kernel exited" in dying.log.read_text()
     finally:
         await stop(dying)
+
+
+BIND_TOKEN = "b" * 40
+
+
+async def test_a_warm_runner_answers_only_its_one_bind_then_runs_with_the_sessions_environ(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """A warm pool's kernel (KUBERNEL_RUNNER_BIND_TOKEN): the interpreter is up before any
+    session, the Pod Ready; no call but the operator's bind is served; the bind is one-time,
+    and its environ and working directory are the interpreter's before the first execution."""
+    runner = await start_runner(tmp_path, http, bound=False, KUBERNEL_RUNNER_BIND_TOKEN=BIND_TOKEN)
+    try:
+        await wait_ready(runner)
+        assert await health(runner) == (200, {"status": "warm"})
+        assert "kernel warm: pid " in runner.log.read_text()
+        status, body = await runner.call("POST", "/execute", json={"mode": "query", "code": "1"})
+        assert status == 503, body  # no session, so no code
+        status, _ = await runner.call(
+            "POST", "/execute", auth=False, headers={"Authorization": f"Bearer {BIND_TOKEN}"}, json={"mode": "query"}
+        )
+        assert status == 503  # the bind token opens nothing but /bind
+        document = {"token": runner.token, "sessionId": "s-9", "ownerAccessKey": "AK", "environ": {"WARM": "yes"}}
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {runner.token}"}):
+            status, _ = await runner.call("POST", "/bind", auth=False, headers=headers, json=document)
+            assert status == 401
+        bind_headers = {"Authorization": f"Bearer {BIND_TOKEN}"}
+        status, body = await runner.call("POST", "/bind", auth=False, headers=bind_headers, json={"token": "short"})
+        assert status == 400, body
+        status, body = await runner.call("POST", "/bind", auth=False, headers=bind_headers, json=document)
+        assert (status, body) == (200, {"status": "ready"})
+        assert await health(runner) == (200, {"status": "ready"})
+        _, console = await runner.run("import os\nprint(os.environ['WARM'], os.getcwd(), 'KUBERNEL_RUNNER_BIND_TOKEN' in os.environ)")
+        assert text(console, "stdout") == f"yes {runner.workdir} False\n"
+        _, console = await runner.run("print(sorted(k for k in dir() if not k.startswith('_')))")
+        assert "'os'" in text(console, "stdout") and "json" not in text(console, "stdout")  # the bind left no name
+        again = {**document, "token": "c" * 40}
+        status, body = await runner.call("POST", "/bind", auth=False, headers=bind_headers, json=again)
+        assert status == 409, body  # one session, ever
+        status, _ = await runner.call(
+            "POST", "/execute", auth=False, headers={"Authorization": "Bearer " + "c" * 40}, json={"mode": "query", "code": "1"}
+        )
+        assert status == 401
+    finally:
+        await stop(runner)

@@ -10,6 +10,7 @@ from kubernel.images import DEFAULT_TABLE, ImageNotAllowed, ImageTable
 from kubernel.model import KernelSessionSpec
 from kubernel.quantity import memory_kib
 from kubernel.resource import owner_uid, owns, session_name
+from kubernel_operator import pods
 from kubernel_operator.pods import build_network_policy, build_pod, build_runner_secret, build_service
 
 SPEC = KernelSessionSpec.model_validate(
@@ -77,6 +78,10 @@ def test_main_kernel_pod() -> None:
                         {"name": "BACKENDAI_CLUSTER_HOST", "value": "main"},
                     ],
                     "resources": {"requests": limits, "limits": limits},
+                    "resizePolicy": [
+                        {"resourceName": "cpu", "restartPolicy": "NotRequired"},
+                        {"resourceName": "memory", "restartPolicy": "NotRequired"},
+                    ],
                     "volumeMounts": [
                         {"name": "scratch-0", "mountPath": "/home/work"},
                         {"name": "scratch-1", "mountPath": "/tmp"},
@@ -439,3 +444,39 @@ def test_a_cluster_sessions_kernels_may_reach_each_other_and_no_one_else() -> No
         "ingress": [{"from": [own]}],
         "egress": [{"to": [own]}],
     }
+
+
+
+@pytest.mark.parametrize(
+    ("limits", "guarantee", "requests"),
+    [
+        (("1", "1Gi"), ("100%", "100%"), ("1", "1Gi")),  # the default: Guaranteed QoS
+        (("1", "1Gi"), ("10%", "100%"), ("100m", "1Gi")),  # CPU over-committed, memory not
+        (("2", "4Gi"), ("250m", "50%"), ("250m", "2147483648")),
+        (("500m", "1Gi"), ("1", "2Gi"), ("500m", "1Gi")),  # an amount above the limit: the limit
+        (("1m", "1Gi"), ("1%", "100%"), ("1m", "1Gi")),  # never below 1 millicore
+    ],
+)
+def test_requests_are_the_image_tables_guarantee_of_the_limits(
+    limits: tuple[str, str], guarantee: tuple[str, str], requests: tuple[str, str]
+) -> None:
+    from kubernel.images import Guarantee
+
+    got = pods.container_resources(
+        {"cpu": limits[0], "memory": limits[1], "ephemeral-storage": "1Gi"},
+        Guarantee(cpu=guarantee[0], memory=guarantee[1]),
+    )
+    assert got == {
+        "requests": {"cpu": requests[0], "memory": requests[1], "ephemeral-storage": "1Gi"},
+        "limits": {"cpu": limits[0], "memory": limits[1], "ephemeral-storage": "1Gi"},
+    }
+
+
+@pytest.mark.parametrize("bad", ["0%", "101%", "ten", "-1", "1e3", "50 %"])
+def test_a_guarantee_is_a_percentage_or_an_amount(bad: str) -> None:
+    from pydantic import ValidationError
+
+    from kubernel.images import Guarantee
+
+    with pytest.raises(ValidationError):
+        Guarantee(cpu=bad)

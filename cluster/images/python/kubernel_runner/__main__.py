@@ -58,7 +58,7 @@ async def serve(settings: RunnerSettings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, runner.stopping.set)
     reaping = asyncio.create_task(reaper.reap_forever(settings.reap_seconds))
-    binding = asyncio.create_task(runner.bind_from_directory())
+    binding = asyncio.create_task(runner.warm_up() if settings.warm else runner.bind_from_directory())
     binding.add_done_callback(lambda task: _bind_failed(task, runner))
     await runner.stopping.wait()
     if runner.exit_code is None:

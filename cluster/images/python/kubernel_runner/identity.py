@@ -1,9 +1,10 @@
 """Who the kernel works for: the session's token, owner and environment.
 
-The runner starts unbound and binds once: today from the identity directory at
-start-up (a Secret volume), later possibly through another channel, for a
-container started before its session existed (a warm pool). Nothing that
-depends on the session (the interpreter, its environment) starts before.
+The runner starts unbound and binds once: from the identity directory at start-up
+(a Secret volume), or, in a warm pool's kernel, through ``POST /bind`` from the
+operator when a session claims it. A warm kernel's interpreter is started before
+its session exists, with no session data; the bind gives it the session's
+environment (``environ_code``) before any of the session's code runs.
 """
 
 from __future__ import annotations
@@ -40,6 +41,29 @@ def parse_identity(token: str, document: str) -> Identity:
     ):
         raise ValueError("environ must map names to strings")
     return Identity(token, str(data.get("sessionId", "")), str(data.get("ownerAccessKey", "")), environ)
+
+
+def parse_bind(document: object) -> Identity:
+    """The identity a ``POST /bind`` body carries (pure): ``token``, ``sessionId``,
+    ``ownerAccessKey``, ``environ``; raises ValueError if unusable."""
+    if not isinstance(document, dict):
+        raise ValueError("a bind is a JSON object")
+    token = document.get("token")
+    if not isinstance(token, str):
+        raise ValueError("the bind carries no token")
+    rest = {k: v for k, v in document.items() if k != "token"}
+    return parse_identity(token, json.dumps(rest))
+
+
+def environ_code(environ: Mapping[str, str], workdir: Path) -> str:
+    """Python that makes a running interpreter's environment ``environ`` and its working
+    directory ``workdir``, leaving no name behind in the user's namespace (pure). Child
+    processes started later (subprocess, ``!cmd``) inherit it through ``os.environ``."""
+    return (
+        "__import__('os').environ.clear(); "
+        f"__import__('os').environ.update(__import__('json').loads({json.dumps(dict(environ))!r})); "
+        f"__import__('os').chdir({str(workdir)!r})"
+    )
 
 
 def read_identity(directory: Path) -> Identity | None:

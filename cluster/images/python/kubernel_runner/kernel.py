@@ -91,6 +91,21 @@ class JupyterKernel:
             asyncio.create_task(loop()) for loop in (self._iopub, self._shell, self._stdin, self._watch)
         ]
 
+    async def run_silently(self, code: str, timeout: float) -> None:
+        """Run ``code`` with no output, no history and no execution count (the bind's
+        environment); raises RuntimeError if it fails or the kernel does not answer."""
+        msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False)
+        future: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+        self._replies[msg_id] = future
+        try:
+            reply = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise RuntimeError("the interpreter did not answer") from None
+        finally:
+            self._replies.pop(msg_id, None)
+        if reply.get("status") != "ok":
+            raise RuntimeError(f"the interpreter refused: {reply.get('ename', 'error')}")
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()

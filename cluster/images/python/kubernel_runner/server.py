@@ -21,7 +21,7 @@ from aiohttp import MultipartWriter, WSMsgType, web
 
 from . import calls, files, stats
 from .batch import Batch
-from .identity import Identity, read_identity, session_environ
+from .identity import Identity, environ_code, parse_bind, read_identity, session_environ
 from .kernel import JupyterKernel
 from .paths import OutsideWorkdir
 from .runs import FINISHED, WAITING_INPUT, Run
@@ -31,6 +31,8 @@ from .terminal import Terminal, error_frame, parse_frame
 log = logging.getLogger("kubernel.runner")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BIND_POLL_SECONDS = 0.5
+BIND_TIMEOUT = 10.0
+"""How long a warm kernel's interpreter may take to take on its session's environment."""
 HEALTH_WAIT_MAX = 30.0
 DEATH_GRACE_SECONDS = 10.0
 """After the kernel died: how long the runner waits for the pending run's last answer to be fetched."""
@@ -59,6 +61,10 @@ class Busy(Exception):
     pass
 
 
+class AlreadyBound(Exception):
+    """A second bind: a kernel serves one session, ever."""
+
+
 class Runner:
     """The bound session's kernel, its runs and the calls on them."""
 
@@ -73,33 +79,48 @@ class Runner:
         self.exit_code: int | None = None
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()  # bound, and the interpreter answers
+        self.warm = asyncio.Event()  # a warm pool's kernel: the interpreter answers, no session yet
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self._tasks: set[asyncio.Task] = set()
 
     # -- binding ---------------------------------------------------------------------
-    async def bind(self, identity: Identity) -> None:
-        """The one place a session's identity arrives: its token guards the calls from now
-        on, and the interpreter starts only now, with the session's environment.
+    def _environ_of(self, identity: Identity) -> dict[str, str]:
+        user = self.settings.user_name if self.settings.uid is not None else None
+        return session_environ(os.environ, identity, self.settings.workdir, user)
 
-        Today ``bind_from_directory`` calls it at start-up; a pre-started container (a
-        warm pool) could be bound later through another channel by calling it then.
-        """
+    async def warm_up(self) -> None:
+        """A warm pool's kernel: start the interpreter now, with the container's environment
+        and no session's (there is none yet); ``bind`` gives it the session's later."""
+        await self.kernel.start(self._environ_of(Identity(token="")))
+        self.warm.set()
+        print(f"kernel warm: pid {os.getpid()}, python {sys.version.split()[0]}", flush=True)
+
+    async def bind(self, identity: Identity) -> None:
+        """The one place a session's identity arrives, once: its token guards the calls from
+        now on. A cold kernel's interpreter starts only now, with the session's environment;
+        a warm one's takes that environment on before any of the session's code runs. A warm
+        kernel whose interpreter refuses it ends (exit 1): it serves no session then."""
         if self.identity is not None:
-            raise RuntimeError("already bound")
-        self.identity = identity
-        self.environ = session_environ(
-            os.environ,
-            identity,
-            self.settings.workdir,
-            self.settings.user_name if self.settings.uid is not None else None,
-        )
-        await self.kernel.start(self.environ)
+            raise AlreadyBound("this kernel is bound to a session already")
+        self.identity = identity  # before any await: a concurrent second bind is refused
+        environ = self._environ_of(identity)
+        if self.settings.warm:
+            try:
+                await self.kernel.run_silently(environ_code(environ, self.settings.workdir), BIND_TIMEOUT)
+            except RuntimeError:
+                self.exit_code = 1
+                self.stopping.set()
+                raise
+        else:
+            await self.kernel.start(environ)
+        self.environ = environ
         self.batch = Batch(self.settings, self.environ)
         self.ready.set()
         print(f"kernel ready: pid {os.getpid()}, python {sys.version.split()[0]}", flush=True)
 
     async def bind_from_directory(self) -> None:
         """Bind with the identity directory's files, waiting for them if they are not there yet."""
+        assert self.settings.identity_dir is not None
         while (identity := read_identity(self.settings.identity_dir)) is None:  # noqa: ASYNC110 - files, not an event, announce it
             await asyncio.sleep(BIND_POLL_SECONDS)
         await self.bind(identity)
@@ -165,7 +186,13 @@ def make_app(runner: Runner) -> web.Application:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path != "/health":
+        if request.path == "/bind":
+            if settings.bind_token is None:
+                return problem(404, "this kernel is bound at start, not by a call")
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {settings.bind_token}".encode()):
+                return problem(401, "only the operator binds this kernel")
+        elif request.path != "/health":
             if runner.identity is None:
                 return problem(503, "no session is bound to this kernel yet")
             given = request.headers.get("Authorization", "")
@@ -184,7 +211,7 @@ def make_app(runner: Runner) -> web.Application:
             return problem(404, str(exc)[:500])
         except files.TooLarge as exc:
             return problem(413, str(exc))
-        except Busy as exc:
+        except (Busy, AlreadyBound) as exc:
             return problem(409, str(exc))
         except web.HTTPRequestEntityTooLarge:
             return problem(413, "the request body is too large")
@@ -206,15 +233,27 @@ def make_app(runner: Runner) -> web.Application:
             wait = min(float(request.query.get("wait", "0")), HEALTH_WAIT_MAX)
         except ValueError:
             wait = 0.0
-        if wait > 0 and not runner.ready.is_set() and runner.exit_code is None:
+        awaited = runner.warm if settings.warm and runner.identity is None else runner.ready
+        if wait > 0 and not awaited.is_set() and runner.exit_code is None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runner.ready.wait(), wait)
+                await asyncio.wait_for(awaited.wait(), wait)
         if runner.exit_code is not None:
             return web.json_response({"status": "dead"}, status=503)
+        if runner.identity is None and runner.warm.is_set() and runner.kernel.alive:
+            return web.json_response({"status": "warm"})  # ready to be claimed: the Pod is Ready
         if runner.identity is None:
             return web.json_response({"status": "unbound"}, status=503)
         if not runner.ready.is_set() or not runner.kernel.alive:
             return web.json_response({"status": "starting"}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def bind(request: web.Request) -> web.Response:
+        if not runner.warm.is_set() or not runner.kernel.alive:
+            return problem(503, "the interpreter is not up yet")
+        try:
+            await runner.bind(parse_bind(await request.json()))
+        except RuntimeError as exc:  # the interpreter refused: this kernel ends
+            return problem(503, f"the bind failed: {exc}")
         return web.json_response({"status": "ready"})
 
     async def execute(request: web.Request) -> web.StreamResponse:
@@ -319,6 +358,7 @@ def make_app(runner: Runner) -> web.Application:
     app.add_routes(
         [
             web.get("/health", health),
+            web.post("/bind", bind),
             web.post("/execute", execute),
             web.post("/interrupt", interrupt),
             web.post("/complete", complete),

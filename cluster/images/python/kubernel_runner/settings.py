@@ -14,9 +14,10 @@ from pathlib import Path
 class RunnerSettings:
     port: int
     """The one TCP port, bound on 0.0.0.0 [KUBERNEL_RUNNER_PORT, required]."""
-    identity_dir: Path
+    identity_dir: Path | None
     """The session's identity: files ``token`` (the bearer secret) and ``identity.json``
-    (``sessionId``, ``ownerAccessKey``, ``environ``), a Secret volume [KUBERNEL_RUNNER_IDENTITY, required]."""
+    (``sessionId``, ``ownerAccessKey``, ``environ``), a Secret volume [KUBERNEL_RUNNER_IDENTITY,
+    required unless KUBERNEL_RUNNER_BIND_TOKEN is set]."""
     workdir: Path = Path("/home/work")
     """The kernel's working directory; every file call stays inside it [KUBERNEL_RUNNER_WORKDIR]."""
     uid: int | None = None
@@ -34,6 +35,14 @@ class RunnerSettings:
     """Bytes one upload request may bring; more is 413 [KUBERNEL_RUNNER_UPLOAD_LIMIT]."""
     reap_seconds: float = 5.0
     """How often ended orphans (zombies) of the user's code are looked for [KUBERNEL_RUNNER_REAP_SECONDS]."""
+    bind_token: str | None = None
+    """A warm pool's kernel: the interpreter starts at once, with no session, and the one
+    ``POST /bind`` carrying this token (the operator's, for this Pod alone) gives it its
+    session; unset: the identity directory binds it at start [KUBERNEL_RUNNER_BIND_TOKEN]."""
+
+    @property
+    def warm(self) -> bool:
+        return self.bind_token is not None
 
     @property
     def drops_privileges(self) -> bool:
@@ -65,7 +74,10 @@ class RunnerSettings:
             return value
 
         identity = env.get("KUBERNEL_RUNNER_IDENTITY")
-        if not identity:
+        bind_token = env.get("KUBERNEL_RUNNER_BIND_TOKEN") or None
+        if bind_token is not None and len(bind_token) < 32:
+            raise ValueError("KUBERNEL_RUNNER_BIND_TOKEN must be at least 32 characters")
+        if not identity and bind_token is None:
             raise ValueError("KUBERNEL_RUNNER_IDENTITY is required (the operator sets it in the Pod spec)")
         uid = (
             int(number("KUBERNEL_RUNNER_UID", None, int, 0, 2**31))
@@ -77,7 +89,8 @@ class RunnerSettings:
         )
         return cls(
             port=int(number("KUBERNEL_RUNNER_PORT", None, int, 1, 65535)),
-            identity_dir=Path(identity),
+            identity_dir=Path(identity) if identity else None,
+            bind_token=bind_token,
             workdir=Path(env.get("KUBERNEL_RUNNER_WORKDIR") or cls.workdir),
             uid=uid,
             gid=gid,
