@@ -147,7 +147,12 @@ def pool_crd() -> dict[str, Any]:
     status["description"] = "What the operator observed; written only by the operator."
     columns = [
         {"name": "Image", "type": "string", "jsonPath": ".spec.image", "description": "Image alias"},
-        {"name": "Desired", "type": "integer", "jsonPath": ".spec.replicas", "description": "Warm kernels to keep"},
+        {
+            "name": "Desired",
+            "type": "integer",
+            "jsonPath": ".spec.replicas",
+            "description": "Warm kernels to keep",
+        },
         {"name": "Ready", "type": "integer", "jsonPath": ".status.ready", "description": "Ready to claim"},
         {"name": "Starting", "type": "integer", "jsonPath": ".status.starting", "description": "Starting"},
         {"name": "Claimed", "type": "integer", "jsonPath": ".status.claimed", "description": "Claims"},

@@ -37,6 +37,7 @@ class Reason(StrEnum):
 
     NONE = ""  # an ordinary first start-up step
     RESTARTING = "restarting"  # start-up steps replayed by a restart
+    WARM_POOL = "warm-pool"  # ours: start-up steps of a kernel claimed from a KernelPool
     USER_REQUESTED = "user-requested"  # DELETE /kernel/:id, or kubectl delete
     FORCE_TERMINATED = "force-terminated"  # DELETE with forced=true by an admin
     SELF_TERMINATED = "self-terminated"  # the process ended, or the Pod vanished behind our back

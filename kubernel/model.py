@@ -46,12 +46,14 @@ class Owner(_Model):
 
 class Resources(_Model):
     cpu: Quantity = Field(
-        "1", description="CPU cores each kernel container may use (its limit; it requests the image "
-        "table's guarantee of it)."
+        "1",
+        description="CPU cores each kernel container may use (its limit; it requests the image "
+        "table's guarantee of it).",
     )
     memory: Quantity = Field(
-        "1Gi", description="Memory each kernel container may use (its limit; it requests the image "
-        "table's guarantee of it)."
+        "1Gi",
+        description="Memory each kernel container may use (its limit; it requests the image "
+        "table's guarantee of it).",
     )
     gpu: int = Field(0, ge=0, le=64, description="nvidia.com/gpu devices for each kernel container.")
 
@@ -174,6 +176,16 @@ class KernelSessionStatus(_Model):
         max_length=64,
         description="host:port of the main kernel's code runner while the session "
         "runs; unset when its image has none (docs/runner.md).",
+    )
+    pool: str = Field(
+        "",
+        max_length=253,
+        description="The KernelPool the main kernel was claimed from; empty: a cold start.",
+    )
+    cold_start_reason: str = Field(
+        "",
+        max_length=256,
+        description="Why a session of an image with a KernelPool started cold (docs/pools.md).",
     )
     access_count: int = Field(0, ge=0, description="Accesses through the API (numQueriesExecuted).")
     last_access_at: datetime | None = Field(

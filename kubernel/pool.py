@@ -44,8 +44,13 @@ class KernelPoolStatus(_Model):
         0, ge=0, description="Creates of the pool's image that started cold since the operator started."
     )
     last_miss_reason: str = Field("", description="Why the last cold start did not claim a kernel.")
+    message: str = Field(
+        "", max_length=1024, description="Why the pool keeps no kernels (an image the table refuses), if so."
+    )
     selector: str = Field("", description="Label selector of the unclaimed kernels (scale subresource).")
-    template_hash: str = Field("", description="Hash of the current kernel template; older idle kernels roll.")
+    template_hash: str = Field(
+        "", description="Hash of the current kernel template; older idle kernels roll."
+    )
     observed_generation: int = Field(0, ge=0, description="The spec generation this status reflects.")
 
 

@@ -55,3 +55,14 @@ def runner_env() -> list[dict[str, str]]:
         {"name": "KUBERNEL_RUNNER_IDENTITY", "value": IDENTITY_DIR},
         {"name": "KUBERNEL_RUNNER_WORKDIR", "value": WORKDIR},
     ]
+
+
+BIND_PATH = "/bind"
+BIND_TOKEN_ENV = "KUBERNEL_RUNNER_BIND_TOKEN"
+
+
+def bind_token(key: bytes, namespace: str, pod: str) -> str:
+    """The token a warm pool's kernel Pod accepts its one bind with (``POST /bind``, the
+    operator's): this Pod's alone, so a session that reads its own finds it useless, as its
+    Pod is bound already and binds once."""
+    return hmac.new(key, f"{namespace}/pool-bind/{pod}".encode(), hashlib.sha256).hexdigest()

@@ -38,6 +38,7 @@ from .sessions import Sessions
 from .settings import OperatorSettings
 
 KS = (r.GROUP, r.VERSION, r.PLURAL)
+KP = (r.GROUP, r.VERSION, r.POOL_PLURAL)
 POD_NAME = re.compile(r"^(?P<session>.+)-r\d+-\d+$")
 LIFECYCLE_EVENT_REASONS = {"Pulling", "Pulled"}
 # Warnings that keep a scheduled kernel from starting; their words end the session at
@@ -105,6 +106,7 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
             memo.schedule_task.cancel()
         if memo.metrics_server is not None:
             await memo.metrics_server.cleanup()
+        await memo.sessions.pools.close()
         await memo.sessions.kube.api.close()
 
     # Level-triggered: every event of a KernelSession asks what its state needs (start,
@@ -135,6 +137,7 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
     async def pod_changed(
         type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any
     ) -> None:
+        memo.sessions.pools.pod_event(namespace or "", type, dict(body))
         session = labels.get(r.LABEL_SESSION)
         # The initial listing (type None) counts too: the Pod watch may start after the
         # session listing's reconcile read the Pods, and a Pod that became Ready in between
@@ -142,6 +145,12 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
         if session:
             key = _key(namespace, session)
             await memo.upkeep.guarded(key, memo.sessions.pod_changed(key, type, dict(body)), rearm=False)
+
+    @kopf.on.event(*KP, id="pool_event", registry=registry)
+    async def pool_event(
+        type: str | None, body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any
+    ) -> None:
+        memo.sessions.pools.pool_event(_key(namespace, name), type, dict(body))
 
     @kopf.on.event("v1", "events", id="kubelet_event", registry=registry)
     async def kubelet_event(

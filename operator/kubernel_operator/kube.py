@@ -52,6 +52,11 @@ class Kube:
             )
         )
 
+    async def list_pods_labelled(self, namespace: str, selector: str) -> list[dict]:
+        return await read_items(
+            await self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
+        )
+
     async def pod_event_reasons(self, namespace: str, pod: str) -> set[str]:
         """The reasons of a Pod's Events, from the API server's watch cache
         (resourceVersion 0): Events cannot be selected by field in etcd, so a quorum
@@ -100,6 +105,55 @@ class Kube:
     async def delete_pods(self, namespace: str, selector: str, grace_seconds: int) -> None:
         await self.core.delete_collection_namespaced_pod(
             namespace, label_selector=selector, grace_period_seconds=grace_seconds
+        )
+
+    async def patch_pod(self, namespace: str, name: str, patch: dict) -> dict:
+        """Merge-patch a Pod (a claim: its ``resourceVersion`` makes it fail with 409 if the Pod moved on)."""
+        return await read_json(
+            await self.core.patch_namespaced_pod(
+                name, namespace, patch, _content_type="application/merge-patch+json", _preload_content=False
+            )
+        )
+
+    async def resize_pod(self, namespace: str, name: str, patch: dict) -> dict:
+        """Patch a Pod's ``resize`` subresource: its containers' CPU and memory, in place."""
+        return await read_json(
+            await self.core.patch_namespaced_pod_resize(
+                name,
+                namespace,
+                patch,
+                _content_type="application/strategic-merge-patch+json",
+                _preload_content=False,
+            )
+        )
+
+    async def read_pod(self, namespace: str, name: str) -> dict | None:
+        try:
+            return await read_json(
+                await self.core.read_namespaced_pod(name, namespace, _preload_content=False)
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> None:
+        await _gone_is_fine(
+            self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds)
+        )
+
+    async def patch_pool_status(self, namespace: str, name: str, status: dict) -> None:
+        """Merge-patch a KernelPool's status (the operator is its only writer)."""
+        await _gone_is_fine(
+            self.custom.patch_namespaced_custom_object_status(
+                r.GROUP,
+                r.VERSION,
+                namespace,
+                r.POOL_PLURAL,
+                name,
+                {"status": status},
+                _content_type="application/merge-patch+json",
+            )
         )
 
     async def delete_service(self, namespace: str, name: str) -> None:

@@ -73,6 +73,23 @@ class OperatorMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.pool_claims = Counter(
+            "kubernel_operator_pool_claims_total",
+            "Sessions that started on a warm pool's kernel (docs/pools.md).",
+            registry=self.registry,
+        )
+        self.pool_misses = Counter(
+            "kubernel_operator_pool_cold_starts_total",
+            "Sessions of a pooled image that started cold, by why (pools.ColdStart codes).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.pool_claim_duration = Histogram(
+            "kubernel_operator_pool_claim_duration_seconds",
+            "From a session's start to its claimed kernel bound and sized (the claim's API calls included).",
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
 
     def count_scheduled(self, size: Callable[[], int]) -> None:
         """``kubernel_operator_scheduled_deadlines``: sessions with a deadline or retry armed."""

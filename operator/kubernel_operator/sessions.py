@@ -17,10 +17,12 @@ from kubernel.model import KernelSession, KernelSessionSpec, KernelSessionStatus
 from kubernel.quantity import memory_kib
 
 from .announce import announce, as_body
+from .facts import kernel_facts
 from .kernels import Created, Kernels
 from .kube import Kube
 from .metrics import OperatorMetrics
 from .observed import Observed
+from .pools import ColdStart
 from .settings import OperatorSettings
 from .store import Key, StatusStore, Step, now, parse_session
 from .transitions import (
@@ -34,6 +36,7 @@ from .transitions import (
     overdue,
     terminate,
 )
+from .warm import Claimed, Pools
 
 
 class Sessions:
@@ -46,6 +49,7 @@ class Sessions:
         )
         self.observed = Observed()
         self.kernels = Kernels(kube, settings, self.observed, metrics.pod_creation_failures)
+        self.pools = Pools(kube, settings, metrics)
         metrics.count_sessions(self.store.phases)
 
     def forget(self, key: Key) -> None:
@@ -87,6 +91,8 @@ class Sessions:
         write: a recorded Pod that does not exist would read as deleted. A fresh start
         needs no reconcile of its own (the Pod watch brings one); a repeated one does,
         since the Pods' events may have come while the status did not yet record them.
+        A warm pool's kernel, when one can serve the session, is claimed instead, and
+        the session is recorded started in that same write (docs/pools.md).
         """
         namespace, _ = key
         async with self.store.lock(key):
@@ -98,14 +104,28 @@ class Sessions:
             if ending is not None:
                 await self._end(key, ending)
                 return
+            claim = await self.pools.claim(key, body, spec)
+            if isinstance(claim, Claimed):
+                await self._record_claim(key, claim)
+                return
             generation = spec.restart_count  # the Pods' restart generation, recorded with them
             created = await self.kernels.create(key, body, spec)
             if isinstance(created, Ending):
                 await self._end(key, created)
                 return
-            await self.store.write(key, _record_start(created, generation))
+            cold = claim.message if isinstance(claim, ColdStart) else ""
+            await self.store.write(key, _record_start(created, generation, cold))
         if not created.fresh:
             await self.reconcile(key)
+
+    async def _record_claim(self, key: Key, claim: Claimed) -> None:
+        """Record the claimed kernel, started; if that cannot be written the kernel goes
+        (the retried start claims another), so a session never holds two main kernels."""
+        try:
+            await self.store.write(key, _record_warm_start(claim))
+        except BaseException:
+            await self.kube.delete_pod(key[0], claim.pod["metadata"]["name"], 0)
+            raise
 
     async def _preflight(self, namespace: str, spec: KernelSessionSpec) -> Ending | None:
         """Checked again here, whoever made the KernelSession: each folder is the owner's."""
@@ -230,7 +250,7 @@ class Sessions:
             return len(await self.kube.list_pods(namespace, name))
 
 
-def _record_start(created: Created, generation: int) -> Step:
+def _record_start(created: Created, generation: int, cold_start_reason: str = "") -> Step:
     """The status step that records new Pods and the start time (once)."""
 
     def record(_: JsonDict, current: KernelSession) -> KernelSessionStatus | None:
@@ -245,8 +265,33 @@ def _record_start(created: Created, generation: int) -> Step:
                 "observed_restart": generation,
                 "pods": created.pods,
                 "memory_limit_kib": memory_kib(current.spec.resources.memory),
+                "cold_start_reason": cold_start_reason,
             }
         )
         return advance(enqueue(recorded, moment), current.spec, [], [], moment)
+
+    return record
+
+
+def _record_warm_start(claim: Claimed) -> Step:
+    """The status step that records a claimed warm kernel: enqueued and started at once
+    (its Pod is scheduled, its image present, its runner ready and bound)."""
+
+    def record(_: JsonDict, current: KernelSession) -> KernelSessionStatus | None:
+        status = current.status or KernelSessionStatus()
+        if status.created_at is not None:
+            return None
+        moment = now()
+        recorded = status.model_copy(
+            update={
+                "created_at": moment,
+                "observed_restart": 0,
+                "pods": [claim.pod["metadata"]["name"]],
+                "memory_limit_kib": memory_kib(current.spec.resources.memory),
+                "pool": claim.pool,
+            }
+        )
+        kernel = kernel_facts(claim.pod, ["Pulled"])
+        return advance(enqueue(recorded, moment), current.spec, [kernel], [], moment)
 
     return record

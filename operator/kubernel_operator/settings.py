@@ -34,6 +34,12 @@ class OperatorSettings(ServiceSettings):
     answers with an error (a broken admission webhook, say) before the session ends with
     `failed-to-create`. A refusal for good (400, 403, 422) ends it at once; an API server
     that does not answer is waited for."""
+    pool_bind_timeout_seconds: float = Field(5.0, gt=0, le=60, validation_alias="KUBERNEL_POOL_BIND_TIMEOUT")
+    """How long (s) a warm kernel may take to take on its session (the runner's `/bind`);
+    past it the kernel is discarded and the session starts cold (docs/pools.md)."""
+    pool_resize_wait_seconds: float = Field(5.0, gt=0, le=60, validation_alias="KUBERNEL_POOL_RESIZE_WAIT")
+    """How long (s) a claim waits for the kubelet to resize a warm kernel in place to the
+    session's limits; past it (or when the node has no room) the session starts cold."""
     health_host: str = Field("0.0.0.0", validation_alias="KUBERNEL_OPERATOR_HEALTH_HOST")
     """Address of the liveness endpoint `/healthz`."""
     health_port: int = Field(8081, validation_alias="KUBERNEL_OPERATOR_HEALTH_PORT")

@@ -393,7 +393,9 @@ def advance(
 
     if reached:
         target = max(STARTUP_ORDER.index(e) for e in reached)
-        reason = Reason.RESTARTING if new.observed_restart > 0 else Reason.NONE
+        reason = (
+            Reason.RESTARTING if new.observed_restart > 0 else Reason.WARM_POOL if new.pool else Reason.NONE
+        )
         for position in range(_POSITION.get(new.phase, 3) + 1, target + 1):
             event = STARTUP_ORDER[position]
             if event == LifecycleEvent.PULLING and event not in reached:

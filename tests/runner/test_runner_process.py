@@ -524,28 +524,47 @@ async def test_a_warm_runner_answers_only_its_one_bind_then_runs_with_the_sessio
         status, body = await runner.call("POST", "/execute", json={"mode": "query", "code": "1"})
         assert status == 503, body  # no session, so no code
         status, _ = await runner.call(
-            "POST", "/execute", auth=False, headers={"Authorization": f"Bearer {BIND_TOKEN}"}, json={"mode": "query"}
+            "POST",
+            "/execute",
+            auth=False,
+            headers={"Authorization": f"Bearer {BIND_TOKEN}"},
+            json={"mode": "query"},
         )
         assert status == 503  # the bind token opens nothing but /bind
-        document = {"token": runner.token, "sessionId": "s-9", "ownerAccessKey": "AK", "environ": {"WARM": "yes"}}
+        document = {
+            "token": runner.token,
+            "sessionId": "s-9",
+            "ownerAccessKey": "AK",
+            "environ": {"WARM": "yes"},
+        }
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {runner.token}"}):
             status, _ = await runner.call("POST", "/bind", auth=False, headers=headers, json=document)
             assert status == 401
         bind_headers = {"Authorization": f"Bearer {BIND_TOKEN}"}
-        status, body = await runner.call("POST", "/bind", auth=False, headers=bind_headers, json={"token": "short"})
+        status, body = await runner.call(
+            "POST", "/bind", auth=False, headers=bind_headers, json={"token": "short"}
+        )
         assert status == 400, body
         status, body = await runner.call("POST", "/bind", auth=False, headers=bind_headers, json=document)
         assert (status, body) == (200, {"status": "ready"})
         assert await health(runner) == (200, {"status": "ready"})
-        _, console = await runner.run("import os\nprint(os.environ['WARM'], os.getcwd(), 'KUBERNEL_RUNNER_BIND_TOKEN' in os.environ)")
+        _, console = await runner.run(
+            "import os\nprint(os.environ['WARM'], os.getcwd(), 'KUBERNEL_RUNNER_BIND_TOKEN' in os.environ)"
+        )
         assert text(console, "stdout") == f"yes {runner.workdir} False\n"
         _, console = await runner.run("print(sorted(k for k in dir() if not k.startswith('_')))")
-        assert "'os'" in text(console, "stdout") and "json" not in text(console, "stdout")  # the bind left no name
+        assert "'os'" in text(console, "stdout") and "json" not in text(
+            console, "stdout"
+        )  # the bind left no name
         again = {**document, "token": "c" * 40}
         status, body = await runner.call("POST", "/bind", auth=False, headers=bind_headers, json=again)
         assert status == 409, body  # one session, ever
         status, _ = await runner.call(
-            "POST", "/execute", auth=False, headers={"Authorization": "Bearer " + "c" * 40}, json={"mode": "query", "code": "1"}
+            "POST",
+            "/execute",
+            auth=False,
+            headers={"Authorization": "Bearer " + "c" * 40},
+            json={"mode": "query", "code": "1"},
         )
         assert status == 401
     finally:

@@ -446,7 +446,6 @@ def test_a_cluster_sessions_kernels_may_reach_each_other_and_no_one_else() -> No
     }
 
 
-
 @pytest.mark.parametrize(
     ("limits", "guarantee", "requests"),
     [

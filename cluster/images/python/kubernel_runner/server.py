@@ -80,6 +80,8 @@ class Runner:
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()  # bound, and the interpreter answers
         self.warm = asyncio.Event()  # a warm pool's kernel: the interpreter answers, no session yet
+        # What a warm kernel used before its session came (its start): not the session's.
+        self.used_before_bind: dict[str, int] = {}
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self._tasks: set[asyncio.Task] = set()
 
@@ -105,6 +107,7 @@ class Runner:
         self.identity = identity  # before any await: a concurrent second bind is refused
         environ = self._environ_of(identity)
         if self.settings.warm:
+            self.used_before_bind = stats.cumulative(await asyncio.to_thread(stats.read))
             try:
                 await self.kernel.run_silently(environ_code(environ, self.settings.workdir), BIND_TIMEOUT)
             except RuntimeError:
@@ -316,7 +319,7 @@ def make_app(runner: Runner) -> web.Application:
         return web.Response(body=writer)
 
     async def kernel_stats(_: web.Request) -> web.Response:
-        return web.json_response(await asyncio.to_thread(stats.read))
+        return web.json_response(stats.since(await asyncio.to_thread(stats.read), runner.used_before_bind))
 
     async def terminal(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 20)

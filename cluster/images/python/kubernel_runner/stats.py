@@ -70,6 +70,19 @@ def figures(files: dict[str, str | None]) -> dict[str, int]:
     }
 
 
+CUMULATIVE = ("cpu_used", "io_read_bytes", "io_write_bytes")
+
+
+def cumulative(figures: dict[str, int]) -> dict[str, int]:
+    """The figures that only grow (a warm kernel's, at its bind, are its start's, not the session's)."""
+    return {k: figures[k] for k in CUMULATIVE if k in figures}
+
+
+def since(figures: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    """``figures`` counted from ``before`` (``cumulative`` of an earlier reading)."""
+    return {k: max(0, v - before.get(k, 0)) if k in CUMULATIVE else v for k, v in figures.items()}
+
+
 def oom_kills(files: dict[str, str | None]) -> int:
     """Processes of the container the OOM killer ended: ``oom_kill`` of v2 ``memory.events``
     or v1 ``memory.oom_control`` (older v1 kernels lack it: 0)."""
