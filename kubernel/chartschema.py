@@ -1,7 +1,7 @@
 """The parts of the Helm chart's values schema that are models of ours, generated.
 
-``python -m kubernel.chartschema`` writes the ``images`` property of
-helm/kubernel/values.schema.json from ``ImageTable`` (``make crds`` runs it);
+``python -m kubernel.chartschema`` writes the ``images`` and ``pools`` properties of
+helm/kubernel/values.schema.json from ``ImageTable`` and ``KernelPoolSpec`` (``make crds`` runs it);
 tests/unit/test_chart.py fails when the two differ, so the chart accepts exactly
 what the services load.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .images import ImageTable
+from .pool import KernelPoolSpec
 
 VALUES_SCHEMA = Path(__file__).resolve().parents[1] / "helm" / "kubernel" / "values.schema.json"
 
@@ -39,14 +40,29 @@ def _inline(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def images_schema() -> dict[str, Any]:
-    raw = ImageTable.model_json_schema(by_alias=True, mode="validation")
+def _model_schema(model: type[ImageTable] | type[KernelPoolSpec]) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
     return _inline(raw, raw.get("$defs", {}))
+
+
+def images_schema() -> dict[str, Any]:
+    return _model_schema(ImageTable)
+
+
+def pools_schema() -> dict[str, Any]:
+    """``pools``: KernelPool name -> its spec (templates/kernelpools.yaml)."""
+    return {
+        "type": "object",
+        "description": "Warm pools: KernelPool name -> its spec (docs/pools.md).",
+        "propertyNames": {"pattern": "^[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?$"},
+        "additionalProperties": _model_schema(KernelPoolSpec),
+    }
 
 
 def with_images(values_schema: dict[str, Any]) -> dict[str, Any]:
     updated = copy.deepcopy(values_schema)
     updated["properties"]["images"] = images_schema()
+    updated["properties"]["pools"] = pools_schema()
     return updated
 
 

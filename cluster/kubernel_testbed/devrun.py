@@ -101,6 +101,20 @@ def main() -> int:
         env=env,
         stdout=subprocess.DEVNULL,
     )
+    namespace = env.get("KUBERNEL_API_NAMESPACE", "default")
+    say(f"applying the warm pool of cluster/pools.dev.yaml in namespace {namespace}")
+    subprocess.run(
+        ["kubectl", "wait", "--for=condition=Established", "--timeout=30s", "crd/kernelpools.kubernel.io"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        ["kubectl", "apply", "-n", namespace, "-f", str(REPO / "cluster" / "pools.dev.yaml")],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     subprocess.run(
         [
             sys.executable,

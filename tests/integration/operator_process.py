@@ -18,7 +18,12 @@ aliases:
   python:3.6:
     image: registry.example/lablup/python:3.6-ubuntu18.04
     servicePorts: [{name: jupyter, protocol: http, ports: [8080]}]
-  real/python: {image: registry.kubernel.test/kubernel/python:3.11, command: [], runner: true, scheduling: {}}
+  real/python:
+    image: registry.kubernel.test/kubernel/python:3.11
+    command: []
+    runner: true
+    scheduling: {}
+    guarantee: {cpu: 10%}  # as the dev table's: idle kernels need little of the real node's 2 CPUs
   real/fresh: {image: registry.kubernel.test/kubernel/python:fresh, command: [], runner: true, scheduling: {}}
   real/missing: {image: registry.kubernel.test/kubernel/python:no-such-tag, command: [], scheduling: {}}
   real/runtime-class:

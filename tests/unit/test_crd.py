@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
-from kubernel.crd import crd, render
+from kubernel.crd import FILES, crd, pool_crd, render
 
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "kernelsessions.kubernel.io.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "crds" / "kernelsessions.kubernel.io.yaml"
 
 
-def test_crd_file_is_generated_from_the_model() -> None:
-    assert CRD_FILE.read_text() == render(), (
-        "run: python -m kubernel.crd > crds/kernelsessions.kubernel.io.yaml"
-    )
-    assert yaml.safe_load(CRD_FILE.read_text()) == crd()
+@pytest.mark.parametrize("file", sorted(FILES))
+@pytest.mark.parametrize("folder", ["crds", "helm/kubernel/crds"])
+def test_crd_files_are_generated_from_the_models(folder: str, file: str) -> None:
+    path = ROOT / folder / file
+    assert path.read_text() == render(file), "run: make crds"
+    assert yaml.safe_load(path.read_text()) == FILES[file][1]()
 
 
 def _walk(schema: dict, path: str):
@@ -28,8 +31,9 @@ def _walk(schema: dict, path: str):
         yield from _walk(schema["additionalProperties"], f"{path}{{}}")
 
 
-def test_every_field_has_a_type_and_a_description() -> None:
-    root = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+@pytest.mark.parametrize("make", [crd, pool_crd])
+def test_every_field_has_a_type_and_a_description(make) -> None:
+    root = make()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for section in ("spec", "status"):
         for path, node in _walk(root["properties"][section], section):
             assert "type" in node, f"{path} has no type"

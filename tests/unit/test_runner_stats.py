@@ -83,3 +83,30 @@ def test_oom_kills(files: dict, expected: int) -> None:
 
 def test_reading_a_missing_cgroup_gives_zeros(tmp_path) -> None:
     assert set(stats.read(tmp_path).values()) == {0}
+
+
+def test_a_warm_kernels_figures_count_from_its_bind() -> None:
+    at_bind = {
+        "cpu_used": 1500,
+        "mem_cur_bytes": 9,
+        "mem_max_bytes": 20,
+        "io_read_bytes": 7,
+        "io_write_bytes": 0,
+    }
+    later = {
+        "cpu_used": 1600,
+        "mem_cur_bytes": 5,
+        "mem_max_bytes": 30,
+        "io_read_bytes": 10,
+        "io_write_bytes": 4,
+    }
+    before = stats.cumulative(at_bind)
+    assert before == {"cpu_used": 1500, "io_read_bytes": 7, "io_write_bytes": 0}
+    assert stats.since(later, before) == {
+        "cpu_used": 100,
+        "mem_cur_bytes": 5,  # what it holds now is the session's
+        "mem_max_bytes": 30,
+        "io_read_bytes": 3,
+        "io_write_bytes": 4,
+    }
+    assert stats.since(later, {}) == later  # a cold kernel's are all its session's
