@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 node-packages:
 	@[ "$${KUBERNEL_REAL_NODE:-1}" = 0 ] || bash cluster/node-packages.sh
 
-.PHONY: check node-packages venv binaries cluster cluster-down deploy deploy-images undeploy run test unit fault bench crds kind kind-down clean image rotate-key
+.PHONY: check node-packages venv binaries cluster cluster-down deploy deploy-images undeploy run test unit fault bench bench-smoke crds kind kind-down clean image rotate-key
 
 $(STAMP): pyproject.toml
 	@echo "[make] creating the virtual environment in $(VENV) and installing the project"
@@ -76,6 +76,12 @@ fault: venv binaries node-packages
 bench: venv binaries node-packages
 	@$(PY) -m bench $(BENCH_ARGS)
 
+# Every phase of the bench, small (--quick): part of `make test`, so that a later
+# limit or change cannot break the bench unseen. Its figures are not the bench's.
+bench-smoke: venv binaries node-packages
+	@echo "[bench-smoke] python -m bench --quick: every phase, small counts"
+	@$(PY) -m bench --quick --out .local/bench-smoke
+
 # The CRD is generated from the model; the chart carries an identical copy of crds/,
 # and its values schema's `images` is generated from the image table's model.
 crds: venv
@@ -135,6 +141,7 @@ check: venv
 
 test: venv check binaries node-packages $(BAI_STAMP) deploy-images
 	@$(PY) -m pytest
+	@$(MAKE) --no-print-directory bench-smoke
 
 clean: cluster-down
 	rm -rf .local $(VENV) $(BAI_VENV)

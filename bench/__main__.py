@@ -29,7 +29,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -67,9 +67,20 @@ IMAGES_FILE = json.dumps(
         "aliases": {
             "python:3.6": {"image": IMAGE},
             "real/python": {"image": PYTHON_IMAGE, "command": [], "runner": True, "scheduling": {}},
+            # The same image, pooled (the warm measurements); a tenth of a CPU reserved per
+            # kernel, as the dev table does, so the pool and a session fit the real node.
+            "real/warm": {
+                "image": PYTHON_IMAGE,
+                "command": [],
+                "runner": True,
+                "scheduling": {},
+                "guarantee": {"cpu": "10%"},
+            },
         },
     }
 )
+WARM_POOL = {"cpu": "500m", "memory": "256Mi"}
+WARM_REPLICAS = 2
 REAL_RESOURCES = {"cpu": "100m", "memory": "64Mi"}
 NAMESPACE = "bench"
 
@@ -364,11 +375,70 @@ async def real_node(
     pods.stop()
     await until(lambda: _count_pods(core, "bench=real"), 0, "real-node plain Pods deleted")
     await delete_sessions(custom)
+    warm, customised = await warm_first_results(custom, bai, settings)
     return {
         "baseline": Latency.of(plain_s),
         "kubernel": Latency.of(session_s),
         "first_result": Latency.of(first_result_s),
+        "warm_first_result": Latency.of(warm),
+        "warm_customised_first_result": Latency.of(customised),
     }
+
+
+async def first_result(bai: ApiClient, token: str, config: dict) -> float:
+    """Seconds from POST /kernel/create to the result of a first print(1), the client's calls."""
+    began = time.perf_counter()
+    answer = await bai.call(
+        "POST", "/kernel/create", body={"clientSessionToken": token, "image": "real/warm", "config": config}
+    )
+    if answer.status != 201 or answer.body.get("status") != "RUNNING":
+        raise RuntimeError(f"create {token}: {answer.status} {answer.body}")
+    result = await bai.call("POST", f"/kernel/{token}", body={"mode": "query", "code": "print(1)"})
+    if result.status != 200 or result.body["result"]["console"] != [["stdout", "1\n"]]:
+        raise RuntimeError(f"execute in {token}: {result.status} {result.body}")
+    return time.perf_counter() - began
+
+
+async def warm_first_results(
+    custom: client.CustomObjectsApi, bai: ApiClient, settings: BenchSettings
+) -> tuple[list[float], list[float]]:
+    """Create -> first result with a warm pool (docs/pools.md), one at a time, each once the
+    pool is full again: a plain claim (the pool's size), then a customised one (an environ
+    and twice the CPU: a bind and an in-place resize). Each claim must be a pool hit."""
+    pool = {
+        "apiVersion": r.API_VERSION,
+        "kind": r.POOL_KIND,
+        "metadata": {"name": "bench-warm"},
+        "spec": {"image": "real/warm", "replicas": WARM_REPLICAS, "resources": WARM_POOL},
+    }
+    await custom.create_namespaced_custom_object(r.GROUP, r.VERSION, NAMESPACE, r.POOL_PLURAL, pool)
+
+    async def full() -> bool:
+        body = await custom.get_namespaced_custom_object(
+            r.GROUP, r.VERSION, NAMESPACE, r.POOL_PLURAL, "bench-warm"
+        )
+        status = body.get("status") or {}
+        return status.get("ready") == WARM_REPLICAS and status.get("starting") == 0
+
+    plain = {"resources": {"cpu": 0.5, "mem": "256m"}}
+    customised = {"resources": {"cpu": 1, "mem": "256m"}, "environ": {"BENCH": "1"}}
+    say(f"real node: {settings.real_sequential} warm claims, then as many customised (environ + resize)")
+    figures: tuple[list[float], list[float]] = ([], [])
+    for kind, create_config in enumerate((plain, customised)):
+        for i in range(settings.real_sequential):
+            await wait_until(full, timeout=120, interval=0.2, what="the warm pool full")
+            token = f"warm-{kind}-{i:03}"
+            figures[kind].append(await first_result(bai, token, create_config))
+            name = r.session_name(bai.keypair.access_key, token)
+            body = await custom.get_namespaced_custom_object(r.GROUP, r.VERSION, NAMESPACE, r.PLURAL, name)
+            if not (body.get("status") or {}).get("pool"):
+                raise RuntimeError(
+                    f"{token} started cold: {(body.get('status') or {}).get('coldStartReason')}"
+                )
+            await bai.call("DELETE", f"/kernel/{token}")
+    await custom.delete_namespaced_custom_object(r.GROUP, r.VERSION, NAMESPACE, r.POOL_PLURAL, "bench-warm")
+    await delete_sessions(custom)
+    return figures
 
 
 # -- the Kubernel side ---------------------------------------------------------------
@@ -507,8 +577,12 @@ async def fanout(
 ) -> dict:
     say(f"fan-out: opening {subscribers} SSE streams")
     binary = build_sseload(work)
-    head = bai.raw_head("GET", "/stream/kernel/_/events", http="1.0")
-    load = await LoadClient.open(binary, bai.host, head, subscribers, work)
+    signed_at = datetime.now(UTC)
+    heads = [
+        bai.raw_head("GET", "/stream/kernel/_/events", http="1.0", date=signed_at + timedelta(microseconds=i))
+        for i in range(subscribers)
+    ]
+    load = await LoadClient.open(binary, bai.host, heads, work)
     try:
         pid = api.proc.pid
         rss_connected, cpu_before = rss_mb(pid), cpu_seconds(pid)
@@ -785,6 +859,8 @@ def creation_rows(results: dict, settings: BenchSettings) -> list[str]:
             ("real node: plain Pod create -> Ready", real["baseline"]),
             ("real node: POST /kernel/create -> RUNNING", real["kubernel"]),
             ("real node: POST /kernel/create -> print(1) result", real["first_result"]),
+            ("real node, warm pool: create -> print(1) result", real["warm_first_result"]),
+            ("  customised (environ + resize in place)", real["warm_customised_first_result"]),
         ):
             rows.append(
                 (
@@ -846,6 +922,19 @@ def report(results: dict, settings: BenchSettings) -> tuple[str, list[Target]]:
                 0.6,
                 "x",
                 higher_is_better=True,
+            ),
+        ]
+    if "real_node" in results:
+        real = results["real_node"]
+        warm: Latency = real["warm_first_result"]
+        targets += [
+            Target("warm pool: create -> first result p50", warm.p50, 100, " ms"),
+            Target("warm pool: create -> first result p99", warm.p99, 300, " ms"),
+            Target(
+                "warm pool: customised claim p50 vs a plain claim",
+                ratio(real["warm_customised_first_result"].p50, warm.p50),
+                1.5,
+                "x",
             ),
         ]
     for fan in results.get("fanout", []):

@@ -107,8 +107,10 @@ class LoadClient:
         self.process = process
 
     @classmethod
-    async def open(cls, binary: Path, address: str, head: bytes, count: int, work: Path) -> LoadClient:
-        (work / "sseload.head").write_bytes(head)
+    async def open(cls, binary: Path, address: str, heads: list[bytes], work: Path) -> LoadClient:
+        """One stream per signed head: a signature is good once (the API's replay cache)."""
+        (work / "sseload.head").write_bytes(b"".join(heads))
+        count = len(heads)
         process = await asyncio.create_subprocess_exec(
             str(binary),
             "-addr",

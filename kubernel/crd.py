@@ -93,7 +93,20 @@ def crd() -> dict[str, Any]:
             "jsonPath": ".status.reason",
             "description": "Reason of the last event",
         },
+        {
+            "name": "Waiting",
+            "type": "string",
+            "jsonPath": ".status.waiting",
+            "description": "Why it waits for a node (the scheduler's words)",
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {
+            "name": "Pool",
+            "type": "string",
+            "jsonPath": ".status.pool",
+            "description": "The KernelPool its kernel was claimed from",
+            "priority": 1,
+        },
     ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

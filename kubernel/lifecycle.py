@@ -10,6 +10,9 @@ from enum import StrEnum
 
 class LifecycleEvent(StrEnum):
     ENQUEUED = "kernel_enqueued"  # the operator accepted the session and created its Pods
+    # Ours (the seed: "more events may be added"): no node can hold the kernels yet; once
+    # per wait, with reason no-available-instances, the scheduler's words in status.waiting.
+    PENDING = "kernel_pending"
     PREPARING = "kernel_preparing"
     PULLING = "kernel_pulling"
     CREATING = "kernel_creating"
@@ -43,7 +46,9 @@ class Reason(StrEnum):
     SELF_TERMINATED = "self-terminated"  # the process ended, or the Pod vanished behind our back
     IDLE_TIMEOUT = "idle-timeout"  # no access for the idle timeout
     EXEC_TIMEOUT = "exec-timeout"  # a batch session ran past its run-time limit (later Backend.AI's word)
-    FAILED_TO_START = "failed-to-start"  # unschedulable past the start deadline
+    FAILED_TO_START = "failed-to-start"  # scheduled, but not started by the start deadline
+    NO_AVAILABLE_INSTANCES = "no-available-instances"  # Backend.AI's: waiting, no node has room
+    PENDING_TIMEOUT = "pending-timeout"  # Backend.AI's: unschedulable past the start deadline
     FAILED_TO_CREATE = "failed-to-create"  # the Pods could not be created
     TASK_FINISHED = "task-finished"  # batch: exit code 0
     TASK_FAILED = "task-failed"  # batch: non-zero exit code
@@ -59,6 +64,7 @@ class Reason(StrEnum):
 FAILURE_REASONS = frozenset(
     {
         Reason.FAILED_TO_START,
+        Reason.PENDING_TIMEOUT,
         Reason.FAILED_TO_CREATE,
         Reason.EXEC_TIMEOUT,
         Reason.TASK_FAILED,

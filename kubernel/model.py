@@ -177,6 +177,12 @@ class KernelSessionStatus(_Model):
         description="host:port of the main kernel's code runner while the session "
         "runs; unset when its image has none (docs/runner.md).",
     )
+    waiting: str = Field(
+        "",
+        max_length=1024,
+        description="Why the session waits, while no node can hold its kernels: the scheduler's "
+        "words (its PodScheduled condition); empty once they are placed.",
+    )
     pool: str = Field(
         "",
         max_length=253,

@@ -539,7 +539,7 @@ def document() -> dict:
                     ],
                     "responses": {
                         "200": {
-                            "description": "text/event-stream: kernel_enqueued, kernel_preparing, "
+                            "description": "text/event-stream: kernel_enqueued, kernel_pending, kernel_preparing, "
                             "kernel_pulling, kernel_creating, kernel_started, "
                             "kernel_cancelled, kernel_terminating, kernel_success, "
                             "kernel_failure, kernel_terminated (docs/lifecycle.md)",

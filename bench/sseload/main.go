@@ -2,8 +2,9 @@
 // timestamps every lifecycle message, so that make bench measures the server's
 // fan-out and not the cost of its own subscribers (issue #17).
 //
-// It reads a signed HTTP request head from a file and sends it on every
-// connection (HTTP/1.0: the body is the bare stream, no chunked encoding). It
+// It reads signed HTTP request heads from a file, one per stream (each ends with
+// an empty line; a signature is good once: the API's replay cache), and sends
+// stream i head i (HTTP/1.0: the body is the bare stream, no chunked encoding). It
 // never decodes a message's JSON: it takes the `event:` line and the sessionId
 // out of the `data:` line as bytes.
 //
@@ -263,15 +264,34 @@ func delays(streams []*stream, k *keys, recorded map[string]float64) map[string]
 	return result
 }
 
+// splitHeads cuts the file into request heads, each ending with its empty line.
+func splitHeads(data []byte) [][]byte {
+	var heads [][]byte
+	for len(data) > 0 {
+		end := bytes.Index(data, []byte("\r\n\r\n"))
+		if end < 0 {
+			break
+		}
+		heads = append(heads, data[:end+4])
+		data = data[end+4:]
+	}
+	return heads
+}
+
 func main() {
 	addr := flag.String("addr", "", "host:port of the API")
 	count := flag.Int("n", 1000, "streams to open")
-	headFile := flag.String("head", "", "file holding the signed request head")
+	headFile := flag.String("head", "", "file holding one signed request head per stream")
 	parallel := flag.Int("parallel", 200, "streams being opened at once")
 	flag.Parse()
-	head, err := os.ReadFile(*headFile)
+	data, err := os.ReadFile(*headFile)
 	if err != nil || *addr == "" {
 		fmt.Fprintln(os.Stderr, "usage: sseload -addr HOST:PORT -n N -head FILE")
+		os.Exit(2)
+	}
+	heads := splitHeads(data)
+	if len(heads) != *count {
+		fmt.Fprintf(os.Stderr, "sseload: %d heads for %d streams\n", len(heads), *count)
 		os.Exit(2)
 	}
 	out := json.NewEncoder(os.Stdout)
@@ -285,7 +305,7 @@ func main() {
 		gate <- struct{}{}
 		go func(i int) {
 			defer opening.Done()
-			s, reader, err := open(*addr, head)
+			s, reader, err := open(*addr, heads[i])
 			<-gate
 			if err != nil {
 				errs <- err

@@ -20,7 +20,8 @@ from kubernel.model import KernelSessionStatus
 from .metrics import OperatorMetrics
 
 log = logging.getLogger("kubernel.operator")
-MILESTONES = {LifecycleEvent.STARTED, LifecycleEvent.TERMINATED}  # posted as Kubernetes Events
+# Posted as Kubernetes Events; a wait for a node too, as a Warning with the scheduler's words.
+MILESTONES = {LifecycleEvent.PENDING, LifecycleEvent.STARTED, LifecycleEvent.TERMINATED}
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,11 @@ def announcements(old: KernelSessionStatus, new: KernelSessionStatus) -> list[An
         text = entry.event + (f" ({entry.reason})" if entry.reason else "")
         if entry.event == LifecycleEvent.TERMINATED:
             text += f", result {entry.result}" + (f": {new.message}" if new.message else "")
-        failed = entry.event == LifecycleEvent.TERMINATED and (
-            entry.result == Result.FAILURE or entry.reason in FAILURE_REASONS
+        if entry.event == LifecycleEvent.PENDING and new.waiting:
+            text += f": {new.waiting}"
+        failed = entry.event == LifecycleEvent.PENDING or (
+            entry.event == LifecycleEvent.TERMINATED
+            and (entry.result == Result.FAILURE or entry.reason in FAILURE_REASONS)
         )
         milestone = event_reason(entry.event) if entry.event in MILESTONES else None
         told.append(Announcement(entry.seq, text, milestone, failed))

@@ -20,8 +20,8 @@ class OperatorSettings(ServiceSettings):
     idle_timeout_seconds: int = Field(3600, ge=0, validation_alias="KUBERNEL_IDLE_TIMEOUT")
     """Default idle timeout (s) of interactive sessions; 0 disables it."""
     start_deadline_seconds: int = Field(300, gt=0, validation_alias="KUBERNEL_START_DEADLINE")
-    """How long (s) a Pod may stay unschedulable, or scheduled kernels may take to start,
-    before the session ends with `failed-to-start`."""
+    """How long (s) a Pod may stay unschedulable (the session then ends with
+    `pending-timeout`), or scheduled kernels may take to start (`failed-to-start`)."""
     batch_timeout_seconds: int = Field(86400, ge=0, validation_alias="KUBERNEL_BATCH_TIMEOUT")
     """Run-time limit (s) of batch sessions, from the start of their run: past it the session
     ends with `exec-timeout` (a failure); 0: no limit."""

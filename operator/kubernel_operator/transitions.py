@@ -254,7 +254,7 @@ def overdue(
             since = datetime.fromisoformat(k.created_at)
             if now - since > timedelta(seconds=start_deadline):
                 return Ending(
-                    Reason.FAILED_TO_START,
+                    Reason.PENDING_TIMEOUT,
                     result_for(spec, success=False),
                     f"Pod {k.name} could not be scheduled for {start_deadline}s: {k.unschedulable}",
                 )
@@ -408,6 +408,14 @@ def advance(
                 new.started_at = new.started_at or now
                 new.last_access_at = new.last_access_at or now
 
+    waiting = next((k.unschedulable for k in kernels if k.unschedulable and not k.scheduled), None)
+    if waiting is not None and new.phase != Phase.RUNNING:
+        if new.phase in (Phase.PENDING, Phase.RESTARTING) and not _pending_announced(new):
+            _append(new, LifecycleEvent.PENDING, Reason.NO_AVAILABLE_INSTANCES, now)
+        new.waiting = waiting[:1024]
+    else:
+        new.waiting = ""
+
     # A Pod the scheduler has not looked at yet says nothing: only its verdict is recorded.
     if main is not None and (main.scheduled or main.unschedulable is not None):
         set_condition(
@@ -431,6 +439,16 @@ def advance(
         now,
     )
     return new
+
+
+def _pending_announced(status: KernelSessionStatus) -> bool:
+    """kernel_pending was written for this wait (since the generation's last start-up step)."""
+    for entry in reversed(status.lifecycle):
+        if entry.event == LifecycleEvent.PENDING and entry.restart == status.observed_restart:
+            return True
+        if entry.event in (LifecycleEvent.ENQUEUED, *STARTUP_ORDER) or entry.restart != status.observed_restart:
+            return False
+    return False
 
 
 def enqueue(status: KernelSessionStatus, now: datetime) -> KernelSessionStatus:

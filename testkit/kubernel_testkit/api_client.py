@@ -80,10 +80,18 @@ class ApiClient:
         )
 
     def raw_head(
-        self, method: str, path: str, *, http: str = "1.1", extra: str = "", content_type: str | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        http: str = "1.1",
+        extra: str = "",
+        content_type: str | None = None,
+        date: datetime | None = None,
     ) -> bytes:
-        """A signed request head for tests and tools that speak HTTP over a bare socket."""
-        headers = self.signed_headers(method, path, content_type or "application/octet-stream")
+        """A signed request head for tests and tools that speak HTTP over a bare socket
+        (``date``: its signature's, so that many heads signed at once differ)."""
+        headers = self.signed_headers(method, path, content_type or "application/octet-stream", date=date)
         if content_type:
             headers["Content-Type"] = content_type
         return (

@@ -201,11 +201,13 @@ async def test_idle_session_times_out(sessions: SessionClient) -> None:
 async def test_unschedulable_session_fails_to_start(sessions: SessionClient) -> None:
     name = await sessions.create("huge-01", image=fresh_image(), resources={"cpu": "1000", "memory": "1Gi"})
     body = await sessions.wait_phase(name, "Terminated", timeout=30)
-    # Enqueued (its Pod was made), never started: cancelled, then terminated.
+    # Enqueued (its Pod was made), waiting for a node (once), never started: cancelled, then
+    # terminated with Backend.AI's pending-timeout and the scheduler's words.
     assert events(body) == [
         ("kernel_enqueued", ""),
-        ("kernel_cancelled", "failed-to-start"),
-        ("kernel_terminated", "failed-to-start"),
+        ("kernel_pending", "no-available-instances"),
+        ("kernel_cancelled", "pending-timeout"),
+        ("kernel_terminated", "pending-timeout"),
     ]
     assert "Insufficient cpu" in body["status"]["message"]
 

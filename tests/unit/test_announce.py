@@ -98,3 +98,17 @@ def test_sessions_are_counted_by_phase_at_each_scrape() -> None:
     held.append("Terminated")
     assert metrics.registry.get_sample_value("kubernel_operator_sessions", {"phase": "Terminated"}) == 1
     assert metrics.registry.get_sample_value("kubernel_operator_sessions", {"phase": "Restarting"}) == 0
+
+
+def test_a_wait_for_a_node_is_a_warning_with_the_schedulers_words() -> None:
+    queued = _status(("kernel_enqueued", "", None))
+    waiting = _status(("kernel_enqueued", "", None), ("kernel_pending", "no-available-instances", None))
+    waiting.waiting = "0/1 nodes are available: 1 Insufficient cpu."
+    assert announcements(queued, waiting) == [
+        Announcement(
+            2,
+            "kernel_pending (no-available-instances): 0/1 nodes are available: 1 Insufficient cpu.",
+            "KernelPending",
+            True,
+        )
+    ]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kubernel.lifecycle import Reason, Result
+from kubernel.lifecycle import Phase, Reason, Result
 from kubernel.model import KernelSessionSpec, KernelSessionStatus, Mount
 from kubernel_operator.facts import KernelFacts, kernel_facts
 from kubernel_operator.transitions import (
@@ -209,14 +209,37 @@ def test_idle_timeout(idle: int, elapsed: int, ends: bool) -> None:
     assert (due is not None and due.reason == Reason.IDLE_TIMEOUT) == ends
 
 
-def test_unschedulable_past_the_deadline_fails_to_start() -> None:
+def test_unschedulable_past_the_deadline_is_a_pending_timeout() -> None:
     stuck = facts(unschedulable="0/3 nodes are available", created_at="2026-11-21T12:00:00Z")
     assert (
         overdue(SPEC, started(), [stuck], NOW + timedelta(seconds=5), idle_timeout=0, start_deadline=10)
         is None
     )
     due = overdue(SPEC, started(), [stuck], NOW + timedelta(seconds=11), idle_timeout=0, start_deadline=10)
-    assert due.reason == Reason.FAILED_TO_START and "0/3 nodes" in due.message
+    assert due.reason == Reason.PENDING_TIMEOUT and "0/3 nodes" in due.message
+
+
+def test_a_session_no_node_can_hold_says_so_once_per_wait() -> None:
+    stuck = facts(unschedulable="0/1 nodes are available: 1 Insufficient cpu.")
+    queued = enqueue(started(), NOW)
+    waiting = advance(queued, SPEC, [stuck], [], NOW)
+    assert [(e.event, e.reason) for e in waiting.lifecycle][-1] == (
+        "kernel_pending",
+        "no-available-instances",
+    )
+    assert waiting.phase == Phase.PENDING and waiting.reason == "no-available-instances"
+    assert waiting.waiting == "0/1 nodes are available: 1 Insufficient cpu."
+    again = advance(
+        waiting, SPEC, [facts(unschedulable="0/1 nodes are available: 1 Insufficient memory.")], [], NOW
+    )
+    assert names(again).count("kernel_pending") == 1 and again.waiting.endswith("Insufficient memory.")
+    placed = advance(again, SPEC, [facts(scheduled=True, pulled=True, ready=True, ran=True)], [], NOW)
+    assert names(placed)[-1] == "kernel_started" and placed.waiting == ""
+    # A restart's wait is a wait of its own.
+    spec = SPEC.model_copy(update={"restart_count": 1})
+    restarting = begin_restart(placed, spec, NOW)
+    stuck_again = advance(restarting, spec, [stuck], [], NOW)
+    assert names(stuck_again).count("kernel_pending") == 2 and stuck_again.waiting
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,11 @@
 // the cookie), creates, restarts and destroys them. docs/console.md.
 
 const EVENTS = [
-  "kernel_enqueued", "kernel_preparing", "kernel_pulling", "kernel_creating", "kernel_started",
+  "kernel_enqueued", "kernel_pending", "kernel_preparing", "kernel_pulling", "kernel_creating", "kernel_started",
   "kernel_terminating", "kernel_cancelled", "kernel_success", "kernel_failure", "kernel_terminated",
 ];
 const STATUS_AFTER = {
-  kernel_enqueued: "PENDING", kernel_preparing: "PREPARING", kernel_pulling: "PULLING",
+  kernel_enqueued: "PENDING", kernel_pending: "PENDING", kernel_preparing: "PREPARING", kernel_pulling: "PULLING",
   kernel_creating: "BUILDING", kernel_started: "RUNNING", kernel_terminating: "TERMINATING",
   kernel_terminated: "TERMINATED",
 };
