@@ -137,10 +137,19 @@ class Kube:
                 return None
             raise
 
-    async def delete_pod(self, namespace: str, name: str, grace_seconds: int) -> None:
-        await _gone_is_fine(
-            self.core.delete_namespaced_pod(name, namespace, grace_period_seconds=grace_seconds)
-        )
+    async def delete_pod(
+        self, namespace: str, name: str, grace_seconds: int, *, resource_version: str | None = None
+    ) -> None:
+        """Delete a Pod (gone already is fine); with ``resource_version``, only if it has not
+        changed since (else nothing: a 409 says it moved on, and the caller reads it again)."""
+        options: dict = {"gracePeriodSeconds": grace_seconds}
+        if resource_version:
+            options["preconditions"] = {"resourceVersion": resource_version}
+        try:
+            await self.core.delete_namespaced_pod(name, namespace, body=options)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
 
     async def patch_pool_status(self, namespace: str, name: str, status: dict) -> None:
         """Merge-patch a KernelPool's status (the operator is its only writer)."""

@@ -446,7 +446,10 @@ def _pending_announced(status: KernelSessionStatus) -> bool:
     for entry in reversed(status.lifecycle):
         if entry.event == LifecycleEvent.PENDING and entry.restart == status.observed_restart:
             return True
-        if entry.event in (LifecycleEvent.ENQUEUED, *STARTUP_ORDER) or entry.restart != status.observed_restart:
+        if (
+            entry.event in (LifecycleEvent.ENQUEUED, *STARTUP_ORDER)
+            or entry.restart != status.observed_restart
+        ):
             return False
     return False
 

@@ -87,6 +87,7 @@ class Pools:
         if event_type == "DELETED":
             self.bodies.pop(key, None)  # its Pods go with it (owner references)
             self.pods.pop(key, None)
+            self.expected.pop(key, None)
             self._listed.discard(key)
             task = self._loops.pop(key, None)
             if task is not None:
@@ -94,6 +95,10 @@ class Pools:
             self._dirty.pop(key, None)
             return
         self.bodies[key] = body
+        if event_type is None:
+            # A (re-)listing of the pools: list their Pods again too, since a Pod deleted
+            # while the Pod watch was re-listing sends no DELETED.
+            self._listed.discard(key)
         self.poke(key)
 
     def pod_event(self, namespace: str, event_type: str | None, pod: JsonDict) -> None:
@@ -169,8 +174,12 @@ class Pools:
             await self._write_status(key, status.model_copy(update={"message": str(exc)[:1024]}))
             return
         if key not in self._listed:  # at our start, the Pod watch may not have shown them yet
-            for pod in await self.kube.list_pods_labelled(namespace, f"{r.LABEL_POOL}={name}"):
-                self.pods.setdefault(key, {}).setdefault(pod["metadata"]["name"], pod)
+            listed = await self.kube.list_pods_labelled(namespace, f"{r.LABEL_POOL}={name}")
+            previous = self.pods.get(key, {})
+            self.pods[key] = {p["metadata"]["name"]: p for p in listed}
+            for pod_name, pod in previous.items():  # one being claimed stays, whatever the list says
+                if (namespace, pod_name) in self._taken:
+                    self.pods[key].setdefault(pod_name, pod)
             self._listed.add(key)
         template = pools.pod_template(spec, image)
         current = pools.template_hash(template)
@@ -180,8 +189,10 @@ class Pools:
         expected = self.expected.setdefault(key, set())
         held += [pools.PoolPod(n, current, False, False, False, "", None) for n in expected]
         plan = pools.plan(spec.replicas, current, held, spec.max_starting)
+        versions = {p.name: p.resource_version for p in held}
         for doomed in plan.delete:
-            await self.kube.delete_pod(namespace, doomed, 0)  # never a session's: nothing to lose
+            # Never a session's (the resourceVersion: not claimed since we read it): nothing to lose.
+            await self.kube.delete_pod(namespace, doomed, 0, resource_version=versions.get(doomed) or None)
         for _ in range(plan.create):
             pod_name = pools.pod_name(name, "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(6)))
             token = rn.bind_token(self.settings.runner_key, namespace, pod_name)
@@ -269,25 +280,41 @@ class Pools:
         session_image: ResolvedImage,
     ) -> Claimed | pools.ColdStart:
         namespace, name = key
+        pool_spec = pool_spec_of(self.bodies[pool_key])
         for _ in range(CLAIM_TRIES):
             pod = self._take(pool_key, current)
             if pod is None:
                 return self.miss(pool_key, POOL_EMPTY)
+            reason: pools.ColdStart | None = None
             try:
-                claimed = await self._claim_one(key, owner, spec, pool_key, pod, session_image)
+                claimed = await self._claim_one(key, owner, spec, pool_spec, pool_key[1], pod, session_image)
             except Discarded as exc:
-                await self.kube.delete_pod(namespace, pod.name, 0)
-                return self.miss(pool_key, exc.cold_start)
+                reason = exc.cold_start
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the session still starts (cold)
+                log.warning("%s/%s: claiming %s failed: %r", namespace, name, pod.name, exc)
+                reason = pools.ColdStart("claim", f"the claim failed ({type(exc).__name__})")
             finally:
+                # Claimed, gone or discarded: no longer the pool's, whatever the watch says yet.
+                self.pods.get(pool_key, {}).pop(pod.name, None)
                 self._taken.discard((namespace, pod.name))
                 self._changed.pop((namespace, pod.name), None)
                 self.poke(pool_key)  # the refill starts now
+            if reason is not None:
+                # Bound to this session (or half-claimed): of no use to anyone else.
+                await self._discard(namespace, pod.name)
+                return self.miss(pool_key, reason)
             if claimed is not None:
                 self.claimed[pool_key] = self.claimed.get(pool_key, 0) + 1
                 self.metrics.pool_claims.inc()
                 log.info("%s/%s claimed %s from pool %s", namespace, name, pod.name, pool_key[1])
                 return Claimed(pool_key[1], claimed)
         return self.miss(pool_key, POOL_EMPTY)
+
+    async def _discard(self, namespace: str, pod: str) -> None:
+        try:
+            await self.kube.delete_pod(namespace, pod, 0)
+        except Exception as exc:  # noqa: BLE001 - the session goes on; the Pod is logged
+            log.warning("could not delete the discarded warm kernel %s/%s: %r", namespace, pod, exc)
 
     def _take(self, pool_key: Key, template: str) -> pools.PoolPod | None:
         """The oldest ready current Pod nobody is claiming, now reserved for this claim."""
@@ -311,34 +338,41 @@ class Pools:
         key: Key,
         owner: JsonDict,
         spec: KernelSessionSpec,
-        pool_key: Key,
+        pool_spec: KernelPoolSpec,
+        pool: str,
         pod: pools.PoolPod,
         image: ResolvedImage,
     ) -> JsonDict | None:
         """Bind, resize, then make the Pod the session's; None if it went away meanwhile."""
         namespace, name = key
         token = rn.token(self.settings.runner_key, namespace, name, owner["metadata"]["uid"])
-        assert pod.address is not None
         await self._bind(namespace, pod, pools.bind_document(spec, token))
-        if pools.needs_resize(spec.resources, pool_spec_of(self.bodies[pool_key]).resources):
+        if pools.needs_resize(spec.resources, pool_spec.resources):
             pod = await self._resize(namespace, pod, pools.resize_patch(spec.resources, image))
         try:
             return await self.kube.patch_pod(
-                namespace, pod.name, pools.claim_patch(pool_key[1], pod, name, spec, owner)
+                namespace, pod.name, pools.claim_patch(pool, pod, name, spec, owner)
             )
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            if exc.status == 409:  # moved on since we read it (a status update): once more
-                fresh = await self.kube.read_pod(namespace, pod.name)
-                if fresh is None or r.LABEL_POOL not in (fresh["metadata"].get("labels") or {}):
-                    raise Discarded("claim", "the warm kernel was changed by someone else") from None
-                return await self.kube.patch_pod(
-                    namespace,
-                    pod.name,
-                    pools.claim_patch(pool_key[1], pools.pool_pod(fresh), name, spec, owner),
-                )
-            raise
+            if exc.status != 409:
+                raise
+        # Moved on since we read it (a status update, most likely): once more, if it is still
+        # the pool's and ready; its new resourceVersion guards this patch as the first did.
+        fresh = await self.kube.read_pod(namespace, pod.name)
+        again = pools.pool_pod(fresh) if fresh is not None else None
+        if (
+            fresh is None
+            or again is None
+            or r.LABEL_POOL not in (fresh["metadata"].get("labels") or {})
+            or not again.ready
+            or again.deleting
+        ):
+            raise Discarded("claim", "the warm kernel was changed by someone else")
+        return await self.kube.patch_pod(
+            namespace, pod.name, pools.claim_patch(pool, again, name, spec, owner)
+        )
 
     async def _bind(self, namespace: str, pod: pools.PoolPod, document: JsonDict) -> None:
         if self._http is None:

@@ -184,6 +184,30 @@ async def test_what_cannot_start_warm_starts_cold_and_says_why(
     assert status["misses"] >= 1 and "PYTHONHASHSEED" in status["lastMissReason"]
     assert status["ready"] == 1  # the warm kernel was left for someone else
 
+    # More memory than the node has: the kubelet refuses the resize (Infeasible), the kernel
+    # is discarded, and the session goes cold (where the scheduler then says why it waits).
+    (offered,) = await pool_pods(kube, namespace)
+    created = await alice.create(
+        "cold-huge", image="real/python", maxWaitSeconds=1, config={"resources": {"cpu": 0.5, "mem": "40g"}}
+    )
+    assert created.status == 201, created.body
+
+    async def refused() -> dict | None:
+        body = session_of(api, "cold-huge")
+        return body if (body.get("status") or {}).get("coldStartReason") else None
+
+    body = await wait_until(refused, timeout=30, what="the refused resize recorded")
+    assert (
+        body["status"]["coldStartReason"] == "the node cannot resize the warm kernel to the session's limits"
+    )
+
+    async def discarded() -> bool:
+        return offered.metadata.name not in {p.metadata.name for p in await pool_pods(kube, namespace)}
+
+    await wait_until(discarded, timeout=30, what="the kernel that could not be resized discarded")
+    await alice.call("DELETE", "/kernel/cold-huge")
+    await wait_ready(kube, namespace, 1)
+
     # A deleted warm kernel is replaced; an empty pool sends the next create cold at once.
     (warm,) = await pool_pods(kube, namespace)
     await client.CoreV1Api(kube).delete_namespaced_pod(warm.metadata.name, namespace, grace_period_seconds=0)
