@@ -218,7 +218,13 @@ async def test_what_cannot_start_warm_starts_cold_and_says_why(
 
     await wait_until(replaced, timeout=30, what="the deleted warm kernel replaced")
     await client.CustomObjectsApi(kube).patch_namespaced_custom_object_scale(
-        r.GROUP, r.VERSION, namespace, r.POOL_PLURAL, POOL, {"spec": {"replicas": 0}}
+        r.GROUP,
+        r.VERSION,
+        namespace,
+        r.POOL_PLURAL,
+        POOL,
+        {"spec": {"replicas": 0}},
+        _content_type="application/merge-patch+json",
     )
     await wait_until(lambda: _none_left(kube, namespace), timeout=30, what="the pool scaled to zero")
     await create(alice, "cold-empty")
