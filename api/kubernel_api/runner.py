@@ -77,6 +77,20 @@ def problem_of(status: int, body: bytes) -> Problem:
     return Problem(kind, detail)
 
 
+async def refuse_redirects(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """Runner answers are never followed elsewhere: whatever answers on a kernel's Pod IP
+    runs the user's code, and a redirect would have the API fetch (or POST to, with a 307)
+    any address it can reach and pass the answer on. Each request of a redirect chain
+    passes here (aiohttp's client middlewares), websockets' handshakes included."""
+    response = await handler(request)
+    if 300 <= response.status < 400:
+        response.release()
+        raise Problem(ProblemType.RUNNER_FAILED, "the code runner answered with a redirect")
+    return response
+
+
 class RunnerClient:
     def __init__(self, kube: Kube, settings: ApiSettings) -> None:
         self.kube = kube
@@ -85,7 +99,10 @@ class RunnerClient:
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(
-            trust_env=False, auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None, connect=3)
+            trust_env=False,
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, connect=3),
+            middlewares=(refuse_redirects,),
         )
 
     async def close(self) -> None:

@@ -110,6 +110,16 @@ class ImageSpec:
         return f"kubernel/{self.name}:{self.tag}"
 
 
+RUNNER_PATHS = ("/opt/kubernel", "/opt/kubernel/lib")
+RUNNER_BOOTSTRAP = (
+    f"import sys; sys.path[:0] = {list(RUNNER_PATHS)!r}; "
+    "import runpy; runpy.run_module('kubernel_runner', run_name='__main__', alter_sys=True)"
+)
+"""The runner starts isolated (-I: no PYTHON* variable, no working directory or script
+directory on its path, no user site): a session's environ (PYTHONPATH) or a module planted
+in its home or a folder cannot shadow a module of the runner's, which holds its token. Its
+own paths are set here instead; the interpreter it starts for the user's code has PYTHONPATH."""
+
 PAUSE = ImageSpec("pause", "3.10", go_binary="/pause", entrypoint=("/pause",), user="65535:65535")
 PYTHON = ImageSpec(
     "python",
@@ -117,15 +127,15 @@ PYTHON = ImageSpec(
     base=DebianBase("bookworm", ("python3", "procps")),  # procps: `kubectl exec ... ps`
     files_dir="/opt/kubernel",
     python_requirements="requirements.txt",  # the code runner's: aiohttp, jupyter_client, ipykernel
-    cmd=("/usr/bin/python3", "-m", "kubernel_runner"),  # Cmd, not Entrypoint: a Pod's args replace it
-    check=("/usr/bin/python3", "-m", "kubernel_runner", "--check"),  # imports, and finds ipykernel's spec
+    cmd=("/usr/bin/python3", "-I", "-c", RUNNER_BOOTSTRAP),  # Cmd, not Entrypoint: a Pod's args replace it
+    check=("/usr/bin/python3", "-I", "-c", RUNNER_BOOTSTRAP, "--check"),  # imports, finds ipykernel's spec
     # HOME too: pip --user and IPython write there even for a UID /etc/passwd lacks (runc: HOME=/).
     env=(
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "LANG=C.UTF-8",
         "PYTHONUNBUFFERED=1",
         f"HOME={KERNEL_HOME}",
-        "PYTHONPATH=/opt/kubernel:/opt/kubernel/lib",
+        "PYTHONPATH=" + ":".join(RUNNER_PATHS),
     ),
     workdir=KERNEL_HOME,
 )

@@ -340,7 +340,15 @@ def mount():
     if libc.mount(b"none", b"/home/work", b"tmpfs", 0, None) != 0:
         raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 mount_command = subprocess.run(["mount", "-t", "tmpfs", "none", "/tmp"], capture_output=True, text=True)
+def ptrace_runner():
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.ptrace(16, 1, None, None) != 0:  # PTRACE_ATTACH to the runner (the container's PID 1)
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    libc.ptrace(17, 1, None, None)
 print(json.dumps({
+    "runnerEnviron": refused(lambda: open("/proc/1/environ", "rb").read()),
+    "runnerMemory": refused(lambda: open("/proc/1/mem", "rb").close()),
+    "runnerPtrace": refused(ptrace_runner),
     "ids": [os.getuid(), os.geteuid(), os.getgid()],
     "capEff": status("CapEff"), "capBnd": status("CapBnd"),
     "noNewPrivs": status("NoNewPrivs"), "seccomp": status("Seccomp"),
@@ -365,6 +373,8 @@ async def test_a_kernel_is_confined_to_the_restricted_profile(api: RunningApi) -
     assert int(found["capEff"], 16) == 0 and int(found["capBnd"], 16) == 0
     assert found["noNewPrivs"] == "1" and found["seccomp"] == "2"  # 2: a seccomp filter
     assert found["setuid"] and found["rawSocket"] and found["mount"]
+    # The runner (same user) is not dumpable: its token is out of the code's reach.
+    assert found["runnerEnviron"] and found["runnerMemory"] and found["runnerPtrace"], found
     assert found["mountCommand"] != 0
     assert found["written"] == {
         "/home/work": True,

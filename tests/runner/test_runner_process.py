@@ -78,7 +78,13 @@ def text(console: list, kind: str) -> str:
 
 
 async def start_runner(
-    tmp: Path, http: aiohttp.ClientSession, *, bound: bool = True, **env: str
+    tmp: Path,
+    http: aiohttp.ClientSession,
+    *,
+    bound: bool = True,
+    argv: tuple[str, ...] = (sys.executable, "-m", "kubernel_runner"),
+    cwd: Path | None = None,
+    **env: str,
 ) -> RunnerProcess:
     identity, workdir = tmp / "identity", tmp / "work"
     identity.mkdir()
@@ -95,7 +101,7 @@ async def start_runner(
     }
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "kubernel_runner", env=environ, stdout=out, stderr=asyncio.subprocess.STDOUT
+            *argv, env=environ, cwd=cwd, stdout=out, stderr=asyncio.subprocess.STDOUT
         )
     runner = RunnerProcess(
         process, f"http://127.0.0.1:{port}", secrets.token_hex(24), identity, workdir, log, http
@@ -567,5 +573,40 @@ async def test_a_warm_runner_answers_only_its_one_bind_then_runs_with_the_sessio
             json={"mode": "query", "code": "1"},
         )
         assert status == 401
+    finally:
+        await stop(runner)
+
+
+PLANTED = """
+import importlib, os, sys
+with open({marker!r}, "a") as out:
+    out.write(f"{{os.getpid()}}\\n")
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+del sys.modules[__name__]
+sys.modules[__name__] = importlib.import_module(__name__)  # the real one, for whoever imported it
+"""
+
+
+async def test_the_runner_starts_isolated_from_modules_planted_for_it(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """Started as the image starts it (python -I, its own path), the runner imports nothing
+    from its working directory or a PYTHONPATH the session sets; the user's interpreter may."""
+    from kubernel_testbed.imagebuild import PYTHON
+
+    planted, marker = tmp_path / "planted", tmp_path / "imported-by"
+    planted.mkdir()
+    for module in ("socket", "json", "asyncio"):
+        (planted / f"{module}.py").write_text(PLANTED.format(marker=str(marker)))
+    runner = await start_runner(
+        tmp_path, http, argv=(sys.executable, *PYTHON.cmd[1:]), cwd=planted, PYTHONPATH=str(planted)
+    )
+    try:
+        _, console = await runner.run("import os; print(os.getpid())")
+        kernel_pid = int(text(console, "stdout"))
+        importers = {int(line) for line in marker.read_text().split()} if marker.exists() else set()
+        assert runner.process.pid not in importers, "the runner imported a planted module"
+        assert kernel_pid in importers  # the user's own interpreter honours PYTHONPATH: a test that can fail
     finally:
         await stop(runner)

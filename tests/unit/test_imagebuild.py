@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kubernel_testbed import imagebuild
-from kubernel_testbed.imagebuild import PAUSE, PYTHON, DebianBase, ImageSpec
+from kubernel_testbed.imagebuild import PAUSE, PYTHON, RUNNER_BOOTSTRAP, DebianBase, ImageSpec
 
 FILES = {"kernel.py": b"print('ready')\n", "lib/helper.py": b"X = 1\n"}
 BUILDER = b"builder v1"
@@ -106,7 +106,7 @@ def test_each_image_has_its_folder_in_the_repository(spec: ImageSpec, files: set
     ("spec", "expected"),
     [
         (PAUSE, {"Entrypoint": ["/pause"], "User": "65535:65535"}),
-        (PYTHON, {"Cmd": ["/usr/bin/python3", "-m", "kubernel_runner"], "WorkingDir": "/home/work"}),
+        (PYTHON, {"Cmd": ["/usr/bin/python3", "-I", "-c", RUNNER_BOOTSTRAP], "WorkingDir": "/home/work"}),
     ],
 )
 def test_the_oci_configuration(spec: ImageSpec, expected: dict[str, object]) -> None:
@@ -224,7 +224,7 @@ def test_mounts_left_inside_a_rootfs_are_found_deepest_first() -> None:
 
 
 def test_the_python_image_checks_its_runner_with_its_own_python() -> None:
-    assert PYTHON.check[:3] == PYTHON.cmd and PYTHON.check[3:] == ("--check",)
+    assert PYTHON.check[:4] == PYTHON.cmd and PYTHON.check[4:] == ("--check",)
     assert "PYTHONPATH=/opt/kubernel:/opt/kubernel/lib" in PYTHON.env
 
 

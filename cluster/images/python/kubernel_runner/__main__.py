@@ -26,6 +26,20 @@ def early_listener(environ: dict[str, str] | os._Environ, argv: list[str]) -> so
     return socket.create_server(("0.0.0.0", port), backlog=128)
 
 
+def not_dumpable() -> bool:
+    """PR_SET_DUMPABLE 0: the user's code runs as our user (the restricted profile allows one
+    user), so without this it could ptrace the runner or read its memory and environment
+    (/proc/<pid>/mem, environ) and take its token; a non-dumpable process's /proc files
+    belong to root. The interpreter the runner starts is dumpable again (execve resets it)."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) == 0  # PR_SET_DUMPABLE
+    except (OSError, AttributeError):
+        return False
+
+
+NOT_DUMPABLE = not_dumpable()
 LISTENER = early_listener(os.environ, sys.argv[1:])
 
 import argparse  # noqa: E402
