@@ -192,11 +192,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def _signed_caller(request: web.Request, guard: Guard, now: float) -> kp.Keypair:
-    """The signer, unless its key or address failed too often (429); a failure is counted."""
+    """The signer. A valid signature is never refused for failures of its key or address
+    (behind an ingress every client shares its address, and anyone can send garbage with
+    someone else's key); a failed one is 429 once its key or address failed too often,
+    else counted and 401."""
     authorization = request.headers.get("Authorization")
     access_key, address = access_key_of(authorization), request.remote or ""
-    if authorization:
-        guard.check_failures(access_key, address, now)
     try:
         return authenticate(
             request,
@@ -206,6 +207,7 @@ def _signed_caller(request: web.Request, guard: Guard, now: float) -> kp.Keypair
         )
     except Problem as problem:
         if authorization and problem.kind in (ProblemType.AUTH_FAILED, ProblemType.INVALID_AUTH_PARAMETERS):
+            guard.check_failures(access_key, address, now)
             guard.failed(access_key, address, now)
         raise
 

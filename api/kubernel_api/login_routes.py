@@ -71,6 +71,7 @@ def _answer(keypair: Keypair, login: cookies.Login) -> web.Response:
 
 
 def _throttled(request: web.Request, access_key: str) -> None:
+    """429 once failed logins of the key or the address are too many, else count this one."""
     by_key, by_address = request.app[LOGIN_THROTTLES]
     now = time.monotonic()
     for throttle, key in ((by_address, request.remote or ""), (by_key, access_key)):
@@ -88,9 +89,11 @@ async def login(request: web.Request) -> web.Response:
     if origin is not None and origin != server_origin(request):
         raise Problem(ProblemType.FORBIDDEN, "log in from the server's own pages")
     body = parse(LoginRequest, await json_object(request))
-    _throttled(request, body.access_key)
     keypair = request.app[KEYPAIRS].get(body.access_key)
     if keypair is None or not keypair.active or not cookies.secret_matches(keypair, body.secret_key):
+        # Only failures count, and a right login is never refused for them: behind an
+        # ingress all browsers share its address, and anyone may send someone's key.
+        _throttled(request, body.access_key)
         raise Problem(ProblemType.AUTH_FAILED)  # no detail: which part was wrong is not told
     session = await new_session(request)  # a fresh cookie at each login
     made = cookies.new_login(keypair)

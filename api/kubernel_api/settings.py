@@ -96,11 +96,13 @@ class ApiSettings(ServiceSettings):
     """Mark the login cookie Secure: true, false, or unset for when the request came over
     TLS (to this process, or to the proxy in front, per X-Forwarded-Proto)."""
     login_attempts_per_key: int = Field(10, gt=0, validation_alias="KUBERNEL_API_LOGIN_ATTEMPTS_PER_KEY")
-    """Login attempts (failed or not) per access key per minute; more are 429 with Retry-After."""
+    """Failed logins per access key per minute; further failed ones are 429 with Retry-After
+    (a right login is never refused for them)."""
     login_attempts_per_address: int = Field(
         30, gt=0, validation_alias="KUBERNEL_API_LOGIN_ATTEMPTS_PER_ADDRESS"
     )
-    """Login attempts per client address per minute (behind a proxy, the proxy's address)."""
+    """Failed logins per client address per minute (behind a proxy, the proxy's address: all
+    clients share it, so a right login is never refused for them)."""
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         ("*",), validation_alias="KUBERNEL_API_CORS_ORIGINS"
     )
@@ -111,13 +113,15 @@ class ApiSettings(ServiceSettings):
     keypair's limits say `rateLimit`; more are 429 with Retry-After. Every signed answer says
     where its caller stands: `X-RateLimit-Limit`, `-Remaining`, `-Window`. Per process."""
     auth_failures_per_key: int = Field(10, gt=0, validation_alias="KUBERNEL_API_AUTH_FAILURES_PER_KEY")
-    """Failed signatures (or dates) per access key per minute; beyond, that key's requests are
-    429 with Retry-After until the minute's first failure is a minute old."""
+    """Failed signatures (or dates) per access key per minute; beyond, that key's failing
+    requests are 429 with Retry-After until the minute's first failure is a minute old. A
+    valid signature is never refused for them: only the secret's holder can make one."""
     auth_failures_per_address: int = Field(
         30, gt=0, validation_alias="KUBERNEL_API_AUTH_FAILURES_PER_ADDRESS"
     )
-    """Failed signatures per client address per minute; beyond, that address's signed
-    requests are 429 likewise (behind a proxy, the proxy's address)."""
+    """Failed signatures per client address per minute; beyond, that address's failing
+    requests are 429 likewise (behind a proxy, the proxy's address, which every client
+    shares: valid signatures from it are served all the same)."""
     replay_cache_entries: int = Field(200_000, ge=0, validation_alias="KUBERNEL_API_REPLAY_CACHE")
     """Signatures remembered inside the date window (`KUBERNEL_API_CLOCK_SKEW`): a signature
     used once is refused again (401), with any body. 0 turns the check off. Per process."""

@@ -180,6 +180,10 @@ async def test_login_attempts_are_limited(api: RunningApi) -> None:
             if resp.status == 429:
                 assert int(resp.headers["Retry-After"]) >= 1 and resp.content_type == PROBLEM
     assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429]
+    # The right secret is never refused for the failures of others (or of its own key).
+    right = {"accessKey": api.keypairs["root"].access_key, "secretKey": api.keypairs["root"].secret_key}
+    async with api.http.post(api.base_url + "/server/login", json=right) as resp:
+        assert resp.status == 200
     # Another key from the same address is not throttled by root's count (yet).
     other = {"accessKey": api.keypairs["admin"].access_key, "secretKey": api.keypairs["admin"].secret_key}
     async with api.http.post(api.base_url + "/server/login", json=other) as resp:
