@@ -50,6 +50,9 @@ class ApiSettings(ServiceSettings):
     and PATCH for the restarted kernel."""
     max_body_bytes: int = Field(1 << 20, gt=0, validation_alias="KUBERNEL_API_MAX_BODY")
     """Largest accepted request body (bytes); larger gets 413 (uploads have their own limit)."""
+    graphql_max_cost: int = Field(1000, gt=0, validation_alias="KUBERNEL_API_GRAPHQL_MAX_COST")
+    """Largest cost of one GraphQL query (1 per field; a session list its `limit`); more is
+    400 before it runs. A list of 100 sessions costs about 140."""
     heartbeat_seconds: float = Field(15.0, gt=0, validation_alias="KUBERNEL_API_HEARTBEAT")
     """Interval (s) of SSE heartbeat comments."""
     retry_ms: int = Field(3000, ge=0, validation_alias="KUBERNEL_API_SSE_RETRY_MS")

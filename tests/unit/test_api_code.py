@@ -235,3 +235,27 @@ def test_problems_carry_msg_for_the_19_09_cli() -> None:
         "msg": "session 'x' exists with another image",
     }
     assert "msg" not in Problem(ProblemType.AUTH_FAILED).body()  # nothing to add: the title says it
+
+
+def _cost_errors(text: str, variables: dict, maximum: int = 1000) -> list[str]:
+    from graphql import parse, validate
+
+    from kubernel_api.graphql import cost_rule, schema
+
+    return [e.message for e in validate(schema, parse(text), [cost_rule(variables, maximum)])]
+
+
+def test_a_graphql_query_is_bounded_by_its_cost_before_it_runs() -> None:
+    fields = "sess_id image status status_info created_at terminated_at occupied_slots access_key"
+    listing = "query($l: Int!, $o: Int!) { compute_session_list(limit: $l, offset: $o) { items { %s } total_count } }"
+    assert _cost_errors(listing % fields, {"l": 100, "o": 0}) == []  # what the 19.09 client asks
+    aliased = (
+        "{"
+        + " ".join(
+            f"a{i}: compute_session_list(limit: 100, offset: 0) {{ items {{ id }} }}" for i in range(289)
+        )
+        + "}"
+    )
+    (error,) = _cost_errors(aliased, {})
+    assert "maximum cost of 1000" in error and "29478" in error
+    assert _cost_errors(listing % fields, {"l": 100, "o": 0}, maximum=50)  # the bound is the setting's
