@@ -17,6 +17,7 @@ import yaml
 from kubernel import resource as r
 from kubernel import runner as rn
 from kubernel.images import ImageTable
+from kubernel.pool import KernelPoolSpec
 from kubernel_api import keypairs as kp
 from kubernel_api.limits import Limits
 
@@ -517,7 +518,7 @@ def test_the_api_limits_are_values(default: list[dict], helm_bin: str) -> None:
     assert env["KUBERNEL_API_ALLOWED_HOSTS"] == "api.example.com,kn-kubernel-api.kubernel.svc"
 
 
-def test_kernels_reach_nothing_but_dns_and_only_the_api_reaches_them(
+def test_kernels_reach_nothing_but_dns_and_only_the_api_and_operator_reach_them(
     default: list[dict], helm_bin: str
 ) -> None:
     policy = one(default, "NetworkPolicy", "kn-kubernel-kernels")
@@ -530,6 +531,7 @@ def test_kernels_reach_nothing_but_dns_and_only_the_api_reaches_them(
     assert policy["metadata"]["labels"][r.LABEL_KERNELS_ISOLATED] == "true"
     [ingress] = spec["ingress"]
     assert ingress["ports"] == [{"protocol": "TCP", "port": rn.PORT}]
+    # The API's Pods (code calls) and the operator's (a warm kernel's bind), nothing else.
     assert ingress["from"] == [
         {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
@@ -537,14 +539,16 @@ def test_kernels_reach_nothing_but_dns_and_only_the_api_reaches_them(
                 "matchLabels": {
                     "app.kubernetes.io/name": "kubernel",
                     "app.kubernetes.io/instance": RELEASE,
-                    "app.kubernetes.io/component": "api",
+                    "app.kubernetes.io/component": component,
                 }
             },
         }
+        for component in ("api", "operator")
     ]
-    # The API's Pods carry those labels.
-    api_labels = one(default, "Deployment", "kn-kubernel-api")["spec"]["template"]["metadata"]["labels"]
-    assert ingress["from"][0]["podSelector"]["matchLabels"].items() <= api_labels.items()
+    # The API's and the operator's Pods carry those labels.
+    for peer, deployment in zip(ingress["from"], ("kn-kubernel-api", "kn-kubernel-operator"), strict=True):
+        labels = one(default, "Deployment", deployment)["spec"]["template"]["metadata"]["labels"]
+        assert peer["podSelector"]["matchLabels"].items() <= labels.items()
     [dns] = spec["egress"]  # no internet by default
     assert dns["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
     internet = one(
@@ -568,3 +572,23 @@ def test_a_resource_quota_caps_all_sessions_together(default: list[dict], helm_b
 
 def test_the_batch_run_time_limit_reaches_the_operator(default: list[dict]) -> None:
     assert env_of(one(default, "Deployment", "kn-kubernel-operator"))["KUBERNEL_BATCH_TIMEOUT"] == "86400"
+
+
+def test_pools_in_the_values_are_kernel_pools_the_operator_may_keep(
+    default: list[dict], helm_bin: str
+) -> None:
+    assert not [o for o in default if o["kind"] == "KernelPool"]  # none by default
+    given = render(
+        helm_bin,
+        "--set-json",
+        'pools={"python": {"image": "python:3.6", "replicas": 3, "resources": {"cpu": "1"}}}',
+    )
+    pool = one(given, "KernelPool", "python")
+    assert pool["metadata"]["namespace"] == SESSION_NAMESPACE
+    assert pool["spec"] == {"image": "python:3.6", "replicas": 3, "resources": {"cpu": "1"}}
+    KernelPoolSpec.model_validate(pool["spec"])  # what the operator reads
+    rules = one(default, "Role", "kn-kubernel-operator")["rules"]
+    granted = {(res, verb) for rule in rules for res in rule["resources"] for verb in rule["verbs"]}
+    assert {("kernelpools", "watch"), ("kernelpools/status", "patch"), ("pods/resize", "patch")} <= granted
+    with pytest.raises(subprocess.CalledProcessError):  # the schema refuses what the model would
+        render(helm_bin, "--set-json", 'pools={"python": {"image": "python:3.6", "replicas": -1}}')
