@@ -82,6 +82,7 @@ def register(registry: kopf.OperatorRegistry, ours: OperatorSettings) -> None:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.watching.inactivity_timeout = 120
+        settings.batching.batch_window = ours.event_batch_seconds
         settings.watching.label_selectors["v1", "pods"] = f"{r.LABEL_MANAGED_BY}={r.MANAGED_BY}"
         settings.watching.field_selectors["v1", "events"] = "involvedObject.kind=Pod"
         settings.scanning.disabled = not ours.scans_cluster

@@ -270,6 +270,14 @@ def resize_state(pod: Mapping[str, Any], wanted: Mapping[str, Any]) -> str:
     return "pending"
 
 
+def limits_applied(figures: Mapping[str, Any], resources: Resources) -> bool:
+    """The runner's ``/stats`` say the container runs under ``resources``' CPU and memory
+    limits: the kubelet has resized it, whether or not its status says so yet (pure)."""
+    cpu = parse_quantity(resources.cpu) * 1000
+    memory = parse_quantity(resources.memory)
+    return figures.get("cpu_limit_millis") == int(cpu) and figures.get("mem_limit_bytes") == int(memory)
+
+
 def _same(actual: Mapping[str, str] | None, wanted: Mapping[str, str]) -> bool:
     if not actual:
         return False

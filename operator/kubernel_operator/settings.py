@@ -40,6 +40,11 @@ class OperatorSettings(ServiceSettings):
     pool_resize_wait_seconds: float = Field(5.0, gt=0, le=60, validation_alias="KUBERNEL_POOL_RESIZE_WAIT")
     """How long (s) a claim waits for the kubelet to resize a warm kernel in place to the
     session's limits; past it (or when the node has no room) the session starts cold."""
+    event_batch_seconds: float = Field(0.01, ge=0, le=1, validation_alias="KUBERNEL_EVENT_BATCH")
+    """How long (s) kopf waits after an object's event for more of the same object before
+    handling them as one (kopf's `batching.batch_window`, 0.1 s by default): every
+    reaction (a create, a Pod Ready) waits this long, so it is small; the handlers are
+    level-triggered and skip events that change nothing."""
     health_host: str = Field("0.0.0.0", validation_alias="KUBERNEL_OPERATOR_HEALTH_HOST")
     """Address of the liveness endpoint `/healthz`."""
     health_port: int = Field(8081, validation_alias="KUBERNEL_OPERATOR_HEALTH_PORT")

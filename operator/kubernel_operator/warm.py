@@ -41,6 +41,7 @@ Key = tuple[str, str]  # (namespace, name)
 SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 CLAIM_TRIES = 3
 RETRY_SECONDS = (1, 2, 5, 10, 30)
+RESIZE_POLL_SECONDS = 0.02
 POOL_EMPTY = pools.ColdStart("pool-empty", "no ready kernel in the pool")
 
 
@@ -348,7 +349,8 @@ class Pools:
         token = rn.token(self.settings.runner_key, namespace, name, owner["metadata"]["uid"])
         await self._bind(namespace, pod, pools.bind_document(spec, token))
         if pools.needs_resize(spec.resources, pool_spec.resources):
-            pod = await self._resize(namespace, pod, pools.resize_patch(spec.resources, image))
+            patch = pools.resize_patch(spec.resources, image)
+            pod = await self._resize(namespace, pod, patch, spec, token)
         try:
             return await self.kube.patch_pod(
                 namespace, pod.name, pools.claim_patch(pool, pod, name, spec, owner)
@@ -392,8 +394,13 @@ class Pools:
                 "bind", f"the warm kernel did not answer its bind ({type(exc).__name__})"
             ) from None
 
-    async def _resize(self, namespace: str, pod: pools.PoolPod, patch: JsonDict) -> pools.PoolPod:
-        """Resize in place and wait, within the setting, for the kubelet to apply it."""
+    async def _resize(
+        self, namespace: str, pod: pools.PoolPod, patch: JsonDict, spec: KernelSessionSpec, token: str
+    ) -> pools.PoolPod:
+        """Resize in place and wait, within the setting, until the container runs under the
+        new limits: seen first by the runner (its cgroup, ``/stats``, polled) or in the Pod's
+        status (the kubelet reports a resize a while after it made it); a kubelet that says
+        it cannot (the node has no room) sends the session cold."""
         changed = self._changed.setdefault((namespace, pod.name), asyncio.Event())
         try:
             await self.kube.resize_pod(namespace, pod.name, patch)
@@ -407,15 +414,28 @@ class Pools:
             changed.clear()  # before reading: an event after the read wakes the wait
             body = self._body(namespace, pod.name)
             state = pools.resize_state(body, patch) if body is not None else "refused"
-            if state == "done" and body is not None:
-                return pools.pool_pod(body)
             if state == "refused":
                 raise Discarded("resize", "the node cannot resize the warm kernel to the session's limits")
+            if body is not None and (state == "done" or await self._runs_under(pod, spec, token)):
+                return pools.pool_pod(body)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise Discarded("resize", "the warm kernel's resize took too long")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
+                await asyncio.wait_for(changed.wait(), min(remaining, RESIZE_POLL_SECONDS))
+
+    async def _runs_under(self, pod: pools.PoolPod, spec: KernelSessionSpec, token: str) -> bool:
+        assert self._http is not None  # the bind opened it
+        try:
+            async with self._http.get(
+                f"http://{pod.address}/stats",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=aiohttp.ClientTimeout(total=1),
+            ) as response:
+                figures = await response.json() if response.status == 200 else {}
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return False
+        return isinstance(figures, dict) and pools.limits_applied(figures, spec.resources)
 
     def _body(self, namespace: str, pod: str) -> JsonDict | None:
         for key, held in self.pods.items():

@@ -295,3 +295,16 @@ def test_pool_pod_reads_a_pod() -> None:
     assert pools.pool_pod(ready_pod("T")) == PoolPod("py-w1", "T", True, False, False, "7", "10.1.2.3:2001")
     assert pools.pool_pod(ready_pod("T", ready=False)).ready is False
     assert pools.pool_pod(ready_pod("T", phase="Failed")).ended is True
+
+
+@pytest.mark.parametrize(
+    ("figures", "applied"),
+    [
+        ({"cpu_limit_millis": 2000, "mem_limit_bytes": 2 << 30}, True),
+        ({"cpu_limit_millis": 1000, "mem_limit_bytes": 2 << 30}, False),  # CPU not yet
+        ({"cpu_limit_millis": 2000, "mem_limit_bytes": 1 << 30}, False),  # memory not yet
+        ({"cpu_used": 5}, False),  # a runner that does not say
+    ],
+)
+def test_limits_applied_reads_the_runners_figures(figures: dict[str, int], applied: bool) -> None:
+    assert pools.limits_applied(figures, session(resources={"cpu": "2", "memory": "2Gi"}).resources) is applied

@@ -71,7 +71,35 @@ V1 = {
     ],
 )
 def test_figures(files: dict, expected: dict) -> None:
-    assert stats.figures(files) == expected
+    # No limit files here: the limits read 0 (none); their parsing is the next test's.
+    assert stats.figures(files) == {"cpu_limit_millis": 0, "mem_limit_bytes": 0, **expected}
+
+
+@pytest.mark.parametrize(
+    ("files", "cpu", "memory"),
+    [
+        (
+            {"cgroup.controllers": "", "cpu.max": "150000 100000\n", "memory.max": "536870912\n"},
+            1500,
+            536870912,
+        ),
+        ({"cgroup.controllers": "", "cpu.max": "max 100000\n", "memory.max": "max\n"}, 0, 0),
+        (
+            {
+                "cpu/cpu.cfs_quota_us": "200000\n",
+                "cpu/cpu.cfs_period_us": "100000\n",
+                "memory/memory.limit_in_bytes": "1073741824\n",
+            },
+            2000,
+            1 << 30,
+        ),
+        ({"cpu,cpuacct/cpu.cfs_quota_us": "50000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 500, 0),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0, 0),  # no CPU limit
+    ],
+)
+def test_the_limits_the_container_runs_under(files: dict, cpu: int, memory: int) -> None:
+    figures = stats.figures(files)
+    assert (figures["cpu_limit_millis"], figures["mem_limit_bytes"]) == (cpu, memory)
 
 
 @pytest.mark.parametrize(

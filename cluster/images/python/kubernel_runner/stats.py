@@ -47,12 +47,35 @@ def cpu_stat_usec(text: str | None) -> int:
     return 0
 
 
+def limits_v1(files: dict[str, str | None]) -> dict[str, int]:
+    """The container's CPU limit (millicores; 0: none) and memory limit (bytes), v1."""
+    quota = files.get("cpu/cpu.cfs_quota_us") or files.get("cpu,cpuacct/cpu.cfs_quota_us")
+    period = _int(files.get("cpu/cpu.cfs_period_us") or files.get("cpu,cpuacct/cpu.cfs_period_us"))
+    quota_us = _int(quota)
+    return {
+        "cpu_limit_millis": quota_us * 1000 // period if quota_us > 0 and period else 0,
+        "mem_limit_bytes": _int(files.get("memory/memory.limit_in_bytes")),
+    }
+
+
+def limits_v2(files: dict[str, str | None]) -> dict[str, int]:
+    """The same from v2's ``cpu.max`` (``<quota> <period>`` or ``max <period>``) and ``memory.max``."""
+    quota, _, period = (files.get("cpu.max") or "").strip().partition(" ")
+    memory = (files.get("memory.max") or "").strip()
+    return {
+        "cpu_limit_millis": int(quota) * 1000 // int(period) if quota.isdigit() and period.isdigit() else 0,
+        "mem_limit_bytes": int(memory) if memory.isdigit() else 0,
+    }
+
+
 def figures(files: dict[str, str | None]) -> dict[str, int]:
-    """Stats from the cgroup files' contents (keys: their paths under /sys/fs/cgroup)."""
+    """Stats from the cgroup files' contents (keys: their paths under /sys/fs/cgroup), with
+    the limits the container runs under now (a warm kernel's are resized at its claim)."""
     if files.get("cgroup.controllers") is not None:  # v2
         read, write = io_stat_bytes(files.get("io.stat"))
         current = _int(files.get("memory.current"))
         return {
+            **limits_v2(files),
             "cpu_used": cpu_stat_usec(files.get("cpu.stat")) // 1000,
             "mem_cur_bytes": current,
             "mem_max_bytes": max(current, _int(files.get("memory.peak"))),  # no memory.peak before Linux 5.19
@@ -62,6 +85,7 @@ def figures(files: dict[str, str | None]) -> dict[str, int]:
     cpu_ns = _int(files.get("cpuacct/cpuacct.usage") or files.get("cpu,cpuacct/cpuacct.usage"))
     read, write = blkio_bytes(files.get("blkio/blkio.throttle.io_service_bytes"))
     return {
+        **limits_v1(files),
         "cpu_used": cpu_ns // 1_000_000,
         "mem_cur_bytes": _int(files.get("memory/memory.usage_in_bytes")),
         "mem_max_bytes": _int(files.get("memory/memory.max_usage_in_bytes")),
@@ -107,6 +131,13 @@ FILES = (
     "memory/memory.usage_in_bytes",
     "memory/memory.max_usage_in_bytes",
     "blkio/blkio.throttle.io_service_bytes",
+    "cpu.max",
+    "memory.max",
+    "cpu/cpu.cfs_quota_us",
+    "cpu/cpu.cfs_period_us",
+    "cpu,cpuacct/cpu.cfs_quota_us",
+    "cpu,cpuacct/cpu.cfs_period_us",
+    "memory/memory.limit_in_bytes",
 )
 
 
