@@ -11,7 +11,9 @@ Settings chosen on purpose (see docs/operator.md):
   those only our Pods' (by name) with the Pulling/Pulled reasons, or the start problems
   (FailedCreatePodSandBox, FailedMount, FailedAttachVolume) with their message, are kept;
 - watch streams end server-side after 5 minutes and are re-listed, and a
-  stream silent for longer than the inactivity timeout is considered dead.
+  stream silent for longer than the inactivity timeout is considered dead;
+- kopf's batch window is ours (`KUBERNEL_EVENT_BATCH`, 10 ms, not kopf's 100 ms): each
+  reaction waits that long for more events of its object.
 
 The handlers are registered by ``register`` with the settings read at start-up, not by
 decorators at import time. There is no kopf timer: deadlines and retries live in one
