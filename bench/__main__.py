@@ -375,34 +375,37 @@ async def real_node(
     pods.stop()
     await until(lambda: _count_pods(core, "bench=real"), 0, "real-node plain Pods deleted")
     await delete_sessions(custom)
-    warm, customised = await warm_first_results(custom, bai, settings)
+    warm_answered, warm, customised = await warm_first_results(custom, bai, settings)
     return {
         "baseline": Latency.of(plain_s),
         "kubernel": Latency.of(session_s),
         "first_result": Latency.of(first_result_s),
+        "warm_response": Latency.of(warm_answered),
         "warm_first_result": Latency.of(warm),
         "warm_customised_first_result": Latency.of(customised),
     }
 
 
-async def first_result(bai: ApiClient, token: str, config: dict) -> float:
-    """Seconds from POST /kernel/create to the result of a first print(1), the client's calls."""
+async def first_result(bai: ApiClient, token: str, config: dict) -> tuple[float, float]:
+    """Seconds from POST /kernel/create to its RUNNING answer, and to the result of a first
+    print(1), the client's calls."""
     began = time.perf_counter()
     answer = await bai.call(
         "POST", "/kernel/create", body={"clientSessionToken": token, "image": "real/warm", "config": config}
     )
     if answer.status != 201 or answer.body.get("status") != "RUNNING":
         raise RuntimeError(f"create {token}: {answer.status} {answer.body}")
+    answered = time.perf_counter() - began
     result = await bai.call("POST", f"/kernel/{token}", body={"mode": "query", "code": "print(1)"})
     if result.status != 200 or result.body["result"]["console"] != [["stdout", "1\n"]]:
         raise RuntimeError(f"execute in {token}: {result.status} {result.body}")
-    return time.perf_counter() - began
+    return answered, time.perf_counter() - began
 
 
 async def warm_first_results(
     custom: client.CustomObjectsApi, bai: ApiClient, settings: BenchSettings
-) -> tuple[list[float], list[float]]:
-    """Create -> first result with a warm pool (docs/pools.md), one at a time, each once the
+) -> tuple[list[float], list[float], list[float]]:
+    """Create -> RUNNING and -> first result with a warm pool (docs/pools.md), one at a time, each once the
     pool is full again: a plain claim (the pool's size), then a customised one (an environ
     and twice the CPU: a bind and an in-place resize). Each claim must be a pool hit."""
     pool = {
@@ -424,11 +427,15 @@ async def warm_first_results(
     customised = {"resources": {"cpu": 1, "mem": "256m"}, "environ": {"BENCH": "1"}}
     say(f"real node: {settings.real_sequential} warm claims, then as many customised (environ + resize)")
     figures: tuple[list[float], list[float]] = ([], [])
+    answers: list[float] = []
     for kind, create_config in enumerate((plain, customised)):
         for i in range(settings.real_sequential):
             await wait_until(full, timeout=120, interval=0.2, what="the warm pool full")
             token = f"warm-{kind}-{i:03}"
-            figures[kind].append(await first_result(bai, token, create_config))
+            answered, result = await first_result(bai, token, create_config)
+            figures[kind].append(result)
+            if kind == 0:
+                answers.append(answered)
             name = r.session_name(bai.keypair.access_key, token)
             body = await custom.get_namespaced_custom_object(r.GROUP, r.VERSION, NAMESPACE, r.PLURAL, name)
             if not (body.get("status") or {}).get("pool"):
@@ -438,7 +445,7 @@ async def warm_first_results(
             await bai.call("DELETE", f"/kernel/{token}")
     await custom.delete_namespaced_custom_object(r.GROUP, r.VERSION, NAMESPACE, r.POOL_PLURAL, "bench-warm")
     await delete_sessions(custom)
-    return figures
+    return answers, *figures
 
 
 # -- the Kubernel side ---------------------------------------------------------------
@@ -859,6 +866,7 @@ def creation_rows(results: dict, settings: BenchSettings) -> list[str]:
             ("real node: plain Pod create -> Ready", real["baseline"]),
             ("real node: POST /kernel/create -> RUNNING", real["kubernel"]),
             ("real node: POST /kernel/create -> print(1) result", real["first_result"]),
+            ("real node, warm pool: create -> RUNNING", real["warm_response"]),
             ("real node, warm pool: create -> print(1) result", real["warm_first_result"]),
             ("  customised (environ + resize in place)", real["warm_customised_first_result"]),
         ):
