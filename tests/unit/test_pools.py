@@ -307,4 +307,6 @@ def test_pool_pod_reads_a_pod() -> None:
     ],
 )
 def test_limits_applied_reads_the_runners_figures(figures: dict[str, int], applied: bool) -> None:
-    assert pools.limits_applied(figures, session(resources={"cpu": "2", "memory": "2Gi"}).resources) is applied
+    assert (
+        pools.limits_applied(figures, session(resources={"cpu": "2", "memory": "2Gi"}).resources) is applied
+    )
