@@ -419,7 +419,15 @@ async def test_output_over_the_limit_is_dropped_with_a_note(runner: RunnerProces
 async def test_stats(runner: RunnerProcess) -> None:
     status, body = await runner.call("GET", "/stats")
     assert status == 200
-    assert set(body) == {"cpu_used", "mem_cur_bytes", "mem_max_bytes", "io_read_bytes", "io_write_bytes"}
+    assert set(body) == {
+        "cpu_used",
+        "mem_cur_bytes",
+        "mem_max_bytes",
+        "io_read_bytes",
+        "io_write_bytes",
+        "cpu_limit_millis",  # the limits it runs under (0: none), which a warm claim's resize waits for
+        "mem_limit_bytes",
+    }
     assert all(isinstance(v, int) and v >= 0 for v in body.values())
 
 
