@@ -1046,6 +1046,7 @@ def main() -> int:
         help="record the services with py-spy during the fan-out and scale phases (.local/bench/profiles)",
     )
     args = parser.parse_args()
+    args.out = args.out.resolve()  # the load client is built elsewhere (go build in bench/sseload)
     phases = tuple(p for p in args.phases.split(",") if p)
     if unknown := set(phases) - set(PHASES):
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
