@@ -11,7 +11,7 @@ from kubernel import resource as r
 from kubernel import runner as rn
 from kubernel.images import Guarantee, ResolvedImage, Scheduling, Security
 from kubernel.jsondict import JsonDict
-from kubernel.model import KernelSessionSpec, Mount
+from kubernel.model import KernelSessionSpec, Mount, Resources
 from kubernel.quantity import guaranteed
 
 HOME = rn.WORKDIR
@@ -62,14 +62,7 @@ def runs_runner(spec: KernelSessionSpec, image: ResolvedImage) -> bool:
 def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: int) -> JsonDict:
     """The Pod of kernel ``index`` (0 = main) of session ``name`` (no owner yet: kopf.adopt sets it)."""
     restart = spec.restart_count
-    res = spec.resources
-    limits: dict[str, str] = {
-        "cpu": res.cpu,
-        "memory": res.memory,
-        "ephemeral-storage": image.security.scratch,
-    }
-    if res.gpu:
-        limits["nvidia.com/gpu"] = str(res.gpu)
+    limits = kernel_limits(spec.resources, image)
     env = [{"name": k, "value": v} for k, v in sorted(spec.environ.items())]
     env += [
         {"name": "BACKENDAI_SESSION_ID", "value": spec.session_id},
@@ -137,6 +130,14 @@ def build_pod(name: str, spec: KernelSessionSpec, image: ResolvedImage, index: i
         pod["spec"]["subdomain"] = name  # <hostname>.<session> resolves through the headless Service
     pod["spec"].update(scheduling_fields(image.scheduling))
     return pod
+
+
+def kernel_limits(resources: Resources, image: ResolvedImage) -> dict[str, str]:
+    """A kernel container's limits: the session's CPU, memory and GPUs, the image's scratch."""
+    limits = {"cpu": resources.cpu, "memory": resources.memory, "ephemeral-storage": image.security.scratch}
+    if resources.gpu:
+        limits["nvidia.com/gpu"] = str(resources.gpu)
+    return limits
 
 
 RESIZE_POLICY = [

@@ -66,14 +66,7 @@ def pool_labels(pool: str, template: str) -> dict[str, str]:
 
 def pod_template(spec: KernelPoolSpec, image: ResolvedImage) -> JsonDict:
     """The Pod spec of the pool's kernels (no name, no token): its hash is the template's."""
-    resources = spec.resources
-    limits: dict[str, str] = {
-        "cpu": resources.cpu,
-        "memory": resources.memory,
-        "ephemeral-storage": image.security.scratch,
-    }
-    if resources.gpu:
-        limits["nvidia.com/gpu"] = str(resources.gpu)
+    limits = builders.kernel_limits(spec.resources, image)
     volumes, mounts = builders.scratch_fields(image.security)
     pod_spec: JsonDict = {
         "restartPolicy": "Never",
@@ -241,8 +234,7 @@ def claim_patch(
 def resize_patch(resources: Resources, image: ResolvedImage) -> JsonDict:
     """The ``pods/resize`` patch that gives a claimed kernel the session's limits, and the
     image table's guarantee of them as requests."""
-    limits = {"cpu": resources.cpu, "memory": resources.memory, "ephemeral-storage": image.security.scratch}
-    wanted = builders.container_resources(limits, image.guarantee)
+    wanted = builders.container_resources(builders.kernel_limits(resources, image), image.guarantee)
     cpu_memory = {
         part: {k: v for k, v in values.items() if k in ("cpu", "memory")} for part, values in wanted.items()
     }
